@@ -1,0 +1,68 @@
+"""Annotated image folders: pairing images with labels by name, and the DSB2018 manifest."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from seglab.errors import SeglabError
+from seglab.evaluation import AnnotatedImage
+from seglab.io.images import IMAGE_SUFFIXES, guess_channel_axis, read_image
+from seglab.io.labels import read_labels
+
+
+def pair_folders(images_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Pairs (image, labels) with the same file stem; images without labels are an error."""
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    for d in (images_dir, labels_dir):
+        if not d.is_dir():
+            raise SeglabError(f"no such folder: {d}")
+    labels = {p.stem: p for p in labels_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    pairs = []
+    missing = []
+    for p in sorted(images_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        stem = p.stem
+        match = labels.get(stem) or labels.get(f"{stem}_labels") or labels.get(f"{stem}_masks")
+        if match is None:
+            missing.append(p.name)
+        else:
+            pairs.append((p, match))
+    if missing:
+        raise SeglabError(f"{len(missing)} image(s) have no label file of the same name in {labels_dir}, e.g. {missing[0]}")
+    if not pairs:
+        raise SeglabError(f"no images in {images_dir}")
+    return pairs
+
+
+def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
+    """Read one pair; the channel axis is guessed (RGB/RGBA last)."""
+    image = read_image(image_path)
+    labels = read_labels(labels_path)
+    ca = guess_channel_axis(image)
+    spatial = image.shape if ca is None else image.shape[:ca] + image.shape[ca + 1 :]
+    if tuple(spatial) != labels.shape:
+        raise SeglabError(f"{image_path.name}: image {spatial} and labels {labels.shape} differ in shape")
+    return AnnotatedImage(image=image, labels=labels.astype(np.int32), channel_axis=ca, name=image_path.stem)
+
+
+def read_manifest(root: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a DSB2018-style ``manifest.csv`` (id, split, height, width, channels, objects)."""
+    path = Path(root) / "manifest.csv"
+    if not path.is_file():
+        raise SeglabError(f"no manifest.csv in {root}")
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_split(root: str | os.PathLike, split: str, ids: list[str] | None = None) -> list[AnnotatedImage]:
+    """All images of ``split`` from a DSB2018-style folder (images/, labels/, manifest.csv)."""
+    root = Path(root)
+    rows = [r for r in read_manifest(root) if r["split"] == split and (ids is None or r["id"] in ids)]
+    if not rows:
+        raise SeglabError(f"split {split!r} is empty in {root}")
+    return [load_annotated(root / "images" / f"{r['id']}.tif", root / "labels" / f"{r['id']}.tif") for r in rows]

@@ -1,0 +1,218 @@
+"""One inference engine for all families.
+
+:func:`segment_iter` is a generator: it yields :class:`ProgressEvent` objects as it
+works (``'tile'`` after every batch of tiles, ``'postprocess'`` per plane) and
+returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
+``thread_worker`` with ``napari.utils.progress``; stopping iteration (or calling
+``close()`` on the generator) cancels the run. :func:`segment` runs it to the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.errors import SeglabError
+from seglab.inference.device import resolve_device
+from seglab.inference.normalize import percentile_normalize, select_channels
+from seglab.inference.tiling import make_grid, pad_plane
+from seglab.models.base import Prediction, SegmentationModel
+from seglab.objects import concat_tables
+
+DEFAULT_TILE_SIZE = 1024
+
+
+@dataclass
+class ProgressEvent:
+    """Where a run stands: ``done`` of ``total`` steps of ``stage`` in plane ``plane`` of ``n_planes``."""
+
+    stage: str
+    done: int
+    total: int
+    plane: int = 0
+    n_planes: int = 1
+
+    @property
+    def fraction(self) -> float:
+        """Overall fraction done, counting planes as equal shares."""
+        within = self.done / self.total if self.total else 1.0
+        if self.stage == "tile":
+            within *= 0.9
+        elif self.stage == "postprocess":
+            within = 0.9 + 0.1 * within
+        return (self.plane + within) / max(self.n_planes, 1)
+
+
+@dataclass
+class Segmentation:
+    """Labels of the whole input (stack axes kept, channels dropped) and the object table."""
+
+    labels: np.ndarray
+    table: dict[str, np.ndarray]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    extras: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_objects(self) -> int:
+        return int(len(self.table["label"]))
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def predict_maps_iter(
+    model: SegmentationModel,
+    x: np.ndarray,
+    *,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 4,
+    device: torch.device,
+    amp: bool = True,
+    plane: int = 0,
+    n_planes: int = 1,
+) -> Generator[ProgressEvent, None, np.ndarray]:
+    """Dense maps ``(K, H, W)`` for a normalised ``(C, H, W)`` plane, tile by tile."""
+    _, h, w = x.shape
+    context = int(model.config.tile_context)
+    grid = make_grid(h, w, max(int(tile_size), 2 * context + model.size_divisor), context, model.size_divisor)
+    padded = pad_plane(x, grid)
+    windows = grid.windows()
+    out: np.ndarray | None = None
+    done = 0
+    yield ProgressEvent("tile", 0, len(windows), plane, n_planes)
+    for start in range(0, len(windows), max(1, batch_size)):
+        chunk = windows[start : start + batch_size]
+        tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
+        batch = torch.from_numpy(tiles).to(device)
+        if device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), _autocast(device, amp):
+            maps = model.forward_tiles(batch)
+        maps = maps.float().cpu().numpy()
+        if out is None:
+            out = np.zeros((maps.shape[1], h, w), dtype=np.float32)
+        for (y, xx), m in zip(chunk, maps):
+            oy, ox, ty, tx = grid.core(y, xx)
+            out[:, oy, ox] = m[:, ty, tx]
+        done += len(chunk)
+        yield ProgressEvent("tile", done, len(windows), plane, n_planes)
+    assert out is not None
+    return out
+
+
+def _plane_axes(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
+    """Move the channel axis last; return the image and the new channel axis (or None)."""
+    if channel_axis is None:
+        return image, None
+    if not -image.ndim <= channel_axis < image.ndim:
+        raise SeglabError(f"channel axis {channel_axis} does not exist for an image of shape {image.shape}")
+    return np.moveaxis(image, channel_axis, -1), -1
+
+
+def check_image(image: np.ndarray, channel_axis: int | None) -> None:
+    """Clear errors for inputs no model can take."""
+    if not isinstance(image, np.ndarray):
+        raise SeglabError(f"expected an image array, got {type(image).__name__}")
+    spatial = image.ndim - (0 if channel_axis is None else 1)
+    if spatial < 2:
+        raise SeglabError(f"image of shape {image.shape} has fewer than two spatial axes (Y, X)")
+    if spatial > 4:
+        raise SeglabError(
+            f"image of shape {image.shape} has {spatial} spatial axes; at most T, Z, Y, X are supported"
+        )
+    if image.size == 0:
+        raise SeglabError(f"image is empty (shape {image.shape})")
+    if not np.issubdtype(image.dtype, np.number) and image.dtype != bool:
+        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    if np.iscomplexobj(image):
+        raise SeglabError("complex-valued images are not supported")
+
+
+def segment_iter(
+    model: SegmentationModel,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    channels: Sequence[int] | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 4,
+    device: str | torch.device | None = "auto",
+    amp: bool = True,
+    thresholds: dict[str, float] | None = None,
+) -> Generator[ProgressEvent, None, Segmentation]:
+    """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
+
+    ``image`` has Y and X as its last two non-channel axes; every other
+    non-channel axis is a stack axis, segmented plane by plane with object ids
+    unique across the whole stack. The table has a ``plane`` column for stacks.
+    """
+    image = np.asarray(image)
+    check_image(image, channel_axis)
+    image, channel_axis = _plane_axes(image, channel_axis)
+    spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
+    stack_shape = spatial_shape[:-2]
+    n_planes = int(np.prod(stack_shape)) if stack_shape else 1
+    dev = resolve_device(device)
+    th = model.thresholds(thresholds)
+    if model.output_kind != "dense":
+        raise SeglabError(f"model family {model.family!r} has output kind {model.output_kind!r}, not supported yet")
+    model.network.to(dev)
+    if dev.type == "cpu":
+        model.network.to(memory_format=torch.channels_last)
+    norm = model.config.normalization
+    labels_out = np.zeros(spatial_shape, dtype=np.int64)
+    tables: list[dict[str, np.ndarray]] = []
+    extras: list[dict[str, Any]] = []
+    offset = 0
+    indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
+    for p, idx in enumerate(indices):
+        plane = image[idx]
+        x = select_channels(plane, model.config.input_channels, channel_axis, channels)
+        x = percentile_normalize(x, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+        maps = yield from predict_maps_iter(
+            model, x, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
+            plane=p, n_planes=n_planes,
+        )
+        yield ProgressEvent("postprocess", 0, 1, p, n_planes)
+        pred: Prediction = model.postprocess(maps, th)
+        lab = pred.labels.astype(np.int64)
+        if offset:
+            lab[lab > 0] += offset
+        labels_out[idx] = lab
+        t = dict(pred.table)
+        t["label"] = t["label"] + offset
+        tables.append(t)
+        extras.append(pred.extras)
+        offset = int(lab.max()) if lab.size and lab.max() > offset else offset
+        yield ProgressEvent("postprocess", 1, 1, p, n_planes)
+    table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
+    out_dtype = np.int32 if offset < 2**31 - 1 else np.int64
+    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras)
+
+
+def run_to_end(gen: Generator[Any, None, Any]) -> Any:
+    """Exhaust a progress generator and return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def segment(model: SegmentationModel, image: np.ndarray, **kwargs: Any) -> Segmentation:
+    """Segment without progress reporting; see :func:`segment_iter` for arguments."""
+    return run_to_end(segment_iter(model, image, **kwargs))

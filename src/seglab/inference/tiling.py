@@ -1,0 +1,96 @@
+"""Overlapping tiles over a plane and stitching of their cores.
+
+The plane is padded by ``context`` pixels on every side (reflect). Tiles of
+``tile`` pixels step by ``tile - 2 * context``; each tile's *core* (its centre
+minus the context) is written back, so the cores partition the plane and every
+output pixel was computed with at least ``context`` pixels of real surroundings.
+A plane that fits in one tile is the same scheme with one tile, so tiled and
+untiled runs see the same padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _round_up(x: int, m: int) -> int:
+    return ((x + m - 1) // m) * m
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where tiles lie in the padded plane and where their cores go in the output."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    context: int
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.starts_y) * len(self.starts_x)
+
+    def windows(self) -> list[tuple[int, int]]:
+        """Top-left corners of every tile in padded coordinates, row-major."""
+        return [(y, x) for y in self.starts_y for x in self.starts_x]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return (self.starts_y[-1] + self.tile_h, self.starts_x[-1] + self.tile_w)
+
+    def core(self, y0: int, x0: int) -> tuple[slice, slice, slice, slice]:
+        """(out_y, out_x, tile_y, tile_x) slices: where a tile's core goes in the plane."""
+        c = self.context
+        core_h, core_w = self.tile_h - 2 * c, self.tile_w - 2 * c
+        oy0, ox0 = y0, x0  # padded coords of core start minus context == plane coords of core
+        oy1, ox1 = min(oy0 + core_h, self.height), min(ox0 + core_w, self.width)
+        return (
+            slice(oy0, oy1),
+            slice(ox0, ox1),
+            slice(c, c + oy1 - oy0),
+            slice(c, c + ox1 - ox0),
+        )
+
+
+def make_grid(height: int, width: int, tile_size: int, context: int, divisor: int) -> TileGrid:
+    """Tile grid for a plane; tiles are multiples of ``divisor`` and never larger than needed."""
+    if tile_size < 2 * context + divisor:
+        raise ValueError(f"tile size {tile_size} too small for context {context}")
+    tile_size = (tile_size // divisor) * divisor
+
+    def axis(n: int) -> tuple[int, tuple[int, ...]]:
+        need = _round_up(n + 2 * context, divisor)
+        if need <= tile_size:
+            return need, (0,)
+        step = tile_size - 2 * context
+        step = (step // divisor) * divisor
+        count = -(-n // step)
+        return tile_size, tuple(i * step for i in range(count))
+
+    th, sy = axis(height)
+    tw, sx = axis(width)
+    return TileGrid(height, width, th, tw, context, sy, sx)
+
+
+def pad_plane(x: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Reflect-pad ``(C, H, W)`` by the context, and at the end to cover the last tile."""
+    c = grid.context
+    ph, pw = grid.padded_shape
+    pad_y = (c, ph - grid.height - c)
+    pad_x = (c, pw - grid.width - c)
+    mode = "reflect" if min(grid.height, grid.width) > 1 else "edge"
+    # reflect padding cannot exceed the size of the axis; repeat it in steps if needed
+    out = x
+    while pad_y[0] > 0 or pad_y[1] > 0 or pad_x[0] > 0 or pad_x[1] > 0:
+        h, w = out.shape[-2:]
+        sy = (min(pad_y[0], h - 1), min(pad_y[1], h - 1)) if mode == "reflect" else pad_y
+        sx = (min(pad_x[0], w - 1), min(pad_x[1], w - 1)) if mode == "reflect" else pad_x
+        out = np.pad(out, ((0, 0), sy, sx), mode=mode)
+        pad_y = (pad_y[0] - sy[0], pad_y[1] - sy[1])
+        pad_x = (pad_x[0] - sx[0], pad_x[1] - sx[1])
+    return out

@@ -1,0 +1,16 @@
+"""Reading images and writing label images (no GUI imports)."""
+
+from seglab.io.images import IMAGE_SUFFIXES, guess_channel_axis, list_images, read_image
+from seglab.io.labels import labels_dtype, read_labels, write_labels
+from seglab.io.tables import write_table_csv
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "guess_channel_axis",
+    "labels_dtype",
+    "list_images",
+    "read_image",
+    "read_labels",
+    "write_labels",
+    "write_table_csv",
+]

@@ -1,0 +1,111 @@
+"""Write label images as compressed TIFFs that Fiji/ImageJ and tifffile read, atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from seglab.errors import SeglabError
+from seglab.io.images import read_image
+
+
+def labels_dtype(labels: np.ndarray) -> type:
+    """uint16 when ids fit, else uint32."""
+    m = int(labels.max()) if labels.size else 0
+    if m < 0 or (labels.size and int(labels.min()) < 0):
+        raise SeglabError("label images cannot hold negative ids")
+    if m <= np.iinfo(np.uint16).max:
+        return np.uint16
+    if m <= np.iinfo(np.uint32).max:
+        return np.uint32
+    raise SeglabError(f"label id {m} does not fit in 32 bits")
+
+
+def write_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    *,
+    scale: Sequence[float] | None = None,
+    unit: str | None = None,
+    axes: str | None = None,
+) -> Path:
+    """Write an integer label image to ``path`` (.tif), zlib-compressed, ImageJ-compatible.
+
+    ``scale`` is the pixel size per axis (napari's layer scale); its last two
+    entries become the TIFF X/Y resolution (pixels per unit), a Z entry becomes
+    ImageJ's ``spacing``. The file is written to a temporary name and renamed, so a
+    failed write never leaves a half file or destroys an existing one.
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
+            labels = labels.astype(np.int64)
+        else:
+            raise SeglabError(f"labels must be integers, got {labels.dtype}")
+    if labels.ndim < 2:
+        raise SeglabError(f"labels must have at least 2 dimensions, got shape {labels.shape}")
+    if labels.ndim > 5:
+        raise SeglabError(f"labels with {labels.ndim} dimensions cannot be written as ImageJ TIFF")
+    data = labels.astype(labels_dtype(labels), copy=False)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        path = path.with_suffix(".tif")
+    kwargs: dict = {}
+    metadata: dict = {}
+    if axes is None:
+        axes = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}[data.ndim]
+    metadata["axes"] = axes
+    if scale is not None:
+        scale = [float(s) for s in scale]
+        if len(scale) != data.ndim:
+            raise SeglabError(f"scale has {len(scale)} entries but labels have {data.ndim} dimensions")
+        if any(not np.isfinite(s) or s <= 0 for s in scale):
+            raise SeglabError(f"pixel sizes must be positive numbers, got {scale}")
+        sy, sx = scale[-2], scale[-1]
+        kwargs["resolution"] = (1.0 / sx, 1.0 / sy)
+        if unit:
+            metadata["unit"] = unit
+        if data.ndim >= 3 and "Z" in axes:
+            metadata["spacing"] = scale[axes.index("Z")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, (OSError, ValueError)):
+            raise SeglabError(f"cannot write {path}: {e}") from None
+        raise
+    return path
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image and check that it holds non-negative integer ids."""
+    arr = read_image(path)
+    if arr.dtype.kind not in "iub":
+        raise SeglabError(f"{Path(path).name} is not a label image: pixels are {arr.dtype}, not integers")
+    return arr
+
+
+def read_resolution(path: str | os.PathLike) -> tuple[float, float] | None:
+    """Pixel size (y, x) stored in a TIFF's resolution tags, or None."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        tags = page.tags
+        if "XResolution" not in tags or "YResolution" not in tags:
+            return None
+        xn, xd = tags["XResolution"].value
+        yn, yd = tags["YResolution"].value
+        if xn == 0 or yn == 0:
+            return None
+        return (yd / yn, xd / xn)

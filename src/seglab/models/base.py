@@ -1,0 +1,137 @@
+"""The one model interface that every family (U-Net, StarDist-style, Mask R-CNN) implements.
+
+A model is a folder holding ``config.json`` (a :class:`ModelConfig`) and
+``weights.safetensors``. A family subclasses :class:`SegmentationModel` and says:
+
+* how to build its network from ``config.architecture``;
+* how the inference engine should run it: ``output_kind == "dense"`` means
+  :meth:`forward_tiles` returns per-pixel maps that the engine stitches from tile
+  cores and hands to :meth:`postprocess` for the whole plane (U-Net, StarDist);
+  ``"instances"`` means the family returns objects per tile, and the engine keeps
+  each object in the tile whose core holds its centre (Mask R-CNN);
+* what training needs: :meth:`make_targets` and :meth:`loss`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from seglab.errors import SeglabError
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild and run a model, as JSON-serialisable data."""
+
+    name: str
+    family: str
+    description: str = ""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    # input: channels the network takes, and percentile normalisation
+    input_channels: int = 1
+    normalization: dict[str, Any] = field(
+        default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8}
+    )
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # tiling: context (pixels) each tile needs on every side for exact stitching
+    tile_context: int = 32
+    training: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    seglab_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise SeglabError("model config must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("name", "family") if k not in data]
+        if missing:
+            raise SeglabError(f"model config lacks required field(s): {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Prediction:
+    """Result of segmenting one plane: instance labels and a per-object table."""
+
+    labels: np.ndarray
+    table: dict[str, np.ndarray]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class SegmentationModel(ABC):
+    """Base class of all model families."""
+
+    family: ClassVar[str]
+    output_kind: ClassVar[str] = "dense"
+    #: threshold names and their defaults, used by the CLI and widget to offer overrides
+    default_thresholds: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
+        if config.family != self.family:
+            raise SeglabError(f"config family {config.family!r} does not match {self.family!r}")
+        self.config = config
+        self.network = network if network is not None else self.build_network(config)
+        self.network.eval()
+
+    # ---- construction -------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def build_network(cls, config: ModelConfig) -> nn.Module:
+        """A fresh (untrained) network for ``config.architecture``."""
+
+    @property
+    def size_divisor(self) -> int:
+        """Tile height/width must be a multiple of this."""
+        return int(getattr(self.network, "divisor", 1))
+
+    def thresholds(self, overrides: dict[str, float] | None = None) -> dict[str, float]:
+        """Effective thresholds: family defaults < config < user overrides."""
+        out = dict(self.default_thresholds)
+        out.update(self.config.thresholds)
+        for k, v in (overrides or {}).items():
+            if v is None:
+                continue
+            if k not in out:
+                raise SeglabError(
+                    f"unknown threshold {k!r} for {self.family}; known: {', '.join(sorted(out))}"
+                )
+            out[k] = float(v)
+        return out
+
+    # ---- inference ----------------------------------------------------
+    @abstractmethod
+    def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor | list[Any]:
+        """Run the network on normalised tiles ``(B, C, H, W)``.
+
+        Dense families return activated maps ``(B, K, H, W)``; instance families
+        return one detection dict per tile.
+        """
+
+    @abstractmethod
+    def postprocess(self, maps: np.ndarray, thresholds: dict[str, float]) -> Prediction:
+        """Turn stitched maps ``(K, H, W)`` (dense) into instances for one plane."""
+
+    # ---- training -----------------------------------------------------
+    @abstractmethod
+    def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-pixel targets ``{name: (H, W) or (K, H, W)}`` for one label crop."""
+
+    @abstractmethod
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on raw network outputs; ``valid`` (B, 1, H, W) masks pixels that count."""

@@ -1,0 +1,139 @@
+"""Training data: (image, labels, valid-mask) pairs and an augmenting patch sampler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from seglab.errors import SeglabError
+from seglab.inference.normalize import percentile_normalize, select_channels
+from seglab.models.base import SegmentationModel
+
+
+@dataclass
+class TrainPair:
+    """One annotated plane: normalised image ``(C, H, W)``, labels ``(H, W)``, optional valid mask."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    valid: np.ndarray | None = None
+    weight: float = 1.0
+    name: str = ""
+
+
+@dataclass
+class Augment:
+    """Augmentation settings; all on by default."""
+
+    flips: bool = True
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    intensity: bool = True
+    noise_std: float = 0.03
+    invert_prob: float = 0.0
+
+
+def make_pair(
+    image: np.ndarray,
+    labels: np.ndarray,
+    model_channels: int,
+    normalization: dict,
+    *,
+    channel_axis: int | None = None,
+    valid: np.ndarray | None = None,
+    weight: float = 1.0,
+    name: str = "",
+) -> TrainPair:
+    """Check and normalise one (image, labels) pair the way inference will see it."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if labels.dtype == bool or not np.all(np.mod(labels, 1) == 0):
+            raise SeglabError(f"labels of {name or 'a pair'} must be integers, got {labels.dtype}")
+    x = select_channels(image, model_channels, channel_axis)
+    if x.shape[1:] != labels.shape:
+        raise SeglabError(
+            f"image and labels of {name or 'a pair'} differ in shape: {x.shape[1:]} vs {labels.shape}"
+        )
+    if labels.min() < 0:
+        raise SeglabError(f"labels of {name or 'a pair'} contain negative values")
+    x = percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))
+    v = None if valid is None else np.asarray(valid, dtype=bool)
+    return TrainPair(x, labels.astype(np.int32), v, weight, name)
+
+
+@dataclass
+class PatchSampler:
+    """Draws augmented square patches from pairs, weighted by ``pair.weight``."""
+
+    pairs: list[TrainPair]
+    patch_size: int = 256
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise SeglabError("no training pairs")
+        w = np.array([p.weight for p in self.pairs], dtype=np.float64)
+        self._p = w / w.sum()
+        self.rng = np.random.default_rng(self.seed)
+
+    def _crop(self, pair: TrainPair, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c, h, w = pair.image.shape
+        valid = pair.valid if pair.valid is not None else np.ones((h, w), dtype=bool)
+        # pad (image reflect, labels 0, valid False) when the plane is smaller than the crop
+        ph, pw = max(0, size - h), max(0, size - w)
+        img, lab = pair.image, pair.labels
+        if ph or pw:
+            mode = "reflect" if min(h, w) > 1 and ph < h and pw < w else "edge"
+            img = np.pad(img, ((0, 0), (0, ph), (0, pw)), mode=mode)
+            lab = np.pad(lab, ((0, ph), (0, pw)))
+            valid = np.pad(valid, ((0, ph), (0, pw)))
+            h, w = lab.shape
+        y = int(self.rng.integers(0, h - size + 1))
+        x = int(self.rng.integers(0, w - size + 1))
+        return img[:, y : y + size, x : x + size], lab[y : y + size, x : x + size], valid[y : y + size, x : x + size]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One augmented (image, labels, valid) patch of ``patch_size``."""
+        a, rng, p = self.augment, self.rng, self.patch_size
+        pair = self.pairs[int(rng.choice(len(self.pairs), p=self._p))]
+        lo, hi = a.scale_range
+        s = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else 1.0
+        src = max(8, int(round(p / s)))
+        img, lab, val = self._crop(pair, src)
+        if src != p:
+            idx = np.minimum(((np.arange(p) + 0.5) * src / p).astype(np.int64), src - 1)
+            lab = lab[np.ix_(idx, idx)]
+            val = val[np.ix_(idx, idx)]
+            t = torch.from_numpy(np.ascontiguousarray(img))[None]
+            img = F.interpolate(t, size=(p, p), mode="bilinear", align_corners=False)[0].numpy()
+        if a.flips:
+            k = int(rng.integers(4))
+            img, lab, val = (np.rot90(img, k, axes=(-2, -1)), np.rot90(lab, k), np.rot90(val, k))
+            if rng.random() < 0.5:
+                img, lab, val = img[..., ::-1], lab[:, ::-1], val[:, ::-1]
+        img = np.array(img, dtype=np.float32)
+        if a.intensity:
+            if rng.random() < a.invert_prob:
+                img = 1.0 - img
+            gamma = float(np.exp(rng.uniform(-0.4, 0.4)))
+            img = np.sign(img) * np.abs(img) ** gamma
+            img = img * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
+        if a.noise_std > 0:
+            img = img + rng.normal(0, rng.uniform(0, a.noise_std), img.shape).astype(np.float32)
+        return img.astype(np.float32), np.ascontiguousarray(lab), np.ascontiguousarray(val)
+
+    def batch(self, n: int, model: SegmentationModel) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """A batch of ``n`` patches with the model's targets."""
+        imgs, vals, targets = [], [], []
+        for _ in range(n):
+            img, lab, val = self.sample()
+            imgs.append(img)
+            vals.append(val)
+            targets.append(model.make_targets(lab))
+        x = torch.from_numpy(np.stack(imgs))
+        v = torch.from_numpy(np.stack(vals)[:, None])
+        t = {k: torch.from_numpy(np.stack([d[k] for d in targets])) for k in targets[0]}
+        return x, t, v

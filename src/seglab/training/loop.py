@@ -1,0 +1,175 @@
+"""The training loop every family uses (built-in recipes, CLI and napari retraining).
+
+:func:`train_iter` is a generator of :class:`TrainEvent`; stopping it (``close()``)
+cancels training and leaves the best weights seen so far in the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seglab.errors import SeglabError
+from seglab.inference.device import resolve_device
+from seglab.models.base import SegmentationModel
+from seglab.models.storage import clone_state
+from seglab.training.data import PatchSampler
+
+
+@dataclass
+class TrainSettings:
+    """How long and how to train. Give ``steps``, ``time_budget`` (seconds), or both (first reached stops)."""
+
+    steps: int | None = None
+    time_budget: float | None = None
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    amp: bool = True
+    validate_every: int = 500
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.steps is None and self.time_budget is None:
+            raise SeglabError("give a number of steps or a time budget")
+        if self.steps is not None and self.steps < 1:
+            raise SeglabError("the number of steps must be at least 1")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise SeglabError("the time budget must be positive")
+        if self.batch_size < 1:
+            raise SeglabError("batch size must be at least 1")
+        if not (self.lr > 0):
+            raise SeglabError("learning rate must be positive")
+
+
+@dataclass
+class TrainEvent:
+    """Progress of a training run."""
+
+    step: int
+    fraction: float
+    loss: float
+    parts: dict[str, float]
+    elapsed: float
+    eta: float
+    lr: float
+    val_score: float | None = None
+    best_score: float | None = None
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    elapsed: float
+    best_score: float | None
+    best_step: int | None
+    history: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type in ("cpu", "cuda"):
+        dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def train_iter(
+    model: SegmentationModel,
+    sampler: PatchSampler,
+    settings: TrainSettings,
+    *,
+    device: str | torch.device = "auto",
+    validate: Callable[[SegmentationModel], float] | None = None,
+    on_best: Callable[[SegmentationModel, int, float], None] | None = None,
+    report_every: int = 10,
+) -> Generator[TrainEvent, None, TrainResult]:
+    """Train ``model`` in place. ``validate(model) -> score`` (higher is better) picks the best weights."""
+    settings.check()
+    dev = resolve_device(device)
+    torch.manual_seed(settings.seed)
+    net = model.network.to(dev)
+    if dev.type == "cpu":
+        net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
+    t0 = time.perf_counter()
+    best_state, best_score, best_step = None, None, None
+    history: list[dict] = []
+    step = 0
+    losses: list[float] = []
+    cancelled = True
+
+    def fraction() -> float:
+        f = 0.0
+        if settings.steps:
+            f = max(f, step / settings.steps)
+        if settings.time_budget:
+            f = max(f, (time.perf_counter() - t0) / settings.time_budget)
+        return min(f, 1.0)
+
+    def run_validation() -> float | None:
+        nonlocal best_state, best_score, best_step
+        if validate is None:
+            return None
+        net.eval()
+        score = float(validate(model))
+        net.train()
+        if best_score is None or score > best_score:
+            best_state, best_score, best_step = clone_state(model), score, step
+            if on_best is not None:
+                on_best(model, step, score)
+        return score
+
+    try:
+        net.train()
+        while fraction() < 1.0:
+            f = fraction()
+            warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
+            lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * f))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, targets, valid = sampler.batch(settings.batch_size, model)
+            x = x.to(dev)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            targets = {k: v.to(dev) for k, v in targets.items()}
+            valid = valid.to(dev)
+            with _autocast(dev, settings.amp):
+                out = net(x)
+            loss, parts = model.loss(out, targets, valid)
+            if not torch.isfinite(loss):
+                raise SeglabError(f"training diverged at step {step} (loss {float(loss)}); try a lower learning rate")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            losses.append(float(loss))
+            val_score = None
+            if validate is not None and settings.validate_every and step % settings.validate_every == 0:
+                val_score = run_validation()
+            if step % report_every == 0 or val_score is not None or fraction() >= 1.0:
+                elapsed = time.perf_counter() - t0
+                fr = fraction()
+                eta = elapsed * (1 - fr) / fr if fr > 0 else float("inf")
+                recent = float(np.mean(losses[-report_every:]))
+                history.append({"step": step, "loss": recent, "elapsed": elapsed, "lr": lr, "val": val_score})
+                yield TrainEvent(step, fr, recent, parts, elapsed, eta, lr, val_score, best_score)
+        if validate is not None and (best_step != step):
+            run_validation()
+        cancelled = False
+    finally:
+        net.eval()
+        if best_state is not None:
+            model.network.load_state_dict(best_state)
+        model.network.to("cpu").to(memory_format=torch.contiguous_format)
+    return TrainResult(step, time.perf_counter() - t0, best_score, best_step, history, cancelled)

@@ -1,0 +1,177 @@
+"""Recipes that train the built-in models from scratch, kept here so anyone can retrain them.
+
+    python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 \
+        --time-budget 5400 --out runs/unet-nuclei
+
+Trains on the ``train`` split only. Every tenth training image (per channel
+group, in id order) is held out as a *tune* set that picks the best checkpoint
+and the thresholds; ``val`` is only scored once, at the end, for the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seglab.datasets import load_split, read_manifest
+from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.models.storage import load_model, new_model, save_model
+from seglab.training.data import Augment, PatchSampler, make_pair
+from seglab.training.loop import TrainSettings, train_iter
+
+UNET_NUCLEI = {
+    "name": "unet-nuclei",
+    "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
+    "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
+    "tile_context": 32,
+    "patch_size": 256,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "colour_weight": 2.0,
+    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
+    "threshold_grid": {
+        "prob_thresh": [0.4, 0.5, 0.6],
+        "seed_thresh": [0.3, 0.4, 0.5, 0.6],
+        "min_area": [4.0, 10.0, 20.0],
+    },
+}
+
+
+def split_train_tune(root: Path) -> tuple[list[str], list[str]]:
+    """Ids of training images and of the held-out tune set (every tenth per channel group)."""
+    rows = [r for r in read_manifest(root) if r["split"] == "train"]
+    train, tune = [], []
+    for ch in sorted({r["channels"] for r in rows}):
+        group = sorted(r["id"] for r in rows if r["channels"] == ch)
+        for i, rid in enumerate(group):
+            (tune if i % 10 == 5 else train).append(rid)
+    return train, tune
+
+
+def _log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def train_unet_nuclei(args: argparse.Namespace) -> None:
+    recipe = UNET_NUCLEI
+    root = Path(args.data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_ids, tune_ids = split_train_tune(root)
+    _log(f"train {len(train_ids)} images, tune {len(tune_ids)} images")
+    train_items = load_split(root, "train", train_ids)
+    tune_items = load_split(root, "train", tune_ids)
+    if args.init:
+        model = load_model(args.init)
+        _log(f"starting from weights in {args.init}")
+    else:
+        model = new_model(
+            "unet",
+            recipe["name"],
+            description=recipe["description"],
+            architecture=dict(recipe["architecture"]),
+            tile_context=recipe["tile_context"],
+        )
+    model.config.name = recipe["name"]
+    pairs = [
+        make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
+                  channel_axis=it.channel_axis, weight=recipe["colour_weight"] if it.channel_axis is not None else 1.0,
+                  name=it.name)
+        for it in train_items
+    ]
+    aug = recipe["augment"]
+    sampler = PatchSampler(pairs, recipe["patch_size"],
+                           Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
+                                   invert_prob=aug["invert_prob"]), seed=args.seed)
+    settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=recipe["batch_size"],
+                             lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed)
+
+    def on_best(m, step, score):
+        m.config.training = {"checkpoint_step": step, "tune_ap50": score}
+        save_model(m, out / "best", overwrite=True)
+        _log(f"new best at step {step}: tune AP@0.5 {score:.4f} (saved)")
+
+    gen = train_iter(model, sampler, settings, device=args.device,
+                     validate=lambda m: ap50(m, tune_items, device=args.device), on_best=on_best,
+                     report_every=50)
+    result = None
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as s:
+            result = s.value
+            break
+        _log(f"step {ev.step} loss {ev.loss:.4f} {json.dumps({k: round(v, 4) for k, v in ev.parts.items()})} "
+             f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s"
+             + (f" val {ev.val_score:.4f}" if ev.val_score is not None else ""))
+    _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
+    finish(model, root, tune_items, out, recipe, args, result)
+
+
+def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, result) -> None:
+    """Tune thresholds on the tune set, score on val, write the final model folder."""
+    best, score, _ = tune_thresholds(model, tune_items, recipe["threshold_grid"], device=args.device)
+    _log(f"tuned thresholds {best}: tune AP@0.5 {score:.4f}")
+    model.config.thresholds = best
+    val_items = load_split(root, "val")
+    metrics = evaluate_model(model, val_items, device=args.device)
+    _log(f"val: {json.dumps(metrics)}")
+    model.config.scores = {"dataset": "DSB2018 stage1 (corrected), split val", **metrics}
+    model.config.training = {
+        "recipe": "python -m seglab.training.recipes unet-nuclei",
+        "data": "DSB2018 split train minus tune (every tenth per channel group)",
+        "n_train_images": len(model.config.training.get("train_ids", [])) or None,
+        "steps": result.steps if result else None,
+        "seconds": round(result.elapsed, 1) if result else None,
+        "best_step": result.best_step if result else None,
+        "tune_ap50_best_checkpoint": result.best_score if result else None,
+        "tune_ap50_tuned_thresholds": score,
+        "patch_size": recipe["patch_size"],
+        "batch_size": recipe["batch_size"],
+        "lr": args.lr or recipe["lr"],
+        "augment": recipe["augment"],
+        "device": str(args.device),
+        "torch": torch.__version__,
+        "seed": args.seed,
+    }
+    save_model(model, out / "final", overwrite=True)
+    _log(f"saved {out / 'final'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
+    p.add_argument("recipe", choices=["unet-nuclei", "finish-unet-nuclei"])
+    p.add_argument("--data", default="../shared/data/dsb2018")
+    p.add_argument("--out", default="runs/unet-nuclei")
+    p.add_argument("--time-budget", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--validate-every", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="model folder to start from (resume)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    np.random.seed(args.seed)
+    if args.recipe == "unet-nuclei":
+        if args.steps is None and args.time_budget is None:
+            p.error("give --steps or --time-budget")
+        train_unet_nuclei(args)
+    else:
+        root = Path(args.data)
+        _, tune_ids = split_train_tune(root)
+        model = load_model(args.init or Path(args.out) / "best")
+        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), UNET_NUCLEI, args, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
