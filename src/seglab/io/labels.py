@@ -36,6 +36,8 @@ def write_labels(
 ) -> Path:
     """Write an integer label image to ``path`` (.tif), zlib-compressed, ImageJ-compatible.
 
+    More than 65,535 objects need uint32, which ImageJ's own TIFF flavour lacks:
+    those are written as plain TIFF (Fiji opens them as 32-bit images).
     ``scale`` is the pixel size per axis (napari's layer scale); its last two
     entries become the TIFF X/Y resolution (pixels per unit), a Z entry becomes
     ImageJ's ``spacing``. The file is written to a temporary name and renamed, so a
@@ -76,7 +78,11 @@ def write_labels(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
+        if data.dtype == np.uint16:
+            tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
+        else:
+            # ImageJ hyperstacks cannot hold 32-bit integers; a plain TIFF can (Fiji opens it as 32-bit)
+            tifffile.imwrite(tmp, data, metadata={"axes": axes}, compression="zlib", **kwargs)
         os.replace(tmp, path)
     except BaseException as e:
         try:

@@ -153,7 +153,7 @@ def train_iter(
             scaler.step(opt)
             scaler.update()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.detach().item())
             val_score = None
             if validate is not None and settings.validate_every and step % settings.validate_every == 0:
                 val_score = run_validation()

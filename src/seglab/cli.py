@@ -1,0 +1,202 @@
+"""Command line: ``seglab models``, ``seglab segment``, ``seglab evaluate``.
+
+Errors caused by input are printed as one line on stderr with a non-zero exit
+status; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from seglab.errors import SeglabError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _parse_threshold(text: str) -> tuple[str, float]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold {name!r} needs a number, got {value!r}") from None
+
+
+def _thresholds(args: argparse.Namespace) -> dict[str, float]:
+    th = dict(args.threshold or [])
+    if getattr(args, "prob_thresh", None) is not None:
+        th["prob_thresh"] = args.prob_thresh
+    return th
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", required=True, help="built-in model name or path of a model folder")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
+    p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels for large images (default 1024)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per batch (default 4)")
+    p.add_argument("--prob-thresh", type=float, default=None, help="object probability threshold (overrides the model's)")
+    p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",
+                   help="override any model threshold, e.g. -t seed_thresh=0.4 (repeatable)")
+    p.add_argument("--no-amp", action="store_true", help="full precision (no bfloat16/float16 autocast)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seglab", description="Deep-learning segmentation of microscopy images")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list available models")
+    m.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("segment", help="segment image files or folders into label TIFFs")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    s.add_argument("-o", "--outdir", required=True, help="output folder for <stem>_labels.tif")
+    _add_run_options(s)
+    s.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to use (multichannel input)")
+    s.add_argument("--channel-axis", type=int, default=None,
+                   help="axis holding channels (default: last axis when it has 3 or 4 entries, else none)")
+    s.add_argument("--no-table", action="store_true", help="do not write <stem>_objects.csv")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="score a model against ground-truth labels")
+    _add_run_options(e)
+    e.add_argument("--images", required=True, help="folder of images")
+    e.add_argument("--labels", required=True, help="folder of label images with the same file names")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from seglab.models.registry import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "family": m.family, "description": m.description,
+                           "source": m.source, "path": str(m.path)} for m in models], indent=2))
+        return 0
+    if not models:
+        print("no models found")
+        return 0
+    w = max(len(m.name) for m in models)
+    wf = max(len(m.family) for m in models)
+    for m in models:
+        print(f"{m.name:<{w}}  {m.family:<{wf}}  {m.description}" + ("  [user]" if m.source == "user" else ""))
+    return 0
+
+
+def _progress(gen, desc: str, quiet: bool):
+    """Drive a progress generator with a tqdm bar; return its result."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, disable=quiet, leave=False, unit="‰", file=sys.stderr,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+    try:
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar.update(int(ev.fraction * 1000) - bar.n)
+    finally:
+        bar.close()
+        gen.close()
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from seglab.inference.engine import segment_iter
+    from seglab.io import guess_channel_axis, list_images, read_image, write_labels, write_table_csv
+    from seglab.io.labels import read_resolution
+    from seglab.models.registry import get_model
+
+    paths = list_images(args.inputs)
+    outdir = Path(args.outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise SeglabError(f"output {outdir} exists and is not a folder")
+    stems = [p.stem for p in paths]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
+    targets = [outdir / f"{p.stem}_labels.tif" for p in paths]
+    if not args.overwrite:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise SeglabError(f"{existing[0]} already exists (use --overwrite to replace it)")
+    model = get_model(args.model)
+    th = model.thresholds(_thresholds(args))
+    outdir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for i, (path, target) in enumerate(zip(paths, targets)):
+        try:
+            image = read_image(path)
+            ca = args.channel_axis if args.channel_axis is not None else guess_channel_axis(image)
+            gen = segment_iter(model, image, channel_axis=ca, channels=args.channels, tile_size=args.tile_size,
+                               batch_size=args.batch_size, device=args.device, amp=not args.no_amp, thresholds=th)
+            result = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
+            scale = None
+            if path.suffix.lower() in (".tif", ".tiff"):
+                res = read_resolution(path)
+                if res is not None:
+                    scale = [1.0] * (result.labels.ndim - 2) + list(res)
+            write_labels(target, result.labels, scale=scale)
+            if not args.no_table:
+                write_table_csv(outdir / f"{path.stem}_objects.csv", result.table)
+            if not args.quiet:
+                print(f"{path.name}: {result.n_objects} objects -> {target}", file=sys.stderr)
+        except SeglabError as e:
+            failures += 1
+            print(f"seglab: error: {path.name}: {e}", file=sys.stderr)
+    return EXIT_FAILED if failures else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from seglab.datasets import load_annotated, pair_folders
+    from seglab.evaluation import evaluate_model_iter
+    from seglab.models.registry import get_model
+
+    pairs = pair_folders(args.images, args.labels)
+    items = [load_annotated(a, b) for a, b in pairs]
+    model = get_model(args.model)
+    gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device, tile_size=args.tile_size)
+    metrics, _ = _progress(gen, "evaluate", args.quiet)
+    metrics["model"] = model.config.name
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(f"model {model.config.name}: {metrics['n_images']} images, {metrics['n_true']} true objects, "
+          f"{metrics['n_pred']} predicted")
+    print(f"{'IoU':>5}  {'AP':>6}  {'F1':>6}  {'PQ':>6}  {'prec':>6}  {'recall':>6}")
+    for t, m in metrics["thresholds"].items():
+        print(f"{t:>5}  {m['ap']:6.3f}  {m['f1']:6.3f}  {m['pq']:6.3f}  {m['precision']:6.3f}  {m['recall']:6.3f}")
+    print(f"DSB score (mean AP over IoU 0.5:0.05:0.95): {metrics['dsb_score']:.3f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "models":
+            return cmd_models(args)
+        if args.command == "segment":
+            return cmd_segment(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+    except SeglabError as e:
+        print(f"seglab: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("seglab: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

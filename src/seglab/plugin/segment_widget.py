@@ -1,0 +1,211 @@
+"""The Segment widget: pick an image layer and a model, run the core in a worker, add a Labels layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from seglab.errors import SeglabError
+from seglab.models.families import family_class
+from seglab.models.registry import ModelRegistry
+from seglab.models.storage import read_config
+from seglab.plugin.layers import (
+    channel_axis_of,
+    image_array,
+    is_own_unedited,
+    output_metadata,
+    table_to_features,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+
+def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
+    """Worker body (runs off the GUI thread): load the model and segment, yielding progress."""
+    from seglab.inference.engine import segment_iter
+
+    model = ModelRegistry().load(model_ref)
+    result = yield from segment_iter(model, np.asarray(data), **kwargs)
+    return model.config.name, result
+
+
+def parse_channels(text: str) -> list[int] | None:
+    """'0, 2' -> [0, 2]; '' -> None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.replace(";", ",").replace(" ", ",").split(",") if t]
+    except ValueError:
+        raise SeglabError(f"channels must be integers separated by commas, got {text!r}") from None
+
+
+class SegmentWidget(Container):
+    """Segment an image layer with a seglab model."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._registry = ModelRegistry()
+        self._worker = None
+        self._pbar: progress | None = None
+        self.image = create_widget(annotation="napari.layers.Image", label="Image")
+        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
+                                    tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
+        self.channels = LineEdit(label="Channels", value="", tooltip="channels to use, e.g. '0' or '0,1' (multichannel only)")
+        self.tile_size = SpinBox(label="Tile size", value=1024, min=128, max=8192, step=64)
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.thresholds = Container(labels=True, label="Thresholds")
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.extend([self.image, self.model, self.channel_axis, self.channels, self.tile_size, self.device,
+                     self.thresholds, self.run_button, self.cancel_button, self.status])
+        self.model.changed.connect(self._rebuild_thresholds)
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self.reset_choices)
+        self.reset_choices()
+        self._rebuild_thresholds()
+
+    # ---- models and thresholds ------------------------------------------
+    def _model_choices(self, *_: Any) -> list[str]:
+        return self._registry.names()
+
+    def _rebuild_thresholds(self, *_: Any) -> None:
+        self.thresholds.clear()
+        name = self.model.value
+        if not name:
+            return
+        try:
+            cfg = read_config(self._registry.resolve(name))
+            values = dict(family_class(cfg.family).default_thresholds)
+            values.update(cfg.thresholds)
+        except SeglabError as e:
+            show_error(f"seglab: {e}")
+            return
+        for key, val in values.items():
+            self.thresholds.append(FloatSpinBox(name=key, label=key, value=float(val), min=0.0,
+                                                max=1e6 if "area" in key else 1.0, step=0.05))
+
+    def threshold_values(self) -> dict[str, float]:
+        return {w.name: float(w.value) for w in self.thresholds}
+
+    # ---- running ----------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def start(self, *_: Any):
+        """Check the inputs and start segmentation in a worker; returns the worker (or None)."""
+        if self.running:
+            show_info("seglab: a segmentation is already running")
+            return None
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise SeglabError("choose an image layer first")
+            if not self.model.value:
+                raise SeglabError("no model available")
+            data = image_array(layer)
+            user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
+            ca = channel_axis_of(layer, data.ndim, user_axis)
+            kwargs = dict(
+                channel_axis=ca,
+                channels=parse_channels(self.channels.value),
+                tile_size=int(self.tile_size.value),
+                device=self.device.value,
+                thresholds=self.threshold_values(),
+            )
+            spatial = data.ndim - (0 if ca is None else 1)
+            if spatial < 2 or spatial > 4:
+                raise SeglabError(
+                    f"layer '{layer.name}' has shape {data.shape}: expected 2 to 4 spatial axes (T, Z, Y, X)"
+                    + ("" if ca is not None else " (set 'Channel axis' for multichannel data)")
+                )
+        except SeglabError as e:
+            show_error(f"seglab: {e}")
+            return None
+        worker = create_worker(_run_segmentation, self.model.value, data, kwargs)
+        self._source = layer
+        self._pbar = progress(total=1000, desc=f"seglab: segmenting {layer.name}")
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_done)
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "running…"
+        worker.start()
+        return worker
+
+    def cancel(self, *_: Any) -> None:
+        if self._worker is not None:
+            self.status.value = "cancelling…"
+            self._worker.quit()
+
+    def _on_progress(self, event: Any) -> None:
+        if self._pbar is not None:
+            n = int(event.fraction * 1000)
+            self._pbar.update(n - self._pbar.n)
+            self._pbar.set_description(f"seglab: {event.stage} {event.done}/{event.total}"
+                                       + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
+
+    def _on_done(self, value: tuple[str, Any]) -> None:
+        model_name, result = value
+        src = self._source
+        name = f"{src.name} [seglab]"
+        meta = output_metadata(src.name, model_name, result.thresholds, result.labels)
+        features = table_to_features(result.table)
+        target = None
+        for lyr in self._viewer.layers:
+            if lyr.__class__.__name__ == "Labels" and is_own_unedited(lyr, src.name):
+                target = lyr
+                break
+        if target is not None:
+            target.data = result.labels
+            target.metadata.update(meta)
+            target.features = features
+            target.scale, target.translate = src.scale, src.translate
+        else:
+            target = self._viewer.add_labels(result.labels, name=name, scale=src.scale, translate=src.translate,
+                                             metadata=meta, features=features)
+        self.output_layer = target
+        self.status.value = f"{result.n_objects} objects ({model_name})"
+        show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
+
+    def _on_error(self, exc: BaseException) -> None:
+        msg = str(exc) if isinstance(exc, SeglabError) else f"segmentation failed: {type(exc).__name__}: {exc}"
+        self.status.value = "failed"
+        show_error(f"seglab: {msg}")
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled"
+        show_info("seglab: segmentation cancelled")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False

@@ -1,0 +1,62 @@
+"""Shared fixtures: synthetic images with known objects, and a tiny model saved to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018"
+
+
+def disc_image(shape=(128, 160), centres=((30, 40), (80, 100), (60, 30)), radius=10, seed=0):
+    """Bright discs on a dark noisy background, with their instance labels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, dtype=np.int32)
+    for i, (cy, cx) in enumerate(centres, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
+    image = (labels > 0) * 200.0 + rng.normal(20, 5, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture
+def discs():
+    return disc_image()
+
+
+@pytest.fixture
+def tiny_model():
+    """An untrained U-Net small enough for fast tests."""
+    from seglab.models.storage import new_model
+
+    return new_model("unet", "tiny-unet", description="tiny test model",
+                     architecture={"widths": [4, 8, 16], "convs_per_block": 1}, tile_context=16)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_model):
+    from seglab.models.storage import save_model
+
+    return save_model(tiny_model, tmp_path / "tiny-unet")
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """An empty user models folder (never the real one)."""
+    d = tmp_path / "user-models"
+    d.mkdir()
+    monkeypatch.setenv("SEGLAB_MODELS_DIR", str(d))
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_models(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SEGLAB_MODELS_DIR", str(tmp_path_factory.mktemp("no-user-models")))
+
+
+def shared_dsb_or_skip() -> Path:
+    if not (SHARED_DSB / "manifest.csv").is_file():
+        pytest.skip("../shared/data/dsb2018 not available")
+    return SHARED_DSB

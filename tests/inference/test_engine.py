@@ -1,0 +1,155 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from seglab.errors import SeglabError
+from seglab.inference.engine import ProgressEvent, segment, segment_iter
+from seglab.models.base import ModelConfig
+from seglab.models.unet import UNetModel
+
+
+class LocalNet(nn.Module):
+    """Three 3x3 convolutions: receptive field radius 3, far inside the tile context."""
+
+    divisor = 8
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3, padding=1), nn.Tanh(),
+                                  nn.Conv2d(4, 2, 3, padding=1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class ThresholdNet(nn.Module):
+    """Foreground = bright pixels; 'distance' = local mean of brightness (peaks inside blobs)."""
+
+    divisor = 8
+
+    def __init__(self):
+        super().__init__()
+        self.blur = nn.Conv2d(1, 1, 9, padding=4, bias=False)
+        nn.init.constant_(self.blur.weight, 1 / 81)
+
+    def forward(self, x):
+        fg = (x - 0.5) * 20
+        d = (self.blur(self.blur(x)) - 0.5) * 20
+        return torch.cat([fg, d], 1)
+
+
+def _model(net, context=16):
+    cfg = ModelConfig(name="t", family="unet", tile_context=context, thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
+    return UNetModel(cfg, network=net)
+
+
+def _maps(model, image, tile):
+    from seglab.evaluation import AnnotatedImage, predict_maps
+
+    return predict_maps(model, AnnotatedImage(image, np.zeros(image.shape[:2], int)), tile_size=tile, amp=False, device="cpu")
+
+
+def test_tiled_maps_equal_untiled_when_context_covers_receptive_field():
+    rng = np.random.default_rng(1)
+    img = rng.random((150, 203)).astype(np.float32)
+    model = _model(LocalNet())
+    whole = _maps(model, img, 1024)
+    tiled = _maps(model, img, 64)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiled_instances_equal_untiled_no_cut_or_duplicate_objects():
+    from tests_helpers import blob_image
+
+    img, truth = blob_image((300, 340), n=40, seed=3)
+    model = _model(ThresholdNet(), context=24)
+    a = segment(model, img, tile_size=1024, amp=False, device="cpu")
+    b = segment(model, img, tile_size=96, amp=False, device="cpu")
+    assert a.n_objects > 30
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_progress_events_and_cancel(discs):
+    img, _ = discs
+    model = _model(ThresholdNet())
+    gen = segment_iter(model, img, tile_size=64, amp=False, device="cpu")
+    events = []
+    for ev in gen:
+        events.append(ev)
+    assert all(isinstance(e, ProgressEvent) for e in events)
+    tiles = [e for e in events if e.stage == "tile"]
+    assert tiles[-1].done == tiles[-1].total > 1
+    fr = [e.fraction for e in events]
+    assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
+    # cancelling: closing the generator mid-run stops it without a result
+    gen = segment_iter(model, img, tile_size=64, amp=False, device="cpu")
+    next(gen)
+    next(gen)
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_stack_ids_unique_across_planes(discs):
+    img, truth = discs
+    stack = np.stack([img, img[::-1], img])
+    model = _model(ThresholdNet())
+    res = segment(model, stack, amp=False, device="cpu")
+    assert res.labels.shape == stack.shape
+    per_plane = [set(np.unique(p)) - {0} for p in res.labels]
+    assert all(len(s) == 3 for s in per_plane)
+    assert not (per_plane[0] & per_plane[1]) and not (per_plane[1] & per_plane[2])
+    assert list(res.table["plane"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert sorted(res.table["label"]) == sorted(set().union(*per_plane))
+
+
+def test_found_objects_and_table(discs):
+    img, truth = discs
+    res = segment(_model(ThresholdNet()), img, amp=False, device="cpu")
+    assert res.n_objects == 3
+    t = res.table
+    assert set(t) >= {"label", "score", "centroid_y", "centroid_x", "area"}
+    order = np.argsort(t["centroid_y"])
+    np.testing.assert_allclose(t["centroid_y"][order], [30, 60, 80], atol=1)
+    assert (np.abs(t["area"] - np.pi * 100) < 40).all()
+    assert ((t["score"] > 0.5) & (t["score"] <= 1)).all()
+
+
+@pytest.mark.parametrize("image", [np.zeros((64, 64)), np.full((50, 40), 7, np.uint16), np.zeros((1, 1)),
+                                   np.full((30, 30), np.nan)])
+def test_empty_constant_tiny_and_nan_images_give_no_objects(image):
+    res = segment(_model(ThresholdNet()), image, amp=False, device="cpu")
+    assert res.labels.shape == image.shape and res.n_objects == 0
+
+
+def test_nan_pixels_do_not_break_segmentation(discs):
+    img, _ = discs
+    f = img.astype(np.float32)
+    f[:5, :5] = np.nan
+    res = segment(_model(ThresholdNet()), f, amp=False, device="cpu")
+    assert res.n_objects == 3
+
+
+def test_bad_inputs_are_clear():
+    model = _model(ThresholdNet())
+    with pytest.raises(SeglabError, match="fewer than two spatial axes"):
+        segment(model, np.zeros(10), device="cpu")
+    with pytest.raises(SeglabError, match="at most T, Z, Y, X"):
+        segment(model, np.zeros((2, 2, 2, 2, 8, 8)), device="cpu")
+    with pytest.raises(SeglabError, match="pick 1 channel"):
+        segment(model, np.zeros((5, 8, 8)), channel_axis=0, device="cpu")
+    with pytest.raises(SeglabError, match="unknown threshold"):
+        segment(model, np.zeros((8, 8)), thresholds={"nope": 1}, device="cpu")
+    with pytest.raises(SeglabError, match="no CUDA"):
+        if torch.cuda.is_available():
+            raise SeglabError("no CUDA (skipped: a GPU exists)")
+        segment(model, np.zeros((8, 8)), device="cuda")
+
+
+def test_rgb_given_to_grey_model_is_converted(discs):
+    img, _ = discs
+    rgb = np.stack([img, img, img], -1)
+    res = segment(_model(ThresholdNet()), rgb, channel_axis=-1, amp=False, device="cpu")
+    assert res.labels.shape == img.shape and res.n_objects == 3

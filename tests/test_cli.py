@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from seglab.cli import main
+from seglab.io.labels import write_labels
+from tests_helpers import blob_image
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        img, lab = blob_image((70, 90), n=5, seed=i)
+        tifffile.imwrite(d / f"img{i}.tif", img, resolution=(1 / 0.5, 1 / 0.5))
+    return d
+
+
+def test_models_lists_builtin(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "unet-nuclei" in out and "unet" in out
+    assert main(["models", "--json"]) == 0
+    assert any(m["name"] == "unet-nuclei" for m in json.loads(capsys.readouterr().out))
+
+
+def test_segment_folder_writes_labels_same_size(tmp_path, image_dir, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(image_dir), "--device", "cpu",
+               "--tile-size", "64", "--prob-thresh", "0.4", "-t", "seed_thresh=0.3", "-q"])
+    assert rc == 0
+    for i in range(2):
+        lab = tifffile.imread(out / f"img{i}_labels.tif")
+        assert lab.shape == (70, 90) and lab.dtype == np.uint16
+        assert (out / f"img{i}_objects.csv").read_text().startswith("label,score,centroid_y,centroid_x,area")
+    from seglab.io.labels import read_resolution
+
+    assert read_resolution(out / "img0_labels.tif") == pytest.approx((0.5, 0.5))
+
+
+def test_segment_refuses_to_overwrite(tmp_path, image_dir, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    write_labels(out / "img0_labels.tif", np.ones((3, 3), np.uint8))
+    before = (out / "img0_labels.tif").read_bytes()
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(image_dir / "img0.tif"), "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "already exists" in err and "Traceback" not in err
+    assert (out / "img0_labels.tif").read_bytes() == before
+    assert main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(image_dir / "img0.tif"), "-q",
+                 "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda p: p.write_bytes(b"junk"), "cannot read"),
+    (lambda p: p.with_suffix(".txt").write_text("x"), "unsupported file type"),
+])
+def test_segment_bad_files_one_line_error(tmp_path, tiny_model_dir, capsys, make, msg):
+    p = tmp_path / "bad.tif"
+    make(p)
+    target = p if p.exists() else p.with_suffix(".txt")
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(tmp_path / "o"), str(target), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and msg in err and len(err.splitlines()) == 1
+
+
+def test_segment_unknown_model_and_threshold(tmp_path, image_dir, tiny_model_dir, capsys):
+    assert main(["segment", "-m", "nope", "-o", str(tmp_path), str(image_dir)]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["segment", "-m", str(tiny_model_dir), "-o", str(tmp_path / "o"), str(image_dir), "-t", "bogus=1"]) == 2
+    assert "unknown threshold" in capsys.readouterr().err
+
+
+def test_evaluate_json(tmp_path, tiny_model_dir, capsys):
+    imgs, labs = tmp_path / "i", tmp_path / "l"
+    imgs.mkdir()
+    labs.mkdir()
+    img, lab = blob_image((64, 64), n=4)
+    tifffile.imwrite(imgs / "a.tif", img)
+    tifffile.imwrite(labs / "a.tif", lab.astype(np.uint16))
+    assert main(["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs), "--json",
+                 "-q", "--device", "cpu"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert set(m["thresholds"]) == {"0.50", "0.75", "0.90"} and 0 <= m["dsb_score"] <= 1
+    assert m["n_true"] == 4
+    (labs / "a.tif").unlink()
+    assert main(["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs)]) == 2
+    assert "no label file" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from seglab.errors import SeglabError
+from seglab.training.data import Augment, PatchSampler, make_pair
+from seglab.training.loop import TrainSettings, train_iter
+from tests_helpers import blob_image
+
+
+def _sampler(model, n=3):
+    pairs = []
+    for s in range(n):
+        img, lab = blob_image((96, 96), n=8, seed=s)
+        pairs.append(make_pair(img, lab, 1, model.config.normalization))
+    return PatchSampler(pairs, 64, Augment(), seed=0)
+
+
+def test_short_training_lowers_the_loss(tiny_model):
+    sampler = _sampler(tiny_model)
+    events = list(train_iter(tiny_model, sampler, TrainSettings(steps=60, batch_size=4, lr=5e-3, warmup_steps=5),
+                             device="cpu", report_every=10))
+    assert events[-1].step == 60
+    assert events[-1].loss < 0.8 * events[0].loss
+
+
+def test_cancel_keeps_best_weights(tiny_model):
+    sampler = _sampler(tiny_model)
+    scores = iter([0.9, 0.1, 0.2, 0.3, 0.4])
+    snapshots = {}
+
+    def validate(m):
+        s = next(scores)
+        snapshots[s] = {k: v.clone() for k, v in m.network.state_dict().items()}
+        return s
+
+    gen = train_iter(tiny_model, sampler, TrainSettings(steps=100, batch_size=2, validate_every=2), device="cpu",
+                     validate=validate, report_every=1)
+    for ev in gen:
+        if ev.step >= 5:
+            break
+    gen.close()  # cancel
+    best = snapshots[0.9]
+    for k, v in tiny_model.network.state_dict().items():
+        assert np.array_equal(v.numpy(), best[k].numpy()), k
+
+
+def test_sampler_pads_small_images_and_masks_padding(tiny_model):
+    img, lab = blob_image((40, 30), n=2, seed=1)
+    s = PatchSampler([make_pair(img, lab, 1, tiny_model.config.normalization)], 64, Augment(scale_range=(1, 1)))
+    x, lab_p, valid = s.sample()
+    assert x.shape == (1, 64, 64) and lab_p.shape == valid.shape == (64, 64)
+    assert valid.sum() == 40 * 30
+
+
+def test_bad_settings_and_pairs():
+    with pytest.raises(SeglabError):
+        TrainSettings().check()
+    with pytest.raises(SeglabError, match="differ in shape"):
+        make_pair(np.zeros((10, 10)), np.zeros((10, 11), int), 1, {})
+    with pytest.raises(SeglabError, match="must be integers"):
+        make_pair(np.zeros((10, 10)), np.full((10, 10), 0.5), 1, {})
