@@ -39,9 +39,16 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
     """Worker body (runs off the GUI thread): load the model and segment, yielding progress."""
     from seglab.inference.engine import segment_iter
 
-    model = ModelRegistry().load(model_ref)
-    result = yield from segment_iter(model, np.asarray(data), **kwargs)
+    try:
+        model = ModelRegistry().load(model_ref)
+        result = yield from segment_iter(model, np.asarray(data), **kwargs)
+    except SeglabError as e:  # the user's input: reported as a notification, no traceback
+        return UserInputProblem(str(e))
     return model.config.name, result
+
+
+class UserInputProblem(str):
+    """Returned by a worker instead of a result when the input was not usable."""
 
 
 def parse_channels(text: str) -> list[int] | None:
@@ -143,14 +150,14 @@ class SegmentWidget(Container):
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None
-        worker = create_worker(_run_segmentation, self.model.value, data, kwargs)
+        worker = create_worker(
+            _run_segmentation, self.model.value, data, kwargs,
+            _connect={"yielded": self._on_progress, "returned": self._on_done, "errored": self._on_error,
+                      "aborted": self._on_aborted, "finished": self._on_finished},
+            _start_thread=False,
+        )
         self._source = layer
         self._pbar = progress(total=1000, desc=f"seglab: segmenting {layer.name}")
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_done)
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
         self._worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -164,13 +171,18 @@ class SegmentWidget(Container):
             self._worker.quit()
 
     def _on_progress(self, event: Any) -> None:
-        if self._pbar is not None:
-            n = int(event.fraction * 1000)
-            self._pbar.update(n - self._pbar.n)
-            self._pbar.set_description(f"seglab: {event.stage} {event.done}/{event.total}"
-                                       + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
+        pbar = self._pbar
+        if pbar is None:
+            return
+        pbar.set_description(f"seglab: {event.stage} {event.done}/{event.total}"
+                             + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
+        pbar.update(int(event.fraction * 1000) - pbar.n)
 
-    def _on_done(self, value: tuple[str, Any]) -> None:
+    def _on_done(self, value: tuple[str, Any] | UserInputProblem) -> None:
+        if isinstance(value, UserInputProblem):
+            self.status.value = "failed"
+            show_error(f"seglab: {value}")
+            return
         model_name, result = value
         src = self._source
         name = f"{src.name} [seglab]"
@@ -194,9 +206,9 @@ class SegmentWidget(Container):
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
 
     def _on_error(self, exc: BaseException) -> None:
-        msg = str(exc) if isinstance(exc, SeglabError) else f"segmentation failed: {type(exc).__name__}: {exc}"
+        # unexpected failures (bugs, out of memory): napari's worker also logs them with details
         self.status.value = "failed"
-        show_error(f"seglab: {msg}")
+        show_error(f"seglab: segmentation failed: {type(exc).__name__}: {exc}")
 
     def _on_aborted(self) -> None:
         self.status.value = "cancelled"

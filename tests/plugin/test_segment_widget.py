@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from seglab.plugin import segment_widget as sw  # noqa: E402
+from seglab.samples import load_sample  # noqa: E402
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = sw.SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
+    return seen
+
+
+def _labels_layers(viewer):
+    return [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels)]
+
+
+def _run(qtbot, widget):
+    worker = widget.start()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+
+
+def test_segment_sample_gives_labels_layer(qtbot, viewer_widget, errors):
+    viewer, widget = viewer_widget
+    image, truth = load_sample("fluorescence")
+    layer = viewer.add_image(image, name="nuclei", scale=(0.5, 0.5))
+    widget.image.value = layer
+    widget.model.value = "unet-nuclei"
+    assert set(widget.threshold_values()) == {"prob_thresh", "seed_thresh", "min_area"}
+    _run(qtbot, widget)
+    assert not errors
+    out = _labels_layers(viewer)
+    assert len(out) == 1
+    lab = out[0]
+    assert lab.data.shape == image.shape
+    assert list(lab.scale) == [0.5, 0.5]
+    n = len(np.unique(lab.data)) - 1
+    assert n > 0.6 * truth.max()
+    assert len(lab.features) == n and {"score", "area", "centroid_y"} <= set(lab.features.columns)
+    # re-running replaces the plugin's own (unedited) layer ...
+    widget.thresholds["prob_thresh"].value = 0.6
+    _run(qtbot, widget)
+    assert _labels_layers(viewer) == [lab]
+    # ... but once the user has edited it, a new layer is made and the edit is kept
+    edited = lab.data.copy()
+    edited[:10, :10] = 999
+    lab.data = edited
+    _run(qtbot, widget)
+    assert len(_labels_layers(viewer)) == 2
+    assert (lab.data[:10, :10] == 999).all()
+
+
+def test_user_layer_with_same_name_is_never_touched(qtbot, viewer_widget, errors):
+    viewer, widget = viewer_widget
+    image, _ = load_sample("large_nuclei")
+    layer = viewer.add_image(image, name="img")
+    mine = viewer.add_labels(np.zeros(image.shape, np.int32), name="img [seglab]")
+    widget.image.value = layer
+    _run(qtbot, widget)
+    assert not mine.data.any()
+    assert len(_labels_layers(viewer)) == 2
+
+
+def test_cancel_stops_the_run(qtbot, viewer_widget, errors):
+    viewer, widget = viewer_widget
+    image, _ = load_sample("brightfield")
+    layer = viewer.add_image(np.stack([image] * 6), name="stack")
+    widget.image.value = layer
+    widget.tile_size.value = 256
+    worker = widget.start()
+    with qtbot.waitSignal(worker.yielded, timeout=60_000):
+        pass
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert widget.status.value == "cancelled"
+    assert not _labels_layers(viewer)
+    assert widget.run_button.enabled
+
+
+def test_bad_layer_gives_notification_not_traceback(qtbot, viewer_widget, errors):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.zeros((2, 2, 2, 2, 16, 16), np.float32), name="6d")
+    widget.image.value = layer
+    assert widget.start() is None
+    assert errors and "expected 2 to 4 spatial axes" in errors[-1]
+    multi = viewer.add_image(np.zeros((5, 32, 32), np.float32), name="multi")
+    widget.image.value = multi
+    widget.channel_axis.value = 0
+    _run(qtbot, widget)
+    assert "pick 1 channel" in errors[-1]
+    widget.channels.value = "x"
+    assert widget.start() is None and "channels must be integers" in errors[-1]
