@@ -18,6 +18,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import clone_state
+from seglab.torch_env import guard_triton
 from seglab.training.data import PatchSampler
 
 
@@ -94,6 +95,7 @@ def train_iter(
 ) -> Generator[TrainEvent, None, TrainResult]:
     """Train ``model`` in place. ``validate(model) -> score`` (higher is better) picks the best weights."""
     settings.check()
+    guard_triton()
     dev = resolve_device(device)
     torch.manual_seed(settings.seed)
     net = model.network.to(dev)
