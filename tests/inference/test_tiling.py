@@ -26,6 +26,7 @@ def test_cores_cover_every_pixel_once_with_context(h, w, tile, ctx, div):
 
 
 def test_small_plane_is_one_tile():
-    grid = make_grid(200, 300, 1024, 32, 16)
-    assert grid.n_tiles == 1
-    assert make_grid(2000, 300, 1024, 32, 16).n_tiles == 3
+    grid = make_grid(1024, 1024, 1024, 32, 16)
+    assert grid.n_tiles == 1 and grid.tile_h == 1088
+    assert make_grid(2000, 300, 1024, 32, 16).n_tiles == 2
+    assert make_grid(2049, 300, 1024, 32, 16).n_tiles == 3

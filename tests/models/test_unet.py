@@ -28,3 +28,24 @@ def test_seedless_components_kept_and_small_ones_dropped():
     prob[15:17, 15:17] = 1  # 4 px: dropped
     lab = instances_from_maps(prob, np.zeros_like(prob), 0.5, 0.5, 10)
     assert lab.max() == 1 and (lab[2:8, 2:8] == 1).all() and lab[15, 15] == 0
+
+
+def test_folded_batchnorm_matches_and_follows_weight_changes(tiny_model):
+    from seglab.models.unet_net import fold_batchnorm
+
+    net = tiny_model.network
+    net.train()
+    for _ in range(3):  # give batch norm non-trivial running statistics
+        net(torch.randn(2, 1, 32, 32) * 3 + 1)
+    net.eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        ref = net(x)
+        assert torch.allclose(fold_batchnorm(net)(x), ref, atol=1e-4)
+        a = tiny_model.forward_tiles(x)
+    with torch.no_grad():
+        next(net.parameters()).mul_(2.0)  # an optimizer step changes weights in place
+    with torch.inference_mode():
+        b = tiny_model.forward_tiles(x)
+        assert torch.allclose(b, torch.sigmoid(net(x)), atol=1e-4)
+    assert not torch.allclose(a, b)

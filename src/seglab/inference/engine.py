@@ -88,7 +88,7 @@ def predict_maps_iter(
     """Dense maps ``(K, H, W)`` for a normalised ``(C, H, W)`` plane, tile by tile."""
     _, h, w = x.shape
     context = int(model.config.tile_context)
-    grid = make_grid(h, w, max(int(tile_size), 2 * context + model.size_divisor), context, model.size_divisor)
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
     padded = pad_plane(x, grid)
     windows = grid.windows()
     out: np.ndarray | None = None

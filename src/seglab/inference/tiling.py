@@ -1,7 +1,7 @@
 """Overlapping tiles over a plane and stitching of their cores.
 
 The plane is padded by ``context`` pixels on every side (reflect). Tiles of
-``tile`` pixels step by ``tile - 2 * context``; each tile's *core* (its centre
+``tile`` pixels (the requested tile size plus the context) step by about ``tile - 2 * context``; each tile's *core* (its centre
 minus the context) is written back, so the cores partition the plane and every
 output pixel was computed with at least ``context`` pixels of real surroundings.
 A plane that fits in one tile is the same scheme with one tile, so tiled and
@@ -58,10 +58,15 @@ class TileGrid:
 
 
 def make_grid(height: int, width: int, tile_size: int, context: int, divisor: int) -> TileGrid:
-    """Tile grid for a plane; tiles are multiples of ``divisor`` and never larger than needed."""
-    if tile_size < 2 * context + divisor:
-        raise ValueError(f"tile size {tile_size} too small for context {context}")
-    tile_size = (tile_size // divisor) * divisor
+    """Tile grid for a plane.
+
+    ``tile_size`` is the largest part of the plane computed at once (a tile's core);
+    each tile adds ``context`` on every side and is rounded up to a multiple of
+    ``divisor``. A plane up to ``tile_size`` on a side is a single tile.
+    """
+    if tile_size < divisor:
+        raise ValueError(f"tile size {tile_size} is smaller than {divisor}")
+    tile_size = _round_up(tile_size + 2 * context, divisor)
 
     def axis(n: int) -> tuple[int, tuple[int, ...]]:
         need = _round_up(n + 2 * context, divisor)

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel
 from seglab.models.targets import normalized_distance
-from seglab.models.unet_net import UNet
+from seglab.models.unet_net import UNet, fold_batchnorm
 from seglab.objects import object_table
 
 
@@ -66,8 +66,20 @@ class UNetModel(SegmentationModel):
             convs_per_block=int(arch.get("convs_per_block", 2)),
         )
 
+    def _inference_network(self) -> nn.Module:
+        """The network with batch norm folded, rebuilt whenever the weights change."""
+        net = self.network
+        if net.training:
+            return net
+        tensors = list(net.parameters()) + list(net.buffers())
+        key = (id(net), tuple(t._version for t in tensors), tuple(t.data_ptr() for t in tensors))
+        if getattr(self, "_fused_key", None) != key:
+            self._fused = fold_batchnorm(net)
+            self._fused_key = key
+        return self._fused
+
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.network(batch).float())
+        return torch.sigmoid(self._inference_network()(batch).float())
 
     def postprocess(self, maps: np.ndarray, thresholds: dict[str, float]) -> Prediction:
         prob, dist = maps[0], maps[1]
