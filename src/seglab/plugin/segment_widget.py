@@ -71,6 +71,7 @@ class SegmentWidget(Container):
         self._registry = ModelRegistry()
         self._worker = None
         self._pbar: progress | None = None
+        self.output_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="Image")
         self.model = ComboBox(label="Model", choices=self._model_choices)
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
