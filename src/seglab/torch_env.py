@@ -9,7 +9,10 @@ process and Triton is not yet imported, mark Triton unavailable; torch then skip
 
 from __future__ import annotations
 
+import contextlib
 import sys
+
+import torch
 
 
 def _llvm_loaded() -> bool:
@@ -28,3 +31,12 @@ def guard_triton() -> bool:
         sys.modules["triton"] = None  # type: ignore[assignment]
         return True
     return False
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision for ``device``: bfloat16 on CPU and on CUDA that has it, else float16."""
+    if not enabled or device.type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16)

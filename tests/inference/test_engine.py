@@ -153,3 +153,12 @@ def test_rgb_given_to_grey_model_is_converted(discs):
     rgb = np.stack([img, img, img], -1)
     res = segment(_model(ThresholdNet()), rgb, channel_axis=-1, amp=False, device="cpu")
     assert res.labels.shape == img.shape and res.n_objects == 3
+
+
+def test_model_predict_is_the_engine(discs):
+    img, _ = discs
+    model = _model(ThresholdNet())
+    a = model.predict(img, amp=False, device="cpu")
+    b = segment(model, img, amp=False, device="cpu")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.n_objects == 3 and list(a.table["label"]) == [1, 2, 3]

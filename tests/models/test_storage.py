@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seglab.errors import SeglabError
-from seglab.models.storage import load_model, new_model, save_model
+from seglab.models.storage import load_model, save_model
 
 
 def test_save_load_round_trip(tmp_path, tiny_model):

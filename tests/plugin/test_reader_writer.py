@@ -36,11 +36,14 @@ def test_save_layer_through_napari_uses_plugin_writer(make_napari_viewer, tmp_pa
     viewer = make_napari_viewer()
     lab = np.zeros((20, 20), np.int32)
     lab[2:5, 2:5] = 70000  # forces uint32
-    layer = viewer.add_labels(lab, scale=(2.0, 2.0))
+    viewer.add_labels(lab, scale=(2.0, 2.0))
     paths = viewer.layers.save(str(tmp_path / "saved.tif"), selected=False, plugin="napari-seglab")
     assert paths
     back = tifffile.imread(paths[0])
     assert back.dtype == np.uint32 and back.max() == 70000
+    from seglab.io.labels import read_resolution
+
+    assert read_resolution(paths[0]) == pytest.approx((2.0, 2.0))
 
 
 def test_manifest_samples_open(make_napari_viewer):

@@ -9,7 +9,6 @@ returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from seglab.inference.normalize import percentile_normalize, select_channels
 from seglab.inference.tiling import make_grid, pad_plane
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
+from seglab.torch_env import autocast
 
 DEFAULT_TILE_SIZE = 1024
 
@@ -63,17 +63,6 @@ class Segmentation:
         return int(len(self.table["label"]))
 
 
-def _autocast(device: torch.device, amp: bool):
-    if not amp:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    if device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def predict_maps_iter(
     model: SegmentationModel,
     x: np.ndarray,
@@ -100,7 +89,7 @@ def predict_maps_iter(
         batch = torch.from_numpy(tiles).to(device)
         if device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             maps = model.forward_tiles(batch)
         maps = maps.float().cpu().numpy()
         if out is None:

@@ -110,6 +110,14 @@ class SegmentationModel(ABC):
         return out
 
     # ---- inference ----------------------------------------------------
+    def predict(self, image: np.ndarray, **kwargs: Any) -> Any:
+        """Segment an image (2D, or a Z/T stack): a :class:`~seglab.inference.engine.Segmentation`
+        with ``labels`` and the per-object ``table``. Keyword arguments as for
+        :func:`seglab.inference.engine.segment_iter` (channels, tile size, device, thresholds)."""
+        from seglab.inference.engine import segment
+
+        return segment(self, image, **kwargs)
+
     @abstractmethod
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor | list[Any]:
         """Run the network on normalised tiles ``(B, C, H, W)``.

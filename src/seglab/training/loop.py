@@ -18,7 +18,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import clone_state
-from seglab.torch_env import guard_triton
+from seglab.torch_env import autocast, guard_triton
 from seglab.training.data import PatchSampler
 
 
@@ -72,15 +72,6 @@ class TrainResult:
     best_step: int | None
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type in ("cpu", "cuda"):
-        dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device.type, dtype=dtype)
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def train_iter(
@@ -145,7 +136,7 @@ def train_iter(
                 x = x.contiguous(memory_format=torch.channels_last)
             targets = {k: v.to(dev) for k, v in targets.items()}
             valid = valid.to(dev)
-            with _autocast(dev, settings.amp):
+            with autocast(dev, settings.amp):
                 out = net(x)
             loss, parts = model.loss(out, targets, valid)
             if not torch.isfinite(loss):
