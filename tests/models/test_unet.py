@@ -49,3 +49,23 @@ def test_folded_batchnorm_matches_and_follows_weight_changes(tiny_model):
         b = tiny_model.forward_tiles(x)
         assert torch.allclose(b, torch.sigmoid(net(x)), atol=1e-4)
     assert not torch.allclose(a, b)
+
+
+def test_h_maxima_seeds_split_two_peaks_but_not_a_shoulder():
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+
+    from seglab.models.unet import h_maxima_in_components
+
+    yy, xx = np.mgrid[:40, :80]
+    two = np.maximum(1 - np.hypot(yy - 20, xx - 25) / 15, 1 - np.hypot(yy - 20, xx - 55) / 15).clip(0)
+    fg = two > 0.05
+    peaks = h_maxima_in_components(two, fg, 0.1, 0.3)
+    assert ndi.label(peaks)[1] == 2
+    np.testing.assert_array_equal(peaks, h_maxima(two, 0.1).astype(bool) & fg & (two > 0.3))
+    # peaks joined by a saddle less than h below them make one seed
+    close = np.maximum(1 - np.hypot(yy - 20, xx - 25) / 15, 0.9 - np.hypot(yy - 20, xx - 40) / 15).clip(0)
+    assert ndi.label(h_maxima_in_components(close, close > 0.05, 0.1, 0.3))[1] == 2
+    assert ndi.label(h_maxima_in_components(close, close > 0.05, 0.6, 0.3))[1] == 1
+    lab = instances_from_maps(fg.astype(np.float32), two.astype(np.float32), 0.5, 0.3, 5, seed_h=0.1)
+    assert lab.max() == 2

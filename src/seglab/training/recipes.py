@@ -37,8 +37,9 @@ UNET_NUCLEI = {
     "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
     "threshold_grid": {
         "prob_thresh": [0.4, 0.5, 0.6],
-        "seed_thresh": [0.3, 0.4, 0.5, 0.6],
-        "min_area": [4.0, 10.0, 20.0],
+        "seed_h": [0.05, 0.1, 0.15, 0.2],
+        "seed_thresh": [0.3, 0.5],
+        "min_area": [5.0, 15.0],
     },
 }
 
