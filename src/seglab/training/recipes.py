@@ -1,7 +1,10 @@
 """Recipes that train the built-in models from scratch, kept here so anyone can retrain them.
 
     python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 \
-        --time-budget 5400 --out runs/unet-nuclei
+        --time-budget 6000 --out runs/unet-nuclei
+
+It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-unet-nuclei``
+repeats only that last part for a finished run (``--out`` holding ``best/``).
 
 Trains on the ``train`` split only. Every tenth training image (per channel
 group, in id order) is held out as a *tune* set that picks the best checkpoint
@@ -112,10 +115,25 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
              f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s"
              + (f" val {ev.val_score:.4f}" if ev.val_score is not None else ""))
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
-    finish(model, root, tune_items, out, recipe, args, result)
+    run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
+           "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
+    (out / "train_result.json").write_text(json.dumps(run, indent=2))
+    finish(model, root, tune_items, out, recipe, args, run)
 
 
-def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, result) -> None:
+def run_from_log(log: Path) -> dict:
+    """Training facts from a recipe log's 'training done' line (for runs finished separately)."""
+    import re
+
+    for line in reversed(log.read_text().splitlines()):
+        m = re.search(r"training done: (\d+) steps in (\d+)s, best tune AP@0.5 ([\d.]+) at (\d+)", line)
+        if m:
+            return {"steps": int(m[1]), "seconds": float(m[2]), "tune_ap50_best_checkpoint": float(m[3]),
+                    "best_step": int(m[4])}
+    raise SystemExit(f"no 'training done' line in {log}")
+
+
+def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: dict) -> None:
     """Tune thresholds on the tune set, score on val, write the final model folder."""
     best, score, _ = tune_thresholds(model, tune_items, recipe["threshold_grid"], device=args.device)
     _log(f"tuned thresholds {best}: tune AP@0.5 {score:.4f}")
@@ -125,13 +143,10 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, result)
     _log(f"val: {json.dumps(metrics)}")
     model.config.scores = {"dataset": "DSB2018 stage1 (corrected), split val", **metrics}
     model.config.training = {
-        "recipe": "python -m seglab.training.recipes unet-nuclei",
+        "recipe": "python -m seglab.training.recipes unet-nuclei --time-budget 6000",
+        "postprocessing_tuned_by": "python -m seglab.training.recipes finish-unet-nuclei",
         "data": "DSB2018 split train minus tune (every tenth per channel group)",
-        "n_train_images": len(model.config.training.get("train_ids", [])) or None,
-        "steps": result.steps if result else None,
-        "seconds": round(result.elapsed, 1) if result else None,
-        "best_step": result.best_step if result else None,
-        "tune_ap50_best_checkpoint": result.best_score if result else None,
+        **run,
         "tune_ap50_tuned_thresholds": score,
         "patch_size": recipe["patch_size"],
         "batch_size": recipe["batch_size"],
@@ -158,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="model folder to start from (resume)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -168,9 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         train_unet_nuclei(args)
     else:
         root = Path(args.data)
-        _, tune_ids = split_train_tune(root)
+        train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
-        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), UNET_NUCLEI, args, None)
+        result_file = Path(args.out) / "train_result.json"
+        if result_file.is_file():
+            run = json.loads(result_file.read_text())
+        elif args.log:
+            run = {**run_from_log(Path(args.log)), "n_train_images": len(train_ids)}
+        else:
+            p.error("finishing needs train_result.json in --out or --log LOGFILE")
+        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), UNET_NUCLEI, args, run)
     return 0
 
 
