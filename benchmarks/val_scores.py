@@ -93,8 +93,9 @@ CARD = """# Model card: `{name}`
 - Family `unet`: a U-Net (encoder-decoder with skip connections, batch norm, ReLU) predicting
   two maps per pixel: foreground probability and a normalised distance to the object border
   (1 at each object's centre, 0 at its border and between touching objects). Instances come
-  from a seeded watershed: seeds are connected regions where the distance exceeds
-  `seed_thresh`, flooded over the foreground (`prob > prob_thresh`); foreground blobs with no
+  from a seeded watershed over the foreground (`prob > prob_thresh`): the distance map is
+  smoothed (Gaussian, sigma 1 px) and its h-maxima (peaks standing at least `seed_h` above
+  the saddle to any higher peak) above `seed_thresh` are the seeds. Foreground blobs with no
   seed become objects of their own; objects smaller than `min_area` pixels are dropped.
 - Architecture: `{arch}`, {params:,} parameters, weights {size_mb:.1f} MB (safetensors, float32).
 - Input: one channel. RGB images are converted to grey (ITU-R 601 luma), as in training.
@@ -107,7 +108,10 @@ Trained here from scratch on CPU (2 cores, bfloat16 autocast) on the DSB2018 `tr
 split. Every tenth training image per channel group is held out as a *tune* set that picked
 the best checkpoint and the thresholds; `val` was scored once, at the end. Recipe:
 `python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --time-budget 6000 --out runs/unet-nuclei`
-(then copy `runs/unet-nuclei/final` to `src/seglab/models/builtin/unet-nuclei`).
+(then copy `runs/unet-nuclei/final` to `src/seglab/models/builtin/unet-nuclei`). The thresholds
+were tuned by `python -m seglab.training.recipes finish-unet-nuclei --out runs/unet-nuclei --log runs/unet-nuclei.log`,
+which repeats the last step of the recipe on the best checkpoint (the h-maxima seeding was
+added while the network trained; the network is the one the recipe produced).
 
 ```json
 {training}

@@ -76,6 +76,7 @@ def predict_maps_iter(
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, H, W)`` for a normalised ``(C, H, W)`` plane, tile by tile."""
     _, h, w = x.shape
+    batch_size = max(1, int(batch_size))
     context = int(model.config.tile_context)
     grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
     padded = pad_plane(x, grid)
@@ -83,7 +84,7 @@ def predict_maps_iter(
     out: np.ndarray | None = None
     done = 0
     yield ProgressEvent("tile", 0, len(windows), plane, n_planes)
-    for start in range(0, len(windows), max(1, batch_size)):
+    for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
         tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
         batch = torch.from_numpy(tiles).to(device)

@@ -117,6 +117,15 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
+    if args.init:
+        # a continued run: keep the facts of the phases before it
+        run["initialised_from"] = str(args.init)
+        prev = Path(args.init).parent / "train_result.json"
+        prev_log = Path(str(Path(args.init).parent) + ".log")
+        if prev.is_file():
+            run["previous_phase"] = json.loads(prev.read_text())
+        elif prev_log.is_file():
+            run["previous_phase"] = run_from_log(prev_log)
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
     finish(model, root, tune_items, out, recipe, args, run)
 
