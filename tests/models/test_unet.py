@@ -69,3 +69,20 @@ def test_h_maxima_seeds_split_two_peaks_but_not_a_shoulder():
     assert ndi.label(h_maxima_in_components(close, close > 0.05, 0.6, 0.3))[1] == 1
     lab = instances_from_maps(fg.astype(np.float32), two.astype(np.float32), 0.5, 0.3, 5, seed_h=0.1)
     assert lab.max() == 2
+
+
+def test_border_weight_raises_the_loss_only_where_objects_touch(tiny_model):
+    lab = np.zeros((32, 32), np.int32)
+    lab[4:20, 4:16] = 1
+    lab[4:20, 16:28] = 2  # touches 1 along column 16
+    t = {k: torch.from_numpy(v)[None] for k, v in tiny_model.make_targets(lab).items()}
+    assert t["border"][0, :, 15:17].sum() > 0 and t["border"][0, 25:, :].sum() == 0
+    out = torch.zeros(1, 2, 32, 32)
+    valid = torch.ones(1, 1, 32, 32)
+    plain, _ = tiny_model.loss(out, t, valid)
+    tiny_model.config.loss = {"border_weight": 5.0}
+    weighted, _ = tiny_model.loss(out, t, valid)
+    assert weighted > plain
+    t_far = {k: v.clone() for k, v in t.items()}
+    t_far["border"].zero_()
+    assert torch.isclose(tiny_model.loss(out, t_far, valid)[0], plain)

@@ -42,6 +42,8 @@ class ModelConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     # tiling: context (pixels) each tile needs on every side for exact stitching
     tile_context: int = 32
+    # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
+    loss: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     seglab_version: str = ""

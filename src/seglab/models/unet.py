@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel
-from seglab.models.targets import normalized_distance
+from seglab.models.targets import normalized_distance, touching_boundaries
 from seglab.models.unet_net import UNet, fold_batchnorm
 from seglab.objects import object_table
 
@@ -125,9 +125,11 @@ class UNetModel(SegmentationModel):
         return Prediction(labels=labels, table=object_table(labels, prob))
 
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        border = ndi.binary_dilation(touching_boundaries(labels), iterations=1)
         return {
             "fg": (labels > 0).astype(np.float32),
             "dist": normalized_distance(labels),
+            "border": border.astype(np.float32),
         }
 
     def loss(
@@ -140,12 +142,15 @@ class UNetModel(SegmentationModel):
         n = valid.sum().clamp_min(1.0)
         fg_t = targets["fg"].unsqueeze(1)
         dist_t = targets["dist"].unsqueeze(1)
+        # pixels where touching objects meet decide merges and splits: optionally weigh them more
+        bw = float(self.config.loss.get("border_weight", 0.0))
+        border = targets["border"].unsqueeze(1) if bw > 0 and "border" in targets else None
         fg_logit, dist_logit = outputs[:, :1].float(), outputs[:, 1:2].float()
         bce = (F.binary_cross_entropy_with_logits(fg_logit, fg_t, reduction="none") * valid).sum() / n
         p = torch.sigmoid(fg_logit) * valid
         dice = 1 - (2 * (p * fg_t).sum() + 1) / (p.sum() + (fg_t * valid).sum() + 1)
         # distance regressed on a sigmoid, weighted towards foreground where it matters
-        w = valid * (0.2 + fg_t)
+        w = valid * (0.2 + fg_t) if border is None else valid * (0.2 + fg_t + bw * border)
         dist_err = ((torch.sigmoid(dist_logit) - dist_t) ** 2 * w).sum() / w.sum().clamp_min(1.0)
         total = bce + dice + 4.0 * dist_err
         return total, {"bce": bce.detach().item(), "dice": dice.detach().item(), "dist": dist_err.detach().item()}

@@ -83,6 +83,8 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
             tile_context=recipe["tile_context"],
         )
     model.config.name = recipe["name"]
+    if args.border_weight is not None:
+        model.config.loss = {**model.config.loss, "border_weight": args.border_weight}
     pairs = [
         make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
                   channel_axis=it.channel_axis, weight=recipe["colour_weight"] if it.channel_axis is not None else 1.0,
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="model folder to start from (resume)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--border-weight", type=float, default=None,
+                   help="U-Net loss: extra weight on pixels where touching nuclei meet")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
     args = p.parse_args(argv)
     if args.threads:
