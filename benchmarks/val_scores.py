@@ -68,6 +68,7 @@ def main() -> int:
     print(md)
     print(f"(val scored in {secs:.0f} s)")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"overall": overall, "per_kind": per_kind}, indent=2))
     if args.card:
         cfg = read_config(folder)

@@ -54,3 +54,13 @@ def test_failed_write_keeps_existing_file(tmp_path):
 def test_bad_scale_is_rejected(tmp_path):
     with pytest.raises(SeglabError, match="scale"):
         write_labels(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), scale=(1.0,))
+
+
+def test_written_files_are_not_private(tmp_path):
+    import os
+    import stat
+
+    p = write_labels(tmp_path / "perm.tif", np.ones((4, 4), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask

@@ -19,7 +19,7 @@ def model():
 def test_config_records_provenance_and_scores():
     cfg = json.loads((BUILTIN_DIR / "unet-nuclei" / "config.json").read_text())
     assert cfg["family"] == "unet" and cfg["seglab_version"]
-    assert {"prob_thresh", "seed_thresh", "min_area"} <= set(cfg["thresholds"])
+    assert {"prob_thresh", "seed_thresh", "seed_h", "min_area"} <= set(cfg["thresholds"])
     assert "recipe" in cfg["training"]
     for t in ("0.50", "0.75", "0.90"):
         assert {"ap", "f1", "pq"} <= set(cfg["scores"]["thresholds"][t])

@@ -38,7 +38,7 @@ def test_segment_sample_gives_labels_layer(qtbot, viewer_widget, errors):
     layer = viewer.add_image(image, name="nuclei", scale=(0.5, 0.5))
     widget.image.value = layer
     widget.model.value = "unet-nuclei"
-    assert set(widget.threshold_values()) == {"prob_thresh", "seed_thresh", "min_area"}
+    assert set(widget.threshold_values()) == {"prob_thresh", "seed_thresh", "seed_h", "min_area"}
     _run(qtbot, widget)
     assert not errors
     out = _labels_layers(viewer)

@@ -11,6 +11,7 @@ import numpy as np
 import tifffile
 
 from seglab.errors import SeglabError
+from seglab.io.atomic import default_mode
 from seglab.io.images import read_image
 
 
@@ -78,6 +79,7 @@ def write_labels(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        default_mode(tmp)
         if data.dtype == np.uint16:
             tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
         else:

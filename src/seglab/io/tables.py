@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seglab.io.atomic import default_mode
+
 
 def write_table_csv(path: str | os.PathLike, table: dict[str, np.ndarray]) -> Path:
     """Write a column table atomically; floats with 6 significant digits."""
@@ -29,6 +31,7 @@ def write_table_csv(path: str | os.PathLike, table: dict[str, np.ndarray]) -> Pa
                     else:
                         row.append(str(v))
                 w.writerow(row)
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

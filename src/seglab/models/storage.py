@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 import seglab
 from seglab.errors import SeglabError
+from seglab.io.atomic import default_mode
 from seglab.models.base import ModelConfig, SegmentationModel
 from seglab.models.families import family_class
 
@@ -70,9 +71,11 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
     model.config.seglab_version = seglab.__version__
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
+        default_mode(tmp, directory=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.network.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"family": model.family, "name": model.config.name})
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        default_mode(tmp / WEIGHTS_FILE)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
