@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 TABLE_COLUMNS = ("label", "score", "centroid_y", "centroid_x", "area")
 
@@ -15,16 +14,26 @@ def object_table(labels: np.ndarray, scores: np.ndarray | None = None) -> dict[s
     1D array indexed by label id; without it the score column is NaN.
     """
     labels = np.asarray(labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size == 0:
+    if labels.ndim != 2:
+        raise ValueError(f"object_table takes a 2D label image, got shape {labels.shape}")
+    flat = labels.ravel()
+    if flat.size == 0 or flat.max() <= 0:
         return {c: np.zeros(0, dtype=np.int64 if c in ("label", "area") else np.float64) for c in TABLE_COLUMNS}
-    area = ndi.sum_labels(np.ones(labels.shape, dtype=np.float64), labels, ids)
-    cy, cx = np.array(ndi.center_of_mass(np.ones(labels.shape), labels, ids)).reshape(-1, 2).T
+    if flat.min() < 0:
+        raise ValueError("label images cannot hold negative ids")
+    n = int(flat.max()) + 1
+    # one pass of bincounts: area, sum of y, sum of x (and of scores) per label id
+    counts = np.bincount(flat, minlength=n)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    yy, xx = np.indices(labels.shape, dtype=np.float64)
+    area = counts[ids].astype(np.float64)
+    cy = np.bincount(flat, weights=yy.ravel(), minlength=n)[ids] / area
+    cx = np.bincount(flat, weights=xx.ravel(), minlength=n)[ids] / area
     if scores is None:
         sc = np.full(ids.size, np.nan)
     elif np.ndim(scores) == labels.ndim:
-        sc = np.asarray(ndi.mean(scores, labels, ids), dtype=np.float64)
+        sc = np.bincount(flat, weights=np.asarray(scores, dtype=np.float64).ravel(), minlength=n)[ids] / area
     else:
         sc = np.asarray(scores, dtype=np.float64)[ids]
     return {

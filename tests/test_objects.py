@@ -1,0 +1,28 @@
+import numpy as np
+
+from seglab.objects import concat_tables, object_table
+
+
+def test_table_hand_computed():
+    lab = np.zeros((10, 10), np.int32)
+    lab[0:2, 0:4] = 3  # 8 px, centroid (0.5, 1.5)
+    lab[5:10, 9] = 7  # 5 px, centroid (7, 9)
+    prob = np.zeros((10, 10))
+    prob[lab == 3] = 0.8
+    prob[lab == 7] = 0.6
+    t = object_table(lab, prob)
+    assert list(t["label"]) == [3, 7]
+    assert list(t["area"]) == [8, 5]
+    np.testing.assert_allclose(t["centroid_y"], [0.5, 7.0])
+    np.testing.assert_allclose(t["centroid_x"], [1.5, 9.0])
+    np.testing.assert_allclose(t["score"], [0.8, 0.6])
+    assert np.isnan(object_table(lab)["score"]).all()
+
+
+def test_empty_and_concat():
+    empty = object_table(np.zeros((4, 4), np.int32))
+    assert all(len(v) == 0 for v in empty.values())
+    lab = np.zeros((4, 4), np.int32)
+    lab[1, 1] = 1
+    both = concat_tables([object_table(lab), object_table(lab * 2)], {"plane": [0, 1]})
+    assert list(both["label"]) == [1, 2] and list(both["plane"]) == [0, 1]
