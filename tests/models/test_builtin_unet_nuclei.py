@@ -33,7 +33,7 @@ def test_segments_real_samples(model):
         ca = -1 if image.ndim == 3 else None
         pairs.append((truth, segment(model, image, channel_axis=ca).labels))
     m = evaluate(pairs)
-    assert m["thresholds"]["0.50"]["ap"] > 0.5  # measured 0.615 for the shipped weights
+    assert m["thresholds"]["0.50"]["ap"] > 0.5  # measured 0.660 for the shipped weights
 
 
 def test_tiled_equals_untiled_on_a_real_image(model):

@@ -154,8 +154,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
     _log(f"val: {json.dumps(metrics)}")
     model.config.scores = {"dataset": "DSB2018 stage1 (corrected), split val", **metrics}
     model.config.training = {
-        "recipe": "python -m seglab.training.recipes unet-nuclei --time-budget 6000",
-        "postprocessing_tuned_by": "python -m seglab.training.recipes finish-unet-nuclei",
+        "recipe": "python -m seglab.training.recipes " + " ".join(sys.argv[1:]),
         "data": "DSB2018 split train minus tune (every tenth per channel group)",
         **run,
         "tune_ap50_tuned_thresholds": score,
