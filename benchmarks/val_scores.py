@@ -79,12 +79,32 @@ def main() -> int:
             size_mb=(folder / "weights.safetensors").stat().st_size / 2**20,
             thresholds=json.dumps(cfg.thresholds), table=md, training=json.dumps(tr, indent=2),
             version=cfg.seglab_version, context=cfg.tile_context, norm=json.dumps(cfg.normalization),
+            training_notes=TRAINING_NOTES.get(cfg.name, GENERIC_NOTES),
         )
         Path(args.card).parent.mkdir(parents=True, exist_ok=True)
         Path(args.card).write_text(card)
         print(f"wrote {args.card}")
     return 0
 
+
+#: how each built-in was trained, in words (the exact commands are in its config)
+TRAINING_NOTES = {
+    "unet-nuclei": """Trained here from scratch on CPU (2 cores, bfloat16 autocast) on the DSB2018 `train`
+split, in two phases (the exact commands are in `training.recipe` below):
+1. `python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --time-budget 6000 --out runs/unet-nuclei`
+   (plain loss, lr 2e-3 cosine, 100 min);
+2. `python -m seglab.training.recipes unet-nuclei --init runs/unet-nuclei/best --border-weight 3 --lr 1e-3 --time-budget 2100 --validate-every 400 --out runs/unet-nuclei-ft`
+   (extra loss weight where touching nuclei meet, 35 min), then copy `runs/unet-nuclei-ft/final`
+   to `src/seglab/models/builtin/unet-nuclei`.
+
+Every tenth training image per channel group is held out as a *tune* set that picked the
+best checkpoint, the thresholds, and the phase-2 model over the phase-1 model (tune AP@0.5
+0.786 vs 0.785 with tuned thresholds: a tie within noise); `val` was only scored for this
+report. Phase 1 reached val AP@0.5 0.706, phase 2 0.714.
+
+""",
+}
+GENERIC_NOTES = "Training provenance as recorded in the model's config:\n\n"
 
 CARD = """# Model card: `{name}`
 
@@ -105,20 +125,7 @@ CARD = """# Model card: `{name}`
 - seglab version {version}.
 
 ## Training
-Trained here from scratch on CPU (2 cores, bfloat16 autocast) on the DSB2018 `train`
-split, in two phases (the exact commands are in `training.recipe` below):
-1. `python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --time-budget 6000 --out runs/unet-nuclei`
-   (plain loss, lr 2e-3 cosine, 100 min);
-2. `python -m seglab.training.recipes unet-nuclei --init runs/unet-nuclei/best --border-weight 3 --lr 1e-3 --time-budget 2100 --validate-every 400 --out runs/unet-nuclei-ft`
-   (extra loss weight where touching nuclei meet, 35 min), then copy `runs/unet-nuclei-ft/final`
-   to `src/seglab/models/builtin/unet-nuclei`.
-
-Every tenth training image per channel group is held out as a *tune* set that picked the
-best checkpoint, the thresholds, and the phase-2 model over the phase-1 model (tune AP@0.5
-0.786 vs 0.785 with tuned thresholds: a tie within noise); `val` was only scored for this
-report. Phase 1 reached val AP@0.5 0.706, phase 2 0.714.
-
-```json
+{training_notes}```json
 {training}
 ```
 
