@@ -10,7 +10,7 @@ import numpy as np
 
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, predict_maps_iter, run_to_end
 from seglab.inference.device import resolve_device
-from seglab.inference.normalize import percentile_normalize, select_channels
+from seglab.inference.normalize import model_input
 from seglab.metrics import evaluate
 from seglab.models.base import SegmentationModel
 
@@ -36,9 +36,7 @@ def predict_maps(
     """The model's dense maps for one annotated image."""
     dev = resolve_device(device)
     model.network.to(dev)
-    x = select_channels(item.image, model.config.input_channels, item.channel_axis)
-    norm = model.config.normalization
-    x = percentile_normalize(x, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+    x = model_input(item.image, model.config.input_channels, model.config.normalization, item.channel_axis)
     return run_to_end(predict_maps_iter(model, x, tile_size=tile_size, device=dev, amp=amp))
 
 

@@ -19,7 +19,7 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
-from seglab.inference.normalize import percentile_normalize, select_channels
+from seglab.inference.normalize import model_input
 from seglab.inference.tiling import make_grid, pad_plane
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
@@ -163,7 +163,6 @@ def segment_iter(
     model.network.to(dev)
     if dev.type == "cpu":
         model.network.to(memory_format=torch.channels_last)
-    norm = model.config.normalization
     labels_out = np.zeros(spatial_shape, dtype=np.int64)
     tables: list[dict[str, np.ndarray]] = []
     extras: list[dict[str, Any]] = []
@@ -171,8 +170,7 @@ def segment_iter(
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
-        x = select_channels(plane, model.config.input_channels, channel_axis, channels)
-        x = percentile_normalize(x, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+        x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
         maps = yield from predict_maps_iter(
             model, x, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
             plane=p, n_planes=n_planes,

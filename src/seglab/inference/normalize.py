@@ -93,3 +93,15 @@ def percentile_normalize(
         if not finite.all():
             out[c][~finite] = 0.0
     return out
+
+
+def model_input(
+    plane: np.ndarray,
+    input_channels: int,
+    normalization: dict,
+    channel_axis: int | None = None,
+    channels: Sequence[int] | None = None,
+) -> np.ndarray:
+    """What a model sees of a plane, in training and inference alike: its channels, normalised."""
+    x = select_channels(plane, input_channels, channel_axis, channels)
+    return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))

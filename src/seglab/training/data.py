@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from seglab.errors import SeglabError
-from seglab.inference.normalize import percentile_normalize, select_channels
+from seglab.inference.normalize import model_input
 from seglab.models.base import SegmentationModel
 
 
@@ -51,14 +51,13 @@ def make_pair(
     if not np.issubdtype(labels.dtype, np.integer):
         if labels.dtype == bool or not np.all(np.mod(labels, 1) == 0):
             raise SeglabError(f"labels of {name or 'a pair'} must be integers, got {labels.dtype}")
-    x = select_channels(image, model_channels, channel_axis)
+    x = model_input(image, model_channels, normalization, channel_axis)
     if x.shape[1:] != labels.shape:
         raise SeglabError(
             f"image and labels of {name or 'a pair'} differ in shape: {x.shape[1:]} vs {labels.shape}"
         )
     if labels.min() < 0:
         raise SeglabError(f"labels of {name or 'a pair'} contain negative values")
-    x = percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))
     v = None if valid is None else np.asarray(valid, dtype=bool)
     return TrainPair(x, labels.astype(np.int32), v, weight, name)
 
