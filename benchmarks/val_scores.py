@@ -79,7 +79,7 @@ def main() -> int:
             size_mb=(folder / "weights.safetensors").stat().st_size / 2**20,
             thresholds=json.dumps(cfg.thresholds), table=md, training=json.dumps(tr, indent=2),
             version=cfg.seglab_version, context=cfg.tile_context, norm=json.dumps(cfg.normalization),
-            training_notes=TRAINING_NOTES.get(cfg.name, GENERIC_NOTES),
+            training_notes=TRAINING_NOTES.get(cfg.name, GENERIC_NOTES), what=FAMILY_TEXT[cfg.family],
         )
         Path(args.card).parent.mkdir(parents=True, exist_ok=True)
         Path(args.card).write_text(card)
@@ -106,18 +106,33 @@ report. Phase 1 reached val AP@0.5 0.706, phase 2 0.714.
 }
 GENERIC_NOTES = "Training provenance as recorded in the model's config:\n\n"
 
-CARD = """# Model card: `{name}`
-
-{description}.
-
-## What it is
-- Family `unet`: a U-Net (encoder-decoder with skip connections, batch norm, ReLU) predicting
+#: what each family's model is and how it turns maps into objects
+FAMILY_TEXT = {
+    "unet": """- Family `unet`: a U-Net (encoder-decoder with skip connections, batch norm, ReLU) predicting
   two maps per pixel: foreground probability and a normalised distance to the object border
   (1 at each object's centre, 0 at its border and between touching objects). Instances come
   from a seeded watershed over the foreground (`prob > prob_thresh`): the distance map is
   smoothed (Gaussian, sigma 1 px) and its h-maxima (peaks standing at least `seed_h` above
   the saddle to any higher peak) above `seed_thresh` are the seeds. Foreground blobs with no
-  seed become objects of their own; objects smaller than `min_area` pixels are dropped.
+  seed become objects of their own; objects smaller than `min_area` pixels are dropped.""",
+    "stardist": """- Family `stardist` (after Schmidt et al. 2018): a U-Net whose decoder stops at half
+  resolution (StarDist's `grid=(2, 2)`) predicts, on every second pixel, an object
+  probability (the normalised distance to the background, as StarDist trains it) and the
+  distances to the object's boundary along 32 rays. Every sampled pixel with probability
+  above `prob_thresh` proposes a star-convex polygon; greedy non-maximum suppression keeps
+  the best-scoring ones, suppressing a candidate whose overlap with a kept polygon
+  (intersection area over the smaller area, computed exactly on the polygons) exceeds
+  `nms_thresh`. Kept polygons are painted into the label image, the higher score winning
+  where they overlap; the polygons are also available as a Shapes layer and as an ImageJ
+  ROI set.""",
+}
+
+CARD = """# Model card: `{name}`
+
+{description}.
+
+## What it is
+{what}
 - Architecture: `{arch}`, {params:,} parameters, weights {size_mb:.1f} MB (safetensors, float32).
 - Input: one channel. RGB images are converted to grey (ITU-R 601 luma), as in training.
   Normalisation `{norm}` per image. Tiles need {context} px of context on every side.

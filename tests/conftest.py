@@ -60,3 +60,26 @@ def shared_dsb_or_skip() -> Path:
     if not (SHARED_DSB / "manifest.csv").is_file():
         pytest.skip("../shared/data/dsb2018 not available")
     return SHARED_DSB
+
+
+TINY_STAR = {"widths": [4, 8, 16], "convs_per_block": 1, "n_rays": 16, "grid": 2, "head_width": 8}
+
+
+@pytest.fixture(scope="session")
+def tiny_star_dir(tmp_path_factory):
+    """A tiny StarDist-style model trained for a few seconds on synthetic discs (finds them well)."""
+    import torch
+
+    from seglab.models.storage import new_model, save_model
+    from seglab.training.data import Augment, PatchSampler, make_pair
+    from seglab.training.loop import TrainSettings, train_iter
+    from tests_helpers import blob_image
+
+    torch.manual_seed(0)
+    model = new_model("stardist", "tiny-star", description="tiny polygon test model",
+                      architecture=dict(TINY_STAR), tile_context=16, thresholds={"prob_thresh": 0.5, "nms_thresh": 0.3})
+    pairs = [make_pair(*blob_image((96, 96), n=8, seed=s), 1, model.config.normalization) for s in range(4)]
+    sampler = PatchSampler(pairs, 64, Augment(), seed=0)
+    for _ in train_iter(model, sampler, TrainSettings(steps=150, batch_size=4, lr=1e-2, warmup_steps=5), device="cpu"):
+        pass
+    return save_model(model, tmp_path_factory.mktemp("star") / "tiny-star")

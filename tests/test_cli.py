@@ -89,3 +89,27 @@ def test_evaluate_json(tmp_path, tiny_model_dir, capsys):
     (labs / "a.tif").unlink()
     assert main(["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs)]) == 2
     assert "no label file" in capsys.readouterr().err
+
+
+def test_segment_writes_imagej_roi_sets_for_polygon_models(tmp_path, image_dir, tiny_star_dir):
+    import roifile
+
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(image_dir), "--device", "cpu",
+                 "--rois", "-q"]) == 0
+    for i in range(2):
+        labels = tifffile.imread(out / f"img{i}_labels.tif")
+        rois = roifile.roiread(out / f"img{i}_rois.zip")
+        assert len(rois) == len(np.unique(labels)) - 1 > 0
+        # each ROI is named after its object's id, and that object lies within the ROI's box
+        for roi in rois:
+            xy = roi.coordinates() - 0.5
+            (x0, y0), (x1, y1) = np.floor(xy.min(axis=0)).astype(int), np.ceil(xy.max(axis=0)).astype(int)
+            ys, xs = np.nonzero(labels == int(roi.name))
+            assert ys.size and ys.min() >= y0 and ys.max() <= y1 and xs.min() >= x0 and xs.max() <= x1
+    # --rois with a model that has no outlines is refused before any work
+    rc = main(["segment", "-m", "unet-nuclei", "-o", str(tmp_path / "o2"), str(image_dir), "--rois", "-q"])
+    assert rc != 0 and not (tmp_path / "o2").exists()
+    # existing ROI sets are not overwritten without --overwrite
+    rc = main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(image_dir), "--rois", "--no-table", "-q"])
+    assert rc != 0

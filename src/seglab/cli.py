@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel-axis", type=int, default=None,
                    help="axis holding channels (default: last axis when it has 3 or 4 entries, else none)")
     s.add_argument("--no-table", action="store_true", help="do not write <stem>_objects.csv")
+    s.add_argument("--rois", action="store_true",
+                   help="also write the outlines as <stem>_rois.zip, an ImageJ ROI set for Fiji's ROI Manager "
+                        "(models with polygons or boxes)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -125,10 +128,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
     targets = [outdir / f"{p.stem}_labels.tif" for p in paths]
     if not args.overwrite:
-        existing = [t for t in targets if t.exists()]
+        outputs = list(targets)
+        outputs += [] if args.no_table else [outdir / f"{p.stem}_objects.csv" for p in paths]
+        outputs += [outdir / f"{p.stem}_rois.zip" for p in paths] if args.rois else []
+        existing = [t for t in outputs if t.exists()]
         if existing:
             raise SeglabError(f"{existing[0]} already exists (use --overwrite to replace it)")
     model = get_model(args.model)
+    if args.rois and model.shape_type is None:
+        raise SeglabError(f"model {model.config.name!r} ({model.family}) gives no outlines, so --rois cannot be used")
     th = model.thresholds(_thresholds(args))
     outdir.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -147,12 +155,28 @@ def cmd_segment(args: argparse.Namespace) -> int:
             write_labels(target, result.labels, scale=scale)
             if not args.no_table:
                 write_table_csv(outdir / f"{path.stem}_objects.csv", result.table)
+            if args.rois:
+                _write_rois(outdir / f"{path.stem}_rois.zip", result)
             if not args.quiet:
                 print(f"{path.name}: {result.n_objects} objects -> {target}", file=sys.stderr)
         except SeglabError as e:
             failures += 1
             print(f"seglab: error: {path.name}: {e}", file=sys.stderr)
     return EXIT_FAILED if failures else 0
+
+
+def _write_rois(path: Path, result) -> None:
+    from seglab.io.rois import write_roi_zip
+    from seglab.outlines import collect_outlines
+
+    outlines = collect_outlines(result)
+    if outlines is None or len(outlines) == 0:
+        print(f"seglab: no objects, so no {path.name}", file=sys.stderr)
+        return
+    if result.labels.ndim > 3:
+        raise SeglabError("ROI sets hold 2D outlines or outlines on the slices of one stack axis")
+    positions = outlines.plane.tolist() if result.labels.ndim == 3 else None
+    write_roi_zip(path, [d[:, -2:] for d in outlines.data], outlines.label.tolist(), positions)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ def evaluate_model_iter(
     preds = []
     for i, item in enumerate(items):
         maps = predict_maps(model, item, device=device, tile_size=tile_size)
-        preds.append(model.postprocess(maps, th).labels)
+        preds.append(model.postprocess(maps, th, shape=item.labels.shape).labels)
         yield ProgressEvent("image", i + 1, len(items))
     metrics = evaluate(zip([it.labels for it in items], preds))
     metrics["model_thresholds"] = th
@@ -87,7 +87,7 @@ def tune_thresholds(
     for combo in itertools.product(*[grid[n] for n in names]):
         th = dict(base)
         th.update(dict(zip(names, map(float, combo))))
-        preds = [model.postprocess(m, th).labels for m in maps]
+        preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(maps, items)]
         score = float(evaluate(zip([it.labels for it in items], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
         trials.append({**th, "ap50": score})
         if score > best_score:

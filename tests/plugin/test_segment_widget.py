@@ -5,6 +5,7 @@ napari = pytest.importorskip("napari")
 
 from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
+from tests_helpers import blob_image  # noqa: E402
 
 
 @pytest.fixture
@@ -102,3 +103,55 @@ def test_bad_layer_gives_notification_not_traceback(qtbot, viewer_widget, errors
     assert "pick 1 channel" in errors[-1]
     widget.channels.value = "x"
     assert widget.start() is None and "channels must be integers" in errors[-1]
+
+
+def test_polygon_model_gives_labels_and_editable_shapes(models_dir, tiny_star_dir, qtbot, viewer_widget, errors):
+    import shutil
+
+    shutil.copytree(tiny_star_dir, models_dir / "tiny-star")
+    viewer, widget = viewer_widget
+    widget.reset_choices()
+    image, truth = blob_image((128, 128), n=10, seed=9)
+    layer = viewer.add_image(image, name="nuclei", scale=(0.5, 0.5))
+    widget.image.value = layer
+    widget.model.value = "tiny-star"
+    assert widget.outlines.enabled and "polygons" in widget.outlines.text
+    widget.outlines.value = True
+    _run(qtbot, widget)
+    assert not errors
+    labels = widget.output_layer
+    shapes = widget.outlines_layer
+    assert isinstance(shapes, napari.layers.Shapes)
+    n = len(np.unique(labels.data)) - 1
+    assert n == truth.max() and len(shapes.data) == n
+    assert set(shapes.shape_type) == {"polygon"}
+    assert {"label", "score", "area"} <= set(shapes.features.columns)
+    assert list(shapes.scale) == [0.5, 0.5]
+    # re-running replaces the own, unedited Shapes layer in place ...
+    _run(qtbot, widget)
+    assert [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Shapes)] == [widget.outlines_layer]
+    # ... but a user's edit (deleting a polygon) is kept, and the new outlines go to a new layer
+    edited = widget.outlines_layer
+    edited.selected_data = {0}
+    edited.remove_selected()
+    _run(qtbot, widget)
+    shapes_layers = [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Shapes)]
+    assert len(shapes_layers) == 2 and edited in shapes_layers and len(edited.data) == n - 1
+    # the outlines save as an ImageJ ROI set through the plugin's writer
+    import roifile
+
+    from seglab.plugin.writer import write_rois
+
+    out = write_rois(str(models_dir / "cells.zip"), *_writer_args(widget.outlines_layer))
+    assert len(roifile.roiread(out[0])) == n
+
+
+def _writer_args(layer):
+    data, state, _ = layer.as_layer_data_tuple()
+    return data, state
+
+
+def test_models_without_outlines_disable_the_shapes_option(viewer_widget):
+    _, widget = viewer_widget
+    widget.model.value = "unet-nuclei"
+    assert not widget.outlines.enabled

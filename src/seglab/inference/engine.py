@@ -74,10 +74,14 @@ def predict_maps_iter(
     plane: int = 0,
     n_planes: int = 1,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
-    """Dense maps ``(K, H, W)`` for a normalised ``(C, H, W)`` plane, tile by tile."""
+    """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
+    by tile (``s`` is the model's output stride)."""
     _, h, w = x.shape
     batch_size = max(1, int(batch_size))
     context = int(model.config.tile_context)
+    s = int(model.output_stride)
+    if context % s or model.size_divisor % s:
+        raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
     padded = pad_plane(x, grid)
     windows = grid.windows()
@@ -94,14 +98,19 @@ def predict_maps_iter(
             maps = model.forward_tiles(batch)
         maps = maps.float().cpu().numpy()
         if out is None:
-            out = np.zeros((maps.shape[1], h, w), dtype=np.float32)
+            out = np.zeros((maps.shape[1], -(-h // s), -(-w // s)), dtype=np.float32)
         for (y, xx), m in zip(chunk, maps):
-            oy, ox, ty, tx = grid.core(y, xx)
+            oy, ox, ty, tx = (_strided(sl, s) for sl in grid.core(y, xx))
             out[:, oy, ox] = m[:, ty, tx]
         done += len(chunk)
         yield ProgressEvent("tile", done, len(windows), plane, n_planes)
     assert out is not None
     return out
+
+
+def _strided(sl: slice, s: int) -> slice:
+    """A pixel slice starting at a multiple of ``s`` as a slice of maps sampled every ``s`` pixels."""
+    return slice(sl.start // s, -(-sl.stop // s))
 
 
 def _plane_axes(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
@@ -170,13 +179,14 @@ def segment_iter(
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
+        plane_shape = spatial_shape[-2:]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
         maps = yield from predict_maps_iter(
             model, x, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
             plane=p, n_planes=n_planes,
         )
         yield ProgressEvent("postprocess", 0, 1, p, n_planes)
-        pred: Prediction = model.postprocess(maps, th)
+        pred: Prediction = model.postprocess(maps, th, shape=plane_shape)
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset
@@ -184,6 +194,8 @@ def segment_iter(
         t = dict(pred.table)
         t["label"] = t["label"] + offset
         tables.append(t)
+        if "shapes" in pred.extras:
+            pred.extras["shapes"] = {**pred.extras["shapes"], "label": np.asarray(pred.extras["shapes"]["label"]) + offset}
         extras.append(pred.extras)
         offset = int(lab.max()) if lab.size and lab.max() > offset else offset
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)

@@ -1,8 +1,14 @@
-"""Helpers for atomic writes: temporary files get the permissions a plain write would."""
+"""Atomic writes: write a temporary sibling, then rename it over the target."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from seglab.errors import SeglabError
 
 
 def _umask() -> int:
@@ -14,3 +20,24 @@ def _umask() -> int:
 def default_mode(path: str | os.PathLike, directory: bool = False) -> None:
     """Give a temp file/folder the usual mode (0666/0777 minus umask); mkstemp makes them private."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one
+    rename, on any failure it is removed and ``path`` is left as it was. OS errors become
+    :class:`SeglabError`. ``suffix`` lets writers that look at the extension see the right one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        default_mode(tmp)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise SeglabError(f"cannot write {path}: {e}") from None
+        raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import tifffile
 
 from seglab.errors import SeglabError
-from seglab.io.atomic import default_mode
+from seglab.io.atomic import atomic_file
 from seglab.io.images import read_image
 
 
@@ -75,25 +74,15 @@ def write_labels(
             metadata["unit"] = unit
         if data.ndim >= 3 and "Z" in axes:
             metadata["spacing"] = scale[axes.index("Z")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        default_mode(tmp)
-        if data.dtype == np.uint16:
-            tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
-        else:
-            # ImageJ hyperstacks cannot hold 32-bit integers; a plain TIFF can (Fiji opens it as 32-bit)
-            tifffile.imwrite(tmp, data, metadata={"axes": axes}, compression="zlib", **kwargs)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, ValueError)):
-            raise SeglabError(f"cannot write {path}: {e}") from None
-        raise
+        with atomic_file(path) as tmp:
+            if data.dtype == np.uint16:
+                tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
+            else:
+                # ImageJ hyperstacks cannot hold 32-bit integers; a plain TIFF can (Fiji opens it as 32-bit)
+                tifffile.imwrite(tmp, data, metadata={"axes": axes}, compression="zlib", **kwargs)
+    except ValueError as e:
+        raise SeglabError(f"cannot write {path}: {e}") from None
     return path
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from seglab.io.atomic import default_mode
+from seglab.io.atomic import atomic_file
 
 
 def write_table_csv(path: str | os.PathLike, table: dict[str, np.ndarray]) -> Path:
@@ -17,24 +16,16 @@ def write_table_csv(path: str | os.PathLike, table: dict[str, np.ndarray]) -> Pa
     path = Path(path)
     cols = list(table)
     n = len(table[cols[0]]) if cols else 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(cols)
-            for i in range(n):
-                row = []
-                for c in cols:
-                    v = table[c][i]
-                    if isinstance(v, (float, np.floating)):
-                        row.append("" if np.isnan(v) else f"{float(v):.6g}")
-                    else:
-                        row.append(str(v))
-                w.writerow(row)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for i in range(n):
+            row = []
+            for c in cols:
+                v = table[c][i]
+                if isinstance(v, (float, np.floating)):
+                    row.append("" if np.isnan(v) else f"{float(v):.6g}")
+                else:
+                    row.append(str(v))
+            w.writerow(row)
     return path

@@ -78,6 +78,14 @@ class SegmentationModel(ABC):
     output_kind: ClassVar[str] = "dense"
     #: threshold names and their defaults, used by the CLI and widget to offer overrides
     default_thresholds: ClassVar[dict[str, float]] = {}
+    #: values tried when thresholds are tuned on annotated images (empty: keep them)
+    threshold_grid: ClassVar[dict[str, list[float]]] = {}
+    #: outlines the family can give besides labels, in ``Prediction.extras["shapes"]``:
+    #: ``"polygon"``, ``"rectangle"`` or None
+    shape_type: ClassVar[str | None] = None
+    #: extra label context (pixels) the training sampler crops around each patch for
+    #: :meth:`make_targets`; targets are then cropped back to the patch
+    target_margin: ClassVar[int] = 0
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:
@@ -96,6 +104,11 @@ class SegmentationModel(ABC):
     def size_divisor(self) -> int:
         """Tile height/width must be a multiple of this."""
         return int(getattr(self.network, "divisor", 1))
+
+    @property
+    def output_stride(self) -> int:
+        """Dense maps have ``1 / output_stride`` of the input's height and width."""
+        return 1
 
     def thresholds(self, overrides: dict[str, float] | None = None) -> dict[str, float]:
         """Effective thresholds: family defaults < config < user overrides."""
@@ -129,13 +142,17 @@ class SegmentationModel(ABC):
         """
 
     @abstractmethod
-    def postprocess(self, maps: np.ndarray, thresholds: dict[str, float]) -> Prediction:
-        """Turn stitched maps ``(K, H, W)`` (dense) into instances for one plane."""
+    def postprocess(
+        self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Prediction:
+        """Turn stitched maps ``(K, h, w)`` (dense, ``1 / output_stride`` of the plane) into
+        instances for one plane of ``shape`` (default: the maps' size times the stride)."""
 
     # ---- training -----------------------------------------------------
     @abstractmethod
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-pixel targets ``{name: (H, W) or (K, H, W)}`` for one label crop."""
+        """Per-pixel targets ``{name: (h, w) or (K, h, w)}`` for one label crop, at
+        ``1 / output_stride`` of its size."""
 
     @abstractmethod
     def loss(

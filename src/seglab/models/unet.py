@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel
 from seglab.models.targets import normalized_distance, touching_boundaries
-from seglab.models.unet_net import UNet, fold_batchnorm
+from seglab.models.unet_net import BatchNormFolding, UNet
 from seglab.objects import object_table
 
 
@@ -79,7 +79,7 @@ def instances_from_maps(
     return remap[labels]
 
 
-class UNetModel(SegmentationModel):
+class UNetModel(BatchNormFolding, SegmentationModel):
     """U-Net predicting (foreground logit, normalised distance logit)."""
 
     family: ClassVar[str] = "unet"
@@ -89,6 +89,12 @@ class UNetModel(SegmentationModel):
         "seed_thresh": 0.4,
         "seed_h": 0.1,
         "min_area": 8.0,
+    }
+    threshold_grid: ClassVar[dict[str, list[float]]] = {
+        "prob_thresh": [0.4, 0.5, 0.6],
+        "seed_h": [0.05, 0.1, 0.15, 0.2],
+        "seed_thresh": [0.3, 0.5],
+        "min_area": [5.0, 15.0],
     }
 
     @classmethod
@@ -101,22 +107,12 @@ class UNetModel(SegmentationModel):
             convs_per_block=int(arch.get("convs_per_block", 2)),
         )
 
-    def _inference_network(self) -> nn.Module:
-        """The network with batch norm folded, rebuilt whenever the weights change."""
-        net = self.network
-        if net.training:
-            return net
-        tensors = list(net.parameters()) + list(net.buffers())
-        key = (id(net), tuple(t._version for t in tensors), tuple(t.data_ptr() for t in tensors))
-        if getattr(self, "_fused_key", None) != key:
-            self._fused = fold_batchnorm(net)
-            self._fused_key = key
-        return self._fused
-
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self._inference_network()(batch).float())
 
-    def postprocess(self, maps: np.ndarray, thresholds: dict[str, float]) -> Prediction:
+    def postprocess(
+        self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Prediction:
         prob, dist = maps[0], maps[1]
         labels = instances_from_maps(
             prob, dist, thresholds["prob_thresh"], thresholds["seed_thresh"], thresholds["min_area"],

@@ -22,7 +22,9 @@ class UNet(nn.Module):
     """U-Net with ``len(widths) - 1`` down-sampling steps.
 
     Input height and width must be multiples of ``2 ** (len(widths) - 1)``; the
-    inference engine pads to that. Output has the input's spatial size.
+    inference engine pads to that. The output has the input's spatial size divided by
+    ``out_stride`` (a power of two): the decoder stops that many levels early, as
+    StarDist's ``grid=(2, 2)`` does.
     """
 
     def __init__(
@@ -31,10 +33,15 @@ class UNet(nn.Module):
         out_channels: int = 2,
         widths: tuple[int, ...] | list[int] = (16, 32, 64, 128),
         convs_per_block: int = 2,
+        out_stride: int = 1,
     ) -> None:
         super().__init__()
         widths = list(widths)
         self.divisor = 2 ** (len(widths) - 1)
+        skip_levels = int(out_stride).bit_length() - 1
+        if out_stride < 1 or 2**skip_levels != out_stride or skip_levels >= len(widths):
+            raise ValueError(f"out_stride must be a power of two below {self.divisor * 2}, got {out_stride}")
+        self.out_stride = int(out_stride)
         self.encoders = nn.ModuleList()
         cin = in_channels
         for w in widths:
@@ -42,12 +49,14 @@ class UNet(nn.Module):
             cin = w
         self.reducers = nn.ModuleList()
         self.decoders = nn.ModuleList()
-        for w_skip, w_deep in zip(reversed(widths[:-1]), reversed(widths[1:])):
+        for w_skip, w_deep in list(zip(reversed(widths[:-1]), reversed(widths[1:])))[: len(widths) - 1 - skip_levels]:
             self.reducers.append(nn.Conv2d(w_deep, w_skip, 1))
             self.decoders.append(_block(2 * w_skip, w_skip, convs_per_block))
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.out_features = widths[skip_levels]
+        self.head = nn.Conv2d(self.out_features, out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder features at ``1 / out_stride`` of the input size, before the head."""
         skips = []
         for i, enc in enumerate(self.encoders):
             if i > 0:
@@ -58,7 +67,10 @@ class UNet(nn.Module):
         for red, dec in zip(self.reducers, self.decoders):
             x = F.interpolate(red(x), scale_factor=2, mode="nearest")
             x = dec(torch.cat([skips.pop(), x], dim=1))
-        return self.head(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 @torch.no_grad()
@@ -89,3 +101,21 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     if convs and convs[0].is_contiguous(memory_format=torch.channels_last):
         out.to(memory_format=torch.channels_last)
     return out
+
+
+class BatchNormFolding:
+    """Mixin for models whose ``network`` is a conv/batch-norm net: inference runs a copy
+    with batch norm folded, rebuilt whenever the weights change."""
+
+    network: nn.Module
+
+    def _inference_network(self) -> nn.Module:
+        net = self.network
+        if net.training:
+            return net
+        tensors = list(net.parameters()) + list(net.buffers())
+        key = (id(net), tuple(t._version for t in tensors), tuple(t.data_ptr() for t in tensors))
+        if getattr(self, "_fused_key", None) != key:
+            self._fused = fold_batchnorm(net)
+            self._fused_key = key
+        return self._fused

@@ -25,22 +25,37 @@ def channel_axis_of(layer: Any, data_ndim: int, user_axis: int | None) -> int | 
     return user_axis
 
 
-def checksum(data: np.ndarray) -> int:
-    """A cheap fingerprint of label data, to notice edits made by the user."""
+def checksum(data: np.ndarray | list[np.ndarray]) -> int:
+    """A cheap fingerprint of label data (or of a list of shapes), to notice edits by the user."""
+    if isinstance(data, list):
+        if not data:
+            return 0
+        # shapes: vertex counts and coordinates (float64, as napari stores them)
+        counts = np.array([len(d) for d in data], dtype=np.int64)
+        return zlib.crc32(np.concatenate([np.asarray(d, dtype=np.float64).ravel() for d in data]).tobytes(),
+                          zlib.crc32(counts.tobytes()))
     arr = np.ascontiguousarray(data)
     return zlib.crc32(arr.view(np.uint8).ravel()) if arr.size else 0
 
 
-def is_own_unedited(layer: Any, source: str) -> bool:
-    """True when ``layer`` is this plugin's output for ``source`` and nobody changed it since."""
+def _layer_data(layer: Any) -> np.ndarray | list[np.ndarray]:
+    data = layer.data
+    return list(data) if isinstance(data, (list, tuple)) else np.asarray(data)
+
+
+def is_own_unedited(layer: Any, source: str, role: str = "labels") -> bool:
+    """True when ``layer`` is this plugin's ``role`` output for ``source`` and nobody changed it since."""
     meta = getattr(layer, "metadata", {}).get(OWNER_KEY)
-    if not isinstance(meta, dict) or meta.get("source") != source:
+    if not isinstance(meta, dict) or meta.get("source") != source or meta.get("role", "labels") != role:
         return False
-    return meta.get("checksum") == checksum(np.asarray(layer.data))
+    return meta.get("checksum") == checksum(_layer_data(layer))
 
 
-def output_metadata(source: str, model: str, thresholds: dict[str, float], labels: np.ndarray) -> dict:
-    return {OWNER_KEY: {"source": source, "model": model, "thresholds": dict(thresholds), "checksum": checksum(labels)}}
+def output_metadata(
+    source: str, model: str, thresholds: dict[str, float], data: np.ndarray | list[np.ndarray], role: str = "labels"
+) -> dict:
+    return {OWNER_KEY: {"source": source, "model": model, "thresholds": dict(thresholds), "role": role,
+                        "checksum": checksum(data)}}
 
 
 def table_to_features(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FloatSpinBox,
@@ -23,6 +24,7 @@ from seglab.errors import SeglabError
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
+from seglab.outlines import collect_outlines
 from seglab.plugin.layers import (
     channel_axis_of,
     image_array,
@@ -72,6 +74,7 @@ class SegmentWidget(Container):
         self._worker = None
         self._pbar: progress | None = None
         self.output_layer = None
+        self.outlines_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="Image")
         self.model = ComboBox(label="Model", choices=self._model_choices)
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
@@ -80,11 +83,13 @@ class SegmentWidget(Container):
         self.tile_size = SpinBox(label="Tile size", value=1024, min=128, max=8192, step=64)
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.thresholds = Container(labels=True, label="Thresholds")
+        self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
+                                 tooltip="also add the objects' polygons or boxes as an editable Shapes layer")
         self.run_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
         self.extend([self.image, self.model, self.channel_axis, self.channels, self.tile_size, self.device,
-                     self.thresholds, self.run_button, self.cancel_button, self.status])
+                     self.thresholds, self.outlines, self.run_button, self.cancel_button, self.status])
         self.model.changed.connect(self._rebuild_thresholds)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
@@ -104,11 +109,14 @@ class SegmentWidget(Container):
             return
         try:
             cfg = read_config(self._registry.resolve(name))
-            values = dict(family_class(cfg.family).default_thresholds)
+            family = family_class(cfg.family)
+            values = dict(family.default_thresholds)
             values.update(cfg.thresholds)
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return
+        self.outlines.enabled = family.shape_type is not None
+        self.outlines.text = f"Add {'boxes' if family.shape_type == 'rectangle' else 'polygons'} (Shapes layer)"
         for key, val in values.items():
             self.thresholds.append(FloatSpinBox(name=key, label=key, value=float(val), min=0.0,
                                                 max=1e6 if "area" in key else 1.0, step=0.05))
@@ -203,8 +211,34 @@ class SegmentWidget(Container):
             target = self._viewer.add_labels(result.labels, name=name, scale=src.scale, translate=src.translate,
                                              metadata=meta, features=features)
         self.output_layer = target
+        if self.outlines.value and self.outlines.enabled:
+            self.outlines_layer = self._put_outlines(result, src.name, model_name, target)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
+
+    def _put_outlines(self, result: Any, source: str, model_name: str, labels_layer: Any) -> Any:
+        """Add the objects' outlines as a Shapes layer, replacing only this widget's own unedited one."""
+        from napari.layers import Shapes
+
+        outlines = collect_outlines(result)
+        if outlines is None:
+            return None
+        old = next((lyr for lyr in self._viewer.layers
+                    if lyr.__class__.__name__ == "Shapes" and is_own_unedited(lyr, source, "outlines")), None)
+        layer = Shapes(
+            outlines.data, ndim=result.labels.ndim, shape_type=outlines.shape_type,
+            features=outlines.features, name=f"{source} [seglab outlines]",
+            edge_color="yellow", face_color="transparent", edge_width=1,
+            scale=labels_layer.scale, translate=labels_layer.translate,
+        )
+        layer.metadata.update(output_metadata(source, model_name, result.thresholds, list(layer.data), "outlines"))
+        if old is not None:
+            index = self._viewer.layers.index(old)
+            self._viewer.layers.remove(old)
+            self._viewer.layers.insert(index, layer)
+        else:
+            self._viewer.add_layer(layer)
+        return layer
 
     def _on_error(self, exc: BaseException) -> None:
         # unexpected failures (bugs, out of memory): napari's worker also logs them with details

@@ -94,9 +94,9 @@ class PatchSampler:
         x = int(self.rng.integers(0, w - size + 1))
         return img[:, y : y + size, x : x + size], lab[y : y + size, x : x + size], valid[y : y + size, x : x + size]
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One augmented (image, labels, valid) patch of ``patch_size``."""
-        a, rng, p = self.augment, self.rng, self.patch_size
+    def sample(self, margin: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One augmented (image, labels, valid) patch of ``patch_size + 2 * margin``."""
+        a, rng, p = self.augment, self.rng, self.patch_size + 2 * margin
         pair = self.pairs[int(rng.choice(len(self.pairs), p=self._p))]
         lo, hi = a.scale_range
         s = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else 1.0
@@ -125,13 +125,23 @@ class PatchSampler:
         return img.astype(np.float32), np.ascontiguousarray(lab), np.ascontiguousarray(val)
 
     def batch(self, n: int, model: SegmentationModel) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """A batch of ``n`` patches with the model's targets."""
+        """A batch of ``n`` patches with the model's targets.
+
+        Targets are computed on the patch plus the model's ``target_margin`` of context
+        and cropped back, so objects cut by the patch border keep their true shape.
+        """
+        stride = int(model.output_stride)
+        if self.patch_size % stride:
+            raise SeglabError(f"patch size {self.patch_size} must be a multiple of the output stride {stride}")
+        m = -(-int(model.target_margin) // stride) * stride
+        p, ms, ps = self.patch_size, m // stride, self.patch_size // stride
         imgs, vals, targets = [], [], []
         for _ in range(n):
-            img, lab, val = self.sample()
-            imgs.append(img)
-            vals.append(val)
-            targets.append(model.make_targets(lab))
+            img, lab, val = self.sample(margin=m)
+            t = model.make_targets(lab)
+            imgs.append(img[:, m : m + p, m : m + p])
+            vals.append(val[m : m + p, m : m + p])
+            targets.append({k: v[..., ms : ms + ps, ms : ms + ps] for k, v in t.items()})
         x = torch.from_numpy(np.stack(imgs))
         v = torch.from_numpy(np.stack(vals)[:, None])
         t = {k: torch.from_numpy(np.stack([d[k] for d in targets])) for k in targets[0]}

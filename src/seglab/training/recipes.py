@@ -28,23 +28,44 @@ from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 
-UNET_NUCLEI = {
-    "name": "unet-nuclei",
-    "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
-    "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
-    "tile_context": 32,
-    "patch_size": 256,
-    "batch_size": 8,
-    "lr": 2e-3,
-    "colour_weight": 2.0,
-    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
-    "threshold_grid": {
-        "prob_thresh": [0.4, 0.5, 0.6],
-        "seed_h": [0.05, 0.1, 0.15, 0.2],
-        "seed_thresh": [0.3, 0.5],
-        "min_area": [5.0, 15.0],
+RECIPES: dict[str, dict] = {
+    "unet-nuclei": {
+        "family": "unet",
+        "name": "unet-nuclei",
+        "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
+        "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
+        "tile_context": 32,
+        "patch_size": 256,
+        "batch_size": 8,
+        "lr": 2e-3,
+        "colour_weight": 2.0,
+        "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
+    },
+    "stardist-nuclei": {
+        "family": "stardist",
+        "name": "stardist-nuclei",
+        "description": "StarDist-style star-convex polygons (32 rays) for nuclei; DSB2018, trained here",
+        "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2, "n_rays": 32, "grid": 2,
+                         "head_width": 64},
+        "tile_context": 64,
+        "patch_size": 256,
+        "batch_size": 8,
+        "lr": 2e-3,
+        "colour_weight": 2.0,
+        "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
     },
 }
+
+
+def transfer_weights(model, source) -> list[str]:
+    """Copy every tensor of ``source``'s network whose name and shape match into ``model``'s
+    (e.g. a U-Net encoder/decoder into a StarDist-style network); returns the names copied."""
+    src = source.network.state_dict()
+    dst = model.network.state_dict()
+    copied = [k for k, v in dst.items() if k in src and src[k].shape == v.shape]
+    dst.update({k: src[k] for k in copied})
+    model.network.load_state_dict(dst)
+    return copied
 
 
 def split_train_tune(root: Path) -> tuple[list[str], list[str]]:
@@ -62,8 +83,8 @@ def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def train_unet_nuclei(args: argparse.Namespace) -> None:
-    recipe = UNET_NUCLEI
+def train_recipe(args: argparse.Namespace) -> None:
+    recipe = RECIPES[args.recipe]
     root = Path(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,12 +97,17 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
         _log(f"starting from weights in {args.init}")
     else:
         model = new_model(
-            "unet",
+            recipe["family"],
             recipe["name"],
             description=recipe["description"],
             architecture=dict(recipe["architecture"]),
             tile_context=recipe["tile_context"],
         )
+        if args.init_from:
+            from seglab.models.registry import get_model
+
+            copied = transfer_weights(model, get_model(args.init_from))
+            _log(f"copied {len(copied)} tensors from {args.init_from}")
     model.config.name = recipe["name"]
     if args.border_weight is not None:
         model.config.loss = {**model.config.loss, "border_weight": args.border_weight}
@@ -119,6 +145,8 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
+    if args.init_from and not args.init:
+        run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
         # a continued run: keep the facts of the phases before it
         run["initialised_from"] = str(args.init)
@@ -146,7 +174,8 @@ def run_from_log(log: Path) -> dict:
 
 def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: dict) -> None:
     """Tune thresholds on the tune set, score on val, write the final model folder."""
-    best, score, _ = tune_thresholds(model, tune_items, recipe["threshold_grid"], device=args.device)
+    grid = recipe.get("threshold_grid", type(model).threshold_grid)
+    best, score, _ = tune_thresholds(model, tune_items, grid, device=args.device)
     _log(f"tuned thresholds {best}: tune AP@0.5 {score:.4f}")
     model.config.thresholds = best
     val_items = load_split(root, "val")
@@ -172,9 +201,9 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
-    p.add_argument("recipe", choices=["unet-nuclei", "finish-unet-nuclei"])
+    p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES)])
     p.add_argument("--data", default="../shared/data/dsb2018")
-    p.add_argument("--out", default="runs/unet-nuclei")
+    p.add_argument("--out", required=True, help="run folder (best/, final/, train_result.json)")
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -182,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="model folder to start from (resume)")
+    p.add_argument("--init-from", default=None,
+                   help="model (name or folder) whose tensors of matching name and shape start a new network")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--border-weight", type=float, default=None,
                    help="U-Net loss: extra weight on pixels where touching nuclei meet")
@@ -190,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
-    if args.recipe == "unet-nuclei":
+    if args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
-        train_unet_nuclei(args)
+        train_recipe(args)
     else:
+        recipe = RECIPES[args.recipe.removeprefix("finish-")]
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
@@ -205,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             run = {**run_from_log(Path(args.log)), "n_train_images": len(train_ids)}
         else:
             p.error("finishing needs train_result.json in --out or --log LOGFILE")
-        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), UNET_NUCLEI, args, run)
+        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), recipe, args, run)
     return 0
 
 

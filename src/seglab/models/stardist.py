@@ -1,0 +1,160 @@
+"""StarDist-style family: object probability + radial distances, polygon NMS.
+
+The network (a U-Net whose decoder stops at ``1 / grid`` of the input size, like
+StarDist's ``grid=(2, 2)``) predicts per sampled pixel the probability of lying near an
+object's centre (its normalised distance to the background) and ``n_rays`` distances to
+the object's boundary. Candidates above ``prob_thresh`` become star-convex polygons;
+greedy polygon NMS keeps the best; the kept polygons are painted into a label image,
+the higher-scoring object winning where polygons overlap.
+
+Maps are dense, so the shared engine stitches them from tile cores and the NMS runs on
+the whole plane: every candidate comes from the tile whose core holds its centre, and
+tiled and untiled results agree.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from skimage.draw import polygon as draw_polygon
+from torch import nn
+from torch.nn import functional as F
+
+from seglab.models.base import ModelConfig, Prediction, SegmentationModel
+from seglab.models.star_geometry import (
+    fill_label_holes,
+    polygon_coords,
+    polygon_nms,
+    radial_distances,
+)
+from seglab.models.targets import normalized_distance
+from seglab.models.unet_net import BatchNormFolding, UNet
+from seglab.objects import object_table
+
+
+def build_star_network(config: ModelConfig) -> UNet:
+    """U-Net backbone at ``1 / grid`` resolution with a 3x3 feature layer and a
+    ``1 + n_rays`` channel head (probability logit, distances in pixels)."""
+    arch = config.architecture
+    net = UNet(
+        in_channels=config.input_channels,
+        out_channels=1 + int(arch.get("n_rays", 32)),
+        widths=tuple(arch.get("widths", (16, 32, 64, 128))),
+        convs_per_block=int(arch.get("convs_per_block", 2)),
+        out_stride=int(arch.get("grid", 2)),
+    )
+    hidden = int(arch.get("head_width", 64))
+    net.head = nn.Sequential(
+        nn.Conv2d(net.out_features, hidden, 3, padding=1, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, 1 + int(arch.get("n_rays", 32)), 1),
+    )
+    return net
+
+
+def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Paint polygons ``(N, n, 2)`` (best first) into labels ``1..N``; where they overlap the
+    better (earlier) one wins. Objects left without pixels keep no id."""
+    labels = np.zeros(shape, dtype=np.int32)
+    for i in range(len(coords) - 1, -1, -1):
+        rr, cc = draw_polygon(coords[i, :, 0], coords[i, :, 1], shape)
+        labels[rr, cc] = i + 1
+    return labels
+
+
+class StarDistModel(BatchNormFolding, SegmentationModel):
+    """Star-convex polygons from probability + radial distance maps."""
+
+    family: ClassVar[str] = "stardist"
+    output_kind: ClassVar[str] = "dense"
+    shape_type: ClassVar[str | None] = "polygon"
+    default_thresholds: ClassVar[dict[str, float]] = {"prob_thresh": 0.5, "nms_thresh": 0.4}
+    threshold_grid: ClassVar[dict[str, list[float]]] = {
+        "prob_thresh": [0.3, 0.4, 0.5, 0.6, 0.7],
+        "nms_thresh": [0.2, 0.3, 0.4, 0.5],
+    }
+    #: extra label context around each training patch, so that radial distances of objects
+    #: cut by the patch border are measured on the whole object
+    target_margin: ClassVar[int] = 32
+
+    @classmethod
+    def build_network(cls, config: ModelConfig) -> nn.Module:
+        return build_star_network(config)
+
+    @property
+    def output_stride(self) -> int:
+        return int(self.config.architecture.get("grid", 2))
+
+    @property
+    def n_rays(self) -> int:
+        return int(self.config.architecture.get("n_rays", 32))
+
+    def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self._inference_network()(batch).float()
+        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:].clamp_min(0.0)], dim=1)
+
+    def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres ``(N, 2)`` in plane pixels, scores and distances ``(N, n_rays)`` above the threshold."""
+        prob, dist = maps[0], maps[1:]
+        ys, xs = np.nonzero(prob > prob_thresh)
+        g = self.output_stride
+        points = np.stack([ys * g, xs * g], axis=1).astype(np.float64)
+        return points, prob[ys, xs], np.maximum(dist[:, ys, xs].T, 0.5)
+
+    def postprocess(
+        self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Prediction:
+        g = self.output_stride
+        if shape is None:
+            shape = (maps.shape[1] * g, maps.shape[2] * g)
+        points, scores, dists = self.candidates(maps, thresholds["prob_thresh"])
+        coords = polygon_coords(points, dists)
+        keep = polygon_nms(coords, scores, thresholds["nms_thresh"])
+        coords, scores = coords[keep], scores[keep]
+        labels = render_polygons(coords, shape)
+        # drop objects painted over entirely, relabel 1..n in score order
+        present = np.zeros(len(keep) + 1, dtype=bool)
+        present[np.unique(labels)] = True
+        present[0] = False
+        remap = np.zeros(len(keep) + 1, dtype=np.int32)
+        remap[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+        labels = remap[labels]
+        kept = np.flatnonzero(present[1:])
+        score_by_id = np.concatenate([[np.nan], scores[kept]])
+        shapes = {
+            "type": "polygon",
+            "data": [c.astype(np.float32) for c in coords[kept]],
+            "label": np.arange(1, len(kept) + 1, dtype=np.int64),
+        }
+        return Prediction(labels=labels, table=object_table(labels, score_by_id), extras={"shapes": shapes})
+
+    # ---- training -----------------------------------------------------
+    def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        g = self.output_stride
+        labels = fill_label_holes(np.asarray(labels))
+        return {
+            "prob": np.ascontiguousarray(normalized_distance(labels)[::g, ::g]),
+            "dist": radial_distances(labels, self.n_rays, g),
+        }
+
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        g = self.output_stride
+        valid = valid[:, :, ::g, ::g].float()
+        prob_t = targets["prob"].unsqueeze(1)
+        dist_t = targets["dist"]
+        logit, dist = outputs[:, :1].float(), outputs[:, 1:].float()
+        n = valid.sum().clamp_min(1.0)
+        bce = (F.binary_cross_entropy_with_logits(logit, prob_t, reduction="none") * valid).sum() / n
+        # distances count where the target probability is high (near centres), as in StarDist
+        w = prob_t * valid
+        l1 = ((dist - dist_t).abs().mean(dim=1, keepdim=True) * w).sum() / w.sum().clamp_min(1e-6)
+        total = bce + float(self.config.loss.get("dist_weight", 0.2)) * l1
+        return total, {"bce": bce.detach().item(), "dist_l1": l1.detach().item()}

@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+
+from seglab.models.star_geometry import (
+    fill_label_holes,
+    intersection_area,
+    polygon_areas,
+    polygon_coords,
+    polygon_nms,
+    radial_distances,
+    ray_directions,
+)
+
+
+def _disc_labels(shape=(80, 90), centre=(40, 45), radius=15.0):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) <= radius**2).astype(np.int32)
+
+
+def _square(y, x, size):
+    return np.array([[y, x], [y, x + size], [y + size, x + size], [y + size, x]], dtype=np.float64)
+
+
+@pytest.mark.parametrize("radius", [6.0, 15.0, 30.0])
+def test_radial_distances_at_disc_centre_match_the_radius(radius):
+    lab = _disc_labels(shape=(100, 100), centre=(50, 50), radius=radius)
+    d = radial_distances(lab, 32)
+    assert d.shape == (32, 100, 100)
+    # the digital disc's boundary lies within a pixel of the radius on every ray
+    np.testing.assert_allclose(d[:, 50, 50], radius, atol=1.0)
+    assert np.all(d[:, lab == 0] == 0)
+
+
+def test_radial_distances_off_centre_and_subsampled():
+    lab = _disc_labels(shape=(100, 100), centre=(50, 50), radius=20)
+    d = radial_distances(lab, 4, stride=2)
+    assert d.shape == (4, 50, 50)
+    # from (50, 60): rays along +x, +y, -x, -y reach the circle at 10, ~17.3, 30, ~17.3
+    np.testing.assert_allclose(d[:, 25, 30], [10, np.sqrt(400 - 100), 30, np.sqrt(400 - 100)], atol=1.0)
+
+
+def test_radial_distances_stop_at_a_touching_neighbour():
+    lab = np.zeros((20, 40), dtype=np.int32)
+    lab[5:15, 5:20] = 1
+    lab[5:15, 20:35] = 2
+    d = radial_distances(lab, 4)
+    assert abs(d[0, 10, 10] - 9.5) <= 0.5  # +x: boundary with object 2 at x = 19.5
+    assert abs(d[2, 10, 25] - 5.5) <= 0.5  # -x from object 2
+
+
+def test_fill_label_holes_fills_only_holes():
+    lab = np.zeros((30, 30), dtype=np.int32)
+    lab[5:20, 5:20] = 1
+    lab[10:13, 10:13] = 0  # a hole
+    lab[25:28, 2:5] = 2
+    out = fill_label_holes(lab)
+    assert np.all(out[10:13, 10:13] == 1)
+    assert np.array_equal(out[lab != 0], lab[lab != 0])
+    assert (out == 0).sum() == (lab == 0).sum() - 9
+
+
+def test_polygon_coords_and_areas():
+    pts = np.array([[10.0, 20.0]])
+    coords = polygon_coords(pts, np.full((1, 4), 5.0))
+    np.testing.assert_allclose(coords[0], [[10, 25], [15, 20], [10, 15], [5, 20]], atol=1e-9)
+    assert polygon_areas(coords)[0] == pytest.approx(50.0)  # a square of diagonal 10
+    circle = polygon_coords(pts, np.full((1, 256), 10.0))
+    assert polygon_areas(circle)[0] == pytest.approx(np.pi * 100, rel=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(ray_directions(7), axis=1), 1.0)
+
+
+def test_intersection_area_hand_computed_cases():
+    a = _square(0, 0, 10)
+    assert intersection_area(a, a) == pytest.approx(100)
+    assert intersection_area(a, _square(0, 5, 10)) == pytest.approx(50)
+    assert intersection_area(a, _square(5, 5, 10)) == pytest.approx(25)
+    assert intersection_area(a, _square(0, 10, 10)) == pytest.approx(0)  # touching edge
+    assert intersection_area(a, _square(20, 20, 5)) == 0
+    assert intersection_area(a, _square(2, 2, 3)) == pytest.approx(9)  # inside
+
+
+def test_intersection_area_of_non_convex_star_polygons_is_exact():
+    """L-shaped overlap: a non-convex polygon against a square, computed by hand."""
+    l_shape = np.array([[0, 0], [0, 10], [5, 10], [5, 5], [10, 5], [10, 0]], dtype=np.float64)
+    # same orientation as the squares above? orient consistently first
+    sq = _square(0, 0, 10)
+    if np.sign(_signed_area(l_shape)) != np.sign(_signed_area(sq)):
+        l_shape = l_shape[::-1].copy()
+    assert intersection_area(l_shape, sq) == pytest.approx(75)
+    assert intersection_area(l_shape, _square(6, 6, 4)) == pytest.approx(0)
+    assert intersection_area(l_shape, _square(4, 4, 4)) == pytest.approx(4 * 4 - 3 * 3)
+
+
+def _signed_area(p):
+    y, x = p[:, 0], p[:, 1]
+    return 0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)
+
+
+def _brute_force_nms(coords, scores, thresh):
+    order = np.argsort(-scores, kind="stable")
+    areas = polygon_areas(coords)
+    keep = []
+    for i in order:
+        if all(intersection_area(coords[i], coords[k]) / min(areas[i], areas[k]) <= thresh for k in keep):
+            keep.append(i)
+    return np.array(keep)
+
+
+def test_nms_suppresses_overlapping_keeps_touching_and_best_first():
+    pts = np.array([[20.0, 20.0], [21.0, 22.0], [20.0, 40.0], [60.0, 60.0]])
+    d = np.full((4, 16), 9.5)
+    d[2] = 10.0  # touches polygon 0 (centres 20 apart, radii 9.5 + 10 < 20): no overlap
+    coords = polygon_coords(pts, d)
+    scores = np.array([0.8, 0.9, 0.7, 0.6])
+    keep = polygon_nms(coords, scores, 0.3)
+    assert list(keep) == [1, 2, 3]  # 0 overlaps the better 1; 2 and 3 are separate
+
+
+def test_nms_threshold_is_the_overlap_over_the_smaller_area():
+    a, b = _square(0, 0, 10), _square(0, 6, 10)  # overlap 40 of 100
+    coords = np.stack([a, b])
+    scores = np.array([1.0, 0.5])
+    assert list(polygon_nms(coords, scores, 0.39)) == [0]
+    assert list(polygon_nms(coords, scores, 0.41)) == [0, 1]
+
+
+def test_nms_matches_brute_force_on_many_random_candidates():
+    rng = np.random.default_rng(3)
+    n = 600
+    pts = rng.uniform(0, 200, (n, 2))
+    dists = rng.uniform(3, 12, (n, 16))
+    coords = polygon_coords(pts, dists)
+    scores = rng.random(n)
+    fast = polygon_nms(coords, scores, 0.3)
+    np.testing.assert_array_equal(fast, _brute_force_nms(coords, scores, 0.3))
+
+
+def test_nms_of_nothing():
+    assert polygon_nms(np.zeros((0, 8, 2)), np.zeros(0), 0.4).size == 0
+
+
+def test_intersection_area_agrees_with_shapely_on_random_star_polygons():
+    shapely = pytest.importorskip("shapely")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = polygon_coords(rng.uniform(0, 20, (1, 2)), rng.uniform(2, 12, (1, 32)))[0]
+        b = polygon_coords(rng.uniform(0, 20, (1, 2)), rng.uniform(2, 12, (1, 32)))[0]
+        expected = shapely.Polygon(a).intersection(shapely.Polygon(b)).area
+        assert intersection_area(a, b) == pytest.approx(expected, abs=1e-9)
