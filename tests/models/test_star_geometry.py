@@ -147,3 +147,43 @@ def test_intersection_area_agrees_with_shapely_on_random_star_polygons():
         b = polygon_coords(rng.uniform(0, 20, (1, 2)), rng.uniform(2, 12, (1, 32)))[0]
         expected = shapely.Polygon(a).intersection(shapely.Polygon(b)).area
         assert intersection_area(a, b) == pytest.approx(expected, abs=1e-9)
+
+
+def test_render_polygons_matches_pixel_centre_rule_of_skimage():
+    from skimage.draw import polygon as draw_polygon
+
+    from seglab.models.star_geometry import render_polygons
+
+    rng = np.random.default_rng(1)
+    coords = polygon_coords(rng.uniform(0, 100, (80, 2)), rng.uniform(2, 12, (80, 16)))
+    expected = np.zeros((100, 100), dtype=np.int32)
+    for i in range(len(coords) - 1, -1, -1):  # worst first, so the best ends on top
+        rr, cc = draw_polygon(coords[i, :, 0], coords[i, :, 1], (100, 100))
+        expected[rr, cc] = i + 1
+    np.testing.assert_array_equal(render_polygons(coords, (100, 100)), expected)
+
+
+def test_nms_with_disc_bounds_decides_exactly_as_without():
+    """The inscribed-disc shortcut only saves work: same kept set as the exact test alone."""
+    rng = np.random.default_rng(5)
+    n = 800
+    pts = rng.uniform(0, 150, (n, 2))
+    dists = rng.uniform(3, 12, (n, 32))
+    coords = polygon_coords(pts, dists)
+    scores = rng.random(n)
+    for thresh in (0.1, 0.4, 0.7):
+        np.testing.assert_array_equal(polygon_nms(coords, scores, thresh, pts, dists),
+                                      polygon_nms(coords, scores, thresh))
+
+
+def test_inscribed_disc_is_inside_the_star_polygon():
+    """The lower bound's premise: the disc of radius min(d) cos(pi/n) lies inside the polygon."""
+    from seglab.models.star_geometry import _inside
+
+    rng = np.random.default_rng(6)
+    for _ in range(50):
+        d = rng.uniform(2, 10, 12)
+        poly = polygon_coords(np.zeros((1, 2)), d[None])[0]
+        r = d.min() * np.cos(np.pi / 12) * 0.999
+        phi = np.linspace(0, 2 * np.pi, 200)
+        assert all(_inside(r * np.sin(p), r * np.cos(p), poly) for p in phi)

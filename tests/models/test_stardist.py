@@ -5,7 +5,8 @@ import torch
 from seglab.inference.engine import run_to_end, predict_maps_iter, segment
 from seglab.models.families import family_class
 from seglab.models.star_geometry import polygon_coords, radial_distances
-from seglab.models.stardist import StarDistModel, render_polygons
+from seglab.models.star_geometry import render_polygons
+from seglab.models.stardist import StarDistModel
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter

@@ -136,48 +136,60 @@ def _boundary_inside(a, b, oy, ox, keep_shared):
     in the intersection. Edges shared with ``b`` in the same direction count when
     ``keep_shared``; edges shared in opposite directions never count."""
     n, m = a.shape[0], b.shape[0]
+    by0, bx0 = b[:, 0].min(), b[:, 1].min()
+    by1, bx1 = b[:, 0].max(), b[:, 1].max()
     ts = np.empty(m + 2)
     total = 0.0
     for i in range(n):
-        a0y, a0x = a[i, 0] - oy, a[i, 1] - ox
-        a1y, a1x = a[(i + 1) % n, 0] - oy, a[(i + 1) % n, 1] - ox
+        a0y, a0x = a[i, 0], a[i, 1]
+        a1y, a1x = a[(i + 1) % n, 0], a[(i + 1) % n, 1]
         dy, dx = a1y - a0y, a1x - a0x
         if dy == 0 and dx == 0:
             continue
+        # an edge outside b's bounding box lies outside b
+        if max(a0y, a1y) < by0 or min(a0y, a1y) > by1 or max(a0x, a1x) < bx0 or min(a0x, a1x) > bx1:
+            continue
         k = 0
-        ts[k] = 0.0
-        k += 1
-        ts[k] = 1.0
-        k += 1
+        collinear = False
         for j in range(m):
-            b0y, b0x = b[j, 0] - oy, b[j, 1] - ox
-            b1y, b1x = b[(j + 1) % m, 0] - oy, b[(j + 1) % m, 1] - ox
+            b0y, b0x = b[j, 0], b[j, 1]
+            b1y, b1x = b[(j + 1) % m, 0], b[(j + 1) % m, 1]
+            if (max(b0y, b1y) < min(a0y, a1y) or min(b0y, b1y) > max(a0y, a1y)
+                    or max(b0x, b1x) < min(a0x, a1x) or min(b0x, b1x) > max(a0x, a1x)):
+                continue
             ey, ex = b1y - b0y, b1x - b0x
             den = _cross(dy, dx, ey, ex)
-            if den == 0:
-                continue
             wy, wx = b0y - a0y, b0x - a0x
+            if den == 0:
+                if _cross(wy, wx, dy, dx) == 0:
+                    collinear = True
+                continue
             t = _cross(wy, wx, ey, ex) / den
             u = _cross(wy, wx, dy, dx) / den
             if 0.0 < t < 1.0 and 0.0 <= u <= 1.0:
-                ts[k] = t
+                # insertion sort as we go (few crossings per edge)
+                q = k
+                while q > 0 and ts[q - 1] > t:
+                    ts[q] = ts[q - 1]
+                    q -= 1
+                ts[q] = t
                 k += 1
-        tt = np.sort(ts[:k])
-        for s in range(k - 1):
-            t0, t1 = tt[s], tt[s + 1]
-            if t1 - t0 <= 1e-12:
-                continue
-            tm = 0.5 * (t0 + t1)
-            my, mx = a0y + tm * dy + oy, a0x + tm * dx + ox
-            shared = _on_edge_direction(my, mx, b, dy, dx, 1e-9)
-            if shared == 0:
-                ins = _inside(my, mx, b)
-            else:
-                ins = keep_shared and shared > 0
-            if ins:
-                p0y, p0x = a0y + t0 * dy, a0x + t0 * dx
-                p1y, p1x = a0y + t1 * dy, a0x + t1 * dx
-                total += _cross(p0y, p0x, p1y, p1x)
+        t0 = 0.0
+        for s in range(k + 1):
+            t1 = ts[s] if s < k else 1.0
+            if t1 - t0 > 1e-12:
+                tm = 0.5 * (t0 + t1)
+                my, mx = a0y + tm * dy, a0x + tm * dx
+                shared = _on_edge_direction(my, mx, b, dy, dx, 1e-9) if collinear else 0
+                if shared == 0:
+                    ins = _inside(my, mx, b)
+                else:
+                    ins = keep_shared and shared > 0
+                if ins:
+                    p0y, p0x = a0y + t0 * dy - oy, a0x + t0 * dx - ox
+                    p1y, p1x = a0y + t1 * dy - oy, a0x + t1 * dx - ox
+                    total += _cross(p0y, p0x, p1y, p1x)
+            t0 = t1
     return total
 
 
@@ -191,7 +203,22 @@ def intersection_area(a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nms(coords, areas, bbox, cell, thresh):
+def _lens_area(dy, dx, r1, r2):
+    """Area of the intersection of two discs of radii r1, r2 whose centres are (dy, dx) apart."""
+    d = np.sqrt(dy * dy + dx * dx)
+    if r1 <= 0 or r2 <= 0 or d >= r1 + r2:
+        return 0.0
+    if d <= abs(r1 - r2):
+        r = min(r1, r2)
+        return np.pi * r * r
+    a1 = r1 * r1 * np.arccos(min(1.0, (d * d + r1 * r1 - r2 * r2) / (2 * d * r1)))
+    a2 = r2 * r2 * np.arccos(min(1.0, (d * d + r2 * r2 - r1 * r1) / (2 * d * r2)))
+    k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
+    return a1 + a2 - 0.5 * np.sqrt(max(k, 0.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _nms(coords, areas, bbox, cell, thresh, centres, inner):
     n = coords.shape[0]
     suppressed = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
@@ -231,19 +258,40 @@ def _nms(coords, areas, bbox, cell, thresh):
                     if (bbox[j, 0] >= bbox[i, 2] or bbox[j, 2] <= bbox[i, 0]
                             or bbox[j, 1] >= bbox[i, 3] or bbox[j, 3] <= bbox[i, 1]):
                         continue
-                    inter = intersection_area(coords[i], coords[j])
                     small = min(areas[i], areas[j])
-                    if small <= 0 or inter / small > thresh:
+                    if small <= 0:
+                        suppressed[j] = True
+                        continue
+                    # the boxes' overlap bounds the polygons' overlap: skip pairs that cannot exceed it
+                    box = ((min(bbox[i, 2], bbox[j, 2]) - max(bbox[i, 0], bbox[j, 0]))
+                           * (min(bbox[i, 3], bbox[j, 3]) - max(bbox[i, 1], bbox[j, 1])))
+                    if box <= thresh * small:
+                        continue
+                    # the discs inscribed around the centres bound it from below: enough to suppress
+                    if _lens_area(centres[i, 0] - centres[j, 0], centres[i, 1] - centres[j, 1],
+                                  inner[i], inner[j]) > thresh * small:
+                        suppressed[j] = True
+                        continue
+                    if intersection_area(coords[i], coords[j]) > thresh * small:
                         suppressed[j] = True
     return keep
 
 
-def polygon_nms(coords: np.ndarray, scores: np.ndarray, thresh: float) -> np.ndarray:
+def polygon_nms(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    thresh: float,
+    points: np.ndarray | None = None,
+    dists: np.ndarray | None = None,
+) -> np.ndarray:
     """Indices of the polygons kept by greedy non-maximum suppression, best score first.
 
     A polygon is suppressed when its overlap with a kept, higher-scoring polygon —
-    intersection area over the smaller of the two areas, computed exactly on the
-    polygons — exceeds ``thresh``. Bounding boxes only pre-filter the pairs.
+    intersection area over the smaller of the two areas — exceeds ``thresh``. The
+    decision is the exact polygon overlap; two bounds only save work: the bounding boxes'
+    overlap (too small: keep without computing) and, for star-convex polygons given with
+    their centres ``points`` and radial ``dists``, the overlap of the discs they contain
+    (large enough: suppress without computing).
     """
     coords = np.asarray(coords, dtype=np.float64)
     if len(coords) == 0:
@@ -252,5 +300,52 @@ def polygon_nms(coords: np.ndarray, scores: np.ndarray, thresh: float) -> np.nda
     c = np.ascontiguousarray(coords[order])
     bbox = np.concatenate([c.min(axis=1), c.max(axis=1)], axis=1)
     size = float(np.median(np.maximum(bbox[:, 2] - bbox[:, 0], bbox[:, 3] - bbox[:, 1])))
-    keep = _nms(c, polygon_areas(c), bbox, max(size, 4.0), float(thresh))
+    if points is not None and dists is not None:
+        centres = np.ascontiguousarray(np.asarray(points, dtype=np.float64)[order])
+        # a star polygon holds the disc of its shortest ray shortened to the chord between rays
+        inner = np.asarray(dists, dtype=np.float64)[order].min(axis=1) * np.cos(np.pi / coords.shape[1])
+    else:
+        centres, inner = np.zeros((len(c), 2)), np.zeros(len(c))
+    keep = _nms(c, polygon_areas(c), bbox, max(size, 4.0), float(thresh), centres, np.ascontiguousarray(inner))
     return order[keep]
+
+
+@numba.njit(cache=True, nogil=True)
+def _render(coords, h, w):
+    labels = np.zeros((h, w), dtype=np.int32)
+    xs = np.empty(coords.shape[1])
+    for i in range(coords.shape[0]):
+        poly = coords[i]
+        n = poly.shape[0]
+        r0 = max(int(np.ceil(poly[:, 0].min())), 0)
+        r1 = min(int(np.floor(poly[:, 0].max())), h - 1)
+        for r in range(r0, r1 + 1):
+            # crossings of the row (through pixel centres) with the edges, even-odd rule
+            k = 0
+            j = n - 1
+            for q in range(n):
+                yq, yj = poly[q, 0], poly[j, 0]
+                if (yq > r) != (yj > r):
+                    x = poly[q, 1] + (r - yq) * (poly[j, 1] - poly[q, 1]) / (yj - yq)
+                    p = k
+                    while p > 0 and xs[p - 1] > x:
+                        xs[p] = xs[p - 1]
+                        p -= 1
+                    xs[p] = x
+                    k += 1
+                j = q
+            for p in range(0, k - 1, 2):
+                c0 = max(int(np.ceil(xs[p])), 0)
+                c1 = min(int(np.ceil(xs[p + 1])) - 1, w - 1)
+                for c in range(c0, c1 + 1):
+                    if labels[r, c] == 0:
+                        labels[r, c] = i + 1
+    return labels
+
+
+def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Paint polygons ``(N, n, 2)`` (best first) into labels ``1..N``: a pixel belongs to
+    the first polygon that holds its centre, so the better polygon wins overlaps.
+    Polygons left without pixels keep no pixel of their id."""
+    coords = np.ascontiguousarray(coords, dtype=np.float64).reshape(len(coords), -1, 2)
+    return _render(coords, int(shape[0]), int(shape[1]))

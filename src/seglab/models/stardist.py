@@ -18,7 +18,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from skimage.draw import polygon as draw_polygon
 from torch import nn
 from torch.nn import functional as F
 
@@ -28,6 +27,7 @@ from seglab.models.star_geometry import (
     polygon_coords,
     polygon_nms,
     radial_distances,
+    render_polygons,
 )
 from seglab.models.targets import normalized_distance
 from seglab.models.unet_net import BatchNormFolding, UNet
@@ -53,16 +53,6 @@ def build_star_network(config: ModelConfig) -> UNet:
         nn.Conv2d(hidden, 1 + int(arch.get("n_rays", 32)), 1),
     )
     return net
-
-
-def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Paint polygons ``(N, n, 2)`` (best first) into labels ``1..N``; where they overlap the
-    better (earlier) one wins. Objects left without pixels keep no id."""
-    labels = np.zeros(shape, dtype=np.int32)
-    for i in range(len(coords) - 1, -1, -1):
-        rr, cc = draw_polygon(coords[i, :, 0], coords[i, :, 1], shape)
-        labels[rr, cc] = i + 1
-    return labels
 
 
 class StarDistModel(BatchNormFolding, SegmentationModel):
@@ -112,7 +102,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
             shape = (maps.shape[1] * g, maps.shape[2] * g)
         points, scores, dists = self.candidates(maps, thresholds["prob_thresh"])
         coords = polygon_coords(points, dists)
-        keep = polygon_nms(coords, scores, thresholds["nms_thresh"])
+        keep = polygon_nms(coords, scores, thresholds["nms_thresh"], points, dists)
         coords, scores = coords[keep], scores[keep]
         labels = render_polygons(coords, shape)
         # drop objects painted over entirely, relabel 1..n in score order
