@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from seglab.errors import SeglabError
 from seglab.models.base import SegmentationModel
+from seglab.models.maskrcnn import MaskRCNNModel
 from seglab.models.unet import UNetModel
 
 FAMILIES: dict[str, type[SegmentationModel]] = {
     UNetModel.family: UNetModel,
+    MaskRCNNModel.family: MaskRCNNModel,
 }
 
 
