@@ -9,15 +9,17 @@ patch into boxes and masks and returns torchvision's summed losses.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from seglab.inference.instances import Detections, paste_detections
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel
 from seglab.models.maskrcnn_net import MaskRCNNNet
+
+if TYPE_CHECKING:
+    from seglab.inference.instances import Detections
 
 #: objects that keep less than this fraction of their pixels inside ``valid`` are not targets
 MIN_VALID_FRACTION = 0.5
@@ -99,6 +101,8 @@ class MaskRCNNModel(SegmentationModel):
 
     def postprocess(self, maps: Detections, thresholds: dict[str, float]) -> Prediction:
         """Paste a plane's detections (see :func:`~seglab.inference.instances.paste_detections`)."""
+        from seglab.inference.instances import paste_detections  # the inference package imports the models
+
         return paste_detections(maps, maps.shape, thresholds)
 
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:

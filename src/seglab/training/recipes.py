@@ -2,8 +2,10 @@
 
     python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 \
         --time-budget 6000 --out runs/unet-nuclei
+    python -m seglab.training.recipes maskrcnn-nuclei --data ../shared/data/dsb2018 \
+        --time-budget 36000 --out runs/maskrcnn-nuclei [--init runs/maskrcnn-nuclei/best]
 
-It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-unet-nuclei``
+It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-<recipe>``
 repeats only that last part for a finished run (``--out`` holding ``best/``).
 
 Trains on the ``train`` split only. Every tenth training image (per channel
@@ -24,12 +26,14 @@ import torch
 
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 
 UNET_NUCLEI = {
     "name": "unet-nuclei",
+    "family": "unet",
     "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
     "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
     "tile_context": 32,
@@ -45,6 +49,30 @@ UNET_NUCLEI = {
         "min_area": [5.0, 15.0],
     },
 }
+
+MASKRCNN_NUCLEI = {
+    "name": "maskrcnn-nuclei",
+    "family": "maskrcnn",
+    "description": "Mask R-CNN (torchvision, compact FPN backbone) for nuclei; DSB2018, trained from scratch",
+    "architecture": dict(MASKRCNN_ARCHITECTURE),
+    # the context exceeds half the largest object (about 80 px), so an object whose box
+    # centre is in a tile's core lies whole inside that tile
+    "tile_context": 48,
+    "patch_size": 256,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "warmup_steps": 200,
+    "colour_weight": 2.0,
+    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
+    "threshold_grid": {
+        "score_thresh": [0.3, 0.4, 0.5, 0.6, 0.7],
+        "mask_thresh": [0.4, 0.5, 0.6],
+        "nms_thresh": [0.3, 0.5],
+        "min_area": [5.0, 15.0],
+    },
+}
+
+RECIPES = {"unet-nuclei": UNET_NUCLEI, "maskrcnn-nuclei": MASKRCNN_NUCLEI}
 
 
 def split_train_tune(root: Path) -> tuple[list[str], list[str]]:
@@ -62,21 +90,21 @@ def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def train_unet_nuclei(args: argparse.Namespace) -> None:
-    recipe = UNET_NUCLEI
+def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
+    """Train a built-in from its recipe (or from ``--init``), then :func:`finish` it."""
     root = Path(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_ids, tune_ids = split_train_tune(root)
     _log(f"train {len(train_ids)} images, tune {len(tune_ids)} images")
     train_items = load_split(root, "train", train_ids)
-    tune_items = load_split(root, "train", tune_ids)
+    tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
     if args.init:
         model = load_model(args.init)
         _log(f"starting from weights in {args.init}")
     else:
         model = new_model(
-            "unet",
+            recipe["family"],
             recipe["name"],
             description=recipe["description"],
             architecture=dict(recipe["architecture"]),
@@ -96,7 +124,8 @@ def train_unet_nuclei(args: argparse.Namespace) -> None:
                            Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                                    invert_prob=aug["invert_prob"]), seed=args.seed)
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=recipe["batch_size"],
-                             lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed)
+                             lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
+                             warmup_steps=recipe.get("warmup_steps", 50))
 
     def on_best(m, step, score):
         m.config.training = {"checkpoint_step": step, "tune_ap50": score}
@@ -149,7 +178,9 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
     best, score, _ = tune_thresholds(model, tune_items, recipe["threshold_grid"], device=args.device)
     _log(f"tuned thresholds {best}: tune AP@0.5 {score:.4f}")
     model.config.thresholds = best
-    val_items = load_split(root, "val")
+    val_items = load_split(root, "val")[: args.max_eval_images]
+    if args.max_eval_images is not None:
+        run = {**run, "max_eval_images": args.max_eval_images}
     metrics = evaluate_model(model, val_items, device=args.device)
     _log(f"val: {json.dumps(metrics)}")
     model.config.scores = {"dataset": "DSB2018 stage1 (corrected), split val", **metrics}
@@ -172,9 +203,9 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
-    p.add_argument("recipe", choices=["unet-nuclei", "finish-unet-nuclei"])
+    p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES)])
     p.add_argument("--data", default="../shared/data/dsb2018")
-    p.add_argument("--out", default="runs/unet-nuclei")
+    p.add_argument("--out", default=None, help="run folder (default runs/<recipe>)")
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -185,15 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--border-weight", type=float, default=None,
                    help="U-Net loss: extra weight on pixels where touching nuclei meet")
+    p.add_argument("--max-eval-images", type=int, default=None,
+                   help="score only the first N tune and val images (a quick check of the recipe, not a result)")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
     args = p.parse_args(argv)
+    args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
+    if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
+        p.error("--border-weight is a U-Net loss setting")
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
-    if args.recipe == "unet-nuclei":
+    if args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
-        train_unet_nuclei(args)
+        train_recipe(args, RECIPES[args.recipe])
     else:
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
@@ -205,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             run = {**run_from_log(Path(args.log)), "n_train_images": len(train_ids)}
         else:
             p.error("finishing needs train_result.json in --out or --log LOGFILE")
-        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), UNET_NUCLEI, args, run)
+        recipe = RECIPES[args.recipe.removeprefix("finish-")]
+        tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
+        finish(model, root, tune_items, Path(args.out), recipe, args, run)
     return 0
 
 
