@@ -126,3 +126,14 @@ def test_save_and_load_round_trip(tmp_path):
         b = loaded.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
     torch.testing.assert_close(a["scores"], b["scores"])
     np.testing.assert_allclose(a["boxes"].numpy(), b["boxes"].numpy())
+
+
+def test_boxes_keep_full_precision_under_autocast():
+    """bfloat16 box coordinates would be multiples of 4 px near x = 600; the heads run in float32."""
+    model = tiny_maskrcnn()
+    x = torch.rand(1, 1, 640, 640)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        d = model.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+    far = d["boxes"][d["boxes"][:, 2] > 512, 2]
+    assert len(far) > 0 and d["boxes"].dtype == torch.float32
+    assert not torch.all(far == far.to(torch.bfloat16).float())

@@ -7,7 +7,9 @@ Differences from torchvision's photograph defaults, all set in :func:`build_mask
 * :class:`KeepScaleTransform`: no resizing and no normalisation (images arrive
   normalised by seglab), only padding to a multiple of 32;
 * anchors for objects of about 5-80 px, thousands of proposals and detections per image;
-* small box and mask heads, so thousands of detections stay affordable on a CPU.
+* small box and mask heads, so thousands of detections stay affordable on a CPU;
+* under autocast only the backbone runs in low precision; RPN and RoI heads run in
+  float32 (box coordinates in bfloat16 would be off by pixels).
 
 :class:`MaskRCNNNet` wraps the torchvision model with the two forwards seglab needs:
 detections with fixed-size mask probabilities (no full-image pasting, which would need
@@ -37,7 +39,7 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "blocks": [2, 2, 2, 2],
     "fpn_channels": 64,
     "box_head": 256,
-    "mask_head": [64, 64, 64],
+    "mask_head": [48, 48, 48],
     "anchor_sizes": [6, 12, 24, 48, 96],
     "aspect_ratios": [0.5, 1.0, 2.0],
     "num_classes": 2,
@@ -149,6 +151,12 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
     return model
 
 
+def _full_precision(device: torch.device):
+    """Autocast off: torchvision decodes boxes in the dtype of the regression outputs, and
+    bfloat16 coordinates are 4 px apart at 1000 px; so only the backbone runs in low precision."""
+    return torch.autocast(device.type, enabled=False)
+
+
 class MaskRCNNNet(nn.Module):
     """seglab's view of a torchvision Mask R-CNN: detections per tile, or training losses."""
 
@@ -173,8 +181,10 @@ class MaskRCNNNet(nn.Module):
         m.roi_heads.nms_thresh = float(nms_thresh)
         images, _ = self._images(x)
         features = m.backbone(images.tensors)
-        proposals, _ = m.rpn(images, features)
-        detections, _ = m.roi_heads(features, proposals, images.image_sizes)
+        with _full_precision(x.device):
+            features = OrderedDict((k, v.float()) for k, v in features.items())
+            proposals, _ = m.rpn(images, features)
+            detections, _ = m.roi_heads(features, proposals, images.image_sizes)
         out = []
         for d in detections:
             out.append({
@@ -190,8 +200,10 @@ class MaskRCNNNet(nn.Module):
         m = self.maskrcnn
         images, targets = self._images(x, targets)
         features = m.backbone(images.tensors)
-        proposals, rpn_losses = m.rpn(images, features, targets)
-        _, head_losses = m.roi_heads(features, proposals, images.image_sizes, targets)
+        with _full_precision(x.device):
+            features = OrderedDict((k, v.float()) for k, v in features.items())
+            proposals, rpn_losses = m.rpn(images, features, targets)
+            _, head_losses = m.roi_heads(features, proposals, images.image_sizes, targets)
         return {**rpn_losses, **head_losses}
 
     def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
