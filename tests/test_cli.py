@@ -97,7 +97,8 @@ def tiny_maskrcnn_dir(tmp_path):
     from seglab.models.storage import save_model
 
     model = tiny_maskrcnn()
-    model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0}  # untrained: keep what it finds
+    # untrained: keep every detection and its whole box, so there are boxes to write
+    model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0, "mask_thresh": 0.0}
     return save_model(model, tmp_path / "tiny-maskrcnn")
 
 

@@ -102,17 +102,26 @@ def test_training_loss_handles_patches_without_objects():
     assert set(parts) == {"objectness", "rpn_box_reg", "classifier", "box_reg", "mask"}
 
 
-def test_short_training_on_discs_lowers_the_loss():
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is faster, and not slowed 20-fold by a busy machine's other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_short_training_on_discs_lowers_the_loss(one_thread):
     model = tiny_maskrcnn()
     pairs = []
     for s in range(3):
         img, lab = blob_image((96, 96), n=8, seed=s)
         pairs.append(make_pair(img, lab, 1, model.config.normalization))
     sampler = PatchSampler(pairs, 64, Augment(), seed=0)
-    events = list(train_iter(model, sampler, TrainSettings(steps=60, batch_size=4, lr=3e-3, warmup_steps=5),
-                             device="cpu", report_every=10))
-    assert events[-1].step == 60
-    assert events[-1].loss < 0.75 * events[0].loss
+    events = list(train_iter(model, sampler, TrainSettings(steps=30, batch_size=2, lr=3e-3, warmup_steps=5),
+                             device="cpu", report_every=5))
+    assert events[-1].step == 30
+    assert events[-1].loss < 0.7 * events[0].loss
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -45,7 +45,7 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "num_classes": 2,
     "detections_per_img": 3000,
     "rpn_pre_nms_top_n": 3000,
-    "rpn_post_nms_top_n": 4000,
+    "rpn_post_nms_top_n": 3000,
     "rpn_pre_nms_top_n_train": 2000,
     "rpn_post_nms_top_n_train": 2000,
     "box_batch_size_per_image": 256,
