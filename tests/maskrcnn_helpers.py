@@ -54,7 +54,7 @@ class BlobDetector(SegmentationModel):
         out = []
         for tile in batch.float().cpu().numpy():
             fg = tile[0] > 0.5
-            comp, n = ndi.label(fg)
+            comp, _ = ndi.label(fg)
             boxes, scores, masks = [], [], []
             for i, sl in enumerate(ndi.find_objects(comp), start=1):
                 ys, xs = sl

@@ -23,7 +23,7 @@ def test_tiled_equals_untiled_nothing_cut_or_duplicated():
 
 
 def test_progress_and_box_shapes_for_stacks():
-    img, truth = blob_image((120, 130), n=6, seed=1)
+    img, _ = blob_image((120, 130), n=6, seed=1)
     stack = np.stack([img, img[::-1]])
     gen = segment_iter(blob_detector(), stack, tile_size=64, amp=False, device="cpu")
     events = []

@@ -37,7 +37,7 @@ class Detections:
     shape: tuple[int, int] = (0, 0)  # (H, W) of the plane (or tile) they belong to
 
     def __len__(self) -> int:
-        return int(len(self.scores))
+        return len(self.scores)
 
     @classmethod
     def empty(cls, shape: tuple[int, int], mask_size: int = 28) -> Detections:

@@ -100,7 +100,7 @@ class CompactBackbone(nn.Module):
         )
         stages = []
         cin = stem
-        for i, (w, n) in enumerate(zip(widths, blocks)):
+        for w, n in zip(widths, blocks):
             layers = [BasicBlock(cin, w, 2)]
             layers += [BasicBlock(w, w, 1) for _ in range(n - 1)]
             stages.append(nn.Sequential(*layers))

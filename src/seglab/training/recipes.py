@@ -123,7 +123,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     sampler = PatchSampler(pairs, recipe["patch_size"],
                            Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                                    invert_prob=aug["invert_prob"]), seed=args.seed)
-    settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=recipe["batch_size"],
+    settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
                              lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
                              warmup_steps=recipe.get("warmup_steps", 50))
 
@@ -190,7 +190,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         **run,
         "tune_ap50_tuned_thresholds": score,
         "patch_size": recipe["patch_size"],
-        "batch_size": recipe["batch_size"],
+        "batch_size": args.batch_size or recipe["batch_size"],
         "lr": args.lr or recipe["lr"],
         "augment": recipe["augment"],
         "device": str(args.device),
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the recipe's)")
     p.add_argument("--validate-every", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
