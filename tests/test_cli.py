@@ -113,3 +113,63 @@ def test_segment_writes_imagej_roi_sets_for_polygon_models(tmp_path, image_dir, 
     # existing ROI sets are not overwritten without --overwrite
     rc = main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(image_dir), "--rois", "--no-table", "-q"])
     assert rc != 0
+@pytest.fixture
+def tiny_maskrcnn_dir(tmp_path):
+    from maskrcnn_helpers import tiny_maskrcnn
+    from seglab.models.storage import save_model
+
+    model = tiny_maskrcnn()
+    # untrained: keep every detection and its whole box, so there are boxes to write
+    model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0, "mask_thresh": 0.0}
+    return save_model(model, tmp_path / "tiny-maskrcnn")
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_segment_boxes_csv_round_trip(tmp_path, image_dir, tiny_maskrcnn_dir, capsys):
+    from seglab.inference.engine import segment
+    from seglab.io import read_image
+    from seglab.models.storage import load_model
+
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_maskrcnn_dir), "-o", str(out), str(image_dir / "img0.tif"), "--device",
+                 "cpu", "--boxes", "-q", "--no-amp"]) == 0
+    rows = _read_csv(out / "img0_boxes.csv")
+    assert list(rows[0]) == ["label", "score", "class", "y0", "x0", "y1", "x1"]
+    expect = segment(load_model(tiny_maskrcnn_dir), read_image(image_dir / "img0.tif"), device="cpu", amp=False)
+    assert len(rows) == expect.n_objects > 0
+    t = expect.table
+    for i, r in enumerate(rows):
+        assert int(r["label"]) == t["label"][i] and int(r["class"]) == t["class"][i]
+        got = [float(r[k]) for k in ("score", "y0", "x0", "y1", "x1")]
+        want = [t[k][i] for k in ("score", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")]
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-4)
+    # like the other outputs, an existing boxes file is kept unless --overwrite
+    (out / "img0_labels.tif").unlink()
+    before = (out / "img0_boxes.csv").read_bytes()
+    assert main(["segment", "-m", str(tiny_maskrcnn_dir), "-o", str(out), str(image_dir / "img0.tif"), "--boxes",
+                 "-q"]) == 2
+    assert "img0_boxes.csv already exists" in capsys.readouterr().err
+    assert (out / "img0_boxes.csv").read_bytes() == before
+
+
+def test_segment_boxes_for_stacks_have_a_plane_column(tmp_path, tiny_maskrcnn_dir):
+    img, _ = blob_image((70, 90), n=5, seed=0)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([img, img[::-1]]))
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_maskrcnn_dir), "-o", str(out), str(tmp_path / "stack.tif"), "--device",
+                 "cpu", "--boxes", "-q"]) == 0
+    rows = _read_csv(out / "stack_boxes.csv")
+    assert list(rows[0])[-1] == "plane" and {r["plane"] for r in rows} == {"0", "1"}
+
+
+def test_segment_boxes_needs_a_model_with_boxes(tmp_path, image_dir, tiny_model_dir, capsys):
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(tmp_path / "o"), str(image_dir), "--boxes", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not detect boxes" in err
+    assert not (tmp_path / "o").exists()

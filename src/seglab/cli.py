@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rois", action="store_true",
                    help="also write the outlines as <stem>_rois.zip, an ImageJ ROI set for Fiji's ROI Manager "
                         "(models with polygons or boxes)")
+    s.add_argument("--boxes", action="store_true",
+                   help="also write <stem>_boxes.csv (label, score, class, y0, x0, y1, x1; plane for stacks) "
+                        "for models that detect boxes; pixel k spans [k, k+1)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -112,6 +115,21 @@ def _progress(gen, desc: str, quiet: bool):
         gen.close()
 
 
+BOX_COLUMNS = {"label": "label", "score": "score", "class": "class", "y0": "bbox_y0", "x0": "bbox_x0",
+               "y1": "bbox_y1", "x1": "bbox_x1"}
+
+
+def boxes_table(table: dict) -> dict:
+    """The box columns of an object table, renamed for ``<stem>_boxes.csv``."""
+    missing = [c for c in BOX_COLUMNS.values() if c not in table]
+    if missing:
+        raise SeglabError(f"the result has no box column(s) {', '.join(missing)}")
+    out = {name: table[col] for name, col in BOX_COLUMNS.items()}
+    if "plane" in table:
+        out["plane"] = table["plane"]
+    return out
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from seglab.inference.engine import segment_iter
     from seglab.io import guess_channel_axis, list_images, read_image, write_labels, write_table_csv
@@ -127,8 +145,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if dupes:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
     targets = [outdir / f"{p.stem}_labels.tif" for p in paths]
+    outputs = targets + ([outdir / f"{p.stem}_boxes.csv" for p in paths] if args.boxes else [])
     if not args.overwrite:
-        outputs = list(targets)
         outputs += [] if args.no_table else [outdir / f"{p.stem}_objects.csv" for p in paths]
         outputs += [outdir / f"{p.stem}_rois.zip" for p in paths] if args.rois else []
         existing = [t for t in outputs if t.exists()]
@@ -137,6 +155,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     model = get_model(args.model)
     if args.rois and model.shape_type is None:
         raise SeglabError(f"model {model.config.name!r} ({model.family}) gives no outlines, so --rois cannot be used")
+    if args.boxes and not model.has_boxes:
+        raise SeglabError(f"model {model.config.name!r} ({model.family}) does not detect boxes; drop --boxes")
     th = model.thresholds(_thresholds(args))
     outdir.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -157,6 +177,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 write_table_csv(outdir / f"{path.stem}_objects.csv", result.table)
             if args.rois:
                 _write_rois(outdir / f"{path.stem}_rois.zip", result)
+            if args.boxes:
+                write_table_csv(outdir / f"{path.stem}_boxes.csv", boxes_table(result.table))
             if not args.quiet:
                 print(f"{path.name}: {result.n_objects} objects -> {target}", file=sys.stderr)
         except SeglabError as e:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, predict_maps_iter, run_to_end
+from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, detect_plane_iter, predict_maps_iter, run_to_end
 from seglab.inference.device import resolve_device
 from seglab.inference.normalize import model_input
 from seglab.metrics import evaluate
@@ -32,11 +33,16 @@ def predict_maps(
     device="auto",
     tile_size: int = DEFAULT_TILE_SIZE,
     amp: bool = True,
-) -> np.ndarray:
-    """The model's dense maps for one annotated image."""
+    thresholds: dict[str, float] | None = None,
+) -> Any:
+    """The model's raw output for one annotated image, what ``postprocess`` takes: dense maps,
+    or for instance families the plane's detections (found at ``thresholds``)."""
     dev = resolve_device(device)
     model.network.to(dev)
     x = model_input(item.image, model.config.input_channels, model.config.normalization, item.channel_axis)
+    if model.output_kind == "instances":
+        th = model.thresholds(thresholds)
+        return run_to_end(detect_plane_iter(model, x, th, tile_size=tile_size, device=dev, amp=amp))
     return run_to_end(predict_maps_iter(model, x, tile_size=tile_size, device=dev, amp=amp))
 
 
@@ -52,7 +58,7 @@ def evaluate_model_iter(
     th = model.thresholds(thresholds)
     preds = []
     for i, item in enumerate(items):
-        maps = predict_maps(model, item, device=device, tile_size=tile_size)
+        maps = predict_maps(model, item, device=device, tile_size=tile_size, thresholds=th)
         preds.append(model.postprocess(maps, th, shape=item.labels.shape).labels)
         yield ProgressEvent("image", i + 1, len(items))
     metrics = evaluate(zip([it.labels for it in items], preds))
@@ -78,16 +84,32 @@ def tune_thresholds(
     device="auto",
     score_key: str = "0.50",
 ) -> tuple[dict[str, float], float, list[dict]]:
-    """Grid search over thresholds (maps computed once); returns best, its AP, and all trials."""
-    maps = [predict_maps(model, it, device=device) for it in items]
+    """Grid search over thresholds (maps computed once); returns best, its AP, and all trials.
+
+    For instance families the detections are computed once per ``nms_thresh`` at the
+    lowest ``score_thresh`` of the grid; the other thresholds only filter and paste them.
+    """
     base = model.thresholds()
     names = list(grid)
+    cache: dict[Any, list[Any]] = {}
+
+    def raw(th: dict[str, float]) -> list[Any]:
+        if model.output_kind != "instances":
+            key, run_th = None, th
+        else:
+            key = th.get("nms_thresh")
+            low = min([base["score_thresh"], *map(float, grid.get("score_thresh", []))])
+            run_th = {**th, "score_thresh": low}
+        if key not in cache:
+            cache[key] = [predict_maps(model, it, device=device, thresholds=run_th) for it in items]
+        return cache[key]
+
     trials = []
     best, best_score = dict(base), -1.0
     for combo in itertools.product(*[grid[n] for n in names]):
         th = dict(base)
         th.update(dict(zip(names, map(float, combo))))
-        preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(maps, items)]
+        preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), items)]
         score = float(evaluate(zip([it.labels for it in items], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
         trials.append({**th, "ap50": score})
         if score > best_score:

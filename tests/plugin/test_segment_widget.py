@@ -155,3 +155,33 @@ def test_models_without_outlines_disable_the_shapes_option(viewer_widget):
     _, widget = viewer_widget
     widget.model.value = "unet-nuclei"
     assert not widget.outlines.enabled
+
+
+def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget, errors):
+    from maskrcnn_helpers import tiny_maskrcnn
+
+    from seglab.models.storage import save_model
+
+    model = tiny_maskrcnn("tiny-boxes")
+    # untrained: keep every detection and its whole box, so there are boxes to show
+    model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0, "mask_thresh": 0.0}
+    save_model(model, models_dir / "tiny-boxes")
+    viewer, widget = viewer_widget
+    widget.reset_choices()
+    image, _ = blob_image((96, 96), n=5, seed=3)
+    widget.image.value = viewer.add_image(image, name="cells")
+    widget.model.value = "tiny-boxes"
+    assert widget.outlines.enabled and "boxes" in widget.outlines.text
+    widget.outlines.value = True
+    _run(qtbot, widget)
+    assert not errors
+    labels, shapes = widget.output_layer, widget.outlines_layer
+    ids = set(np.unique(labels.data)) - {0}
+    assert ids and isinstance(shapes, napari.layers.Shapes)
+    assert set(shapes.shape_type) == {"rectangle"} and len(shapes.data) == len(ids)
+    assert {"label", "score", "class"} <= set(shapes.features.columns)
+    # every object's pixels lie inside its box
+    for box, lab in zip(shapes.data, shapes.features["label"]):
+        ys, xs = np.nonzero(labels.data == lab)
+        assert ys.min() >= box[:, 0].min() - 0.5 and ys.max() <= box[:, 0].max() + 0.5
+        assert xs.min() >= box[:, 1].min() - 0.5 and xs.max() <= box[:, 1].max() + 0.5

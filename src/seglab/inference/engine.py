@@ -19,6 +19,7 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
+from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import make_grid, pad_plane
 from seglab.models.base import Prediction, SegmentationModel
@@ -113,6 +114,62 @@ def _strided(sl: slice, s: int) -> slice:
     return slice(sl.start // s, -(-sl.stop // s))
 
 
+def detect_plane_iter(
+    model: SegmentationModel,
+    x: np.ndarray,
+    thresholds: dict[str, float],
+    *,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 4,
+    device: torch.device,
+    amp: bool = True,
+    plane: int = 0,
+    n_planes: int = 1,
+) -> Generator[ProgressEvent, None, Detections]:
+    """Detections of an instance family over a normalised ``(C, H, W)`` plane, tile by tile.
+
+    Same tiles as the dense path; each tile keeps the detections whose box centre lies
+    in its core (so every object is found in exactly one tile, whole when the tile
+    context exceeds the largest object), moved to plane coordinates; duplicates across
+    tile borders are then suppressed at the model's ``nms_thresh``.
+    """
+    _, h, w = x.shape
+    batch_size = max(1, int(batch_size))
+    context = int(model.config.tile_context)
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
+    padded = pad_plane(x, grid)
+    windows = grid.windows()
+    parts: list[Detections] = []
+    done = 0
+    yield ProgressEvent("tile", 0, len(windows), plane, n_planes)
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
+        batch = torch.from_numpy(tiles).to(device)
+        with torch.inference_mode(), autocast(device, amp):
+            per_tile = model.forward_tiles(batch, thresholds=thresholds)
+        for (y, xx), d in zip(chunk, per_tile):
+            oy, ox, _, _ = grid.core(y, xx)
+            dets = d if isinstance(d, Detections) else Detections.from_torch(d, (grid.tile_h, grid.tile_w))
+            parts.append(keep_in_core(dets, (oy.start, oy.stop), (ox.start, ox.stop), (y - context, xx - context), (h, w)))
+        done += len(chunk)
+        yield ProgressEvent("tile", done, len(windows), plane, n_planes)
+    merged = Detections.concat(parts, (h, w))
+    return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if len(windows) > 1 else merged
+
+
+def _plane_prediction_iter(
+    model: SegmentationModel, x: np.ndarray, th: dict[str, float], p: int, n_planes: int, **run: Any
+) -> Generator[ProgressEvent, None, Prediction]:
+    """One plane through the family's path: dense maps or instance detections, then postprocess."""
+    if model.output_kind == "instances":
+        out: Any = yield from detect_plane_iter(model, x, th, plane=p, n_planes=n_planes, **run)
+    else:
+        out = yield from predict_maps_iter(model, x, plane=p, n_planes=n_planes, **run)
+    yield ProgressEvent("postprocess", 0, 1, p, n_planes)
+    return model.postprocess(out, th, shape=x.shape[-2:])
+
+
 def _plane_axes(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
     """Move the channel axis last; return the image and the new channel axis (or None)."""
     if channel_axis is None:
@@ -167,8 +224,8 @@ def segment_iter(
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     dev = resolve_device(device)
     th = model.thresholds(thresholds)
-    if model.output_kind != "dense":
-        raise SeglabError(f"model family {model.family!r} has output kind {model.output_kind!r}, not supported yet")
+    if model.output_kind not in ("dense", "instances"):
+        raise SeglabError(f"model family {model.family!r} has unknown output kind {model.output_kind!r}")
     model.network.to(dev)
     if dev.type == "cpu":
         model.network.to(memory_format=torch.channels_last)
@@ -179,14 +236,10 @@ def segment_iter(
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
-        plane_shape = spatial_shape[-2:]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
-        maps = yield from predict_maps_iter(
-            model, x, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
-            plane=p, n_planes=n_planes,
+        pred: Prediction = yield from _plane_prediction_iter(
+            model, x, th, p, n_planes, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
         )
-        yield ProgressEvent("postprocess", 0, 1, p, n_planes)
-        pred: Prediction = model.postprocess(maps, th, shape=plane_shape)
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset
@@ -194,14 +247,21 @@ def segment_iter(
         t = dict(pred.table)
         t["label"] = t["label"] + offset
         tables.append(t)
-        if "shapes" in pred.extras:
-            pred.extras["shapes"] = {**pred.extras["shapes"], "label": np.asarray(pred.extras["shapes"]["label"]) + offset}
-        extras.append(pred.extras)
+        extras.append(_offset_extras(pred.extras, offset))
         offset = int(lab.max()) if lab.size and lab.max() > offset else offset
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
     out_dtype = np.int32 if offset < 2**31 - 1 else np.int64
     return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras)
+
+
+def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:
+    """Shift the object ids that extras refer to (``shapes["label"]``) like the plane's labels."""
+    if not offset or "shapes" not in extras:
+        return extras
+    shapes = dict(extras["shapes"])
+    shapes["label"] = np.asarray(shapes["label"]) + offset
+    return {**extras, "shapes": shapes}
 
 
 def run_to_end(gen: Generator[Any, None, Any]) -> Any:

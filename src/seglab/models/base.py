@@ -9,7 +9,8 @@ A model is a folder holding ``config.json`` (a :class:`ModelConfig`) and
   cores and hands to :meth:`postprocess` for the whole plane (U-Net, StarDist);
   ``"instances"`` means the family returns objects per tile, and the engine keeps
   each object in the tile whose core holds its centre (Mask R-CNN);
-* what training needs: :meth:`make_targets` and :meth:`loss`.
+* what training needs: :meth:`make_targets` and :meth:`loss`, and, for a family whose
+  network needs the targets in its forward pass (Mask R-CNN), :meth:`training_loss`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class SegmentationModel(ABC):
     #: extra label context (pixels) the training sampler crops around each patch for
     #: :meth:`make_targets`; targets are then cropped back to the patch
     target_margin: ClassVar[int] = 0
+    #: whether predictions carry bounding boxes (table columns ``bbox_y0, bbox_x0, bbox_y1, bbox_x1``)
+    has_boxes: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:
@@ -137,16 +140,20 @@ class SegmentationModel(ABC):
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor | list[Any]:
         """Run the network on normalised tiles ``(B, C, H, W)``.
 
-        Dense families return activated maps ``(B, K, H, W)``; instance families
-        return one detection dict per tile.
+        Dense families return activated maps ``(B, K, H, W)``. Instance families take a
+        ``thresholds`` keyword (the effective thresholds) and return one detection set per
+        tile: a dict with ``boxes`` (N, 4) as x0, y0, x1, y1 in tile pixels, ``scores``,
+        ``labels`` (classes) and ``masks`` (N, M, M) probabilities over each box (or a
+        :class:`~seglab.inference.instances.Detections`).
         """
 
     @abstractmethod
     def postprocess(
-        self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+        self, maps: Any, thresholds: dict[str, float], shape: tuple[int, int] | None = None
     ) -> Prediction:
-        """Turn stitched maps ``(K, h, w)`` (dense, ``1 / output_stride`` of the plane) into
-        instances for one plane of ``shape`` (default: the maps' size times the stride)."""
+        """Turn stitched maps ``(K, h, w)`` (dense, ``1 / output_stride`` of the plane) or a plane's
+        merged :class:`~seglab.inference.instances.Detections` (instances) into instances for one
+        plane of ``shape`` (default: the maps' size times the stride)."""
 
     # ---- training -----------------------------------------------------
     @abstractmethod
@@ -162,3 +169,20 @@ class SegmentationModel(ABC):
         valid: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss on raw network outputs; ``valid`` (B, 1, H, W) masks pixels that count."""
+
+    def training_loss(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One training forward and its loss (the loop calls this under autocast).
+
+        The default runs ``net(x)`` under the caller's autocast and :meth:`loss` outside
+        it (as the loop did before this hook); a family whose network needs the targets in
+        its forward (Mask R-CNN) overrides it.
+        """
+        out = net(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.loss(out, targets, valid)

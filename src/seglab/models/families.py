@@ -5,11 +5,13 @@ from __future__ import annotations
 from seglab.errors import SeglabError
 from seglab.models.base import SegmentationModel
 from seglab.models.stardist import StarDistModel
+from seglab.models.maskrcnn import MaskRCNNModel
 from seglab.models.unet import UNetModel
 
 FAMILIES: dict[str, type[SegmentationModel]] = {
     UNetModel.family: UNetModel,
     StarDistModel.family: StarDistModel,
+    MaskRCNNModel.family: MaskRCNNModel,
 }
 
 

@@ -137,8 +137,7 @@ def train_iter(
             targets = {k: v.to(dev) for k, v in targets.items()}
             valid = valid.to(dev)
             with autocast(dev, settings.amp):
-                out = net(x)
-            loss, parts = model.loss(out, targets, valid)
+                loss, parts = model.training_loss(net, x, targets, valid)
             if not torch.isfinite(loss):
                 raise SeglabError(f"training diverged at step {step} (loss {float(loss)}); try a lower learning rate")
             opt.zero_grad(set_to_none=True)

@@ -2,8 +2,12 @@
 
     python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 \
         --time-budget 6000 --out runs/unet-nuclei
+    python -m seglab.training.recipes stardist-nuclei --data ../shared/data/dsb2018 \
+        --init-from unet-nuclei --time-budget 5000 --out runs/stardist-nuclei
+    python -m seglab.training.recipes maskrcnn-nuclei --data ../shared/data/dsb2018 \
+        --time-budget 36000 --out runs/maskrcnn-nuclei [--init runs/maskrcnn-nuclei/best]
 
-It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-unet-nuclei``
+It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-<recipe>``
 repeats only that last part for a finished run (``--out`` holding ``best/``).
 
 Trains on the ``train`` split only. Every tenth training image (per channel
@@ -24,37 +28,55 @@ import torch
 
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 
-RECIPES: dict[str, dict] = {
-    "unet-nuclei": {
-        "family": "unet",
-        "name": "unet-nuclei",
-        "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
-        "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
-        "tile_context": 32,
-        "patch_size": 256,
-        "batch_size": 8,
-        "lr": 2e-3,
-        "colour_weight": 2.0,
-        "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
-    },
-    "stardist-nuclei": {
-        "family": "stardist",
-        "name": "stardist-nuclei",
-        "description": "StarDist-style star-convex polygons (32 rays) for nuclei; DSB2018, trained here",
-        "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2, "n_rays": 32, "grid": 2,
-                         "head_width": 64},
-        "tile_context": 64,
-        "patch_size": 256,
-        "batch_size": 8,
-        "lr": 2e-3,
-        "colour_weight": 2.0,
-        "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
-    },
+UNET_NUCLEI = {
+    "name": "unet-nuclei",
+    "family": "unet",
+    "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
+    "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
+    "tile_context": 32,
+    "patch_size": 256,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "colour_weight": 2.0,
+    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
 }
+
+MASKRCNN_NUCLEI = {
+    "name": "maskrcnn-nuclei",
+    "family": "maskrcnn",
+    "description": "Mask R-CNN (torchvision, compact FPN backbone) for nuclei; DSB2018, trained from scratch",
+    "architecture": dict(MASKRCNN_ARCHITECTURE),
+    # the context exceeds half the largest object (about 80 px), so an object whose box
+    # centre is in a tile's core lies whole inside that tile
+    "tile_context": 48,
+    "patch_size": 256,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "warmup_steps": 200,
+    "colour_weight": 2.0,
+    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
+}
+
+STARDIST_NUCLEI = {
+    "name": "stardist-nuclei",
+    "family": "stardist",
+    "description": "StarDist-style star-convex polygons (32 rays) for nuclei; DSB2018, trained here",
+    "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2, "n_rays": 32, "grid": 2,
+                     "head_width": 64},
+    "tile_context": 64,
+    "patch_size": 256,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "colour_weight": 2.0,
+    "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
+}
+
+RECIPES = {"unet-nuclei": UNET_NUCLEI, "stardist-nuclei": STARDIST_NUCLEI, "maskrcnn-nuclei": MASKRCNN_NUCLEI}
 
 
 def transfer_weights(model, source) -> list[str]:
@@ -83,15 +105,15 @@ def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def train_recipe(args: argparse.Namespace) -> None:
-    recipe = RECIPES[args.recipe]
+def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
+    """Train a built-in from its recipe (or from ``--init``), then :func:`finish` it."""
     root = Path(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_ids, tune_ids = split_train_tune(root)
     _log(f"train {len(train_ids)} images, tune {len(tune_ids)} images")
     train_items = load_split(root, "train", train_ids)
-    tune_items = load_split(root, "train", tune_ids)
+    tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
     if args.init:
         model = load_model(args.init)
         _log(f"starting from weights in {args.init}")
@@ -121,8 +143,9 @@ def train_recipe(args: argparse.Namespace) -> None:
     sampler = PatchSampler(pairs, recipe["patch_size"],
                            Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                                    invert_prob=aug["invert_prob"]), seed=args.seed)
-    settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=recipe["batch_size"],
-                             lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed)
+    settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
+                             lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
+                             warmup_steps=recipe.get("warmup_steps", 50))
 
     def on_best(m, step, score):
         m.config.training = {"checkpoint_step": step, "tune_ap50": score}
@@ -174,11 +197,13 @@ def run_from_log(log: Path) -> dict:
 
 def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: dict) -> None:
     """Tune thresholds on the tune set, score on val, write the final model folder."""
-    grid = recipe.get("threshold_grid", type(model).threshold_grid)
+    grid = type(model).threshold_grid
     best, score, _ = tune_thresholds(model, tune_items, grid, device=args.device)
     _log(f"tuned thresholds {best}: tune AP@0.5 {score:.4f}")
     model.config.thresholds = best
-    val_items = load_split(root, "val")
+    val_items = load_split(root, "val")[: args.max_eval_images]
+    if args.max_eval_images is not None:
+        run = {**run, "max_eval_images": args.max_eval_images}
     metrics = evaluate_model(model, val_items, device=args.device)
     _log(f"val: {json.dumps(metrics)}")
     model.config.scores = {"dataset": "DSB2018 stage1 (corrected), split val", **metrics}
@@ -188,7 +213,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         **run,
         "tune_ap50_tuned_thresholds": score,
         "patch_size": recipe["patch_size"],
-        "batch_size": recipe["batch_size"],
+        "batch_size": args.batch_size or recipe["batch_size"],
         "lr": args.lr or recipe["lr"],
         "augment": recipe["augment"],
         "device": str(args.device),
@@ -203,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
     p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES)])
     p.add_argument("--data", default="../shared/data/dsb2018")
-    p.add_argument("--out", required=True, help="run folder (best/, final/, train_result.json)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<recipe>)")
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the recipe's)")
     p.add_argument("--validate-every", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -216,15 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--border-weight", type=float, default=None,
                    help="U-Net loss: extra weight on pixels where touching nuclei meet")
+    p.add_argument("--max-eval-images", type=int, default=None,
+                   help="score only the first N tune and val images (a quick check of the recipe, not a result)")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
     args = p.parse_args(argv)
+    args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
+    if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
+        p.error("--border-weight is a U-Net loss setting")
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
     if args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
-        train_recipe(args)
+        train_recipe(args, RECIPES[args.recipe])
     else:
         recipe = RECIPES[args.recipe.removeprefix("finish-")]
         root = Path(args.data)
@@ -237,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             run = {**run_from_log(Path(args.log)), "n_train_images": len(train_ids)}
         else:
             p.error("finishing needs train_result.json in --out or --log LOGFILE")
-        finish(model, root, load_split(root, "train", tune_ids), Path(args.out), recipe, args, run)
+        tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
+        finish(model, root, tune_items, Path(args.out), recipe, args, run)
     return 0
 
 

@@ -1,0 +1,185 @@
+"""Instance (detection) outputs: keep per tile, merge over a plane, paste into labels.
+
+Families with ``output_kind == "instances"`` (Mask R-CNN) return, per tile, boxes,
+scores, classes and fixed-size mask probabilities over each box. The engine keeps a
+detection only in the tile whose core holds its box centre (the cores partition the
+plane, so nothing is duplicated and, with a tile context larger than the largest
+object, nothing is cut), moves it to plane coordinates, and the family pastes the
+plane's detections into a label image with :func:`paste_detections`.
+
+Coordinates: a box ``(x0, y0, x1, y1)`` has pixel ``k`` spanning ``[k, k + 1)``, so
+an object covering columns 10..29 has ``x0 = 10, x1 = 30``. A mask of ``M x M``
+probabilities covers its box the way torchvision's RoIAlign (``aligned=False``)
+sampled it in training: mask cell ``j`` is centred at ``x0 + (j + 0.5) * (x1 - x0) / M``
+in coordinates where pixel ``k`` sits at ``k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from seglab.models.base import Prediction
+from seglab.objects import object_table
+
+
+@dataclass
+class Detections:
+    """Detections of one tile or plane (numpy, float32 boxes/scores/masks)."""
+
+    boxes: np.ndarray  # (N, 4) x0, y0, x1, y1
+    scores: np.ndarray  # (N,)
+    classes: np.ndarray  # (N,) int64, 1 = first foreground class
+    masks: np.ndarray  # (N, M, M) probabilities over each box
+    shape: tuple[int, int] = (0, 0)  # (H, W) of the plane (or tile) they belong to
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int], mask_size: int = 28) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                   np.zeros((0, mask_size, mask_size), np.float32), tuple(shape))
+
+    @classmethod
+    def from_torch(cls, d: dict[str, torch.Tensor], shape: tuple[int, int]) -> Detections:
+        """From a family's per-tile dict: ``boxes``, ``scores``, ``labels``, ``masks`` (N, M, M)."""
+        masks = d["masks"]
+        if masks.ndim == 4:
+            masks = masks[:, 0]
+        return cls(
+            d["boxes"].detach().float().cpu().numpy().reshape(-1, 4),
+            d["scores"].detach().float().cpu().numpy().reshape(-1),
+            d["labels"].detach().cpu().numpy().astype(np.int64).reshape(-1),
+            masks.detach().float().cpu().numpy(),
+            tuple(shape),
+        )
+
+    def select(self, keep: np.ndarray) -> Detections:
+        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep], self.masks[keep], self.shape)
+
+    @classmethod
+    def concat(cls, parts: list[Detections], shape: tuple[int, int]) -> Detections:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(shape)
+        return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.classes for p in parts]), np.concatenate([p.masks for p in parts]),
+                   tuple(shape))
+
+
+def keep_in_core(dets: Detections, core_y: tuple[int, int], core_x: tuple[int, int],
+                 offset: tuple[int, int], shape: tuple[int, int]) -> Detections:
+    """Detections of a tile whose box centre lies in its core, moved to plane coordinates.
+
+    ``core_y``/``core_x`` are half-open ranges in plane coordinates, ``offset`` the plane
+    coordinate (y, x) of the tile's pixel (0, 0).
+    """
+    if not len(dets):
+        return Detections.empty(shape, dets.masks.shape[-1] if dets.masks.ndim == 3 else 28)
+    boxes = dets.boxes.astype(np.float32).copy()
+    boxes[:, [0, 2]] += offset[1]
+    boxes[:, [1, 3]] += offset[0]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    keep = (cy >= core_y[0]) & (cy < core_y[1]) & (cx >= core_x[0]) & (cx < core_x[1])
+    out = dets.select(keep)
+    out.boxes = boxes[keep]
+    out.shape = tuple(shape)
+    return out
+
+
+def suppress_duplicates(dets: Detections, iou: float) -> Detections:
+    """Per-class non-maximum suppression over a whole plane (after merging tiles).
+
+    On detections that were already suppressed at the same IoU within one tile it
+    changes nothing, so a single-tile run is unaffected.
+    """
+    if len(dets) < 2:
+        return dets
+    keep = batched_nms(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores),
+                       torch.from_numpy(dets.classes), float(iou)).numpy()
+    return dets.select(np.sort(keep))
+
+
+def _axis_weights(lo: float, hi: float, start: int, stop: int, m: int) -> np.ndarray:
+    """Bilinear weights ``(stop - start, m)`` from ``m`` mask cells over ``[lo, hi)`` to pixels."""
+    k = np.arange(start, stop, dtype=np.float64)
+    u = (k - lo) / max((hi - lo) / m, 1e-6) - 0.5
+    u = np.clip(u, 0, m - 1)
+    i0 = np.floor(u).astype(np.int64)
+    i1 = np.minimum(i0 + 1, m - 1)
+    f = u - i0
+    w = np.zeros((k.size, m), dtype=np.float32)
+    rows = np.arange(k.size)
+    np.add.at(w, (rows, i0), 1 - f)
+    np.add.at(w, (rows, i1), f)
+    return w
+
+
+def mask_in_box(dets: Detections, i: int, shape: tuple[int, int], mask_thresh: float
+                ) -> tuple[slice, slice, np.ndarray] | None:
+    """Detection ``i``'s binary mask at full resolution: (rows, cols, mask) within ``shape``."""
+    x0, y0, x1, y1 = (float(v) for v in dets.boxes[i])
+    h, w = shape
+    r0, r1 = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), h)
+    c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), w)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    m = dets.masks[i]
+    prob = _axis_weights(y0, y1, r0, r1, m.shape[0]) @ m @ _axis_weights(x0, x1, c0, c1, m.shape[1]).T
+    return slice(r0, r1), slice(c0, c1), prob >= mask_thresh
+
+
+def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
+    """Labels, table and box shapes of a plane's detections.
+
+    Detections below ``score_thresh`` are dropped; masks are thresholded at
+    ``mask_thresh`` and pasted at full resolution in order of decreasing score, so
+    where objects overlap the higher score wins. An object that keeps fewer than
+    ``min_area`` pixels, or less than half of its own mask, is dropped (a fragment or
+    a duplicate of a better detection). Ids are 1..n in order of decreasing score.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    labels = np.zeros((h, w), dtype=np.int32)
+    score_thresh = float(thresholds.get("score_thresh", 0.0))
+    mask_thresh = float(thresholds.get("mask_thresh", 0.5))
+    min_area = max(float(thresholds.get("min_area", 1.0)), 1.0)
+    order = np.argsort(-dets.scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if dets.scores[i] < score_thresh:
+            break
+        placed = mask_in_box(dets, int(i), (h, w), mask_thresh)
+        if placed is None:
+            continue
+        rows, cols, m = placed
+        region = labels[rows, cols]
+        new = m & (region == 0)
+        n_new = int(new.sum())
+        if n_new < min_area or n_new < 0.5 * int(m.sum()):
+            continue
+        kept.append(int(i))
+        region[new] = len(kept)
+    kept_idx = np.asarray(kept, dtype=np.int64)
+    score_by_id = np.concatenate([[np.nan], dets.scores[kept_idx].astype(np.float64)])
+    table = object_table(labels, score_by_id)
+    ids = table["label"]  # every kept object has pixels, so ids == 1..n
+    src = kept_idx[ids - 1]
+    boxes = dets.boxes[src].astype(np.float64).reshape(-1, 4)
+    table["class"] = dets.classes[src].astype(np.int64)
+    table["bbox_y0"], table["bbox_x0"] = boxes[:, 1], boxes[:, 0]
+    table["bbox_y1"], table["bbox_x1"] = boxes[:, 3], boxes[:, 2]
+    return Prediction(labels=labels, table=table, extras={"shapes": box_shapes(boxes, ids)})
+
+
+def box_shapes(boxes: np.ndarray, ids: np.ndarray) -> dict:
+    """napari-ready rectangles for boxes ``(x0, y0, x1, y1)``: (y, x) corners where pixel centres
+    are whole numbers (so a box of pixels 10..29 has its edges at 9.5 and 29.5)."""
+    data = []
+    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4) - 0.5:
+        data.append(np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=np.float64))
+    return {"type": "rectangle", "data": data, "label": np.asarray(ids, dtype=np.int64)}

@@ -1,0 +1,141 @@
+"""Mask R-CNN family (He et al., ICCV 2017) on torchvision: boxes, classes and masks per object.
+
+Inference: the engine's instance path (``output_kind = "instances"``) runs
+:meth:`MaskRCNNModel.forward_tiles` per batch of tiles, keeps each detection in the tile
+whose core holds its box centre, and :meth:`postprocess` pastes the plane's masks into
+labels (higher score wins overlaps). Training: :meth:`training_loss` turns each label
+patch into boxes and masks and returns torchvision's summed losses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from seglab.models.base import ModelConfig, Prediction, SegmentationModel
+from seglab.models.maskrcnn_net import MaskRCNNNet
+
+if TYPE_CHECKING:
+    from seglab.inference.instances import Detections
+
+#: objects that keep less than this fraction of their pixels inside ``valid`` are not targets
+MIN_VALID_FRACTION = 0.5
+#: objects (or fragments at a patch edge) smaller than this many pixels are not targets
+MIN_TARGET_AREA = 4
+
+
+def targets_from_labels(labels: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """torchvision targets for one label patch ``(H, W)``: ``boxes`` (x0, y0, x1, y1, pixel k
+    spanning [k, k+1)), ``labels`` (all 1) and binary ``masks`` (N, H, W).
+
+    Objects mostly outside ``valid`` (padding, unannotated regions) and tiny fragments are
+    dropped; a patch without objects gives empty targets.
+    """
+    lab = labels.long()
+    h, w = lab.shape
+    ids = torch.unique(lab)
+    ids = ids[ids > 0]
+    masks = lab[None] == ids[:, None, None] if len(ids) else torch.zeros((0, h, w), dtype=torch.bool, device=lab.device)
+    if len(ids):
+        area = masks.flatten(1).sum(1)
+        keep = area >= MIN_TARGET_AREA
+        if valid is not None:
+            inside = (masks & valid.bool()[None]).flatten(1).sum(1)
+            keep &= inside >= MIN_VALID_FRACTION * area
+        masks = masks[keep]
+    if len(masks):
+        rows, cols = masks.any(2), masks.any(1)
+        ar_h = torch.arange(h, device=lab.device)
+        ar_w = torch.arange(w, device=lab.device)
+        y0 = torch.where(rows, ar_h, h).amin(1)
+        y1 = torch.where(rows, ar_h, -1).amax(1) + 1
+        x0 = torch.where(cols, ar_w, w).amin(1)
+        x1 = torch.where(cols, ar_w, -1).amax(1) + 1
+        boxes = torch.stack([x0, y0, x1, y1], 1).float()
+    else:
+        boxes = torch.zeros((0, 4), dtype=torch.float32, device=lab.device)
+    return {"boxes": boxes, "labels": torch.ones(len(masks), dtype=torch.int64, device=lab.device),
+            "masks": masks.to(torch.uint8)}
+
+
+def fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Replace pixels outside ``valid`` by the median of each image's valid pixels.
+
+    Mask R-CNN's losses cannot skip pixels, so padded or unannotated image content would
+    teach it that nuclei there are background; a flat fill shows it nothing instead.
+    """
+    v = valid.bool().expand_as(x)
+    if bool(v.all()):
+        return x
+    out = x.clone()
+    for i in range(x.shape[0]):
+        vi = v[i]
+        fill = x[i][vi].median() if bool(vi.any()) else x.new_zeros(())
+        out[i] = torch.where(vi, x[i], fill)
+    return out
+
+
+class MaskRCNNModel(SegmentationModel):
+    """torchvision Mask R-CNN with a compact FPN backbone, at the image's own pixel scale."""
+
+    family: ClassVar[str] = "maskrcnn"
+    output_kind: ClassVar[str] = "instances"
+    has_boxes: ClassVar[bool] = True
+    shape_type: ClassVar[str | None] = "rectangle"
+    threshold_grid: ClassVar[dict[str, list[float]]] = {
+        "score_thresh": [0.3, 0.4, 0.5, 0.6, 0.7],
+        "mask_thresh": [0.4, 0.5, 0.6],
+        "nms_thresh": [0.3, 0.5],
+        "min_area": [5.0, 15.0],
+    }
+    default_thresholds: ClassVar[dict[str, float]] = {
+        "score_thresh": 0.5,
+        "mask_thresh": 0.5,
+        "nms_thresh": 0.5,
+        "min_area": 5.0,
+    }
+
+    @classmethod
+    def build_network(cls, config: ModelConfig) -> nn.Module:
+        return MaskRCNNNet(config.input_channels, dict(config.architecture))
+
+    def forward_tiles(self, batch: torch.Tensor, thresholds: dict[str, float] | None = None) -> list[dict]:
+        th = self.thresholds(thresholds)
+        return self.network.detect(batch.float(), th["score_thresh"], th["nms_thresh"])
+
+    def postprocess(
+        self, maps: Detections, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Prediction:
+        """Paste a plane's detections (see :func:`~seglab.inference.instances.paste_detections`)."""
+        from seglab.inference.instances import paste_detections  # the inference package imports the models
+
+        return paste_detections(maps, maps.shape, thresholds)
+
+    def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """The label patch itself; boxes and masks are made per batch in :meth:`training_loss`."""
+        return {"labels": np.asarray(labels, dtype=np.int32)}
+
+    def training_loss(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        per_image = [targets_from_labels(lab, val[0]) for lab, val in zip(targets["labels"], valid)]
+        losses = net.losses(fill_invalid(x.float(), valid), per_image)
+        return self.loss(losses, targets, valid)
+
+    def loss(
+        self,
+        outputs: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of torchvision's losses (``outputs`` is the dict that :meth:`MaskRCNNNet.losses` returns)."""
+        total = torch.stack([v.float() for v in outputs.values()]).sum()
+        parts = {k.removeprefix("loss_"): float(v.detach()) for k, v in outputs.items()}
+        return total, parts

@@ -1,0 +1,210 @@
+"""The Mask R-CNN network: torchvision's ``MaskRCNN`` assembled from parts for microscopy.
+
+Differences from torchvision's photograph defaults, all set in :func:`build_maskrcnn`:
+
+* a compact ResNet-like backbone (basic residual blocks, narrow stages) with an FPN,
+  trained from scratch (no pretrained weights are ever downloaded);
+* :class:`KeepScaleTransform`: no resizing and no normalisation (images arrive
+  normalised by seglab), only padding to a multiple of 32;
+* anchors for objects of about 5-80 px, thousands of proposals and detections per image;
+* small box and mask heads, so thousands of detections stay affordable on a CPU;
+* under autocast only the backbone runs in low precision; RPN and RoI heads run in
+  float32 (box coordinates in bfloat16 would be off by pixels).
+
+:class:`MaskRCNNNet` wraps the torchvision model with the two forwards seglab needs:
+detections with fixed-size mask probabilities (no full-image pasting, which would need
+one image-sized array per object) and the training losses.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+#: the architecture of the built-in model; tests use much smaller variants
+DEFAULT_ARCHITECTURE: dict[str, Any] = {
+    "stem": 24,
+    "widths": [32, 64, 128, 192],
+    "blocks": [2, 2, 2, 2],
+    "fpn_channels": 64,
+    "box_head": 256,
+    "mask_head": [48, 48, 48],
+    "anchor_sizes": [6, 12, 24, 48, 96],
+    "aspect_ratios": [0.5, 1.0, 2.0],
+    "num_classes": 2,
+    "detections_per_img": 3000,
+    "rpn_pre_nms_top_n": 3000,
+    "rpn_post_nms_top_n": 3000,
+    "rpn_pre_nms_top_n_train": 2000,
+    "rpn_post_nms_top_n_train": 2000,
+    "box_batch_size_per_image": 256,
+}
+
+
+class KeepScaleTransform(GeneralizedRCNNTransform):
+    """torchvision's transform without resizing or normalisation: pixels keep their scale."""
+
+    def __init__(self, size_divisible: int = 32) -> None:
+        super().__init__(min_size=1, max_size=1, image_mean=[0.0], image_std=[1.0], size_divisible=size_divisible)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        if not image.is_floating_point():
+            raise TypeError(f"expected a floating point image, got {image.dtype}")
+        return image
+
+    def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None):
+        return image, target
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet-18 style)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.act = nn.ReLU(inplace=True)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.act(y + (x if self.down is None else self.down(x)))
+
+
+class CompactBackbone(nn.Module):
+    """ResNet-like feature extractor with an FPN: levels '0'-'3' at strides 4-32, 'pool' at 64."""
+
+    def __init__(self, in_channels: int, stem: int, widths: list[int], blocks: list[int], fpn_channels: int) -> None:
+        super().__init__()
+        if len(widths) != 4 or len(blocks) != 4:
+            raise ValueError("the backbone needs four stages (strides 4, 8, 16, 32)")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+            nn.Conv2d(stem, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+        )
+        stages = []
+        cin = stem
+        for w, n in zip(widths, blocks):
+            layers = [BasicBlock(cin, w, 2)]
+            layers += [BasicBlock(w, w, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(list(widths), fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        x = self.stem(x)
+        feats: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            feats[str(i)] = x
+        return self.fpn(feats)
+
+
+def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
+    """torchvision ``MaskRCNN`` configured by ``arch`` (see :data:`DEFAULT_ARCHITECTURE`)."""
+    a = {**DEFAULT_ARCHITECTURE, **arch}
+    backbone = CompactBackbone(in_channels, int(a["stem"]), list(a["widths"]), list(a["blocks"]),
+                               int(a["fpn_channels"]))
+    sizes = tuple((int(s),) for s in a["anchor_sizes"])
+    if len(sizes) != 5:
+        raise ValueError("anchor_sizes needs one size per FPN level (5)")
+    ratios = (tuple(float(r) for r in a["aspect_ratios"]),) * len(sizes)
+    anchors = AnchorGenerator(sizes, ratios)
+    ch = backbone.out_channels
+    rep = int(a["box_head"])
+    mask_layers = tuple(int(c) for c in a["mask_head"])
+    n_cls = int(a["num_classes"])
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=int(a["rpn_pre_nms_top_n_train"]),
+        rpn_post_nms_top_n_train=int(a["rpn_post_nms_top_n_train"]),
+        rpn_pre_nms_top_n_test=int(a["rpn_pre_nms_top_n"]),
+        rpn_post_nms_top_n_test=int(a["rpn_post_nms_top_n"]),
+        box_head=TwoMLPHead(ch * 7 * 7, rep),
+        box_predictor=FastRCNNPredictor(rep, n_cls),
+        box_detections_per_img=int(a["detections_per_img"]),
+        box_batch_size_per_image=int(a["box_batch_size_per_image"]),
+        mask_head=MaskRCNNHeads(ch, mask_layers, 1),
+        mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], n_cls),
+    )
+    model.transform = KeepScaleTransform(32)
+    return model
+
+
+def _full_precision(device: torch.device):
+    """Autocast off: torchvision decodes boxes in the dtype of the regression outputs, and
+    bfloat16 coordinates are 4 px apart at 1000 px; so only the backbone runs in low precision."""
+    return torch.autocast(device.type, enabled=False)
+
+
+class MaskRCNNNet(nn.Module):
+    """seglab's view of a torchvision Mask R-CNN: detections per tile, or training losses."""
+
+    divisor = 32
+
+    def __init__(self, in_channels: int, arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.maskrcnn = build_maskrcnn(in_channels, arch)
+
+    def _images(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
+        images, targets = self.maskrcnn.transform(list(x), targets)
+        t = images.tensors
+        if t.device.type == "cpu":
+            t = t.contiguous(memory_format=torch.channels_last)
+        return ImageList(t, images.image_sizes), targets
+
+    def detect(self, x: torch.Tensor, score_thresh: float, nms_thresh: float) -> list[dict[str, torch.Tensor]]:
+        """Detections on ``(B, C, H, W)``: boxes (x0, y0, x1, y1) in pixels, scores, labels,
+        and mask probabilities ``(N, M, M)`` over each box (not pasted into the image)."""
+        m = self.maskrcnn
+        m.roi_heads.score_thresh = float(score_thresh)
+        m.roi_heads.nms_thresh = float(nms_thresh)
+        images, _ = self._images(x)
+        features = m.backbone(images.tensors)
+        with _full_precision(x.device):
+            features = OrderedDict((k, v.float()) for k, v in features.items())
+            proposals, _ = m.rpn(images, features)
+            detections, _ = m.roi_heads(features, proposals, images.image_sizes)
+        out = []
+        for d in detections:
+            out.append({
+                "boxes": d["boxes"].float(),
+                "scores": d["scores"].float(),
+                "labels": d["labels"],
+                "masks": d["masks"][:, 0].float(),
+            })
+        return out
+
+    def losses(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """torchvision's training losses (RPN objectness and boxes, classifier, boxes, masks)."""
+        m = self.maskrcnn
+        images, targets = self._images(x, targets)
+        features = m.backbone(images.tensors)
+        with _full_precision(x.device):
+            features = OrderedDict((k, v.float()) for k, v in features.items())
+            proposals, rpn_losses = m.rpn(images, features, targets)
+            _, head_losses = m.roi_heads(features, proposals, images.image_sizes, targets)
+        return {**rpn_losses, **head_losses}
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return self.detect(x, self.maskrcnn.roi_heads.score_thresh, self.maskrcnn.roi_heads.nms_thresh)

@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+
+from maskrcnn_helpers import TINY_ARCH, tiny_maskrcnn
+from seglab.errors import SeglabError
+from seglab.inference.engine import segment
+from seglab.models.maskrcnn import MaskRCNNModel, fill_invalid, targets_from_labels
+from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, KeepScaleTransform, MaskRCNNNet
+from seglab.models.storage import load_model, save_model
+from seglab.training.data import Augment, PatchSampler, make_pair
+from seglab.training.loop import TrainSettings, train_iter
+from tests_helpers import blob_image
+
+
+def test_real_size_configuration():
+    """The shipped architecture: small anchors, thousands of detections, no resizing, <= 40 MB."""
+    net = MaskRCNNNet(1, DEFAULT_ARCHITECTURE)
+    m = net.maskrcnn
+    assert m.rpn.anchor_generator.sizes == ((6,), (12,), (24,), (48,), (96,))
+    assert m.roi_heads.detections_per_img >= 2000
+    assert m.rpn._pre_nms_top_n["testing"] >= 2000 and m.rpn._post_nms_top_n["testing"] >= 2000
+    assert isinstance(m.transform, KeepScaleTransform)
+    assert sum(p.numel() for p in net.parameters()) * 4 <= 40e6
+    assert sum(p.numel() for n, p in net.named_parameters() if "backbone" in n) > 0.5e6
+
+
+def test_no_resize_masks_at_input_size_for_odd_non_square_input():
+    model = tiny_maskrcnn()
+    tv = model.network.maskrcnn.eval()
+    tv.roi_heads.score_thresh = 0.0
+    img = torch.rand(1, 75, 93)
+    images, _ = tv.transform([img])
+    assert images.image_sizes == [(75, 93)]
+    assert images.tensors.shape[-2:] == (96, 96)  # padded to a multiple of 32, not rescaled
+    torch.testing.assert_close(images.tensors[0, :, :75, :93], img)  # and not normalised: seglab does that
+    with torch.inference_mode():
+        out = tv([img])[0]
+    assert len(out["boxes"]) > 0
+    assert out["masks"].shape[-2:] == (75, 93)
+    assert (out["boxes"][:, 2] <= 93).all() and (out["boxes"][:, 3] <= 75).all()
+
+
+def test_thresholds_are_the_models_and_reach_the_network():
+    model = tiny_maskrcnn()
+    assert set(model.thresholds()) == {"score_thresh", "mask_thresh", "nms_thresh", "min_area"}
+    with pytest.raises(SeglabError, match="unknown threshold"):
+        model.thresholds({"prob_thresh": 0.5})
+    x = torch.rand(2, 1, 64, 96)
+    with torch.inference_mode():
+        many = model.forward_tiles(x, thresholds={"score_thresh": 0.0})
+        none = model.forward_tiles(x, thresholds={"score_thresh": 1.01})
+    assert len(many) == 2 and all(len(d["boxes"]) > 0 for d in many)
+    assert all(len(d["boxes"]) == 0 for d in none)
+    assert model.network.maskrcnn.roi_heads.score_thresh == pytest.approx(1.01)
+    d = many[0]
+    assert d["masks"].shape[1:] == (28, 28) and d["boxes"].shape[1] == 4
+
+
+def test_segment_output_contract_and_size():
+    img, _ = blob_image((75, 93), n=4)
+    res = segment(tiny_maskrcnn(), img, device="cpu", thresholds={"score_thresh": 0.0})
+    assert res.labels.shape == (75, 93)
+    assert {"score", "class", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"} <= set(res.table)
+    shapes = res.extras[0]["shapes"]
+    assert shapes["type"] == "rectangle" and len(shapes["data"]) == res.n_objects == len(shapes["label"])
+
+
+def test_targets_from_labels_boxes_masks_and_valid():
+    lab = torch.zeros(40, 50, dtype=torch.int32)
+    lab[5:15, 10:30] = 3  # rows 5..14, cols 10..29
+    lab[30:40, 40:50] = 7
+    lab[0:1, 0:2] = 9  # a 2-pixel fragment: not a target
+    t = targets_from_labels(lab)
+    assert t["boxes"].tolist() == [[10, 5, 30, 15], [40, 30, 50, 40]]
+    assert t["labels"].tolist() == [1, 1] and t["masks"].shape == (2, 40, 50)
+    assert int(t["masks"][0].sum()) == 200
+    valid = torch.ones(40, 50, dtype=torch.bool)
+    valid[30:, 40:] = False  # object 7 lies outside the valid region
+    assert targets_from_labels(lab, valid)["boxes"].tolist() == [[10, 5, 30, 15]]
+    empty = targets_from_labels(torch.zeros(16, 16, dtype=torch.int32))
+    assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 16, 16)
+
+
+def test_fill_invalid_uses_the_median_of_valid_pixels():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    valid = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    valid[..., :2, :] = True
+    out = fill_invalid(x, valid)
+    assert torch.equal(out[..., :2, :], x[..., :2, :])
+    assert (out[..., 2:, :] == x[..., :2, :].median()).all()
+
+
+def test_training_loss_handles_patches_without_objects():
+    model = tiny_maskrcnn()
+    model.network.train()
+    x = torch.rand(2, 1, 64, 64)
+    labels = torch.zeros(2, 64, 64, dtype=torch.int32)
+    labels[0, 10:20, 10:20] = 1
+    loss, parts = model.training_loss(model.network, x, {"labels": labels}, torch.ones(2, 1, 64, 64, dtype=torch.bool))
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert set(parts) == {"objectness", "rpn_box_reg", "classifier", "box_reg", "mask"}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is faster, and not slowed 20-fold by a busy machine's other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_short_training_on_discs_lowers_the_loss(one_thread):
+    model = tiny_maskrcnn()
+    pairs = []
+    for s in range(3):
+        img, lab = blob_image((96, 96), n=8, seed=s)
+        pairs.append(make_pair(img, lab, 1, model.config.normalization))
+    sampler = PatchSampler(pairs, 64, Augment(), seed=0)
+    events = list(train_iter(model, sampler, TrainSettings(steps=30, batch_size=2, lr=3e-3, warmup_steps=5),
+                             device="cpu", report_every=5))
+    assert events[-1].step == 30
+    assert events[-1].loss < 0.7 * events[0].loss
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny_maskrcnn()
+    folder = save_model(model, tmp_path / "m")
+    loaded = load_model(folder)
+    assert isinstance(loaded, MaskRCNNModel) and loaded.config.architecture == TINY_ARCH
+    x = torch.rand(1, 1, 64, 64)
+    with torch.inference_mode():
+        a = model.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+        b = loaded.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+    torch.testing.assert_close(a["scores"], b["scores"])
+    np.testing.assert_allclose(a["boxes"].numpy(), b["boxes"].numpy())
+
+
+def test_boxes_keep_full_precision_under_autocast():
+    """bfloat16 box coordinates would be multiples of 4 px near x = 600; the heads run in float32."""
+    model = tiny_maskrcnn()
+    x = torch.rand(1, 1, 640, 640)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        d = model.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+    far = d["boxes"][d["boxes"][:, 2] > 512, 2]
+    assert len(far) > 0 and d["boxes"].dtype == torch.float32
+    assert not torch.all(far == far.to(torch.bfloat16).float())
