@@ -78,15 +78,21 @@ def tune_thresholds(
     device="auto",
     score_key: str = "0.50",
 ) -> tuple[dict[str, float], float, list[dict]]:
-    """Grid search over thresholds (maps computed once); returns best, its AP, and all trials."""
+    """Grid search over thresholds (maps computed once); returns best, its AP, and all trials.
+
+    The model's current thresholds are tried first and kept unless a grid point beats them.
+    """
     maps = [predict_maps(model, it, device=device) for it in items]
     base = model.thresholds()
     names = list(grid)
     trials = []
     best, best_score = dict(base), -1.0
+    candidates = [dict(base)]
     for combo in itertools.product(*[grid[n] for n in names]):
-        th = dict(base)
-        th.update(dict(zip(names, map(float, combo))))
+        th = {**base, **dict(zip(names, map(float, combo)))}
+        if th != base:
+            candidates.append(th)
+    for th in candidates:
         preds = [model.postprocess(m, th).labels for m in maps]
         score = float(evaluate(zip([it.labels for it in items], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
         trials.append({**th, "ap50": score})

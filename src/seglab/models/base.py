@@ -78,6 +78,9 @@ class SegmentationModel(ABC):
     output_kind: ClassVar[str] = "dense"
     #: threshold names and their defaults, used by the CLI and widget to offer overrides
     default_thresholds: ClassVar[dict[str, float]] = {}
+    #: values to search when thresholds are re-tuned after (re)training; a threshold not
+    #: named here keeps its value, and the default ``{}`` keeps all of them
+    threshold_grid: ClassVar[dict[str, list[float]]] = {}
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:

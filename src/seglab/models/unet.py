@@ -90,6 +90,12 @@ class UNetModel(SegmentationModel):
         "seed_h": 0.1,
         "min_area": 8.0,
     }
+    threshold_grid: ClassVar[dict[str, list[float]]] = {
+        "prob_thresh": [0.4, 0.5, 0.6],
+        "seed_h": [0.05, 0.1, 0.15, 0.2],
+        "seed_thresh": [0.3, 0.5],
+        "min_area": [5.0, 15.0],
+    }
 
     @classmethod
     def build_network(cls, config: ModelConfig) -> nn.Module:

@@ -35,6 +35,8 @@ class TrainSettings:
     amp: bool = True
     validate_every: int = 500
     seed: int = 0
+    #: steps taken even when the time budget is already spent (so a short budget still trains)
+    min_steps: int = 0
 
     def check(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -124,7 +126,7 @@ def train_iter(
 
     try:
         net.train()
-        while fraction() < 1.0:
+        while fraction() < 1.0 or step < settings.min_steps:
             f = fraction()
             warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
             lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * f))

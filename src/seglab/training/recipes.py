@@ -25,6 +25,7 @@ import torch
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
 from seglab.models.storage import load_model, new_model, save_model
+from seglab.models.unet import UNetModel
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 
@@ -38,12 +39,7 @@ UNET_NUCLEI = {
     "lr": 2e-3,
     "colour_weight": 2.0,
     "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
-    "threshold_grid": {
-        "prob_thresh": [0.4, 0.5, 0.6],
-        "seed_h": [0.05, 0.1, 0.15, 0.2],
-        "seed_thresh": [0.3, 0.5],
-        "min_area": [5.0, 15.0],
-    },
+    "threshold_grid": UNetModel.threshold_grid,
 }
 
 
