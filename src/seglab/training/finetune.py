@@ -29,11 +29,14 @@ import torch
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage, ap50, tune_thresholds
 from seglab.models.base import SegmentationModel
+from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import clone_state, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, TrainPair, make_pair
 from seglab.training.loop import TrainEvent, TrainSettings, train_iter
 
+#: default length of a run, in seconds (the Train widget and ``seglab train``)
+DEFAULT_TIME_BUDGET = 120.0
 #: a time budget below this cannot be honoured (one step, tuning and saving take longer)
 MIN_TIME_BUDGET = 1.0
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -70,7 +73,7 @@ class FinetuneSettings:
     lr: float = 1e-3
     augment: bool = True
     device: str = "auto"
-    patch_size: int = 256
+    patch_size: int = 128
     batch_size: int = 8
     validate_every: int = 20
     seed: int = 0
@@ -99,7 +102,7 @@ class FinetunePlan:
     sampler: PatchSampler
     train: TrainSettings
     tune_items: list[AnnotatedImage]
-    validation: AnnotatedImage | None
+    validation: list[AnnotatedImage]
     provenance: dict[str, Any]
     settings: FinetuneSettings
     from_scratch: bool
@@ -214,8 +217,8 @@ def _objects_in(labels: np.ndarray, valid: np.ndarray | None) -> int:
     return int(np.count_nonzero(np.unique(ids)))
 
 
-def _check_annotation(a: Annotation, index: int) -> tuple[np.ndarray, np.ndarray | None, int]:
-    what = f"pair {index} ('{a.name}' / '{a.labels_name}')"
+def _check_annotation(a: Annotation, index: int, role: str = "pair") -> tuple[np.ndarray, np.ndarray | None, int]:
+    what = f"{role} {index} ('{a.name}' / '{a.labels_name}')"
     labels = _check_labels(a.labels, f"labels '{a.labels_name}'")
     spatial = _spatial_shape(a.image, a.channel_axis)
     if spatial != labels.shape:
@@ -251,16 +254,18 @@ def prepare(
     family: str | None = None,
     name: str | None = None,
     settings: FinetuneSettings | None = None,
-    validation: Annotation | None = None,
+    validation: Sequence[Annotation] = (),
     overwrite: bool = False,
     registry: ModelRegistry | None = None,
 ) -> FinetunePlan:
     """Check everything and build the plan; raises :class:`SeglabError` before any training."""
-    settings = settings or FinetuneSettings(time_budget=60.0)
+    settings = settings or FinetuneSettings(time_budget=DEFAULT_TIME_BUDGET)
     registry = registry or ModelRegistry()
     settings.check()
     if (start is None) == (family is None):
         raise SeglabError("start from a model or from scratch with a family (one of the two)")
+    if family is not None:
+        family_class(family)
     out = Path(out).expanduser()
     name = name or out.name
     check_model_name(name, registry)
@@ -274,11 +279,9 @@ def prepare(
                           + (" inside the rectangles" if any(v is not None for _, v, _ in checked) else ""))
     if n_objects == 1:
         raise SeglabError("only one object is annotated; annotate at least two (more is better)")
-    val_labels = None
-    if validation is not None:
-        val_labels, _, n_val = _check_annotation(validation, 0)
-        if n_val == 0:
-            raise SeglabError(f"the validation labels '{validation.labels_name}' hold no objects")
+    val_checked = [_check_annotation(v, i, "validation pair") for i, v in enumerate(validation, start=1)]
+    if validation and sum(n for _, _, n in val_checked) == 0:
+        raise SeglabError("the validation labels hold no objects")
 
     parent: dict[str, Any] | None = None
     if start is not None:
@@ -297,11 +300,11 @@ def prepare(
         pairs.append(make_pair(a.image, labels, model.config.input_channels, model.config.normalization,
                                channel_axis=a.channel_axis, valid=valid, name=a.name))
         tune_items += _crops(np.asarray(a.image), labels, a.channel_axis, valid, a.name)
-    val_item = None
-    if validation is not None:
-        make_pair(validation.image, val_labels, model.config.input_channels, model.config.normalization,
-                  channel_axis=validation.channel_axis, name=validation.name)  # checks channels
-        val_item = AnnotatedImage(np.asarray(validation.image), val_labels, validation.channel_axis, validation.name)
+    val_items = []
+    for v, (labels, valid, _) in zip(validation, val_checked):
+        make_pair(v.image, labels, model.config.input_channels, model.config.normalization,
+                  channel_axis=v.channel_axis, name=v.name)  # the same channel checks as training
+        val_items += _crops(np.asarray(v.image), labels, v.channel_axis, valid, v.name)
 
     annotated_px = sum(int(p.labels.size if p.valid is None else p.valid.sum()) for p in pairs)
     steps = None
@@ -320,16 +323,16 @@ def prepare(
         "parent": parent,
         "family": model.family,
         "pairs": [_describe(a, lab, val, n) for a, (lab, val, n) in zip(annotations, checked)],
-        "validation": None if validation is None else _describe(validation, val_labels, None, None),
+        "validation": [_describe(v, lab, val, n) for v, (lab, val, n) in zip(validation, val_checked)],
         "settings": {**asdict(settings), "patch_size": patch, "steps": steps},
     }
-    return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_item, provenance, settings,
+    return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
                         parent is None)
 
 
-def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: int | None) -> dict[str, Any]:
+def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: int) -> dict[str, Any]:
     d: dict[str, Any] = {"image": a.name, "image_shape": list(np.shape(a.image)), "labels": a.labels_name,
-                         "labels_shape": list(labels.shape), "objects": _objects_in(labels, valid)}
+                         "labels_shape": list(labels.shape), "objects": n}
     if valid is not None:
         d["annotated_pixels"] = int(valid.sum())
         d["regions"] = len(a.regions) if not isinstance(a.regions, np.ndarray) else "mask"
@@ -344,12 +347,12 @@ def finetune_iter(
     model, dev, val = plan.model, plan.settings.device, plan.validation
     t0 = time.perf_counter()
     before = None
-    if val is not None and not plan.from_scratch:
+    if val and not plan.from_scratch:
         yield FinetuneEvent("baseline", 0.0)
-        before = ap50(model, [val], device=dev)
+        before = ap50(model, val, device=dev)
         yield FinetuneEvent("baseline", 0.0, val_score=before)
     start_state = clone_state(model)
-    validate = (lambda m: ap50(m, [val], device=dev)) if val is not None else None
+    validate = (lambda m: ap50(m, val, device=dev)) if val else None
     gen = train_iter(model, plan.sampler, plan.train, device=dev, validate=validate, report_every=1)
     last: TrainEvent | None = None
     best_val, history, stopped = None, [], False
@@ -373,19 +376,19 @@ def finetune_iter(
         model.network.load_state_dict(start_state)
         return FinetuneResult(None, model, 0, seconds, True)
     scores: dict[str, Any] = {}
-    if val is not None:
-        scores = {"validation_image": val.name, "ap50_before": before, "ap50_best_checkpoint": best_val}
+    if val:
+        scores = {"validation_images": [v.name for v in val], "ap50_before": before, "ap50_best_checkpoint": best_val}
         if before is not None and best_val is not None and best_val < before:
             model.network.load_state_dict(start_state)  # training never beat the start model on validation
             scores["kept_start_weights"] = True
     yield FinetuneEvent("tune", 1.0)
-    tune_on = [val] if val is not None else plan.tune_items
+    tune_on = val or plan.tune_items
     grid = type(model).threshold_grid
     if grid and tune_on:
         best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev)
         model.config.thresholds = best_th
         scores["ap50_tuned_thresholds"] = tuned
-        scores["thresholds_tuned_on"] = "validation image" if val is not None else "training images (regions)"
+        scores["thresholds_tuned_on"] = "validation images" if val else "training images (regions)"
     yield FinetuneEvent("save", 1.0)
     cfg = model.config
     parent = plan.provenance["parent"]
