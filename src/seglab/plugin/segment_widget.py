@@ -112,6 +112,7 @@ class SegmentWidget(Container):
                 return widget
         widget = cls(viewer)
         viewer.window.add_dock_widget(widget, name="Segment (seglab)")
+        widget.reset_choices()  # layer choices are found through the dock's viewer
         return widget
 
     def _on_models_changed(self, name: str = "") -> None:

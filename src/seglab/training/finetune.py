@@ -77,6 +77,8 @@ class FinetuneSettings:
     batch_size: int = 8
     validate_every: int = 20
     seed: int = 0
+    #: keep the start model's batch-norm statistics (a few images would shift them for all others)
+    freeze_norm_stats: bool = True
 
     def check(self) -> None:
         if (self.time_budget is None) == (self.epochs is None):
@@ -316,7 +318,8 @@ def prepare(
     sampler = PatchSampler(pairs, patch, augment, seed=settings.seed)
     train = TrainSettings(steps=steps, time_budget=settings.time_budget, batch_size=settings.batch_size,
                           lr=settings.lr, warmup_steps=5, validate_every=settings.validate_every,
-                          seed=settings.seed, min_steps=1)
+                          seed=settings.seed, min_steps=1,
+                          freeze_norm_stats=settings.freeze_norm_stats and parent is not None)
     model.config.name = name
     provenance = {
         "kind": "from scratch" if parent is None else "fine-tuned",
@@ -352,6 +355,8 @@ def finetune_iter(
         before = ap50(model, val, device=dev)
         yield FinetuneEvent("baseline", 0.0, val_score=before)
     start_state = clone_state(model)
+    if stop is not None and stop.is_set():  # cancelled before training began: nothing to save
+        return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
     validate = (lambda m: ap50(m, val, device=dev)) if val else None
     gen = train_iter(model, plan.sampler, plan.train, device=dev, validate=validate, report_every=1)
     last: TrainEvent | None = None
@@ -372,9 +377,6 @@ def finetune_iter(
         gen.close()  # restores the best weights seen so far
     steps = 0 if last is None else last.step
     seconds = time.perf_counter() - t0
-    if steps == 0:
-        model.network.load_state_dict(start_state)
-        return FinetuneResult(None, model, 0, seconds, True)
     scores: dict[str, Any] = {}
     if val:
         scores = {"validation_images": [v.name for v in val], "ap50_before": before, "ap50_best_checkpoint": best_val}
