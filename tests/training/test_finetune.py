@@ -38,7 +38,7 @@ def test_finetune_saves_a_model_that_loads_and_segments(tmp_path, tiny_model_dir
     model = load_model(result.path)
     assert model.config.name == "mine" and result.path == tmp_path / "models" / "mine"
     tr = model.config.training
-    assert tr["parent"]["name"] == "tiny-unet" and tr["kind"] == "fine-tuned"
+    assert tr["parent"]["name"] == "tiny-unet" and tr["parent"]["path"] == str(tiny_model_dir) and tr["kind"] == "fine-tuned"
     assert [p["image"] for p in tr["pairs"]] == ["img0", "img1"]
     assert tr["pairs"][1]["annotated_pixels"] == 40 * 40 and tr["pairs"][0]["labels_shape"] == [64, 64]
     assert tr["settings"]["epochs"] == 2 and tr["steps"] == result.steps

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 from psygnal import Signal
 
 
@@ -12,3 +16,24 @@ class PluginEvents:
 
 
 EVENTS = PluginEvents()
+
+
+def alive(widget: Any) -> bool:
+    """False once Qt has deleted the widget (its dock or the viewer was closed)."""
+    try:
+        widget.native.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def on_models_changed(widget: Any, method: Callable[[Any, str], None]) -> None:
+    """Call ``method(widget, name)`` when a model is saved, for as long as Qt keeps ``widget``."""
+    ref = weakref.ref(widget)
+
+    def handler(name: str) -> None:
+        w = ref()
+        if w is not None and alive(w):
+            method(w, name)
+
+    EVENTS.models_changed.connect(handler)

@@ -22,7 +22,7 @@ from seglab.errors import SeglabError
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
-from seglab.plugin.events import EVENTS
+from seglab.plugin.events import alive, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import (
     channel_axis_of,
@@ -62,15 +62,6 @@ def parse_channels(text: str) -> list[int] | None:
 _LIVE: weakref.WeakSet[SegmentWidget] = weakref.WeakSet()
 
 
-def _alive(widget: Container) -> bool:
-    """False once Qt has deleted the widget (its dock was closed)."""
-    try:
-        widget.native.objectName()
-    except RuntimeError:
-        return False
-    return True
-
-
 class SegmentWidget(Container):
     """Segment an image layer with a seglab model."""
 
@@ -99,7 +90,7 @@ class SegmentWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
-        EVENTS.models_changed.connect(self._on_models_changed)
+        on_models_changed(self, SegmentWidget._on_models_changed)
         self.reset_choices()
         self._rebuild_thresholds()
         _LIVE.add(self)
@@ -108,7 +99,7 @@ class SegmentWidget(Container):
     def for_viewer(cls, viewer: napari.viewer.Viewer) -> SegmentWidget:
         """The Segment widget docked in ``viewer``, docking a new one when there is none."""
         for widget in list(_LIVE):
-            if widget._viewer is viewer and _alive(widget):
+            if widget._viewer is viewer and alive(widget):
                 return widget
         widget = cls(viewer)
         viewer.window.add_dock_widget(widget, name="Segment (seglab)")

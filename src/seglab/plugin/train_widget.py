@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_info
 from seglab.errors import SeglabError
 from seglab.models.families import FAMILIES
 from seglab.models.registry import ModelRegistry, user_models_dir
-from seglab.plugin.events import EVENTS
+from seglab.plugin.events import EVENTS, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import channel_axis_of, image_array
 from seglab.plugin.plot import TrainPlot
@@ -85,7 +85,7 @@ class PairRow(Container):
                                                          "none: the whole image counts"})
         self.extend([self.image, self.labels, self.regions])
 
-    def annotation(self) -> Annotation:
+    def to_annotation(self) -> Annotation:
         return layers_to_annotation(self.image.value, self.labels.value, self.regions.value)
 
 
@@ -133,7 +133,7 @@ class TrainWidget(Container):
         self.segment_button.changed.connect(self.segment_with_new_model)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
-        EVENTS.models_changed.connect(self._on_models_changed)
+        on_models_changed(self, TrainWidget._on_models_changed)
         self.reset_choices()
 
     # ---- pairs and choices -------------------------------------------------
@@ -177,7 +177,7 @@ class TrainWidget(Container):
                                     epochs=None if seconds else int(self.budget.value), lr=lr,
                                     augment=bool(self.augment.value), device=self.device.value)
         settings.check()
-        annotations = [row.annotation() for row in self.pairs]
+        annotations = [row.to_annotation() for row in self.pairs]
         if (self.val_image.value is None) != (self.val_labels.value is None):
             raise SeglabError("choose both a validation image and validation labels, or neither")
         validation = [] if self.val_image.value is None else [

@@ -289,7 +289,7 @@ def prepare(
     if start is not None:
         folder = registry.resolve(start)
         model = registry.load(folder)
-        parent = {"name": model.config.name, "path": str(folder), "family": model.family,
+        parent = {"name": folder.name, "config_name": model.config.name, "path": str(folder), "family": model.family,
                   "seglab_version": model.config.seglab_version, "scores": model.config.scores}
     else:
         model = new_model(family, name)
