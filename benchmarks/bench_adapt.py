@@ -22,6 +22,7 @@ from pathlib import Path
 
 from seglab.datasets import load_split
 from seglab.evaluation import ap50
+from seglab.inference.engine import run_to_end
 from seglab.models.registry import ModelRegistry
 from seglab.training.finetune import Annotation, FinetuneSettings, finetune_iter, prepare
 
@@ -48,16 +49,13 @@ def adapt(name: str, items, args, registry: ModelRegistry, workdir: Path) -> dic
                    overwrite=True, registry=registry)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    gen = finetune_iter(plan)
-    train_end = None
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if ev.stage == "tune" and train_end is None:
-            train_end = time.perf_counter()
+    train_end = []
+
+    def note_end_of_training(ev) -> None:
+        if ev.stage == "tune" and not train_end:
+            train_end.append(time.perf_counter())
+
+    result = run_to_end(finetune_iter(plan), note_end_of_training)
     total = time.perf_counter() - t0
     tuned = result.model
     after = {"kind": ap50(tuned, held, device=args.device), "rest": ap50(tuned, rest, device=args.device)}
@@ -67,7 +65,7 @@ def adapt(name: str, items, args, registry: ModelRegistry, workdir: Path) -> dic
         "ap50_kind_before": before["kind"], "ap50_kind_after": after["kind"],
         "ap50_rest_before": before["rest"], "ap50_rest_after": after["rest"],
         "gain_kind": after["kind"] - before["kind"], "change_rest": after["rest"] - before["rest"],
-        "steps": result.steps, "train_seconds": round((train_end or t0) - t0, 1), "total_seconds": round(total, 1),
+        "steps": result.steps, "train_seconds": round(train_end[0] - t0, 1), "total_seconds": round(total, 1),
         "thresholds_after": tuned.config.thresholds, "settings": plan.provenance["settings"],
         "load_average_1min_at_start": round(load0, 2), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from seglab.errors import SeglabError
+from seglab.inference.engine import run_to_end
 from seglab.models.storage import load_model
 from seglab.training import finetune as ft
 from seglab.training.finetune import Annotation, FinetuneSettings, finetune, finetune_iter, prepare
@@ -25,13 +26,7 @@ def test_finetune_saves_a_model_that_loads_and_segments(tmp_path, tiny_model_dir
     plan = _prepare(tmp_path, [_ann(0), _ann(1, regions=[(0, 0, 40, 40)])], tiny_model_dir,
                     settings=FinetuneSettings(epochs=2, **FAST))
     events = []
-    gen = finetune_iter(plan)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = run_to_end(finetune_iter(plan), events.append)
     assert [e.stage for e in events][-2:] == ["tune", "save"]
     per_epoch = int(np.ceil((64 * 64 + 40 * 40) / (2 * 32 * 32)))
     assert result.steps == 2 * per_epoch and not result.stopped
@@ -108,15 +103,7 @@ def test_stop_keeps_and_saves_the_best_checkpoint(tmp_path, tiny_model_dir, monk
     settings = FinetuneSettings(time_budget=600, validate_every=2, **FAST)
     plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir, settings=settings, validation=[_ann(5)])
     stop = ft.threading.Event()
-    gen = finetune_iter(plan, stop)
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as s:
-            result = s.value
-            break
-        if ev.train is not None and ev.train.step >= 6:
-            stop.set()
+    result = run_to_end(finetune_iter(plan, stop), lambda ev: ev.train and ev.train.step >= 6 and stop.set())
     assert result.stopped and result.steps == 6
     saved = load_model(result.path)
     for k, v in saved.network.state_dict().items():
@@ -141,13 +128,7 @@ def test_stop_before_the_first_step_saves_nothing(tmp_path, tiny_model_dir):
     stop = ft.threading.Event()
     stop.set()
     events = []
-    gen = finetune_iter(plan, stop)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as s:
-            result = s.value
-            break
+    result = run_to_end(finetune_iter(plan, stop), events.append)
     assert result.path is None and result.steps == 0 and not events
     assert not (tmp_path / "models" / "mine").exists()
 

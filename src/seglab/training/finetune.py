@@ -28,6 +28,7 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage, ap50, tune_thresholds
+from seglab.inference.engine import run_to_end
 from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -407,6 +408,4 @@ def finetune_iter(
 
 def finetune(plan: FinetunePlan) -> FinetuneResult:
     """Run :func:`finetune_iter` to the end (no progress)."""
-    from seglab.inference.engine import run_to_end
-
     return run_to_end(finetune_iter(plan))
