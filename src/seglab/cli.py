@@ -110,7 +110,7 @@ def _add_train_parser(sub) -> None:
     budget.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="train for this long (default 120 s unless --epochs)")
     budget.add_argument("--epochs", type=int, help="passes over the annotated pixels")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4)")
     t.add_argument("--no-augment", action="store_true", help="no flips/rotations, scaling, intensity or noise")
     t.add_argument("--patch-size", type=int, default=None, help="training patch size in pixels (default 128)")
     t.add_argument("--batch-size", type=int, default=None, help="patches per step (default 8)")

@@ -71,7 +71,7 @@ class FinetuneSettings:
 
     time_budget: float | None = None
     epochs: int | None = None
-    lr: float = 1e-3
+    lr: float = 3e-4
     augment: bool = True
     device: str = "auto"
     patch_size: int = 128
