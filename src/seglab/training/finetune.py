@@ -120,10 +120,6 @@ class FinetuneEvent:
     train: TrainEvent | None = None
     val_score: float | None = None
 
-    @property
-    def eta(self) -> float | None:
-        return None if self.train is None else self.train.eta
-
 
 @dataclass
 class FinetuneResult:
