@@ -41,7 +41,8 @@ def adapt(name: str, items, args, registry: ModelRegistry, workdir: Path) -> dic
     kind = args.kind or min(per_kind, key=per_kind.get)
     train, held = groups[kind][:N_TRAIN], groups[kind][N_TRAIN:]
     rest = [it for it in items if kind_of(it) != kind]
-    before = {"kind": ap50(model, held, device=args.device), "rest": ap50(model, rest, device=args.device)}
+    before = {"kind": ap50(model, held, device=args.device), "rest": ap50(model, rest, device=args.device),
+              "train": ap50(model, train, device=args.device)}
     settings = FinetuneSettings(time_budget=args.time_budget, lr=args.lr, device=args.device,
                                 patch_size=args.patch_size, batch_size=args.batch_size)
     plan = prepare([Annotation(it.image, it.labels, it.channel_axis, name=it.name, labels_name=it.name)
@@ -58,12 +59,14 @@ def adapt(name: str, items, args, registry: ModelRegistry, workdir: Path) -> dic
     result = run_to_end(finetune_iter(plan), note_end_of_training)
     total = time.perf_counter() - t0
     tuned = result.model
-    after = {"kind": ap50(tuned, held, device=args.device), "rest": ap50(tuned, rest, device=args.device)}
+    after = {"kind": ap50(tuned, held, device=args.device), "rest": ap50(tuned, rest, device=args.device),
+             "train": ap50(tuned, train, device=args.device)}
     return {
         "model": name, "kind": kind, "per_kind_before": per_kind,
         "train_images": [it.name for it in train], "n_held_out_of_kind": len(held), "n_rest": len(rest),
         "ap50_kind_before": before["kind"], "ap50_kind_after": after["kind"],
         "ap50_rest_before": before["rest"], "ap50_rest_after": after["rest"],
+        "ap50_train_images_before": before["train"], "ap50_train_images_after": after["train"],
         "gain_kind": after["kind"] - before["kind"], "change_rest": after["rest"] - before["rest"],
         "steps": result.steps, "train_seconds": round(train_end[0] - t0, 1), "total_seconds": round(total, 1),
         "thresholds_after": tuned.config.thresholds, "settings": plan.provenance["settings"],
