@@ -138,7 +138,7 @@ def train_iter(
     try:
         _train_mode(net, settings.freeze_norm_stats)
         while fraction() < 1.0 or step < settings.min_steps:
-            f = fraction()
+            f = fraction() if step >= settings.min_steps else min(fraction(), step / settings.min_steps)
             warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
             lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * f))
             for g in opt.param_groups:
