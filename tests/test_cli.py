@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import numpy as np
@@ -173,3 +174,76 @@ def test_segment_boxes_needs_a_model_with_boxes(tmp_path, image_dir, tiny_model_
     err = capsys.readouterr().err
     assert rc == 2 and "does not detect boxes" in err
     assert not (tmp_path / "o").exists()
+@pytest.fixture
+def train_dirs(tmp_path):
+    """Two annotated images, labels named <stem>_labels.tif, and region masks."""
+    dirs = {k: tmp_path / k for k in ("images", "labels", "regions")}
+    for d in dirs.values():
+        d.mkdir()
+    for i in range(2):
+        img, lab = blob_image((64, 64), n=6, seed=i, rmin=4, rmax=7)
+        tifffile.imwrite(dirs["images"] / f"im{i}.tif", img)
+        tifffile.imwrite(dirs["labels"] / f"im{i}_labels.tif", lab.astype(np.uint16))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[:40, :50] = 255
+        tifffile.imwrite(dirs["regions"] / f"im{i}_regions.tif", mask)
+    return dirs
+
+
+def _train_args(d, *extra):
+    return ["train", "--images", str(d["images"]), "--labels", str(d["labels"]), "--epochs", "1",
+            "--patch-size", "32", "--batch-size", "2", "--device", "cpu", "-q", *extra]
+
+
+def test_train_round_trip(tmp_path, train_dirs, tiny_model_dir, capsys):
+    from seglab.models.storage import load_model
+
+    out = tmp_path / "mymodel"
+    rc = main(_train_args(train_dirs, "--from", str(tiny_model_dir), "--regions", str(train_dirs["regions"]),
+                          "-o", str(out), "--val-images", str(train_dirs["images"]),
+                          "--val-labels", str(train_dirs["labels"]), "--lr", "5e-4", "--no-augment"))
+    assert rc == 0, capsys.readouterr().err
+    assert f"saved mymodel to {out}" in capsys.readouterr().out
+    cfg = load_model(out).config
+    assert cfg.training["parent"]["path"] == str(tiny_model_dir)
+    assert [p["annotated_pixels"] for p in cfg.training["pairs"]] == [40 * 50, 40 * 50]
+    assert cfg.training["settings"]["lr"] == 5e-4 and cfg.training["settings"]["augment"] is False
+    assert cfg.scores["validation_images"] == ["im0.tif", "im1.tif"]
+    seg = tmp_path / "seg"
+    assert main(["segment", "-m", str(out), "-o", str(seg), str(train_dirs["images"]), "-q", "--device", "cpu"]) == 0
+    assert tifffile.imread(seg / "im0_labels.tif").shape == (64, 64)
+    # the same name again is refused, and kept
+    assert main(_train_args(train_dirs, "--from", str(tiny_model_dir), "-o", str(out))) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_train_into_models_folder_is_listed(train_dirs, models_dir, capsys):
+    assert main(_train_args(train_dirs, "--family", "unet", "--name", "from-scratch")) == 0
+    assert (models_dir / "from-scratch" / "config.json").is_file()
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    assert "from-scratch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--name", "x"], "one of the arguments --from --family is required"),
+    (["--family", "unet"], "-o MODEL_DIR or --name NAME"),
+    (["--family", "unet", "--name", "x", "--val-images", "."], "both --val-images and --val-labels"),
+    (["--family", "unet", "--name", "x", "--regions", "MISSING"], "no such folder"),
+    (["--family", "unet", "--name", "x", "--time-budget", "0.1"], "not allowed with argument --epochs"),
+])
+def test_train_bad_arguments(train_dirs, models_dir, capsys, extra, msg):
+    with pytest.raises(SystemExit) if "argument" in msg else contextlib.nullcontext():
+        rc = main(_train_args(train_dirs, *extra))
+        assert rc == 2
+    assert msg in capsys.readouterr().err
+    assert not any(models_dir.iterdir())
+
+
+def test_train_missing_region_mask(train_dirs, models_dir, capsys):
+    (train_dirs["regions"] / "im1_regions.tif").unlink()
+    assert main(_train_args(train_dirs, "--family", "unet", "--name", "x", "--regions",
+                            str(train_dirs["regions"]))) == 2
+    err = capsys.readouterr().err
+    assert "no region mask for im1" in err and len(err.strip().splitlines()) == 1
+

@@ -5,7 +5,8 @@ import sys
 
 CORE_MODULES = [
     "seglab", "seglab.cli", "seglab.models", "seglab.inference", "seglab.metrics", "seglab.io",
-    "seglab.training.loop", "seglab.training.recipes", "seglab.evaluation", "seglab.datasets", "seglab.samples",
+    "seglab.training.loop", "seglab.training.recipes", "seglab.training.finetune", "seglab.training.folders",
+    "seglab.evaluation", "seglab.datasets", "seglab.samples",
 ]
 
 

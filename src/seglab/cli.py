@@ -1,4 +1,4 @@
-"""Command line: ``seglab models``, ``seglab segment``, ``seglab evaluate``.
+"""Command line: ``seglab models``, ``seglab segment``, ``seglab evaluate``, ``seglab train``.
 
 Errors caused by input are printed as one line on stderr with a non-zero exit
 status; no traceback.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,7 +78,51 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", required=True, help="folder of label images with the same file names")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_train_parser(sub)
     return p
+
+
+TRAIN_EPILOG = """\
+Images and labels are paired by file name (img.tif with img.tif, img_labels.tif or
+img_masks.tif). Labels are integer images, one id per object, 0 = background.
+
+--regions DIR marks where the annotation is complete, so you can annotate a few crops
+instead of whole images: for each image, DIR holds a mask of the same size named like the
+image (img.tif or img_regions.tif, any image format); non-zero pixels are annotated
+regions, in which every object is labelled; pixels outside them do not count in training
+(they are not assumed to be background). Without --regions the whole image counts.
+
+The model is saved as a folder (config.json + weights.safetensors) at -o MODEL_DIR, or in
+your models folder under --name (then `seglab models` lists it). Ctrl-C stops training
+early and saves the best weights so far; a second Ctrl-C aborts without saving.
+"""
+
+
+def _add_train_parser(sub) -> None:
+    t = sub.add_parser("train", help="fine-tune a model, or train one from scratch, on annotated images",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    start = t.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from", dest="start", metavar="MODEL",
+                       help="model to start from: built-in name, one of your models, or a model folder")
+    start.add_argument("--family", help="train from scratch with this family (e.g. unet)")
+    t.add_argument("--images", required=True, metavar="DIR", help="folder of training images")
+    t.add_argument("--labels", required=True, metavar="DIR", help="folder of label images with the same names")
+    t.add_argument("--val-images", metavar="DIR", help="validation images (pick the best weights and thresholds)")
+    t.add_argument("--val-labels", metavar="DIR", help="labels of the validation images")
+    t.add_argument("--regions", metavar="DIR", help="masks of the completely annotated regions (see below)")
+    t.add_argument("-o", "--out", metavar="MODEL_DIR", help="folder to save the new model in")
+    t.add_argument("--name", help="name of the new model (default: the name of MODEL_DIR)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="train for this long (default 120 s unless --epochs)")
+    budget.add_argument("--epochs", type=int, help="passes over the annotated pixels")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4)")
+    t.add_argument("--no-augment", action="store_true", help="no flips/rotations, scaling, intensity or noise")
+    t.add_argument("--patch-size", type=int, default=None, help="training patch size in pixels (default 128)")
+    t.add_argument("--batch-size", type=int, default=None, help="patches per step (default 8)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -97,12 +143,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(gen, desc: str, quiet: bool):
-    """Drive a progress generator with a tqdm bar; return its result."""
+def _progress(gen, desc: str, quiet: bool, postfix=None):
+    """Drive a progress generator with a tqdm bar; return its result. ``postfix(event)`` adds text."""
     from tqdm import tqdm
 
     bar = tqdm(total=1000, desc=desc, disable=quiet, leave=False, unit="‰", file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     try:
         while True:
             try:
@@ -110,6 +156,8 @@ def _progress(gen, desc: str, quiet: bool):
             except StopIteration as stop:
                 return stop.value
             bar.update(int(ev.fraction * 1000) - bar.n)
+            if postfix is not None:
+                bar.set_postfix_str(postfix(ev), refresh=False)
     finally:
         bar.close()
         gen.close()
@@ -224,6 +272,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_postfix(ev) -> str:
+    if ev.stage != "train":
+        return {"baseline": "scoring the start model", "tune": "tuning thresholds", "save": "saving"}[ev.stage]
+    text = f"step {ev.train.step}, loss {ev.train.loss:.3f}"
+    return text + (f", val AP@0.5 {ev.val_score:.3f}" if ev.val_score is not None else "")
+
+
+def _stop_on_ctrl_c(stop: threading.Event):
+    """First Ctrl-C: stop after this step and save; second: abort. Returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nseglab: stopping; the best weights so far will be saved (Ctrl-C again aborts)", file=sys.stderr)
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from seglab.training.finetune import DEFAULT_TIME_BUDGET, FinetuneSettings, finetune_iter, prepare
+    from seglab.training.folders import load_annotations
+
+    if (args.val_images is None) != (args.val_labels is None):
+        raise SeglabError("give both --val-images and --val-labels, or neither")
+    if args.out is None and args.name is None:
+        raise SeglabError("say where to save the model: -o MODEL_DIR or --name NAME (your models folder)")
+    if args.out is None:
+        from seglab.models.registry import user_models_dir
+
+        out = user_models_dir() / args.name
+    else:
+        out = Path(args.out)
+    defaults = FinetuneSettings()
+    settings = FinetuneSettings(
+        time_budget=DEFAULT_TIME_BUDGET if args.time_budget is None and args.epochs is None else args.time_budget,
+        epochs=args.epochs, lr=args.lr if args.lr is not None else defaults.lr, augment=not args.no_augment,
+        device=args.device, patch_size=args.patch_size or defaults.patch_size,
+        batch_size=args.batch_size or defaults.batch_size)
+    settings.check()
+    train = load_annotations(args.images, args.labels, args.regions)
+    val = load_annotations(args.val_images, args.val_labels) if args.val_images else []
+    plan = prepare(train, out=out, start=args.start, family=args.family, name=args.name, settings=settings,
+                   validation=val, overwrite=args.overwrite)
+    stop = threading.Event()
+    previous = _stop_on_ctrl_c(stop)
+    try:
+        result = _progress(finetune_iter(plan, stop), f"train {plan.model.config.name}", args.quiet, _train_postfix)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if result.path is None:
+        print("seglab: stopped before the first training step; nothing saved", file=sys.stderr)
+        return EXIT_FAILED
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items() if isinstance(v, float))
+    print(f"saved {plan.model.config.name} to {result.path}: {result.steps} steps in {result.seconds:.0f} s"
+          + (" (stopped early)" if result.stopped else "") + (f"; {scores}" if scores else ""))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -234,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_segment(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "train":
+            return cmd_train(args)
     except SeglabError as e:
         print(f"seglab: error: {e}", file=sys.stderr)
         return EXIT_USAGE

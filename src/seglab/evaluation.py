@@ -88,6 +88,7 @@ def tune_thresholds(
 
     For instance families the detections are computed once per ``nms_thresh`` at the
     lowest ``score_thresh`` of the grid; the other thresholds only filter and paste them.
+    The model's current thresholds are tried first and kept unless a grid point beats them.
     """
     base = model.thresholds()
     names = list(grid)
@@ -106,9 +107,12 @@ def tune_thresholds(
 
     trials = []
     best, best_score = dict(base), -1.0
+    candidates = [dict(base)]
     for combo in itertools.product(*[grid[n] for n in names]):
-        th = dict(base)
-        th.update(dict(zip(names, map(float, combo))))
+        th = {**base, **dict(zip(names, map(float, combo)))}
+        if th != base:
+            candidates.append(th)
+    for th in candidates:
         preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), items)]
         score = float(evaluate(zip([it.labels for it in items], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
         trials.append({**th, "ap50": score})

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from seglab.errors import SeglabError
+from seglab.inference.engine import run_to_end
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 from tests_helpers import blob_image
@@ -59,3 +61,16 @@ def test_bad_settings_and_pairs():
         make_pair(np.zeros((10, 10)), np.zeros((10, 11), int), 1, {})
     with pytest.raises(SeglabError, match="must be integers"):
         make_pair(np.zeros((10, 10)), np.full((10, 10), 0.5), 1, {})
+
+
+def test_frozen_norm_stats_stay_and_min_steps_runs_past_the_budget(tiny_model):
+    sampler = _sampler(tiny_model)
+    bn = [m for m in tiny_model.network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bn]
+    settings = TrainSettings(time_budget=1e-9, min_steps=3, batch_size=2, freeze_norm_stats=True)
+    result = run_to_end(train_iter(tiny_model, sampler, settings, device="cpu", report_every=1))
+    assert result.steps == 3 and all(h["lr"] > 0 for h in result.history)  # the steps really train
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(bn, before))
+    settings.freeze_norm_stats = False
+    run_to_end(train_iter(tiny_model, sampler, settings, device="cpu", report_every=1))
+    assert not all(torch.equal(m.running_mean, b) for m, b in zip(bn, before))

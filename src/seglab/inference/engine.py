@@ -10,7 +10,7 @@ returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,13 +264,15 @@ def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:
     return {**extras, "shapes": shapes}
 
 
-def run_to_end(gen: Generator[Any, None, Any]) -> Any:
-    """Exhaust a progress generator and return its result."""
+def run_to_end(gen: Generator[Any, None, Any], on_event: Callable[[Any], Any] | None = None) -> Any:
+    """Exhaust a progress generator and return its result; ``on_event`` sees each event."""
     while True:
         try:
-            next(gen)
+            event = next(gen)
         except StopIteration as stop:
             return stop.value
+        if on_event is not None:
+            on_event(event)
 
 
 def segment(model: SegmentationModel, image: np.ndarray, **kwargs: Any) -> Segmentation:

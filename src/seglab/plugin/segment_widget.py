@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,8 +17,6 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from seglab.errors import SeglabError
@@ -25,6 +24,8 @@ from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
 from seglab.outlines import collect_outlines
+from seglab.plugin.events import alive, on_models_changed
+from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import (
     channel_axis_of,
     image_array,
@@ -49,10 +50,6 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
     return model.config.name, result
 
 
-class UserInputProblem(str):
-    """Returned by a worker instead of a result when the input was not usable."""
-
-
 def parse_channels(text: str) -> list[int] | None:
     """'0, 2' -> [0, 2]; '' -> None."""
     text = text.strip()
@@ -64,6 +61,9 @@ def parse_channels(text: str) -> list[int] | None:
         raise SeglabError(f"channels must be integers separated by commas, got {text!r}") from None
 
 
+_LIVE: weakref.WeakSet[SegmentWidget] = weakref.WeakSet()
+
+
 class SegmentWidget(Container):
     """Segment an image layer with a seglab model."""
 
@@ -71,8 +71,6 @@ class SegmentWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._registry = ModelRegistry()
-        self._worker = None
-        self._pbar: progress | None = None
         self.output_layer = None
         self.outlines_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="Image")
@@ -88,6 +86,8 @@ class SegmentWidget(Container):
         self.run_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
+                                  notify_error=lambda msg: show_error(msg))
         self.extend([self.image, self.model, self.channel_axis, self.channels, self.tile_size, self.device,
                      self.thresholds, self.outlines, self.run_button, self.cancel_button, self.status])
         self.model.changed.connect(self._rebuild_thresholds)
@@ -95,8 +95,25 @@ class SegmentWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
+        on_models_changed(self, SegmentWidget._on_models_changed)
         self.reset_choices()
         self._rebuild_thresholds()
+        _LIVE.add(self)
+
+    @classmethod
+    def for_viewer(cls, viewer: napari.viewer.Viewer) -> SegmentWidget:
+        """The Segment widget docked in ``viewer``, docking a new one when there is none."""
+        for widget in list(_LIVE):
+            if widget._viewer is viewer and alive(widget):
+                return widget
+        widget = cls(viewer)
+        viewer.window.add_dock_widget(widget, name="Segment (seglab)")
+        widget.reset_choices()  # layer choices are found through the dock's viewer
+        return widget
+
+    def _on_models_changed(self, name: str = "") -> None:
+        """A model was saved: list it at once."""
+        self.model.reset_choices()
 
     # ---- models and thresholds ------------------------------------------
     def _model_choices(self, *_: Any) -> list[str]:
@@ -127,7 +144,7 @@ class SegmentWidget(Container):
     # ---- running ----------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._job.running
 
     def start(self, *_: Any):
         """Check the inputs and start segmentation in a worker; returns the worker (or None)."""
@@ -159,39 +176,19 @@ class SegmentWidget(Container):
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None
-        worker = create_worker(
-            _run_segmentation, self.model.value, data, kwargs,
-            _connect={"yielded": self._on_progress, "returned": self._on_done, "errored": self._on_error,
-                      "aborted": self._on_aborted, "finished": self._on_finished},
-            _start_thread=False,
-        )
         self._source = layer
-        self._pbar = progress(total=1000, desc=f"seglab: segmenting {layer.name}")
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "running…"
-        worker.start()
-        return worker
+        return self._job.start(_run_segmentation, self.model.value, data, kwargs,
+                               desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
+                               returned=self._on_done)
 
     def cancel(self, *_: Any) -> None:
-        if self._worker is not None:
-            self.status.value = "cancelling…"
-            self._worker.quit()
+        self._job.cancel()
 
     def _on_progress(self, event: Any) -> None:
-        pbar = self._pbar
-        if pbar is None:
-            return
-        pbar.set_description(f"seglab: {event.stage} {event.done}/{event.total}"
-                             + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
-        pbar.update(int(event.fraction * 1000) - pbar.n)
+        self._job.update(event.fraction, f"seglab: {event.stage} {event.done}/{event.total}"
+                         + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
 
-    def _on_done(self, value: tuple[str, Any] | UserInputProblem) -> None:
-        if isinstance(value, UserInputProblem):
-            self.status.value = "failed"
-            show_error(f"seglab: {value}")
-            return
+    def _on_done(self, value: tuple[str, Any]) -> None:
         model_name, result = value
         src = self._source
         name = f"{src.name} [seglab]"
@@ -239,20 +236,3 @@ class SegmentWidget(Container):
         else:
             self._viewer.add_layer(layer)
         return layer
-
-    def _on_error(self, exc: BaseException) -> None:
-        # unexpected failures (bugs, out of memory): napari's worker also logs them with details
-        self.status.value = "failed"
-        show_error(f"seglab: segmentation failed: {type(exc).__name__}: {exc}")
-
-    def _on_aborted(self) -> None:
-        self.status.value = "cancelled"
-        show_info("seglab: segmentation cancelled")
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False

@@ -35,6 +35,10 @@ class TrainSettings:
     amp: bool = True
     validate_every: int = 500
     seed: int = 0
+    #: steps taken even when the time budget is already spent (so a short budget still trains)
+    min_steps: int = 0
+    #: keep normalisation layers' running statistics as they are (fine-tuning on a few images)
+    freeze_norm_stats: bool = False
 
     def check(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -72,6 +76,15 @@ class TrainResult:
     best_step: int | None
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
+
+
+def _train_mode(net: torch.nn.Module, freeze_norm_stats: bool) -> None:
+    """Training mode; with ``freeze_norm_stats`` batch-norm layers keep normalising with their running stats."""
+    net.train()
+    if freeze_norm_stats:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def train_iter(
@@ -115,7 +128,7 @@ def train_iter(
             return None
         net.eval()
         score = float(validate(model))
-        net.train()
+        _train_mode(net, settings.freeze_norm_stats)
         if best_score is None or score > best_score:
             best_state, best_score, best_step = clone_state(model), score, step
             if on_best is not None:
@@ -123,9 +136,9 @@ def train_iter(
         return score
 
     try:
-        net.train()
-        while fraction() < 1.0:
-            f = fraction()
+        _train_mode(net, settings.freeze_norm_stats)
+        while fraction() < 1.0 or step < settings.min_steps:
+            f = fraction() if step >= settings.min_steps else min(fraction(), step / settings.min_steps)
             warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
             lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * f))
             for g in opt.param_groups:

@@ -1,0 +1,252 @@
+"""The Train widget: fine-tune a model (or train one from scratch) on image/labels layer pairs.
+
+Layers become :class:`~seglab.training.finetune.Annotation` objects on the GUI thread (labels are
+copied, so editing them during training changes nothing); checking, training, threshold tuning
+and saving run in a worker (:func:`seglab.training.finetune.prepare` and ``finetune_iter``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Optional
+
+import napari.layers
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
+from napari.utils.notifications import show_error, show_info
+
+from seglab.errors import SeglabError
+from seglab.models.families import FAMILIES
+from seglab.models.registry import ModelRegistry, user_models_dir
+from seglab.plugin.events import EVENTS, on_models_changed
+from seglab.plugin.jobs import BackgroundJob, UserInputProblem
+from seglab.plugin.layers import channel_axis_of, image_array
+from seglab.plugin.plot import TrainPlot
+from seglab.plugin.segment_widget import SegmentWidget
+from seglab.training.finetune import (
+    DEFAULT_TIME_BUDGET,
+    Annotation,
+    Box,
+    FinetuneEvent,
+    FinetuneResult,
+    FinetuneSettings,
+    finetune_iter,
+    prepare,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+
+def _run_training(annotations: list[Annotation], validation: list[Annotation], kwargs: dict,
+                  stop: threading.Event):
+    """Worker body (off the GUI thread): check the inputs, train, tune, save; yields progress."""
+    try:
+        plan = prepare(annotations, validation=validation, **kwargs)
+        return (yield from finetune_iter(plan, stop))
+    except SeglabError as e:  # the user's input (or a diverging run): a notification, no traceback
+        return UserInputProblem(str(e))
+
+
+def rectangles_in(shapes: Any, image: Any) -> list[Box]:
+    """The rectangles of a Shapes layer as pixel boxes ``(y0, x0, y1, x1)`` of ``image``'s data."""
+    boxes = []
+    for i, (verts, kind) in enumerate(zip(shapes.data, shapes.shape_type), start=1):
+        if kind != "rectangle":
+            raise SeglabError(f"shape {i} of Shapes layer '{shapes.name}' is a {kind}; regions must be rectangles")
+        px = np.array([image.world_to_data(shapes.data_to_world(v)) for v in np.asarray(verts)])[:, -2:]
+        (y0, x0), (y1, x1) = px.min(axis=0), px.max(axis=0)
+        boxes.append((y0 + 0.5, x0 + 0.5, y1 + 0.5, x1 + 0.5))  # pixel centres -> pixel edges
+    if not boxes:
+        raise SeglabError(f"Shapes layer '{shapes.name}' has no rectangles; draw some or choose no regions")
+    return boxes
+
+
+def layers_to_annotation(image: Any, labels: Any, shapes: Any = None) -> Annotation:
+    """One training pair from layers; the labels are copied."""
+    if image is None or labels is None:
+        raise SeglabError("choose an image layer and a labels layer for every pair")
+    data = image_array(image)
+    lab = labels.data[0] if getattr(labels, "multiscale", False) else labels.data
+    regions = None if shapes is None else rectangles_in(shapes, image)
+    return Annotation(np.asarray(data), np.array(lab, copy=True), channel_axis_of(image, data.ndim, None), regions,
+                      name=image.name, labels_name=labels.name)
+
+
+class PairRow(Container):
+    """One (image, labels, optional rectangles) choice."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(labels=True, label=f"Pair {index}")
+        self.image = create_widget(annotation=napari.layers.Image, label="Image")
+        self.labels = create_widget(annotation=napari.layers.Labels, label="Labels")
+        self.regions = create_widget(annotation=Optional[napari.layers.Shapes], label="Regions",  # noqa: UP045
+                                     options={"tooltip": "rectangles in which every object is annotated; "
+                                                         "none: the whole image counts"})
+        self.extend([self.image, self.labels, self.regions])
+
+    def to_annotation(self) -> Annotation:
+        return layers_to_annotation(self.image.value, self.labels.value, self.regions.value)
+
+
+class TrainWidget(Container):
+    """Retrain a model on corrected or drawn labels, then segment with it."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._registry = ModelRegistry()
+        self._stop = threading.Event()
+        self.new_model: str | None = None
+        self.result: FinetuneResult | None = None
+        self.pairs = Container(labels=False, label="Training")
+        self.add_pair_button = PushButton(text="Add pair")
+        self.remove_pair_button = PushButton(text="Remove last pair", enabled=False)
+        self.start_model = ComboBox(label="Start from", choices=self._start_choices)
+        self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds")
+        self.budget = SpinBox(label="Amount", value=int(DEFAULT_TIME_BUDGET), min=1, max=1_000_000)
+        self.lr = LineEdit(label="Learning rate", value=f"{FinetuneSettings.lr:g}")
+        self.augment = CheckBox(text="Augment (flips, rotations, scale, intensity, noise)", value=True)
+        self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image")  # noqa: UP045
+        self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels")  # noqa: UP045
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.model_name = LineEdit(label="New model name", value="")
+        self.overwrite = CheckBox(text="Replace a model of the same name", value=False)
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel (keep best so far)", enabled=False)
+        self.segment_button = PushButton(text="Segment current image with new model", enabled=False)
+        self.status = Label(value="")
+        self.plot = TrainPlot()
+        self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
+                                  notify_error=lambda msg: show_error(msg))
+        self.extend([self.pairs, self.add_pair_button, self.remove_pair_button, self.start_model,
+                     self.budget_unit, self.budget, self.lr, self.augment, self.val_image, self.val_labels,
+                     self.device, self.model_name, self.overwrite, self.train_button, self.cancel_button,
+                     self.status])
+        self.native.layout().addWidget(self.plot)
+        self.append(self.segment_button)
+        self.add_pair()
+        self.add_pair_button.changed.connect(self.add_pair)
+        self.remove_pair_button.changed.connect(self.remove_pair)
+        self.train_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        self.segment_button.changed.connect(self.segment_with_new_model)
+        viewer.layers.events.inserted.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self.reset_choices)
+        on_models_changed(self, TrainWidget._on_models_changed)
+        self.reset_choices()
+
+    # ---- pairs and choices -------------------------------------------------
+    def _start_choices(self, *_: Any) -> list[tuple[str, tuple[str, str]]]:
+        models = [(name, ("model", name)) for name in self._registry.names()]
+        return models + [(f"new {fam} model (from scratch)", ("family", fam)) for fam in FAMILIES]
+
+    def _on_models_changed(self, name: str = "") -> None:
+        self.start_model.reset_choices()
+
+    def add_pair(self, *_: Any) -> PairRow:
+        row = PairRow(len(self.pairs) + 1)
+        self.pairs.append(row)
+        self.remove_pair_button.enabled = len(self.pairs) > 1
+        self.reset_choices()
+        return row
+
+    def remove_pair(self, *_: Any) -> None:
+        if len(self.pairs) > 1:
+            self.pairs.pop()
+        self.remove_pair_button.enabled = len(self.pairs) > 1
+
+    # ---- running -------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._job.running
+
+    def _inputs(self) -> tuple[list[Annotation], list[Annotation], dict]:
+        """Everything the worker needs, read from the widgets and layers (GUI thread)."""
+        name = self.model_name.value.strip()
+        if not name:
+            raise SeglabError("type a name for the new model")
+        if not self.start_model.value:
+            raise SeglabError("choose a model to start from")
+        try:
+            lr = float(self.lr.value)
+        except ValueError:
+            raise SeglabError(f"the learning rate must be a number, e.g. 1e-3, got {self.lr.value!r}") from None
+        seconds = self.budget_unit.value == "seconds"
+        settings = FinetuneSettings(time_budget=float(self.budget.value) if seconds else None,
+                                    epochs=None if seconds else int(self.budget.value), lr=lr,
+                                    augment=bool(self.augment.value), device=self.device.value)
+        settings.check()
+        annotations = [row.to_annotation() for row in self.pairs]
+        if (self.val_image.value is None) != (self.val_labels.value is None):
+            raise SeglabError("choose both a validation image and validation labels, or neither")
+        validation = [] if self.val_image.value is None else [
+            layers_to_annotation(self.val_image.value, self.val_labels.value)]
+        kind, ref = self.start_model.value
+        kwargs = dict(out=user_models_dir() / name, name=name, settings=settings, overwrite=bool(self.overwrite.value),
+                      start=ref if kind == "model" else None, family=ref if kind == "family" else None)
+        return annotations, validation, kwargs
+
+    def start(self, *_: Any):
+        """Check the inputs and start training in a worker; returns the worker (or None)."""
+        if self.running:
+            show_info("seglab: training is already running")
+            return None
+        try:
+            annotations, validation, kwargs = self._inputs()
+        except SeglabError as e:
+            show_error(f"seglab: {e}")
+            return None
+        self._stop = threading.Event()
+        self._name = kwargs["name"]
+        self.plot.clear()
+        self.segment_button.enabled = False
+        return self._job.start(_run_training, annotations, validation, kwargs, self._stop,
+                               desc=f"seglab: training {self._name}", yielded=self._on_progress,
+                               returned=self._on_done, on_cancel=self._request_stop)
+
+    def _request_stop(self) -> None:
+        self._stop.set()
+        self.status.value = "stopping: saving the best model so far…"
+
+    def cancel(self, *_: Any) -> None:
+        """Stop training after the current step; the best weights so far are tuned and saved."""
+        self._job.cancel()
+
+    def _on_progress(self, ev: FinetuneEvent) -> None:
+        if ev.stage == "train" and ev.train is not None:
+            t = ev.train
+            self.plot.add(t.step, t.loss, ev.val_score)
+            desc = f"seglab: training {self._name}: step {t.step}, loss {t.loss:.3f}, {t.eta:.0f} s left"
+        else:
+            if ev.val_score is not None:
+                self.plot.add(0, None, ev.val_score)
+            desc = {"baseline": "seglab: scoring the start model", "tune": "seglab: tuning thresholds",
+                    "save": "seglab: saving the model"}.get(ev.stage, f"seglab: {ev.stage}")
+        self._job.update(ev.fraction, desc)
+
+    def _on_done(self, result: FinetuneResult) -> None:
+        self.result = result
+        if result.path is None:
+            self.status.value = "cancelled before the first step; nothing saved"
+            show_info("seglab: training cancelled before the first step; nothing saved")
+            return
+        name = result.model.config.name
+        self.new_model = name
+        self.status.value = f"saved '{name}': {result.steps} steps" + (" (stopped early)" if result.stopped else "")
+        EVENTS.models_changed.emit(name)
+        self.segment_button.enabled = True
+        show_info(f"seglab: model '{name}' saved to {result.path}")
+
+    # ---- using the new model -------------------------------------------------
+    def segment_with_new_model(self, *_: Any):
+        """Segment the selected image layer (or the first training image) with the new model."""
+        if self.new_model is None:
+            return None
+        layer = self._viewer.layers.selection.active
+        if not isinstance(layer, napari.layers.Image):
+            layer = self.pairs[0].image.value
+        seg = SegmentWidget.for_viewer(self._viewer)
+        seg.model.value = self.new_model
+        seg.image.value = layer
+        return seg.start()

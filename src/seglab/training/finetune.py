@@ -1,0 +1,407 @@
+"""Retraining on a user's own annotations: what the Train widget and ``seglab train`` share.
+
+:func:`prepare` checks every input and builds a :class:`FinetunePlan` before any training
+starts (each problem is a :class:`~seglab.errors.SeglabError` with a specific message);
+:func:`finetune_iter` trains the plan's model, re-tunes its thresholds and saves it
+atomically, yielding :class:`FinetuneEvent` progress. Setting the ``stop`` event ends
+training early and still saves the best weights so far.
+
+Nothing here depends on the family: targets, loss and the threshold search grid come
+from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.errors import SeglabError
+from seglab.evaluation import AnnotatedImage, ap50, tune_thresholds
+from seglab.inference.engine import run_to_end
+from seglab.models.base import SegmentationModel
+from seglab.models.families import family_class
+from seglab.models.registry import ModelRegistry
+from seglab.models.storage import clone_state, new_model, save_model
+from seglab.training.data import Augment, PatchSampler, TrainPair, make_pair
+from seglab.training.loop import TrainEvent, TrainSettings, train_iter
+
+#: default length of a run, in seconds (the Train widget and ``seglab train``)
+DEFAULT_TIME_BUDGET = 120.0
+#: a time budget below this cannot be honoured (one step, tuning and saving take longer)
+MIN_TIME_BUDGET = 1.0
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+Box = tuple[float, float, float, float]  # (y0, x0, y1, x1) in pixels of the image, end exclusive
+
+
+@dataclass
+class Annotation:
+    """One annotated image as the user gave it.
+
+    ``regions`` says where the annotation is complete: ``None`` (the whole image), a list
+    of rectangles ``(y0, x0, y1, x1)`` in the image's pixel coordinates, or a boolean mask
+    (``dtype=bool``) of the image's shape. Pixels outside the regions do not count in the loss.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    channel_axis: int | None = None
+    regions: Sequence[Box] | np.ndarray | None = None
+    name: str = "image"
+    labels_name: str = "labels"
+
+
+@dataclass
+class FinetuneSettings:
+    """How long and how to train. Give exactly one of ``time_budget`` (seconds) and ``epochs``.
+
+    An epoch is as many patches as cover the annotated pixels once.
+    """
+
+    time_budget: float | None = None
+    epochs: int | None = None
+    lr: float = 3e-4
+    augment: bool = True
+    device: str = "auto"
+    patch_size: int = 128
+    batch_size: int = 8
+    validate_every: int = 20
+    seed: int = 0
+    #: keep the start model's batch-norm statistics (a few images would shift them for all others)
+    freeze_norm_stats: bool = True
+
+    def check(self) -> None:
+        if (self.time_budget is None) == (self.epochs is None):
+            raise SeglabError("give either a time budget or a number of epochs")
+        if self.time_budget is not None and not self.time_budget >= MIN_TIME_BUDGET:
+            raise SeglabError(f"a time budget of {self.time_budget:g} s is too short for one training step; "
+                              f"give at least {MIN_TIME_BUDGET:g} s")
+        if self.epochs is not None and self.epochs < 1:
+            raise SeglabError("the number of epochs must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SeglabError(f"the learning rate must be a positive number, got {self.lr}")
+        if self.patch_size < 16 or self.batch_size < 1:
+            raise SeglabError("patch size must be at least 16 and batch size at least 1")
+
+
+@dataclass
+class FinetunePlan:
+    """Checked inputs, ready to train: the model, its training pairs and where it will be saved."""
+
+    model: SegmentationModel
+    out: Path
+    overwrite: bool
+    sampler: PatchSampler
+    train: TrainSettings
+    tune_items: list[AnnotatedImage]
+    validation: list[AnnotatedImage]
+    provenance: dict[str, Any]
+    settings: FinetuneSettings
+    from_scratch: bool
+
+
+@dataclass
+class FinetuneEvent:
+    """Progress: ``stage`` is ``baseline``, ``train``, ``tune`` or ``save``; ``train`` holds the loop's event."""
+
+    stage: str
+    fraction: float
+    train: TrainEvent | None = None
+    val_score: float | None = None
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced: the saved folder (``None`` when stopped before the first step)."""
+
+    path: Path | None
+    model: SegmentationModel
+    steps: int
+    seconds: float
+    stopped: bool
+    scores: dict[str, Any] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+# ---- checks -------------------------------------------------------------
+def check_model_name(name: str, registry: ModelRegistry) -> None:
+    """A new model's name: a plain folder name that no built-in model has."""
+    if not name or not _NAME_OK.match(name):
+        raise SeglabError(f"model name {name!r} is not usable: use letters, digits and . _ + - "
+                          "(starting with a letter or digit)")
+    builtin = {m.name for m in registry.list() if m.source == "builtin"}
+    if name in builtin:
+        raise SeglabError(f"{name!r} is the name of a built-in model; choose another name")
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing model unless ``overwrite``; make sure its folder can be written."""
+    if out.exists() and not overwrite:
+        raise SeglabError(f"a model named {out.name!r} already exists in {out.parent}; "
+                          "choose another name or allow overwriting")
+    if out.exists() and not out.is_dir():
+        raise SeglabError(f"{out} exists and is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise SeglabError(f"cannot write models to {out.parent}: {e.strerror or e}") from None
+
+
+def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.number):
+        raise SeglabError(f"{what} must hold integer object ids, got {labels.dtype}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.isfinite(labels)) or not np.all(np.mod(labels, 1) == 0):
+            raise SeglabError(f"{what} must hold integer object ids, got non-integer {labels.dtype} values")
+    if labels.ndim != 2:
+        raise SeglabError(f"{what} has shape {labels.shape}; training takes 2D images (pick one plane)")
+    if labels.size and labels.min() < 0:
+        raise SeglabError(f"{what} contains negative values")
+    return labels.astype(np.int32)
+
+
+def _spatial_shape(image: np.ndarray, channel_axis: int | None) -> tuple[int, ...]:
+    shape = tuple(np.shape(image))
+    if channel_axis is None:
+        return shape
+    ax = channel_axis % len(shape)
+    return shape[:ax] + shape[ax + 1:]
+
+
+def regions_mask(regions: Sequence[Box] | np.ndarray | None, shape: tuple[int, int], what: str) -> np.ndarray | None:
+    """Boolean mask of the annotated area; ``None`` means the whole image counts."""
+    if regions is None:
+        return None
+    if isinstance(regions, np.ndarray) and regions.dtype == bool:
+        if regions.shape != shape:
+            raise SeglabError(f"the region mask of {what} has shape {regions.shape}, the image {shape}")
+        mask = regions.astype(bool)
+        if not mask.any():
+            raise SeglabError(f"the region mask of {what} is empty")
+        return mask
+    boxes = list(regions)
+    if not boxes:
+        return None
+    mask = np.zeros(shape, dtype=bool)
+    h, w = shape
+    for i, box in enumerate(boxes, start=1):
+        y0, x0, y1, x1 = (float(v) for v in box)
+        y0, y1 = sorted((y0, y1))
+        x0, x1 = sorted((x0, x1))
+        r0, r1 = max(0, math.floor(y0)), min(h, math.ceil(y1))
+        c0, c1 = max(0, math.floor(x0)), min(w, math.ceil(x1))
+        if r1 <= r0 or c1 <= c0:
+            raise SeglabError(f"rectangle {i} of {what} ({y0:g}, {x0:g})-({y1:g}, {x1:g}) lies outside "
+                              f"the image ({h} x {w} pixels)")
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _objects_in(labels: np.ndarray, valid: np.ndarray | None) -> int:
+    ids = labels if valid is None else labels[valid]
+    return int(np.count_nonzero(np.unique(ids)))
+
+
+def _check_annotation(a: Annotation, index: int, role: str = "pair") -> tuple[np.ndarray, np.ndarray | None, int]:
+    what = f"{role} {index} ('{a.name}' / '{a.labels_name}')"
+    labels = _check_labels(a.labels, f"labels '{a.labels_name}'")
+    spatial = _spatial_shape(a.image, a.channel_axis)
+    if spatial != labels.shape:
+        raise SeglabError(f"image '{a.name}' {spatial} and labels '{a.labels_name}' {labels.shape} "
+                          "differ in shape")
+    valid = regions_mask(a.regions, labels.shape, what)
+    return labels, valid, _objects_in(labels, valid)
+
+
+def _crops(image: np.ndarray, labels: np.ndarray, ca: int | None, valid: np.ndarray | None,
+           name: str) -> list[AnnotatedImage]:
+    """Annotated images to tune thresholds on: the whole image, or each complete region's box."""
+    if valid is None:
+        return [AnnotatedImage(image, labels, ca, name)]
+    from scipy import ndimage as ndi
+
+    comp, _ = ndi.label(valid)
+    out = []
+    for k, sl in enumerate(ndi.find_objects(comp), start=1):
+        if sl is None or min(s.stop - s.start for s in sl) < 8:
+            continue
+        img = image[sl] if ca is None else np.moveaxis(np.moveaxis(image, ca, -1)[sl], -1, ca)
+        out.append(AnnotatedImage(img, labels[sl], ca, f"{name}[{k}]"))
+    return out
+
+
+# ---- plan ---------------------------------------------------------------
+def prepare(
+    annotations: Sequence[Annotation],
+    *,
+    out: str | os.PathLike,
+    start: str | os.PathLike | None = None,
+    family: str | None = None,
+    name: str | None = None,
+    settings: FinetuneSettings | None = None,
+    validation: Sequence[Annotation] = (),
+    overwrite: bool = False,
+    registry: ModelRegistry | None = None,
+) -> FinetunePlan:
+    """Check everything and build the plan; raises :class:`SeglabError` before any training."""
+    settings = settings or FinetuneSettings(time_budget=DEFAULT_TIME_BUDGET)
+    registry = registry or ModelRegistry()
+    settings.check()
+    if (start is None) == (family is None):
+        raise SeglabError("start from a model or from scratch with a family (one of the two)")
+    if family is not None:
+        family_class(family)
+    out = Path(out).expanduser()
+    name = name or out.name
+    check_model_name(name, registry)
+    check_output(out, overwrite)
+    if not annotations:
+        raise SeglabError("no annotations: add at least one pair of image and labels")
+    checked = [_check_annotation(a, i) for i, a in enumerate(annotations, start=1)]
+    n_objects = sum(n for _, _, n in checked)
+    if n_objects == 0:
+        raise SeglabError("no annotations: the labels hold no objects"
+                          + (" inside the rectangles" if any(v is not None for _, v, _ in checked) else ""))
+    if n_objects == 1:
+        raise SeglabError("only one object is annotated; annotate at least two (more is better)")
+    val_checked = [_check_annotation(v, i, "validation pair") for i, v in enumerate(validation, start=1)]
+    if validation and sum(n for _, _, n in val_checked) == 0:
+        raise SeglabError("the validation labels hold no objects")
+
+    parent: dict[str, Any] | None = None
+    if start is not None:
+        folder = registry.resolve(start)
+        model = registry.load(folder)
+        parent = {"name": folder.name, "config_name": model.config.name, "path": str(folder), "family": model.family,
+                  "seglab_version": model.config.seglab_version, "scores": model.config.scores}
+    else:
+        model = new_model(family, name)
+    divisor = model.size_divisor
+    patch = max(divisor, settings.patch_size // divisor * divisor)
+
+    pairs: list[TrainPair] = []
+    tune_items: list[AnnotatedImage] = []
+    for a, (labels, valid, _) in zip(annotations, checked):
+        pairs.append(make_pair(a.image, labels, model.config.input_channels, model.config.normalization,
+                               channel_axis=a.channel_axis, valid=valid, name=a.name))
+        tune_items += _crops(np.asarray(a.image), labels, a.channel_axis, valid, a.name)
+    val_items = []
+    for v, (labels, valid, _) in zip(validation, val_checked):
+        make_pair(v.image, labels, model.config.input_channels, model.config.normalization,
+                  channel_axis=v.channel_axis, name=v.name)  # the same channel checks as training
+        val_items += _crops(np.asarray(v.image), labels, v.channel_axis, valid, v.name)
+
+    annotated_px = sum(int(p.labels.size if p.valid is None else p.valid.sum()) for p in pairs)
+    steps = None
+    if settings.epochs is not None:
+        per_epoch = max(1, math.ceil(annotated_px / (settings.batch_size * patch * patch)))
+        steps = settings.epochs * per_epoch
+    augment = Augment() if settings.augment else Augment(flips=False, scale_range=(1.0, 1.0), intensity=False,
+                                                         noise_std=0.0)
+    sampler = PatchSampler(pairs, patch, augment, seed=settings.seed)
+    train = TrainSettings(steps=steps, time_budget=settings.time_budget, batch_size=settings.batch_size,
+                          lr=settings.lr, warmup_steps=5, validate_every=settings.validate_every,
+                          seed=settings.seed, min_steps=1,
+                          freeze_norm_stats=settings.freeze_norm_stats and parent is not None)
+    model.config.name = name
+    provenance = {
+        "kind": "from scratch" if parent is None else "fine-tuned",
+        "parent": parent,
+        "family": model.family,
+        "pairs": [_describe(a, lab, val, n) for a, (lab, val, n) in zip(annotations, checked)],
+        "validation": [_describe(v, lab, val, n) for v, (lab, val, n) in zip(validation, val_checked)],
+        "settings": {**asdict(settings), "patch_size": patch, "steps": steps},
+    }
+    return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
+                        parent is None)
+
+
+def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"image": a.name, "image_shape": list(np.shape(a.image)), "labels": a.labels_name,
+                         "labels_shape": list(labels.shape), "objects": n}
+    if valid is not None:
+        d["annotated_pixels"] = int(valid.sum())
+        d["regions"] = len(a.regions) if not isinstance(a.regions, np.ndarray) else "mask"
+    return d
+
+
+# ---- run ----------------------------------------------------------------
+def finetune_iter(
+    plan: FinetunePlan, stop: threading.Event | None = None
+) -> Generator[FinetuneEvent, None, FinetuneResult]:
+    """Train, re-tune thresholds, save. ``stop.set()`` ends training early; the best weights are saved."""
+    model, dev, val = plan.model, plan.settings.device, plan.validation
+    t0 = time.perf_counter()
+    before = None
+    if val and not plan.from_scratch:
+        yield FinetuneEvent("baseline", 0.0)
+        before = ap50(model, val, device=dev)
+        yield FinetuneEvent("baseline", 0.0, val_score=before)
+    start_state = clone_state(model)
+    if stop is not None and stop.is_set():  # cancelled before training began: nothing to save
+        return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
+    validate = (lambda m: ap50(m, val, device=dev)) if val else None
+    gen = train_iter(model, plan.sampler, plan.train, device=dev, validate=validate, report_every=1)
+    last: TrainEvent | None = None
+    best_val, history, stopped = None, [], False
+    try:
+        while True:
+            try:
+                last = next(gen)
+            except StopIteration as s:
+                best_val, history = s.value.best_score, s.value.history
+                break
+            yield FinetuneEvent("train", last.fraction, last, last.val_score)
+            if stop is not None and stop.is_set():
+                stopped = True
+                best_val = last.best_score
+                break
+    finally:
+        gen.close()  # restores the best weights seen so far
+    steps = 0 if last is None else last.step
+    seconds = time.perf_counter() - t0
+    scores: dict[str, Any] = {}
+    if val:
+        scores = {"validation_images": [v.name for v in val], "ap50_before": before, "ap50_best_checkpoint": best_val}
+        if before is not None and best_val is not None and best_val < before:
+            model.network.load_state_dict(start_state)  # training never beat the start model on validation
+            scores["kept_start_weights"] = True
+    yield FinetuneEvent("tune", 1.0)
+    tune_on = val or plan.tune_items
+    grid = type(model).threshold_grid
+    if grid and tune_on:
+        best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev)
+        model.config.thresholds = best_th
+        scores["ap50_tuned_thresholds"] = tuned
+        scores["thresholds_tuned_on"] = "validation images" if val else "training images (regions)"
+    yield FinetuneEvent("save", 1.0)
+    cfg = model.config
+    parent = plan.provenance["parent"]
+    names = ", ".join(p["image"] for p in plan.provenance["pairs"])
+    cfg.description = (f"{'trained from scratch' if parent is None else 'fine-tuned from ' + parent['name']} "
+                       f"on {len(plan.provenance['pairs'])} image(s): {names}")
+    cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1), "stopped_early": stopped,
+                    "device": str(dev), "torch": torch.__version__,
+                    "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cfg.scores = scores
+    path = save_model(model, plan.out, overwrite=plan.overwrite)
+    return FinetuneResult(path, model, steps, seconds, stopped, scores, history)
+
+
+def finetune(plan: FinetunePlan) -> FinetuneResult:
+    """Run :func:`finetune_iter` to the end (no progress)."""
+    return run_to_end(finetune_iter(plan))

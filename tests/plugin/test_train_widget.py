@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from seglab.models.storage import load_model, save_model  # noqa: E402
+from seglab.plugin import segment_widget as sw  # noqa: E402
+from seglab.plugin import train_widget as tw  # noqa: E402
+from tests_helpers import blob_image  # noqa: E402
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen = []
+    monkeypatch.setattr(tw, "show_error", lambda msg: seen.append(msg))
+    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
+    return seen
+
+
+@pytest.fixture
+def setup(make_napari_viewer, models_dir, tiny_model):
+    """A viewer with an image, its labels and a rectangle, the tiny model in the user folder, both widgets."""
+    save_model(tiny_model, models_dir / "tiny")
+    viewer = make_napari_viewer()
+    segment = sw.SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment)
+    widget = tw.TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    img, lab = blob_image((64, 72), n=6, seed=0, rmin=4, rmax=7)
+    image = viewer.add_image(img, name="cells")
+    labels = viewer.add_labels(lab, name="cells corrected")
+    row = widget.pairs[0]
+    row.image.value, row.labels.value = image, labels
+    widget.start_model.value = ("model", "tiny")
+    widget.budget_unit.value = "epochs"
+    widget.budget.value = 1
+    widget.device.value = "cpu"
+    widget.model_name.value = "my-cells"
+    return viewer, widget, segment, image, labels
+
+
+def _wait(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+
+
+def test_train_from_layers_then_segment_with_the_new_model(qtbot, setup, errors, models_dir):
+    viewer, widget, segment, image, labels = setup
+    shapes = viewer.add_shapes([np.array([[-0.5, -0.5], [-0.5, 39.5], [29.5, 39.5], [29.5, -0.5]])],
+                               shape_type="rectangle", name="complete here")
+    widget.pairs[0].regions.value = shapes
+    viewer.layers.selection.active = image
+    assert "my-cells" not in segment.model.choices
+    assert widget.start() is not None
+    _wait(qtbot, widget)
+    assert not errors
+    assert widget.status.value.startswith("saved 'my-cells'")
+    model = load_model(models_dir / "my-cells")
+    pair = model.config.training["pairs"][0]
+    assert (pair["image"], pair["labels"], pair["annotated_pixels"]) == ("cells", "cells corrected", 30 * 40)
+    assert model.config.training["parent"]["name"] == "tiny"
+    # listed at once in the Segment widget, and one click segments the current image with it
+    assert "my-cells" in segment.model.choices
+    assert widget.segment_button.enabled
+    assert widget.segment_with_new_model() is not None
+    qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
+    assert not errors
+    out = viewer.layers["cells [seglab]"]
+    assert out.data.shape == (64, 72) and out.metadata["seglab"]["model"] == "my-cells"
+    assert viewer.layers["cells corrected"] is labels  # the user's labels are untouched
+
+
+def test_cancel_saves_the_model_so_far(qtbot, setup, errors, models_dir):
+    viewer, widget, *_ = setup
+    widget.budget_unit.value = "seconds"
+    widget.budget.value = 600
+    widget.val_image.value = viewer.layers["cells"]
+    widget.val_labels.value = viewer.layers["cells corrected"]
+    worker = widget.start()
+    with qtbot.waitSignal(worker.yielded, timeout=60_000, check_params_cb=lambda ev: ev.stage == "train"):
+        pass
+    widget.cancel()
+    _wait(qtbot, widget)
+    assert not errors
+    assert widget.status.value.endswith("(stopped early)")
+    assert widget.result.stopped and widget.result.steps < 600
+    cfg = load_model(models_dir / "my-cells").config
+    assert cfg.training["stopped_early"] is True and "ap50_best_checkpoint" in cfg.scores
+    assert widget.plot.loss  # the plot received the loss
+
+
+def test_bad_inputs_are_notified(qtbot, setup, errors, models_dir):
+    viewer, widget, _, image, labels = setup
+    widget.model_name.value = ""
+    assert widget.start() is None and "type a name" in errors[-1]
+    widget.model_name.value = "my-cells"
+    ellipse = viewer.add_shapes([np.array([[0, 0], [10, 10]])], shape_type="ellipse", name="oval")
+    widget.pairs[0].regions.value = ellipse
+    assert widget.start() is None and "shape 1 of Shapes layer 'oval' is a ellipse" in errors[-1]
+    far = viewer.add_shapes([np.array([[100, 100], [100, 120], [120, 120], [120, 100]])],
+                            shape_type="rectangle", name="far")
+    widget.pairs[0].regions.value = far
+    assert widget.start() is not None
+    _wait(qtbot, widget)
+    assert "lies outside the image" in errors[-1] and widget.status.value == "failed"
+    widget.pairs[0].regions.value = None
+    wrong = viewer.add_labels(np.zeros((10, 10), np.int32), name="wrong size")
+    widget.pairs[0].labels.value = wrong
+    widget.start()
+    _wait(qtbot, widget)
+    assert "differ in shape" in errors[-1]
+    widget.pairs[0].labels.value = labels
+    (models_dir / "my-cells").mkdir()
+    widget.start()
+    _wait(qtbot, widget)
+    assert "already exists" in errors[-1]
+    assert not any((models_dir / "my-cells").iterdir())  # never overwritten silently
+    widget.val_image.value = image
+    assert widget.start() is None and "both a validation image and validation labels" in errors[-1]
+
+
+def test_pairs_can_be_added_and_removed(setup):
+    viewer, widget, _, image, labels = setup
+    row = widget.add_pair()
+    assert len(widget.pairs) == 2 and widget.remove_pair_button.enabled
+    assert image in row.image.choices and labels in row.labels.choices
+    widget.remove_pair()
+    assert len(widget.pairs) == 1 and not widget.remove_pair_button.enabled

@@ -1,0 +1,228 @@
+import numpy as np
+import pytest
+import torch
+
+from seglab.errors import SeglabError
+from seglab.inference.engine import run_to_end
+from seglab.models.storage import load_model
+from seglab.training import finetune as ft
+from seglab.training.finetune import Annotation, FinetuneSettings, finetune, finetune_iter, prepare
+from tests_helpers import blob_image
+
+FAST = dict(patch_size=32, batch_size=2, device="cpu")
+
+
+def _ann(seed=0, shape=(64, 64), n=6, **kw):
+    img, lab = blob_image(shape, n=n, seed=seed, rmin=4, rmax=7)
+    return Annotation(img, lab, name=f"img{seed}", labels_name=f"lab{seed}", **kw)
+
+
+def _prepare(tmp_path, anns, start, **kw):
+    kw.setdefault("settings", FinetuneSettings(epochs=1, **FAST))
+    return prepare(anns, out=tmp_path / "models" / "mine", start=start, **kw)
+
+
+def test_finetune_saves_a_model_that_loads_and_segments(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0), _ann(1, regions=[(0, 0, 40, 40)])], tiny_model_dir,
+                    settings=FinetuneSettings(epochs=2, **FAST))
+    events = []
+    result = run_to_end(finetune_iter(plan), events.append)
+    assert [e.stage for e in events][-2:] == ["tune", "save"]
+    per_epoch = int(np.ceil((64 * 64 + 40 * 40) / (2 * 32 * 32)))
+    assert result.steps == 2 * per_epoch and not result.stopped
+    model = load_model(result.path)
+    assert model.config.name == "mine" and result.path == tmp_path / "models" / "mine"
+    tr = model.config.training
+    assert tr["parent"]["name"] == "tiny-unet" and tr["parent"]["path"] == str(tiny_model_dir) and tr["kind"] == "fine-tuned"
+    assert [p["image"] for p in tr["pairs"]] == ["img0", "img1"]
+    assert tr["pairs"][1]["annotated_pixels"] == 40 * 40 and tr["pairs"][0]["labels_shape"] == [64, 64]
+    assert tr["settings"]["epochs"] == 2 and tr["steps"] == result.steps
+    assert "ap50_tuned_thresholds" in model.config.scores
+    labels = model.predict(_ann(3).image, device="cpu").labels
+    assert labels.shape == (64, 64)
+
+
+def test_from_scratch_with_a_family(tmp_path):
+    plan = prepare([_ann(0)], out=tmp_path / "scratch", family="unet",
+                   settings=FinetuneSettings(epochs=1, **FAST))
+    result = finetune(plan)
+    cfg = load_model(result.path).config
+    assert cfg.family == "unet" and cfg.training["parent"] is None and cfg.training["kind"] == "from scratch"
+
+
+def test_rectangles_become_the_valid_mask(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0, regions=[(-5.0, 10.2, 20.0, 30.0), (50, 50, 99, 99)])], tiny_model_dir)
+    valid = plan.sampler.pairs[0].valid
+    expected = np.zeros((64, 64), bool)
+    expected[0:20, 10:30] = True  # clipped to the image, edges rounded outwards
+    expected[50:64, 50:64] = True
+    assert np.array_equal(valid, expected)
+    assert _prepare(tmp_path, [_ann(0)], tiny_model_dir).sampler.pairs[0].valid is None
+
+
+def _loss(plan, model):
+    torch.manual_seed(0)
+    x, targets, valid = plan.sampler.batch(2, model)
+    with torch.no_grad():
+        out = model.network(x)
+    return x, model.loss(out, targets, valid)[0].item()
+
+
+def test_pixels_outside_rectangles_do_not_change_the_loss(tmp_path, tiny_model_dir, tiny_model):
+    img, lab = blob_image((64, 64), n=6, seed=2, rmin=4, rmax=7)
+    box = [(0, 0, 32, 32)]
+    assert lab[:32, :32].any()
+    outside = lab.copy()
+    outside[44:60, 44:60] = 99  # a new object and changed pixels, all outside the rectangle
+    outside[lab == lab[lab > 0][-1]] = 0
+    inside = lab.copy()
+    inside[inside == inside[:32, :32].max()] = 0  # an object removed inside the rectangle
+    settings = FinetuneSettings(epochs=1, augment=False, patch_size=64, batch_size=2, device="cpu")
+
+    def loss_with(labels, regions):
+        plan = _prepare(tmp_path, [Annotation(img, labels, regions=regions)], tiny_model_dir, settings=settings)
+        return _loss(plan, tiny_model)
+
+    (x0, base), (x1, changed_outside) = loss_with(lab, box), loss_with(outside, box)
+    assert torch.equal(x0, x1)
+    assert changed_outside == base
+    assert loss_with(inside, box)[1] != base
+    assert loss_with(outside, None)[1] != loss_with(lab, None)[1]  # without rectangles every pixel counts
+
+
+def test_stop_keeps_and_saves_the_best_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
+    scores = iter([0.0, 0.9, 0.1, 0.2, 0.3, 0.4, 0.5])  # start model, then every 2 steps
+    snapshots = {}
+
+    def fake_ap50(model, items, **kw):
+        s = next(scores)
+        snapshots[s] = {k: v.clone() for k, v in model.network.state_dict().items()}
+        return s
+
+    monkeypatch.setattr(ft, "ap50", fake_ap50)
+    settings = FinetuneSettings(time_budget=600, validate_every=2, **FAST)
+    plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir, settings=settings, validation=[_ann(5)])
+    stop = ft.threading.Event()
+    result = run_to_end(finetune_iter(plan, stop), lambda ev: ev.train and ev.train.step >= 6 and stop.set())
+    assert result.stopped and result.steps == 6
+    saved = load_model(result.path)
+    for k, v in saved.network.state_dict().items():
+        assert torch.equal(v, snapshots[0.9][k].to(v.dtype)), k
+    assert saved.config.training["stopped_early"] is True
+    assert saved.config.scores["ap50_best_checkpoint"] == 0.9 and saved.config.scores["ap50_before"] == 0.0
+
+
+def test_interrupting_leaves_no_model_folder(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir, settings=FinetuneSettings(time_budget=600, **FAST))
+    gen = finetune_iter(plan)
+    for ev in gen:
+        if ev.train is not None and ev.train.step >= 2:
+            break
+    gen.close()  # the process going away mid-training
+    assert not (tmp_path / "models" / "mine").exists()
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_stop_before_the_first_step_saves_nothing(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir, settings=FinetuneSettings(time_budget=600, **FAST))
+    stop = ft.threading.Event()
+    stop.set()
+    events = []
+    result = run_to_end(finetune_iter(plan, stop), events.append)
+    assert result.path is None and result.steps == 0 and not events
+    assert not (tmp_path / "models" / "mine").exists()
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("none", "no annotations: add at least one pair"),
+    ("empty", "no annotations: the labels hold no objects"),
+    ("empty_in_rect", "no objects inside the rectangles"),
+    ("shape", "differ in shape"),
+    ("float", "must hold integer object ids"),
+    ("single", "only one object is annotated"),
+    ("outside", "rectangle 2 of pair 1 ('img0' / 'lab0') (100, 100)-(120, 130) lies outside the image (64 x 64"),
+    ("budget", "too short for one training step"),
+    ("epochs", "epochs must be at least 1"),
+    ("both", "either a time budget or a number of epochs"),
+    ("lr", "learning rate must be a positive number"),
+    ("unwritable", "cannot write models to"),
+    ("exists", "a model named 'mine' already exists"),
+    ("builtin", "'unet-nuclei' is the name of a built-in model"),
+    ("badname", "is not usable"),
+    ("family", "unknown model family 'nope'"),
+    ("nostart", "start from a model or from scratch"),
+    ("val_empty", "the validation labels hold no objects"),
+    ("stack", "training takes 2D images"),
+])
+def test_bad_input_is_refused_before_any_work(tmp_path, tiny_model_dir, case, msg):
+    a = _ann(0)
+    anns, kw = [a], {}
+    out = tmp_path / "models" / "mine"
+    if case == "none":
+        anns = []
+    elif case == "empty":
+        a.labels = np.zeros_like(a.labels)
+    elif case == "empty_in_rect":
+        a.labels[:10, :10] = 0
+        a.regions = [(0, 0, 10, 10)]
+    elif case == "shape":
+        a.labels = a.labels[:, :60]
+    elif case == "float":
+        a.labels = a.labels.astype(np.float32) + 0.5
+    elif case == "single":
+        a.labels = (a.labels == 1).astype(np.int32)
+    elif case == "outside":
+        a.regions = [(0, 0, 10, 10), (100, 100, 120, 130)]
+    elif case == "budget":
+        kw["settings"] = FinetuneSettings(time_budget=0.01)
+    elif case == "epochs":
+        kw["settings"] = FinetuneSettings(epochs=0)
+    elif case == "both":
+        kw["settings"] = FinetuneSettings(epochs=1, time_budget=10)
+    elif case == "lr":
+        kw["settings"] = FinetuneSettings(epochs=1, lr=0)
+    elif case == "unwritable":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "mine"
+    elif case == "exists":
+        out.mkdir(parents=True)
+    elif case == "builtin":
+        out = tmp_path / "models" / "unet-nuclei"
+    elif case == "badname":
+        kw["name"] = "../x"
+    elif case == "family":
+        kw.update(start=None, family="nope")
+    elif case == "nostart":
+        kw.update(start=None)
+    elif case == "val_empty":
+        v = _ann(1)
+        v.labels = np.zeros_like(v.labels)
+        kw["validation"] = [v]
+    elif case == "stack":
+        a.image, a.labels = np.stack([a.image] * 2), np.stack([a.labels] * 2)
+    kw.setdefault("start", tiny_model_dir)
+    kw.setdefault("settings", FinetuneSettings(epochs=1, **FAST))
+    with pytest.raises(SeglabError) as err:
+        prepare(anns, out=out, **kw)
+    assert msg in str(err.value)
+    assert not out.exists() or case == "exists"
+
+
+def test_existing_name_is_replaced_only_when_asked(tmp_path, tiny_model_dir):
+    first = finetune(_prepare(tmp_path, [_ann(0)], tiny_model_dir))
+    before = (first.path / "config.json").read_text()
+    with pytest.raises(SeglabError, match="already exists"):
+        _prepare(tmp_path, [_ann(1)], tiny_model_dir)
+    assert (first.path / "config.json").read_text() == before
+    second = finetune(_prepare(tmp_path, [_ann(1)], tiny_model_dir, overwrite=True))
+    assert load_model(second.path).config.training["pairs"][0]["image"] == "img1"
+
+
+def test_region_mask_instead_of_rectangles(tmp_path, tiny_model_dir):
+    mask = np.zeros((64, 64), bool)
+    mask[5:30, 5:50] = True
+    plan = _prepare(tmp_path, [_ann(0, regions=mask)], tiny_model_dir)
+    assert np.array_equal(plan.sampler.pairs[0].valid, mask)
+    assert all(it.labels.shape == (25, 45) for it in plan.tune_items)
+    with pytest.raises(SeglabError, match="region mask of pair 1 .* has shape"):
+        _prepare(tmp_path, [_ann(0, regions=mask[:10])], tiny_model_dir)
