@@ -117,3 +117,10 @@ def test_short_training_lowers_the_loss(tiny_star):
     events = list(train_iter(tiny_star, sampler, TrainSettings(steps=60, batch_size=4, lr=1e-2, warmup_steps=5),
                              device="cpu", report_every=10))
     assert events[-1].loss < 0.8 * events[0].loss
+
+
+def test_no_candidates_give_empty_labels_and_no_shapes(tiny_star):
+    maps = np.zeros((17, 20, 30), dtype=np.float32)
+    pred = tiny_star.postprocess(maps, {"prob_thresh": 0.5, "nms_thresh": 0.4}, shape=(40, 59))
+    assert pred.labels.shape == (40, 59) and pred.labels.max() == 0
+    assert len(pred.table["label"]) == 0 and pred.extras["shapes"]["data"] == []

@@ -347,5 +347,7 @@ def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Paint polygons ``(N, n, 2)`` (best first) into labels ``1..N``: a pixel belongs to
     the first polygon that holds its centre, so the better polygon wins overlaps.
     Polygons left without pixels keep no pixel of their id."""
-    coords = np.ascontiguousarray(coords, dtype=np.float64).reshape(len(coords), -1, 2)
+    if len(coords) == 0:
+        return np.zeros(tuple(int(v) for v in shape), dtype=np.int32)
+    coords = np.ascontiguousarray(coords, dtype=np.float64)
     return _render(coords, int(shape[0]), int(shape[1]))
