@@ -10,7 +10,7 @@ returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
-from seglab.inference.tiling import make_grid, pad_plane
+from seglab.inference.tiling import TileGrid, make_grid, pad_plane
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
 from seglab.torch_env import autocast
@@ -78,23 +78,15 @@ def predict_maps_iter(
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride)."""
     _, h, w = x.shape
-    batch_size = max(1, int(batch_size))
     context = int(model.config.tile_context)
     s = int(model.output_stride)
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
-    padded = pad_plane(x, grid)
-    windows = grid.windows()
     out: np.ndarray | None = None
+    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True)
     done = 0
-    yield ProgressEvent("tile", 0, len(windows), plane, n_planes)
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
-        batch = torch.from_numpy(tiles).to(device)
-        if device.type == "cpu":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+    yield ProgressEvent("tile", 0, total, plane, n_planes)
+    for grid, chunk, batch in batches:
         with torch.inference_mode(), autocast(device, amp):
             maps = model.forward_tiles(batch)
         maps = maps.float().cpu().numpy()
@@ -104,9 +96,34 @@ def predict_maps_iter(
             oy, ox, ty, tx = (_strided(sl, s) for sl in grid.core(y, xx))
             out[:, oy, ox] = m[:, ty, tx]
         done += len(chunk)
-        yield ProgressEvent("tile", done, len(windows), plane, n_planes)
+        yield ProgressEvent("tile", done, total, plane, n_planes)
     assert out is not None
     return out
+
+
+def _tile_batches(
+    model: SegmentationModel, x: np.ndarray, tile_size: int, batch_size: int, device: torch.device,
+    channels_last: bool,
+) -> tuple[int, Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]]:
+    """The plane's tiles (each with the model's context, reflect-padded) in batches on
+    ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
+    _, h, w = x.shape
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), int(model.config.tile_context),
+                     model.size_divisor)
+    padded = pad_plane(x, grid)
+    windows = grid.windows()
+    step = max(1, int(batch_size))
+
+    def batches() -> Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]:
+        for start in range(0, len(windows), step):
+            chunk = windows[start : start + step]
+            tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
+            batch = torch.from_numpy(tiles).to(device)
+            if channels_last and device.type == "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            yield grid, chunk, batch
+
+    return len(windows), batches()
 
 
 def _strided(sl: slice, s: int) -> slice:
@@ -134,18 +151,12 @@ def detect_plane_iter(
     tile borders are then suppressed at the model's ``nms_thresh``.
     """
     _, h, w = x.shape
-    batch_size = max(1, int(batch_size))
     context = int(model.config.tile_context)
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
-    padded = pad_plane(x, grid)
-    windows = grid.windows()
     parts: list[Detections] = []
+    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=False)
     done = 0
-    yield ProgressEvent("tile", 0, len(windows), plane, n_planes)
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        tiles = np.stack([padded[:, y : y + grid.tile_h, xx : xx + grid.tile_w] for y, xx in chunk])
-        batch = torch.from_numpy(tiles).to(device)
+    yield ProgressEvent("tile", 0, total, plane, n_planes)
+    for grid, chunk, batch in batches:
         with torch.inference_mode(), autocast(device, amp):
             per_tile = model.forward_tiles(batch, thresholds=thresholds)
         for (y, xx), d in zip(chunk, per_tile):
@@ -153,9 +164,9 @@ def detect_plane_iter(
             dets = d if isinstance(d, Detections) else Detections.from_torch(d, (grid.tile_h, grid.tile_w))
             parts.append(keep_in_core(dets, (oy.start, oy.stop), (ox.start, ox.stop), (y - context, xx - context), (h, w)))
         done += len(chunk)
-        yield ProgressEvent("tile", done, len(windows), plane, n_planes)
+        yield ProgressEvent("tile", done, total, plane, n_planes)
     merged = Detections.concat(parts, (h, w))
-    return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if len(windows) > 1 else merged
+    return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if total > 1 else merged
 
 
 def _plane_prediction_iter(
