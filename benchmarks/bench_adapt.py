@@ -44,7 +44,8 @@ def adapt(name: str, items, args, registry: ModelRegistry, workdir: Path) -> dic
     before = {"kind": ap50(model, held, device=args.device), "rest": ap50(model, rest, device=args.device),
               "train": ap50(model, train, device=args.device)}
     settings = FinetuneSettings(time_budget=args.time_budget, lr=args.lr, device=args.device,
-                                patch_size=args.patch_size, batch_size=args.batch_size)
+                                patch_size=args.patch_size, batch_size=args.batch_size,
+                                anchor_weight=args.anchor_weight)
     plan = prepare([Annotation(it.image, it.labels, it.channel_axis, name=it.name, labels_name=it.name)
                     for it in train], start=name, out=workdir / f"{name}-adapted", settings=settings,
                    overwrite=True, registry=registry)
@@ -84,6 +85,8 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=FinetuneSettings.lr)
     p.add_argument("--patch-size", type=int, default=FinetuneSettings.patch_size)
     p.add_argument("--batch-size", type=int, default=FinetuneSettings.batch_size)
+    p.add_argument("--anchor-weight", type=float, default=FinetuneSettings.anchor_weight,
+                   help="L2-SP weight towards the start model's weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default="benchmarks/results/adapt.json")
     args = p.parse_args()

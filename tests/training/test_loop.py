@@ -74,3 +74,19 @@ def test_frozen_norm_stats_stay_and_min_steps_runs_past_the_budget(tiny_model):
     settings.freeze_norm_stats = False
     run_to_end(train_iter(tiny_model, sampler, settings, device="cpu", report_every=1))
     assert not all(torch.equal(m.running_mean, b) for m, b in zip(bn, before))
+
+
+def test_anchor_weight_keeps_weights_near_the_start(tiny_model):
+    import copy
+
+    def drift(anchor_weight):
+        model = copy.deepcopy(tiny_model)
+        start = {k: v.clone() for k, v in model.network.state_dict().items()}
+        settings = TrainSettings(steps=20, batch_size=2, lr=5e-3, warmup_steps=1, weight_decay=0.0,
+                                 anchor_weight=anchor_weight)
+        for _ in train_iter(model, _sampler(model), settings, device="cpu"):
+            pass
+        return sum(float(((v.float() - start[k].float()) ** 2).sum())
+                   for k, v in model.network.state_dict().items() if v.is_floating_point() and "running" not in k)
+
+    assert drift(100.0) < 0.5 * drift(0.0)

@@ -80,6 +80,8 @@ class FinetuneSettings:
     seed: int = 0
     #: keep the start model's batch-norm statistics (a few images would shift them for all others)
     freeze_norm_stats: bool = True
+    #: L2-SP penalty towards the start model's weights (ignored when training from scratch)
+    anchor_weight: float = 0.0
 
     def check(self) -> None:
         if (self.time_budget is None) == (self.epochs is None):
@@ -316,7 +318,9 @@ def prepare(
     train = TrainSettings(steps=steps, time_budget=settings.time_budget, batch_size=settings.batch_size,
                           lr=settings.lr, warmup_steps=5, validate_every=settings.validate_every,
                           seed=settings.seed, min_steps=1,
-                          freeze_norm_stats=settings.freeze_norm_stats and parent is not None)
+                          freeze_norm_stats=settings.freeze_norm_stats and parent is not None,
+                          anchor_weight=settings.anchor_weight if parent is not None else 0.0,
+                          weight_decay=0.0 if parent is not None and settings.anchor_weight > 0 else 1e-4)
     model.config.name = name
     provenance = {
         "kind": "from scratch" if parent is None else "fine-tuned",

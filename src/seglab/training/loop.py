@@ -39,6 +39,9 @@ class TrainSettings:
     min_steps: int = 0
     #: keep normalisation layers' running statistics as they are (fine-tuning on a few images)
     freeze_norm_stats: bool = False
+    #: L2-SP: weight of the squared distance of the weights from where training started
+    #: (fine-tuning keeps what the start model knew); 0 = off
+    anchor_weight: float = 0.0
 
     def check(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -106,6 +109,8 @@ def train_iter(
     if dev.type == "cpu":
         net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    anchor = ([(p, p.detach().float().clone()) for p in net.parameters() if p.requires_grad]
+              if settings.anchor_weight > 0 else None)
     scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     t0 = time.perf_counter()
     best_state, best_score, best_step = None, None, None
@@ -151,6 +156,10 @@ def train_iter(
             valid = valid.to(dev)
             with autocast(dev, settings.amp):
                 loss, parts = model.training_loss(net, x, targets, valid)
+            if anchor is not None:
+                drift = sum(((p.float() - a) ** 2).sum() for p, a in anchor)
+                loss = loss + settings.anchor_weight * drift
+                parts = {**parts, "anchor": float(drift.detach())}
             if not torch.isfinite(loss):
                 raise SeglabError(f"training diverged at step {step} (loss {float(loss)}); try a lower learning rate")
             opt.zero_grad(set_to_none=True)
