@@ -30,7 +30,8 @@ def test_family_is_registered_and_round_trips(tiny_star, tmp_path):
 
 
 def test_network_output_is_subsampled_by_the_grid(tiny_star):
-    out = tiny_star.forward_tiles(torch.randn(2, 1, 64, 48))
+    with torch.no_grad():
+        out = tiny_star.forward_tiles(torch.randn(2, 1, 64, 48))
     assert out.shape == (2, 17, 32, 24)
     assert float(out[:, 0].min()) >= 0 and float(out[:, 0].max()) <= 1  # probability
     assert float(out[:, 1:].min()) >= 0  # distances
