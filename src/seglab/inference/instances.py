@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
+
+from seglab.triton_guard import guard_triton
+
+guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
+
+from torchvision.ops import batched_nms  # noqa: E402
 
 from seglab.models.base import Prediction
 from seglab.objects import object_table

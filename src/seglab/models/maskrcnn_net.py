@@ -23,14 +23,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from seglab.triton_guard import guard_triton
+
+guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
+
+from torchvision.models.detection import MaskRCNN  # noqa: E402
+from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E402
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead  # noqa: E402
+from torchvision.models.detection.image_list import ImageList  # noqa: E402
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor  # noqa: E402
+from torchvision.models.detection.transform import GeneralizedRCNNTransform  # noqa: E402
+from torchvision.ops import FeaturePyramidNetwork  # noqa: E402
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool  # noqa: E402
 
 #: the architecture of the built-in model; tests use much smaller variants
 DEFAULT_ARCHITECTURE: dict[str, Any] = {
