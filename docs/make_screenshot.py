@@ -1,6 +1,8 @@
 """Take the README/docs screenshot: the Segment widget after segmenting a sample image.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshot.py [OUT.png] [SAMPLE]
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshot.py [OUT.png] [SAMPLE] [MODEL]
+
+With a model that gives outlines (``stardist-nuclei``) the polygons are added as a Shapes layer.
 
 Runs the real widget in a real napari window (under Xvfb when there is no display).
 """
@@ -18,6 +20,7 @@ from qtpy.QtWidgets import QApplication
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "images" / "segment-widget.png")
     sample = sys.argv[2] if len(sys.argv) > 2 else "fluorescence"
+    model = sys.argv[3] if len(sys.argv) > 3 else "unet-nuclei"
     viewer = napari.Viewer(title="napari-seglab")
     viewer.window._qt_window.resize(1500, 900)
     viewer.open_sample("napari-seglab", sample)
@@ -27,7 +30,8 @@ def main() -> int:
     _, widget = viewer.window.add_plugin_dock_widget("napari-seglab", "Segment")
     image = viewer.layers[0]
     widget.image.value = image
-    widget.model.value = "unet-nuclei"
+    widget.model.value = model
+    widget.outlines.value = widget.outlines.enabled
     worker = widget.start()
     t0 = time.time()
     while widget.running and time.time() - t0 < 300:
