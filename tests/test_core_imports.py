@@ -6,7 +6,8 @@ import sys
 CORE_MODULES = [
     "seglab", "seglab.cli", "seglab.models", "seglab.inference", "seglab.metrics", "seglab.io",
     "seglab.training.loop", "seglab.training.recipes", "seglab.training.finetune", "seglab.training.folders",
-    "seglab.evaluation", "seglab.datasets", "seglab.samples",
+    "seglab.evaluation", "seglab.datasets", "seglab.samples", "seglab.outlines", "seglab.io.rois",
+    "seglab.models.stardist", "seglab.models.maskrcnn", "seglab.triton_guard",
 ]
 
 
