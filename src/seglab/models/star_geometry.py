@@ -92,6 +92,17 @@ def _cross(ay, ax, by, bx):
 
 
 @numba.njit(cache=True, nogil=True)
+def _insert_sorted(buf, k, value):
+    """Insert ``value`` into the sorted ``buf[:k]`` (insertion sort: few values); return the new count."""
+    q = k
+    while q > 0 and buf[q - 1] > value:
+        buf[q] = buf[q - 1]
+        q -= 1
+    buf[q] = value
+    return k + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _inside(py, px, poly):
     """Even-odd point-in-polygon test."""
     n = poly.shape[0]
@@ -167,13 +178,7 @@ def _boundary_inside(a, b, oy, ox, keep_shared):
             t = _cross(wy, wx, ey, ex) / den
             u = _cross(wy, wx, dy, dx) / den
             if 0.0 < t < 1.0 and 0.0 <= u <= 1.0:
-                # insertion sort as we go (few crossings per edge)
-                q = k
-                while q > 0 and ts[q - 1] > t:
-                    ts[q] = ts[q - 1]
-                    q -= 1
-                ts[q] = t
-                k += 1
+                k = _insert_sorted(ts, k, t)
         t0 = 0.0
         for s in range(k + 1):
             t1 = ts[s] if s < k else 1.0
@@ -326,13 +331,7 @@ def _render(coords, h, w):
             for q in range(n):
                 yq, yj = poly[q, 0], poly[j, 0]
                 if (yq > r) != (yj > r):
-                    x = poly[q, 1] + (r - yq) * (poly[j, 1] - poly[q, 1]) / (yj - yq)
-                    p = k
-                    while p > 0 and xs[p - 1] > x:
-                        xs[p] = xs[p - 1]
-                        p -= 1
-                    xs[p] = x
-                    k += 1
+                    k = _insert_sorted(xs, k, poly[q, 1] + (r - yq) * (poly[j, 1] - poly[q, 1]) / (yj - yq))
                 j = q
             for p in range(0, k - 1, 2):
                 c0 = max(int(np.ceil(xs[p])), 0)
