@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
-from seglab.datasets import load_split
+from seglab.datasets import image_kind, load_split
 from seglab.evaluation import evaluate_model_iter
 from seglab.inference.engine import run_to_end
 from seglab.models.registry import ModelRegistry
@@ -26,10 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
 
 
-def kind_of(item) -> str:
-    if item.channel_axis is not None:
-        return "colour (stained)"
-    return "grey, bright background" if np.median(item.image) > 128 else "grey, dark background"
+kind_of = image_kind
 
 
 def table(rows: list[tuple[str, dict]]) -> str:

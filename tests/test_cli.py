@@ -201,13 +201,15 @@ def test_train_round_trip(tmp_path, train_dirs, tiny_model_dir, capsys):
     out = tmp_path / "mymodel"
     rc = main(_train_args(train_dirs, "--from", str(tiny_model_dir), "--regions", str(train_dirs["regions"]),
                           "-o", str(out), "--val-images", str(train_dirs["images"]),
-                          "--val-labels", str(train_dirs["labels"]), "--lr", "5e-4", "--no-augment"))
+                          "--val-labels", str(train_dirs["labels"]), "--lr", "5e-4", "--no-augment",
+                          "--replay", "0.3"))
     assert rc == 0, capsys.readouterr().err
     assert f"saved mymodel to {out}" in capsys.readouterr().out
     cfg = load_model(out).config
     assert cfg.training["parent"]["path"] == str(tiny_model_dir)
     assert [p["annotated_pixels"] for p in cfg.training["pairs"]] == [40 * 50, 40 * 50]
     assert cfg.training["settings"]["lr"] == 5e-4 and cfg.training["settings"]["augment"] is False
+    assert cfg.training["settings"]["replay"] == 0.3
     assert cfg.scores["validation_images"] == ["im0.tif", "im1.tif"]
     seg = tmp_path / "seg"
     assert main(["segment", "-m", str(out), "-o", str(seg), str(train_dirs["images"]), "-q", "--device", "cpu"]) == 0
@@ -231,6 +233,7 @@ def test_train_into_models_folder_is_listed(train_dirs, models_dir, capsys):
     (["--family", "unet", "--name", "x", "--val-images", "."], "both --val-images and --val-labels"),
     (["--family", "unet", "--name", "x", "--regions", "MISSING"], "no such folder"),
     (["--family", "unet", "--name", "x", "--time-budget", "0.1"], "not allowed with argument --epochs"),
+    (["--family", "unet", "--name", "x", "--replay", "1.5"], "replay share must be at least 0 and below 1"),
 ])
 def test_train_bad_arguments(train_dirs, models_dir, capsys, extra, msg):
     with pytest.raises(SystemExit) if "argument" in msg else contextlib.nullcontext():

@@ -39,6 +39,9 @@ def test_wheel_carries_manifest_models_and_samples(tmp_path):
         assert "napari-seglab = seglab:napari.yaml" in z.read(entry).decode()
     assert "seglab/models/builtin/unet-nuclei/config.json" in names
     assert "seglab/models/builtin/unet-nuclei/weights.safetensors" in names
+    for part in ("images", "labels"):
+        assert sum(n.startswith(f"seglab/models/replay/dsb2018-train/{part}/") for n in names) == 54
+    assert "seglab/models/replay/dsb2018-train/README.md" in names
     assert sum(n.startswith("seglab/sample_data/images/") for n in names) == 4
     assert sum(n.startswith("seglab/sample_data/labels/") for n in names) == 4
     # the built-in weights stay small enough to ship

@@ -50,6 +50,13 @@ def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
     return AnnotatedImage(image=image, labels=labels.astype(np.int32), channel_axis=ca, name=image_path.stem)
 
 
+def image_kind(item: AnnotatedImage) -> str:
+    """Coarse kind of a DSB2018 image: colour (stained), or grey with a dark or bright background."""
+    if item.channel_axis is not None:
+        return "colour (stained)"
+    return "grey, bright background" if np.median(item.image) > 128 else "grey, dark background"
+
+
 def read_manifest(root: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a DSB2018-style ``manifest.csv`` (id, split, height, width, channels, objects)."""
     path = Path(root) / "manifest.csv"

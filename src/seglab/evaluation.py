@@ -83,8 +83,12 @@ def tune_thresholds(
     *,
     device="auto",
     score_key: str = "0.50",
+    keep: Sequence[AnnotatedImage] = (),
 ) -> tuple[dict[str, float], float, list[dict]]:
     """Grid search over thresholds (maps computed once); returns best, its AP, and all trials.
+
+    With ``keep`` (images the thresholds must go on suiting, e.g. a replay set) a point's
+    score is the mean of its AP on ``items`` and on ``keep``; the AP returned is on ``items``.
 
     For instance families the detections are computed once per ``nms_thresh`` at the
     lowest ``score_thresh`` of the grid; the other thresholds only filter and paste them.
@@ -102,20 +106,28 @@ def tune_thresholds(
             low = min([base["score_thresh"], *map(float, grid.get("score_thresh", []))])
             run_th = {**th, "score_thresh": low}
         if key not in cache:
-            cache[key] = [predict_maps(model, it, device=device, thresholds=run_th) for it in items]
+            cache[key] = [predict_maps(model, it, device=device, thresholds=run_th) for it in everything]
         return cache[key]
 
+    def ap(preds: list[np.ndarray], group: Sequence[AnnotatedImage]) -> float:
+        return float(evaluate(zip([it.labels for it in group], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
+
+    everything, n = list(items) + list(keep), len(items)
     trials = []
-    best, best_score = dict(base), -1.0
+    best, best_score, best_ap = dict(base), -1.0, -1.0
     candidates = [dict(base)]
     for combo in itertools.product(*[grid[n] for n in names]):
         th = {**base, **dict(zip(names, map(float, combo)))}
         if th != base:
             candidates.append(th)
     for th in candidates:
-        preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), items)]
-        score = float(evaluate(zip([it.labels for it in items], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
-        trials.append({**th, "ap50": score})
+        preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), everything)]
+        trial = {**th, "ap50": ap(preds[:n], items)}
+        score = trial["ap50"]
+        if keep:
+            trial["ap50_keep"] = ap(preds[n:], keep)
+            score = (score + trial["ap50_keep"]) / 2
+        trials.append(trial)
         if score > best_score:
-            best, best_score = th, score
-    return best, best_score, trials
+            best, best_score, best_ap = th, score, trial["ap50"]
+    return best, best_ap, trials

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from seglab.models.registry import DEFAULT_MODEL
+
 napari = pytest.importorskip("napari")
 
 from seglab.models.storage import load_model, save_model  # noqa: E402
@@ -49,6 +51,7 @@ def test_train_from_layers_then_segment_with_the_new_model(qtbot, setup, errors,
                                shape_type="rectangle", name="complete here")
     widget.pairs[0].regions.value = shapes
     viewer.layers.selection.active = image
+    widget.replay.value = 0.2
     assert "my-cells" not in segment.model.choices
     assert widget.start() is not None
     _wait(qtbot, widget)
@@ -58,6 +61,7 @@ def test_train_from_layers_then_segment_with_the_new_model(qtbot, setup, errors,
     pair = model.config.training["pairs"][0]
     assert (pair["image"], pair["labels"], pair["annotated_pixels"]) == ("cells", "cells corrected", 30 * 40)
     assert model.config.training["parent"]["name"] == "tiny"
+    assert model.config.training["settings"]["replay"] == pytest.approx(0.2)
     # listed at once in the Segment widget, and one click segments the current image with it
     assert "my-cells" in segment.model.choices
     assert widget.segment_button.enabled
@@ -125,3 +129,9 @@ def test_pairs_can_be_added_and_removed(setup):
     assert image in row.image.choices and labels in row.labels.choices
     widget.remove_pair()
     assert len(widget.pairs) == 1 and not widget.remove_pair_button.enabled
+
+
+def test_widgets_start_from_the_default_builtin(make_napari_viewer):
+    viewer = make_napari_viewer()
+    assert tw.TrainWidget(viewer).start_model.value == ("model", DEFAULT_MODEL)
+    assert sw.SegmentWidget(viewer).model.value == DEFAULT_MODEL

@@ -17,6 +17,9 @@ from seglab.models.storage import CONFIG_FILE, load_model, read_config
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MODELS_DIR_ENV = "SEGLAB_MODELS_DIR"
 
+#: the built-in the widgets select first (best val AP@0.5 of the built-ins, gives polygons)
+DEFAULT_MODEL = "stardist-nuclei"
+
 
 def user_models_dir() -> Path:
     """Where the user's own models live: ``$SEGLAB_MODELS_DIR`` or the platform's data folder."""
@@ -68,6 +71,11 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return [m.name for m in self.list()]
+
+    def default_name(self) -> str | None:
+        """The model a widget offers first: :data:`DEFAULT_MODEL` when present, else the first listed."""
+        names = self.names()
+        return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
 
     def resolve(self, name_or_path: str | os.PathLike) -> Path:
         """Folder of a model given by registered name or by path."""

@@ -74,7 +74,7 @@ class SegmentWidget(Container):
         self.output_layer = None
         self.outlines_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="Image")
-        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.model = ComboBox(label="Model", choices=self._model_choices, value=self._registry.default_name())
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
         self.channels = LineEdit(label="Channels", value="", tooltip="channels to use, e.g. '0' or '0,1' (multichannel only)")

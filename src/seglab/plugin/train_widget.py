@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
 from napari.utils.notifications import show_error, show_info
 
 from seglab.errors import SeglabError
@@ -102,11 +112,17 @@ class TrainWidget(Container):
         self.pairs = Container(labels=False, label="Training")
         self.add_pair_button = PushButton(text="Add pair")
         self.remove_pair_button = PushButton(text="Remove last pair", enabled=False)
-        self.start_model = ComboBox(label="Start from", choices=self._start_choices)
+        default = self._registry.default_name()
+        self.start_model = ComboBox(label="Start from", choices=self._start_choices,
+                                    value=("model", default) if default else None)
         self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds")
         self.budget = SpinBox(label="Amount", value=int(DEFAULT_TIME_BUDGET), min=1, max=1_000_000)
         self.lr = LineEdit(label="Learning rate", value=f"{FinetuneSettings.lr:g}")
         self.augment = CheckBox(text="Augment (flips, rotations, scale, intensity, noise)", value=True)
+        self.replay = FloatSpinBox(label="Replay share", value=FinetuneSettings.replay, min=0.0, max=0.9, step=0.1,
+                                   tooltip="Share of training patches drawn from crops of the start model's own "
+                                           "training data, so it keeps working on other kinds of image "
+                                           "(0: train on your pairs only)")
         self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image")  # noqa: UP045
         self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels")  # noqa: UP045
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -120,7 +136,7 @@ class TrainWidget(Container):
         self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg))
         self.extend([self.pairs, self.add_pair_button, self.remove_pair_button, self.start_model,
-                     self.budget_unit, self.budget, self.lr, self.augment, self.val_image, self.val_labels,
+                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.val_image, self.val_labels,
                      self.device, self.model_name, self.overwrite, self.train_button, self.cancel_button,
                      self.status])
         self.native.layout().addWidget(self.plot)
@@ -175,7 +191,8 @@ class TrainWidget(Container):
         seconds = self.budget_unit.value == "seconds"
         settings = FinetuneSettings(time_budget=float(self.budget.value) if seconds else None,
                                     epochs=None if seconds else int(self.budget.value), lr=lr,
-                                    augment=bool(self.augment.value), device=self.device.value)
+                                    augment=bool(self.augment.value), replay=float(self.replay.value),
+                                    device=self.device.value)
         settings.check()
         annotations = [row.to_annotation() for row in self.pairs]
         if (self.val_image.value is None) != (self.val_labels.value is None):

@@ -35,6 +35,7 @@ from seglab.models.registry import ModelRegistry
 from seglab.models.storage import clone_state, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, TrainPair, make_pair
 from seglab.training.loop import TrainEvent, TrainSettings, train_iter
+from seglab.training.replay import load_replay_set
 
 #: default length of a run, in seconds (the Train widget and ``seglab train``)
 DEFAULT_TIME_BUDGET = 120.0
@@ -82,6 +83,9 @@ class FinetuneSettings:
     freeze_norm_stats: bool = True
     #: L2-SP penalty towards the start model's weights (ignored when training from scratch)
     anchor_weight: float = 0.0
+    #: share of patches drawn from the start model's replay set (crops of its own training
+    #: data, :mod:`seglab.training.replay`) so it keeps the kinds it knew; 0 turns it off
+    replay: float = 0.5
 
     def check(self) -> None:
         if (self.time_budget is None) == (self.epochs is None):
@@ -93,6 +97,8 @@ class FinetuneSettings:
             raise SeglabError("the number of epochs must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SeglabError(f"the learning rate must be a positive number, got {self.lr}")
+        if not 0.0 <= self.replay < 1.0:
+            raise SeglabError(f"the replay share must be at least 0 and below 1, got {self.replay}")
         if self.patch_size < 16 or self.batch_size < 1:
             raise SeglabError("patch size must be at least 16 and batch size at least 1")
 
@@ -111,6 +117,8 @@ class FinetunePlan:
     provenance: dict[str, Any]
     settings: FinetuneSettings
     from_scratch: bool
+    #: the replay set's crops (empty without replay): thresholds tuned on the training pairs must suit them too
+    replay_items: list[AnnotatedImage] = field(default_factory=list)
 
 
 @dataclass
@@ -308,13 +316,17 @@ def prepare(
         val_items += _crops(np.asarray(v.image), labels, v.channel_axis, valid, v.name)
 
     annotated_px = sum(int(p.labels.size if p.valid is None else p.valid.sum()) for p in pairs)
+    replay_name = model.config.training.get("replay_set") if parent is not None else None
+    replay_items = load_replay_set(replay_name) if replay_name and settings.replay > 0 else []
+    replay = _replay_pairs(model, replay_items, pairs, settings.replay)
+    user_share = 1.0 - settings.replay if replay else 1.0
     steps = None
     if settings.epochs is not None:
-        per_epoch = max(1, math.ceil(annotated_px / (settings.batch_size * patch * patch)))
+        per_epoch = max(1, math.ceil(annotated_px / (user_share * settings.batch_size * patch * patch)))
         steps = settings.epochs * per_epoch
     augment = Augment() if settings.augment else Augment(flips=False, scale_range=(1.0, 1.0), intensity=False,
                                                          noise_std=0.0)
-    sampler = PatchSampler(pairs, patch, augment, seed=settings.seed)
+    sampler = PatchSampler(pairs + replay, patch, augment, seed=settings.seed)
     train = TrainSettings(steps=steps, time_budget=settings.time_budget, batch_size=settings.batch_size,
                           lr=settings.lr, warmup_steps=5, validate_every=settings.validate_every,
                           seed=settings.seed, min_steps=1,
@@ -329,9 +341,23 @@ def prepare(
         "pairs": [_describe(a, lab, val, n) for a, (lab, val, n) in zip(annotations, checked)],
         "validation": [_describe(v, lab, val, n) for v, (lab, val, n) in zip(validation, val_checked)],
         "settings": {**asdict(settings), "patch_size": patch, "steps": steps},
+        "replay": ({"set": replay_name, "share": settings.replay, "crops": len(replay)} if replay else None),
+        "replay_set": replay_name,
     }
     return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
-                        parent is None)
+                        parent is None, replay_items)
+
+
+def _replay_pairs(model: SegmentationModel, items: list[AnnotatedImage], pairs: list[TrainPair],
+                  share: float) -> list[TrainPair]:
+    """The replay crops as training pairs; reweights ``pairs`` so replay gets ``share`` of the patches."""
+    if not items:
+        return []
+    for p in pairs:
+        p.weight = (1.0 - share) / len(pairs)
+    return [make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
+                      channel_axis=it.channel_axis, weight=share / len(items), name=f"replay:{it.name}")
+            for it in items]
 
 
 def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: int) -> dict[str, Any]:
@@ -388,10 +414,12 @@ def finetune_iter(
     tune_on = val or plan.tune_items
     grid = type(model).threshold_grid
     if grid and tune_on:
-        best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev)
+        keep = [] if val else plan.replay_items
+        best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev, keep=keep)
         model.config.thresholds = best_th
         scores["ap50_tuned_thresholds"] = tuned
-        scores["thresholds_tuned_on"] = "validation images" if val else "training images (regions)"
+        scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
+                                         + (" and the replay crops (mean AP@0.5)" if keep else ""))
     yield FinetuneEvent("save", 1.0)
     cfg = model.config
     parent = plan.provenance["parent"]

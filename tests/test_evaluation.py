@@ -1,0 +1,39 @@
+import numpy as np
+
+from seglab import evaluation
+from seglab.evaluation import AnnotatedImage, tune_thresholds
+from seglab.models.base import Prediction
+
+
+class _ThresholdModel:
+    """Finds every object exactly when its threshold ``t`` is one of the image's good values, else nothing."""
+
+    output_kind = "dense"
+
+    def thresholds(self, overrides=None):
+        return {"t": 0.0, **(overrides or {})}
+
+    def postprocess(self, maps, th, shape=None):
+        labels = maps["labels"] if th["t"] in maps["good"] else np.zeros_like(maps["labels"])
+        return Prediction(labels, {})
+
+
+def _item(name, good):
+    labels = np.zeros((16, 16), dtype=np.int32)
+    labels[2:6, 2:6], labels[9:14, 8:12] = 1, 2
+    return AnnotatedImage(labels.astype(np.float32), labels, None, name), good
+
+
+def test_keep_images_move_the_choice_to_thresholds_that_suit_both(monkeypatch):
+    user = [_item("u0", {1.0, 3.0}), _item("u1", {1.0, 3.0})]
+    keep = [_item("k0", {2.0, 3.0})]
+    goods = {it.name: g for it, g in user + keep}
+    monkeypatch.setattr(evaluation, "predict_maps",
+                        lambda model, it, **kw: {"labels": it.labels, "good": goods[it.name]})
+    grid = {"t": [1.0, 2.0, 3.0]}
+    best, ap, trials = tune_thresholds(_ThresholdModel(), [it for it, _ in user], grid)
+    assert best == {"t": 1.0} and ap == 1.0  # the first point that is best on the user's images
+    best, ap, trials = tune_thresholds(_ThresholdModel(), [it for it, _ in user], grid, keep=[it for it, _ in keep])
+    assert best == {"t": 3.0} and ap == 1.0  # best on both; the AP reported is on the user's images
+    by_t = {tr["t"]: (tr["ap50"], tr["ap50_keep"]) for tr in trials}
+    assert by_t == {0.0: (0.0, 0.0), 1.0: (1.0, 0.0), 2.0: (0.0, 1.0), 3.0: (1.0, 1.0)}
