@@ -17,6 +17,28 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 
+def wait_for(widget, limit: float = 900) -> None:
+    """Let Qt run until ``widget``'s background job ends (or ``limit`` seconds pass)."""
+    t0 = time.time()
+    for _ in range(10):  # a worker counts as running once Qt has delivered its start signal
+        QApplication.processEvents()
+        time.sleep(0.05)
+    while widget.running and time.time() - t0 < limit:
+        QApplication.processEvents()
+        time.sleep(0.05)
+
+
+def save_window(viewer: napari.Viewer, out: Path, status: str) -> None:
+    """Let the canvas settle, save the whole window to ``out`` and close the viewer."""
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"saved {out}: {status}")
+    viewer.close()
+
+
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "images" / "segment-widget.png")
     sample = sys.argv[2] if len(sys.argv) > 2 else "fluorescence"
@@ -33,22 +55,13 @@ def main() -> int:
     widget.model.value = model
     widget.outlines.value = widget.outlines.enabled
     worker = widget.start()
-    t0 = time.time()
-    while widget.running and time.time() - t0 < 300:
-        QApplication.processEvents()
-        time.sleep(0.05)
+    wait_for(widget, 300)
     if worker is None or widget.output_layer is None:
         print("segmentation did not finish", file=sys.stderr)
         return 1
     widget.output_layer.contour = 0
     widget.output_layer.opacity = 0.55
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.05)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False)
-    print(f"saved {out}: {widget.status.value}")
-    viewer.close()
+    save_window(viewer, out, widget.status.value)
     return 0
 
 
