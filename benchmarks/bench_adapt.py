@@ -1,7 +1,8 @@
 """Adaptation benchmark: fine-tune each built-in on 3 images of a kind it handles badly.
 
     python benchmarks/bench_adapt.py [--models unet-nuclei] [--scenarios images regions]
-                                     [--time-budget 60] [--replay 0.5] [--json results.json]
+                                     [--time-budget 60] [--replay 0.5] [--lr 3e-4] [--freeze-encoder]
+                                     [--json results.json]
 
 The DSB2018 ``val`` images are grouped by kind (``seglab.datasets.image_kind``). Two scenarios,
 each exactly what a user does in the Train widget (no validation pair, so thresholds are
@@ -81,7 +82,8 @@ def adapt(name: str, scenario: str, items, args, registry: ModelRegistry, workdi
               "train": ap50(model, seen, device=args.device)}
     settings = FinetuneSettings(time_budget=args.time_budget, lr=args.lr, device=args.device,
                                 patch_size=args.patch_size, batch_size=args.batch_size,
-                                anchor_weight=args.anchor_weight, replay=args.replay)
+                                anchor_weight=args.anchor_weight, replay=args.replay,
+                                freeze_encoder=args.freeze_encoder)
     plan = prepare(anns, start=name, out=workdir / f"{name}-{scenario}", settings=settings, overwrite=True,
                    registry=registry)
     load0 = os.getloadavg()[0]
@@ -125,6 +127,8 @@ def main() -> int:
                    help="L2-SP weight towards the start model's weights")
     p.add_argument("--replay", type=float, default=FinetuneSettings.replay,
                    help="share of patches from the model's replay set (0: off)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="keep the feature extractor fixed (the default trains every weight)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default="benchmarks/results/adapt.json")
     args = p.parse_args()

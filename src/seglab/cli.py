@@ -118,6 +118,8 @@ def _add_train_parser(sub) -> None:
     budget.add_argument("--epochs", type=int, help="passes over the annotated pixels")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4)")
     t.add_argument("--no-augment", action="store_true", help="no flips/rotations, scaling, intensity or noise")
+    t.add_argument("--freeze-encoder", action="store_true",
+                   help="keep the start model's feature extractor fixed; train the decoder and heads only")
     t.add_argument("--replay", type=float, default=None, metavar="SHARE",
                    help="share of patches drawn from the start model's replay set (crops of its own "
                         "training data) so it keeps working on other kinds of image; 0 turns it off "
@@ -317,7 +319,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, lr=args.lr if args.lr is not None else defaults.lr, augment=not args.no_augment,
         device=args.device, patch_size=args.patch_size or defaults.patch_size,
         batch_size=args.batch_size or defaults.batch_size,
-        replay=args.replay if args.replay is not None else defaults.replay)
+        replay=args.replay if args.replay is not None else defaults.replay,
+        freeze_encoder=args.freeze_encoder)
     settings.check()
     train = load_annotations(args.images, args.labels, args.regions)
     val = load_annotations(args.val_images, args.val_labels) if args.val_images else []

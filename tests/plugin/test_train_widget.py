@@ -62,6 +62,7 @@ def test_train_from_layers_then_segment_with_the_new_model(qtbot, setup, errors,
     assert (pair["image"], pair["labels"], pair["annotated_pixels"]) == ("cells", "cells corrected", 30 * 40)
     assert model.config.training["parent"]["name"] == "tiny"
     assert model.config.training["settings"]["replay"] == pytest.approx(0.2)
+    assert model.config.training["settings"]["freeze_encoder"] is False  # the default
     # listed at once in the Segment widget, and one click segments the current image with it
     assert "my-cells" in segment.model.choices
     assert widget.segment_button.enabled

@@ -226,3 +226,23 @@ def test_region_mask_instead_of_rectangles(tmp_path, tiny_model_dir):
     assert all(it.labels.shape == (25, 45) for it in plan.tune_items)
     with pytest.raises(SeglabError, match="region mask of pair 1 .* has shape"):
         _prepare(tmp_path, [_ann(0, regions=mask[:10])], tiny_model_dir)
+
+
+def test_freeze_encoder_keeps_the_feature_extractor_fixed(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir,
+                    settings=FinetuneSettings(epochs=3, freeze_encoder=True, **FAST))
+    net = plan.model.network
+    encoder = {k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith("encoders.")}
+    rest = {k: v.detach().clone() for k, v in net.state_dict().items()
+            if not k.startswith("encoders.") and v.is_floating_point() and "running" not in k}
+    assert encoder and plan.provenance["frozen_encoder_tensors"] > 0
+    result = finetune(plan)
+    after = result.model.network.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in encoder.items())
+    assert any(not torch.equal(after[k], v) for k, v in rest.items())
+    both = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
+                    settings=FinetuneSettings(epochs=1, **FAST))  # the default trains everything
+    assert both.provenance["frozen_encoder_tensors"] == 0
+    assert all(p.requires_grad for p in both.model.network.parameters())
+    scratch = prepare([_ann(0)], out=tmp_path / "scratch", family="unet", settings=FinetuneSettings(epochs=1, freeze_encoder=True, **FAST))
+    assert scratch.provenance["frozen_encoder_tensors"] == 0

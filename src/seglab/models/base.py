@@ -89,6 +89,9 @@ class SegmentationModel(ABC):
     target_margin: ClassVar[int] = 0
     #: whether predictions carry bounding boxes (table columns ``bbox_y0, bbox_x0, bbox_y1, bbox_x1``)
     has_boxes: ClassVar[bool] = False
+    #: name prefixes of the feature extractor's parameters, kept fixed when fine-tuning with
+    #: ``FinetuneSettings.freeze_encoder`` (a few images then only retune the decoder and heads)
+    encoder_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:

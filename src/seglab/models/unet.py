@@ -83,6 +83,7 @@ class UNetModel(BatchNormFolding, SegmentationModel):
     """U-Net predicting (foreground logit, normalised distance logit)."""
 
     family: ClassVar[str] = "unet"
+    encoder_prefixes: ClassVar[tuple[str, ...]] = ("encoders.",)
     output_kind: ClassVar[str] = "dense"
     default_thresholds: ClassVar[dict[str, float]] = {
         "prob_thresh": 0.5,

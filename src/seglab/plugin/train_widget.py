@@ -123,6 +123,8 @@ class TrainWidget(Container):
                                    tooltip="Share of training patches drawn from crops of the start model's own "
                                            "training data, so it keeps working on other kinds of image "
                                            "(0: train on your pairs only)")
+        self.freeze_encoder = CheckBox(text="Keep the encoder fixed (train decoder and heads only)",
+                                       value=FinetuneSettings.freeze_encoder)
         self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image")  # noqa: UP045
         self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels")  # noqa: UP045
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -136,7 +138,8 @@ class TrainWidget(Container):
         self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg))
         self.extend([self.pairs, self.add_pair_button, self.remove_pair_button, self.start_model,
-                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.val_image, self.val_labels,
+                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.freeze_encoder,
+                     self.val_image, self.val_labels,
                      self.device, self.model_name, self.overwrite, self.train_button, self.cancel_button,
                      self.status])
         self.native.layout().addWidget(self.plot)
@@ -192,6 +195,7 @@ class TrainWidget(Container):
         settings = FinetuneSettings(time_budget=float(self.budget.value) if seconds else None,
                                     epochs=None if seconds else int(self.budget.value), lr=lr,
                                     augment=bool(self.augment.value), replay=float(self.replay.value),
+                                    freeze_encoder=bool(self.freeze_encoder.value),
                                     device=self.device.value)
         settings.check()
         annotations = [row.to_annotation() for row in self.pairs]
