@@ -112,7 +112,7 @@ def tune_thresholds(
     def ap(preds: list[np.ndarray], group: Sequence[AnnotatedImage]) -> float:
         return float(evaluate(zip([it.labels for it in group], preds), thresholds=(0.5,))["thresholds"][score_key]["ap"])
 
-    everything, n = list(items) + list(keep), len(items)
+    everything, n_items = list(items) + list(keep), len(items)
     trials = []
     best, best_score, best_ap = dict(base), -1.0, -1.0
     candidates = [dict(base)]
@@ -122,10 +122,10 @@ def tune_thresholds(
             candidates.append(th)
     for th in candidates:
         preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), everything)]
-        trial = {**th, "ap50": ap(preds[:n], items)}
+        trial = {**th, "ap50": ap(preds[:n_items], items)}
         score = trial["ap50"]
         if keep:
-            trial["ap50_keep"] = ap(preds[n:], keep)
+            trial["ap50_keep"] = ap(preds[n_items:], keep)
             score = (score + trial["ap50_keep"]) / 2
         trials.append(trial)
         if score > best_score:

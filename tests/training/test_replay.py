@@ -126,3 +126,14 @@ def test_thresholds_tuned_without_validation_also_suit_the_replay_crops(tmp_path
     result = finetune(plan)
     assert result.scores["thresholds_tuned_on"] == "training images (regions) and the replay crops (mean AP@0.5)"
     assert result.model.config.training["replay_set"] == "dsb2018-train"
+
+
+def test_a_start_model_naming_an_unknown_set_says_how_to_go_on(tmp_path, tiny_model):
+    from seglab.models.storage import save_model
+
+    tiny_model.config.training = {"replay_set": "from-a-newer-version"}
+    folder = save_model(tiny_model, tmp_path / "odd")
+    with pytest.raises(SeglabError, match="unknown replay set 'from-a-newer-version'.*replay share to 0"):
+        prepare([_ann(0)], out=tmp_path / "m", start=folder, settings=FinetuneSettings(epochs=1, **FAST))
+    plan = prepare([_ann(0)], out=tmp_path / "m", start=folder, settings=FinetuneSettings(epochs=1, replay=0, **FAST))
+    assert plan.provenance["replay"] is None

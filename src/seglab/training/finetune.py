@@ -320,7 +320,13 @@ def prepare(
 
     annotated_px = sum(int(p.labels.size if p.valid is None else p.valid.sum()) for p in pairs)
     replay_name = model.config.training.get("replay_set") if parent is not None else None
-    replay_items = load_replay_set(replay_name) if replay_name and settings.replay > 0 else []
+    replay_items = []
+    if replay_name and settings.replay > 0:
+        try:
+            replay_items = load_replay_set(replay_name)
+        except SeglabError as e:
+            raise SeglabError(f"{e} (named by the start model); set the replay share to 0 to fine-tune "
+                              "without it") from None
     replay = _replay_pairs(model, replay_items, pairs, settings.replay)
     user_share = 1.0 - settings.replay if replay else 1.0
     steps = None
