@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from seglab.datasets import image_kind, load_split
 from seglab.evaluation import AnnotatedImage, ap50
 from seglab.inference.engine import run_to_end
@@ -45,10 +43,7 @@ N_TRAIN = 3
 def _quarter(item: AnnotatedImage, y: int, x: int) -> AnnotatedImage:
     """The quarter of an image whose top-left corner is (y, x)."""
     h, w = item.labels.shape
-    sl = (slice(y, y + h // 2), slice(x, x + w // 2))
-    ca = item.channel_axis
-    img = item.image[sl] if ca is None else np.moveaxis(np.moveaxis(item.image, ca, -1)[sl], -1, ca)
-    return AnnotatedImage(img, item.labels[sl], ca, f"{item.name}[{y}:,{x}:]")
+    return item.crop(slice(y, y + h // 2), slice(x, x + w // 2), name=f"{item.name}[{y}:,{x}:]")
 
 
 def split(scenario: str, groups: dict, per_kind: dict):

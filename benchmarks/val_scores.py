@@ -25,9 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
 
 
-kind_of = image_kind
-
-
 def table(rows: list[tuple[str, dict]]) -> str:
     out = ["| images | n | objects | AP@0.5 | AP@0.75 | AP@0.9 | F1@0.5 | PQ@0.5 | DSB score |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -53,10 +50,10 @@ def main() -> int:
     overall, _ = run_to_end(evaluate_model_iter(model, items))
     secs = time.perf_counter() - t0
     rows = [("all val", overall)]
-    kinds = sorted({kind_of(it) for it in items})
+    kinds = sorted({image_kind(it) for it in items})
     per_kind = {}
     for k in kinds:
-        sub = [it for it in items if kind_of(it) == k]
+        sub = [it for it in items if image_kind(it) == k]
         m, _ = run_to_end(evaluate_model_iter(model, sub))
         per_kind[k] = m
         rows.append((k, m))

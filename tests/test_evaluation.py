@@ -37,3 +37,17 @@ def test_keep_images_move_the_choice_to_thresholds_that_suit_both(monkeypatch):
     assert best == {"t": 3.0} and ap == 1.0  # best on both; the AP reported is on the user's images
     by_t = {tr["t"]: (tr["ap50"], tr["ap50_keep"]) for tr in trials}
     assert by_t == {0.0: (0.0, 0.0), 1.0: (1.0, 0.0), 2.0: (0.0, 1.0), 3.0: (1.0, 1.0)}
+
+
+def test_crop_keeps_the_channel_axis_where_it_is():
+    labels = np.arange(4 * 6, dtype=np.int32).reshape(4, 6)
+    first = AnnotatedImage(np.stack([labels * 10, labels * 20]), labels, 0, "c-first")
+    last = AnnotatedImage(np.moveaxis(first.image, 0, -1), labels, -1, "c-last")
+    grey = AnnotatedImage(labels * 10, labels, None, "grey")
+    for item in (first, last, grey):
+        c = item.crop(slice(1, 3), slice(2, 5))
+        np.testing.assert_array_equal(c.labels, labels[1:3, 2:5])
+        assert c.channel_axis == item.channel_axis and c.name == item.name
+    np.testing.assert_array_equal(first.crop(slice(1, 3), slice(2, 5)).image, first.image[:, 1:3, 2:5])
+    np.testing.assert_array_equal(last.crop(slice(1, 3), slice(2, 5), name="x").image, last.image[1:3, 2:5, :])
+    assert grey.crop(slice(0, 1), slice(0, 1), name="x").name == "x"

@@ -25,6 +25,13 @@ class AnnotatedImage:
     channel_axis: int | None = None
     name: str = ""
 
+    def crop(self, rows: slice, cols: slice, name: str | None = None) -> AnnotatedImage:
+        """The window ``(rows, cols)`` of image and labels (the channel axis stays where it is)."""
+        ca = self.channel_axis
+        img = self.image[rows, cols] if ca is None else np.moveaxis(
+            np.moveaxis(self.image, ca, -1)[rows, cols], -1, ca)
+        return AnnotatedImage(img, self.labels[rows, cols], ca, self.name if name is None else name)
+
 
 def predict_maps(
     model: SegmentationModel,

@@ -252,8 +252,7 @@ def _crops(image: np.ndarray, labels: np.ndarray, ca: int | None, valid: np.ndar
     for k, sl in enumerate(ndi.find_objects(comp), start=1):
         if sl is None or min(s.stop - s.start for s in sl) < 8:
             continue
-        img = image[sl] if ca is None else np.moveaxis(np.moveaxis(image, ca, -1)[sl], -1, ca)
-        out.append(AnnotatedImage(img, labels[sl], ca, f"{name}[{k}]"))
+        out.append(AnnotatedImage(image, labels, ca).crop(*sl, name=f"{name}[{k}]"))
     return out
 
 

@@ -84,11 +84,10 @@ def build_replay_set(data: str | os.PathLike, out: str | os.PathLike, *, split: 
         kind = image_kind(item)
         if taken.get(kind, 0) >= counts.get(kind, 0) or item.labels.max() == 0:
             continue
-        ys, xs = _best_crop(item, size, rng)
-        img = item.image[ys, xs] if item.channel_axis is None else np.moveaxis(
-            np.moveaxis(item.image, item.channel_axis, -1)[ys, xs], -1, item.channel_axis)
-        lab = relabel_sequential(item.labels[ys, xs])[0].astype(np.uint16)
-        tifffile.imwrite(out / "images" / f"{r['id']}.tif", img, compression="zlib", compressionargs={"level": 9})
+        crop = item.crop(*_best_crop(item, size, rng))
+        lab = relabel_sequential(crop.labels)[0].astype(np.uint16)
+        tifffile.imwrite(out / "images" / f"{r['id']}.tif", crop.image, compression="zlib",
+                         compressionargs={"level": 9})
         tifffile.imwrite(out / "labels" / f"{r['id']}.tif", lab, compression="zlib", compressionargs={"level": 9})
         taken[kind] += 1
         ids.append(r["id"])
