@@ -1,7 +1,7 @@
 """Adaptation benchmark: fine-tune each built-in on 3 images of a kind it handles badly.
 
     python benchmarks/bench_adapt.py [--models unet-nuclei] [--scenarios images regions]
-                                     [--time-budget 60] [--replay 0.5] [--lr 3e-4] [--freeze-encoder]
+                                     [--time-budget 60] [--replay 0.5] [--lr LR] [--freeze-levels 2] [--seed 0]
                                      [--json results.json]
 
 The DSB2018 ``val`` images are grouped by kind (``seglab.datasets.image_kind``). Two scenarios,
@@ -78,7 +78,7 @@ def adapt(name: str, scenario: str, items, args, registry: ModelRegistry, workdi
     settings = FinetuneSettings(time_budget=args.time_budget, lr=args.lr, device=args.device,
                                 patch_size=args.patch_size, batch_size=args.batch_size,
                                 anchor_weight=args.anchor_weight, replay=args.replay,
-                                freeze_encoder=args.freeze_encoder)
+                                freeze_levels=args.freeze_levels, seed=args.seed)
     plan = prepare(anns, start=name, out=workdir / f"{name}-{scenario}", settings=settings, overwrite=True,
                    registry=registry)
     load0 = os.getloadavg()[0]
@@ -115,15 +115,16 @@ def main() -> int:
     p.add_argument("--scenarios", nargs="*", default=["images", "regions"], choices=["images", "regions"])
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--time-budget", type=float, default=60.0)
-    p.add_argument("--lr", type=float, default=FinetuneSettings.lr)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
     p.add_argument("--patch-size", type=int, default=FinetuneSettings.patch_size)
     p.add_argument("--batch-size", type=int, default=FinetuneSettings.batch_size)
     p.add_argument("--anchor-weight", type=float, default=FinetuneSettings.anchor_weight,
                    help="L2-SP weight towards the start model's weights")
     p.add_argument("--replay", type=float, default=FinetuneSettings.replay,
                    help="share of patches from the model's replay set (0: off)")
-    p.add_argument("--freeze-encoder", action="store_true",
-                   help="keep the feature extractor fixed (the default trains every weight)")
+    p.add_argument("--freeze-levels", type=int, default=FinetuneSettings.freeze_levels,
+                   help="encoder levels kept fixed, from the input down (0: train every weight)")
+    p.add_argument("--seed", type=int, default=FinetuneSettings.seed, help="patch sampling and augmentation seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default="benchmarks/results/adapt.json")
     args = p.parse_args()

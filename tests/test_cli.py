@@ -202,15 +202,15 @@ def test_train_round_trip(tmp_path, train_dirs, tiny_model_dir, capsys):
     rc = main(_train_args(train_dirs, "--from", str(tiny_model_dir), "--regions", str(train_dirs["regions"]),
                           "-o", str(out), "--val-images", str(train_dirs["images"]),
                           "--val-labels", str(train_dirs["labels"]), "--lr", "5e-4", "--no-augment",
-                          "--replay", "0.3", "--freeze-encoder"))
+                          "--replay", "0.3", "--freeze-levels", "1"))
     assert rc == 0, capsys.readouterr().err
     assert f"saved mymodel to {out}" in capsys.readouterr().out
     cfg = load_model(out).config
     assert cfg.training["parent"]["path"] == str(tiny_model_dir)
     assert [p["annotated_pixels"] for p in cfg.training["pairs"]] == [40 * 50, 40 * 50]
     assert cfg.training["settings"]["lr"] == 5e-4 and cfg.training["settings"]["augment"] is False
-    assert cfg.training["settings"]["replay"] == 0.3 and cfg.training["settings"]["freeze_encoder"] is True
-    assert cfg.training["frozen_encoder_tensors"] > 0
+    assert cfg.training["settings"]["replay"] == 0.3 and cfg.training["settings"]["freeze_levels"] == 1
+    assert cfg.training["frozen_levels"] == ["encoders.0."]
     assert cfg.scores["validation_images"] == ["im0.tif", "im1.tif"]
     seg = tmp_path / "seg"
     assert main(["segment", "-m", str(out), "-o", str(seg), str(train_dirs["images"]), "-q", "--device", "cpu"]) == 0

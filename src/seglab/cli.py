@@ -116,10 +116,11 @@ def _add_train_parser(sub) -> None:
     budget.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="train for this long (default 120 s unless --epochs)")
     budget.add_argument("--epochs", type=int, help="passes over the annotated pixels")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's, 3e-4; U-Net 1e-3)")
     t.add_argument("--no-augment", action="store_true", help="no flips/rotations, scaling, intensity or noise")
-    t.add_argument("--freeze-encoder", action="store_true",
-                   help="keep the start model's feature extractor fixed; train the decoder and heads only")
+    t.add_argument("--freeze-levels", type=int, default=None, metavar="N",
+                   help="keep the first N levels of the start model's feature extractor fixed (0: train every "
+                        "weight; a large N: the whole encoder; default 2)")
     t.add_argument("--replay", type=float, default=None, metavar="SHARE",
                    help="share of patches drawn from the start model's replay set (crops of its own "
                         "training data) so it keeps working on other kinds of image; 0 turns it off "
@@ -316,11 +317,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     defaults = FinetuneSettings()
     settings = FinetuneSettings(
         time_budget=DEFAULT_TIME_BUDGET if args.time_budget is None and args.epochs is None else args.time_budget,
-        epochs=args.epochs, lr=args.lr if args.lr is not None else defaults.lr, augment=not args.no_augment,
+        epochs=args.epochs, lr=args.lr, augment=not args.no_augment,
         device=args.device, patch_size=args.patch_size or defaults.patch_size,
         batch_size=args.batch_size or defaults.batch_size,
         replay=args.replay if args.replay is not None else defaults.replay,
-        freeze_encoder=args.freeze_encoder)
+        freeze_levels=args.freeze_levels if args.freeze_levels is not None else defaults.freeze_levels)
     settings.check()
     train = load_annotations(args.images, args.labels, args.regions)
     val = load_annotations(args.val_images, args.val_labels) if args.val_images else []

@@ -146,3 +146,13 @@ def test_boxes_keep_full_precision_under_autocast():
     far = d["boxes"][d["boxes"][:, 2] > 512, 2]
     assert len(far) > 0 and d["boxes"].dtype == torch.float32
     assert not torch.all(far == far.to(torch.bfloat16).float())
+
+
+def test_encoder_levels_are_the_stem_then_the_stages():
+    model = tiny_maskrcnn()
+    levels = model.encoder_levels()
+    assert levels[0] == "maskrcnn.backbone.stem." and levels[1] == "maskrcnn.backbone.stages.0."
+    names = [n for n, _ in model.network.named_parameters()]
+    assert len(levels) == 1 + len(model.network.maskrcnn.backbone.stages)
+    assert all(any(n.startswith(level) for n in names) for level in levels)
+    assert not any(n.startswith(tuple(levels)) for n in names if ".fpn." in n or "roi_heads" in n or "rpn" in n)

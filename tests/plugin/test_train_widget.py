@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from seglab.models.registry import DEFAULT_MODEL
+from seglab.training.finetune import FinetuneSettings
 
 napari = pytest.importorskip("napari")
 
@@ -62,7 +63,7 @@ def test_train_from_layers_then_segment_with_the_new_model(qtbot, setup, errors,
     assert (pair["image"], pair["labels"], pair["annotated_pixels"]) == ("cells", "cells corrected", 30 * 40)
     assert model.config.training["parent"]["name"] == "tiny"
     assert model.config.training["settings"]["replay"] == pytest.approx(0.2)
-    assert model.config.training["settings"]["freeze_encoder"] is False  # the default
+    assert model.config.training["settings"]["freeze_levels"] == FinetuneSettings.freeze_levels  # the default
     # listed at once in the Segment widget, and one click segments the current image with it
     assert "my-cells" in segment.model.choices
     assert widget.segment_button.enabled
@@ -130,6 +131,19 @@ def test_pairs_can_be_added_and_removed(setup):
     assert image in row.image.choices and labels in row.labels.choices
     widget.remove_pair()
     assert len(widget.pairs) == 1 and not widget.remove_pair_button.enabled
+
+
+def test_learning_rate_follows_the_start_family_until_the_user_types_one(setup):
+    _, widget, *_ = setup
+    assert float(widget.lr.value) == tw.family_class("unet").finetune_lr  # tiny is a U-Net
+    widget.start_model.value = ("family", "stardist")
+    assert float(widget.lr.value) == tw.family_class("stardist").finetune_lr != tw.family_class("unet").finetune_lr
+    widget.lr.value = "5e-4"
+    widget.start_model.value = ("model", "tiny")
+    assert widget.lr.value == "5e-4"  # typed: kept
+    assert widget._inputs()[2]["settings"].lr == 5e-4
+    widget.lr.value = ""
+    assert widget._inputs()[2]["settings"].lr is None  # empty: the family's default, resolved by prepare
 
 
 def test_widgets_start_from_the_default_builtin(make_napari_viewer):

@@ -228,21 +228,49 @@ def test_region_mask_instead_of_rectangles(tmp_path, tiny_model_dir):
         _prepare(tmp_path, [_ann(0, regions=mask[:10])], tiny_model_dir)
 
 
-def test_freeze_encoder_keeps_the_feature_extractor_fixed(tmp_path, tiny_model_dir):
+def test_freeze_levels_keeps_the_first_encoder_levels_fixed(tmp_path, tiny_model_dir):
     plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir,
-                    settings=FinetuneSettings(epochs=3, freeze_encoder=True, **FAST))
+                    settings=FinetuneSettings(epochs=3, freeze_levels=1, **FAST))
+    assert plan.provenance["frozen_levels"] == ["encoders.0."]
     net = plan.model.network
-    encoder = {k: v.detach().clone() for k, v in net.state_dict().items() if k.startswith("encoders.")}
-    rest = {k: v.detach().clone() for k, v in net.state_dict().items()
-            if not k.startswith("encoders.") and v.is_floating_point() and "running" not in k}
-    assert encoder and plan.provenance["frozen_encoder_tensors"] > 0
+    before = {k: v.detach().clone() for k, v in net.state_dict().items()
+              if v.is_floating_point() and "running" not in k}
     result = finetune(plan)
     after = result.model.network.state_dict()
-    assert all(torch.equal(after[k], v) for k, v in encoder.items())
-    assert any(not torch.equal(after[k], v) for k, v in rest.items())
-    both = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
-                    settings=FinetuneSettings(epochs=1, **FAST))  # the default trains everything
-    assert both.provenance["frozen_encoder_tensors"] == 0
-    assert all(p.requires_grad for p in both.model.network.parameters())
-    scratch = prepare([_ann(0)], out=tmp_path / "scratch", family="unet", settings=FinetuneSettings(epochs=1, freeze_encoder=True, **FAST))
-    assert scratch.provenance["frozen_encoder_tensors"] == 0
+    fixed = [k for k in before if k.startswith("encoders.0.")]
+    trained = [k for k in before if k.startswith("encoders.1.")]
+    assert fixed and trained
+    assert all(torch.equal(after[k], before[k]) for k in fixed)
+    assert any(not torch.equal(after[k], before[k]) for k in trained)
+    # more levels than the encoder has: the whole encoder; 0: every weight trains
+    whole = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
+                     settings=FinetuneSettings(epochs=1, freeze_levels=99, **FAST))
+    assert whole.provenance["frozen_levels"] == ["encoders.0.", "encoders.1.", "encoders.2."]
+    assert not any(p.requires_grad for n, p in whole.model.network.named_parameters() if n.startswith("encoders."))
+    assert any(p.requires_grad for p in whole.model.network.parameters())
+    none = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
+                    settings=FinetuneSettings(epochs=1, freeze_levels=0, **FAST))
+    assert none.provenance["frozen_levels"] == []
+    assert all(p.requires_grad for p in none.model.network.parameters())
+    # from scratch nothing is fixed, whatever the setting
+    scratch = prepare([_ann(0)], out=tmp_path / "scratch", family="unet",
+                      settings=FinetuneSettings(epochs=1, freeze_levels=2, **FAST))
+    assert scratch.provenance["frozen_levels"] == []
+    assert all(p.requires_grad for p in scratch.model.network.parameters())
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_bad_freeze_levels_are_refused(bad):
+    with pytest.raises(SeglabError, match="fixed encoder levels"):
+        FinetuneSettings(epochs=1, freeze_levels=bad).check()
+
+
+def test_learning_rate_defaults_to_the_familys(tmp_path, tiny_model_dir):
+    plan = _prepare(tmp_path, [_ann(0)], tiny_model_dir)
+    assert plan.train.lr == plan.model.finetune_lr == 1e-3  # the U-Net's
+    assert plan.provenance["settings"]["lr"] == 1e-3
+    star = prepare([_ann(0)], out=tmp_path / "star", family="stardist", settings=FinetuneSettings(epochs=1, **FAST))
+    assert star.train.lr == 3e-4
+    given = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
+                     settings=FinetuneSettings(epochs=1, lr=5e-5, **FAST))
+    assert given.train.lr == given.provenance["settings"]["lr"] == 5e-5

@@ -87,11 +87,11 @@ class SegmentationModel(ABC):
     #: extra label context (pixels) the training sampler crops around each patch for
     #: :meth:`make_targets`; targets are then cropped back to the patch
     target_margin: ClassVar[int] = 0
+    #: learning rate for training from a user's annotations when none is given (AdamW; measured
+    #: per family in the adaptation benchmark, docs/benchmarks.md)
+    finetune_lr: ClassVar[float] = 3e-4
     #: whether predictions carry bounding boxes (table columns ``bbox_y0, bbox_x0, bbox_y1, bbox_x1``)
     has_boxes: ClassVar[bool] = False
-    #: name prefixes of the feature extractor's parameters, kept fixed when fine-tuning with
-    #: ``FinetuneSettings.freeze_encoder`` (a few images then only retune the decoder and heads)
-    encoder_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:
@@ -110,6 +110,15 @@ class SegmentationModel(ABC):
     def size_divisor(self) -> int:
         """Tile height/width must be a multiple of this."""
         return int(getattr(self.network, "divisor", 1))
+
+    def encoder_levels(self) -> list[str]:
+        """Parameter-name prefixes of the feature extractor's levels, from the input down.
+
+        Fine-tuning keeps the first ``FinetuneSettings.freeze_levels`` of them fixed. Empty
+        when the network does not say (its ``encoder_levels()`` method).
+        """
+        levels = getattr(self.network, "encoder_levels", None)
+        return list(levels()) if callable(levels) else []
 
     @property
     def output_stride(self) -> int:

@@ -82,7 +82,6 @@ class MaskRCNNModel(SegmentationModel):
     """torchvision Mask R-CNN with a compact FPN backbone, at the image's own pixel scale."""
 
     family: ClassVar[str] = "maskrcnn"
-    encoder_prefixes: ClassVar[tuple[str, ...]] = ("maskrcnn.backbone.stem.", "maskrcnn.backbone.stages.")
     output_kind: ClassVar[str] = "instances"
     has_boxes: ClassVar[bool] = True
     shape_type: ClassVar[str | None] = "rectangle"

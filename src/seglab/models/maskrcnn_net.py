@@ -171,6 +171,11 @@ class MaskRCNNNet(nn.Module):
         super().__init__()
         self.maskrcnn = build_maskrcnn(in_channels, arch)
 
+    def encoder_levels(self) -> list[str]:
+        """Parameter-name prefixes of the backbone's levels, from the input down (stem, then stages)."""
+        stages = self.maskrcnn.backbone.stages
+        return ["maskrcnn.backbone.stem.", *(f"maskrcnn.backbone.stages.{i}." for i in range(len(stages)))]
+
     def _images(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
         images, targets = self.maskrcnn.transform(list(x), targets)
         t = images.tensors

@@ -59,7 +59,6 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
     """Star-convex polygons from probability + radial distance maps."""
 
     family: ClassVar[str] = "stardist"
-    encoder_prefixes: ClassVar[tuple[str, ...]] = ("encoders.",)
     output_kind: ClassVar[str] = "dense"
     shape_type: ClassVar[str | None] = "polygon"
     default_thresholds: ClassVar[dict[str, float]] = {"prob_thresh": 0.5, "nms_thresh": 0.4}

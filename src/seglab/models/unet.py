@@ -83,8 +83,8 @@ class UNetModel(BatchNormFolding, SegmentationModel):
     """U-Net predicting (foreground logit, normalised distance logit)."""
 
     family: ClassVar[str] = "unet"
-    encoder_prefixes: ClassVar[tuple[str, ...]] = ("encoders.",)
     output_kind: ClassVar[str] = "dense"
+    finetune_lr: ClassVar[float] = 1e-3
     default_thresholds: ClassVar[dict[str, float]] = {
         "prob_thresh": 0.5,
         "seed_thresh": 0.4,

@@ -55,6 +55,10 @@ class UNet(nn.Module):
         self.out_features = widths[skip_levels]
         self.head = nn.Conv2d(self.out_features, out_channels, 1)
 
+    def encoder_levels(self) -> list[str]:
+        """Parameter-name prefixes of the encoder's levels, from the input down."""
+        return [f"encoders.{i}." for i in range(len(self.encoders))]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features at ``1 / out_stride`` of the input size, before the head."""
         skips = []

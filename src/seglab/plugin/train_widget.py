@@ -26,7 +26,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from seglab.errors import SeglabError
-from seglab.models.families import FAMILIES
+from seglab.models.families import FAMILIES, family_class
 from seglab.models.registry import ModelRegistry, user_models_dir
 from seglab.plugin.events import EVENTS, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
@@ -117,14 +117,18 @@ class TrainWidget(Container):
                                     value=("model", default) if default else None)
         self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds")
         self.budget = SpinBox(label="Amount", value=int(DEFAULT_TIME_BUDGET), min=1, max=1_000_000)
-        self.lr = LineEdit(label="Learning rate", value=f"{FinetuneSettings.lr:g}")
+        self.lr = LineEdit(label="Learning rate", value=self._default_lr_text(),
+                           tooltip="AdamW learning rate; follows the start model's family default "
+                                   "until you change it (empty: that default)")
         self.augment = CheckBox(text="Augment (flips, rotations, scale, intensity, noise)", value=True)
         self.replay = FloatSpinBox(label="Replay share", value=FinetuneSettings.replay, min=0.0, max=0.9, step=0.1,
                                    tooltip="Share of training patches drawn from crops of the start model's own "
                                            "training data, so it keeps working on other kinds of image "
                                            "(0: train on your pairs only)")
-        self.freeze_encoder = CheckBox(text="Keep the encoder fixed (train decoder and heads only)",
-                                       value=FinetuneSettings.freeze_encoder)
+        self.freeze_levels = SpinBox(label="Fixed encoder levels", value=FinetuneSettings.freeze_levels, min=0, max=9,
+                                     tooltip="Keep this many levels of the start model's feature extractor, from "
+                                             "the input down, as they are: faster steps and less forgetting "
+                                             "(0: train every weight; 9: the whole encoder)")
         self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image")  # noqa: UP045
         self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels")  # noqa: UP045
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -138,7 +142,7 @@ class TrainWidget(Container):
         self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg))
         self.extend([self.pairs, self.add_pair_button, self.remove_pair_button, self.start_model,
-                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.freeze_encoder,
+                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.freeze_levels,
                      self.val_image, self.val_labels,
                      self.device, self.model_name, self.overwrite, self.train_button, self.cancel_button,
                      self.status])
@@ -150,6 +154,8 @@ class TrainWidget(Container):
         self.train_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.segment_button.changed.connect(self.segment_with_new_model)
+        self._shown_lr = self.lr.value
+        self.start_model.changed.connect(self._on_start_model_changed)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
         on_models_changed(self, TrainWidget._on_models_changed)
@@ -159,6 +165,20 @@ class TrainWidget(Container):
     def _start_choices(self, *_: Any) -> list[tuple[str, tuple[str, str]]]:
         models = [(name, ("model", name)) for name in self._registry.names()]
         return models + [(f"new {fam} model (from scratch)", ("family", fam)) for fam in FAMILIES]
+
+    def _default_lr_text(self) -> str:
+        """The start model's family default learning rate, as the field shows it."""
+        choice = self.start_model.value
+        family = None
+        if choice:
+            kind, ref = choice
+            family = ref if kind == "family" else next((m.family for m in self._registry.list() if m.name == ref), None)
+        return f"{family_class(family).finetune_lr:g}" if family else ""
+
+    def _on_start_model_changed(self, *_: Any) -> None:
+        # a learning rate the user typed stays; one the widget filled in follows the family
+        if self.lr.value.strip() in ("", self._shown_lr):
+            self.lr.value = self._shown_lr = self._default_lr_text()
 
     def _on_models_changed(self, name: str = "") -> None:
         self.start_model.reset_choices()
@@ -188,14 +208,14 @@ class TrainWidget(Container):
         if not self.start_model.value:
             raise SeglabError("choose a model to start from")
         try:
-            lr = float(self.lr.value)
+            lr = float(self.lr.value) if self.lr.value.strip() else None
         except ValueError:
             raise SeglabError(f"the learning rate must be a number, e.g. 1e-3, got {self.lr.value!r}") from None
         seconds = self.budget_unit.value == "seconds"
         settings = FinetuneSettings(time_budget=float(self.budget.value) if seconds else None,
                                     epochs=None if seconds else int(self.budget.value), lr=lr,
                                     augment=bool(self.augment.value), replay=float(self.replay.value),
-                                    freeze_encoder=bool(self.freeze_encoder.value),
+                                    freeze_levels=int(self.freeze_levels.value),
                                     device=self.device.value)
         settings.check()
         annotations = [row.to_annotation() for row in self.pairs]

@@ -72,7 +72,8 @@ class FinetuneSettings:
 
     time_budget: float | None = None
     epochs: int | None = None
-    lr: float = 3e-4
+    #: AdamW learning rate; ``None``: the family's ``finetune_lr`` (3e-4; U-Net 1e-3)
+    lr: float | None = None
     augment: bool = True
     device: str = "auto"
     patch_size: int = 128
@@ -83,9 +84,11 @@ class FinetuneSettings:
     freeze_norm_stats: bool = True
     #: L2-SP penalty towards the start model's weights (ignored when training from scratch)
     anchor_weight: float = 0.0
-    #: keep the start model's feature extractor (``model.encoder_prefixes``) fixed and train
-    #: only the rest: faster steps and, for the U-Net, less forgetting (docs/benchmarks.md)
-    freeze_encoder: bool = False
+    #: keep the first levels of the start model's feature extractor (``model.encoder_levels()``,
+    #: from the input down) fixed: they hold generic edge and texture filters, and not
+    #: training them makes steps faster and forgets less (docs/benchmarks.md). 0 trains
+    #: every weight; the model's number of levels or more keeps the whole encoder fixed
+    freeze_levels: int = 2
     #: share of patches drawn from the start model's replay set (crops of its own training
     #: data, :mod:`seglab.training.replay`) so it keeps the kinds it knew; 0 turns it off
     replay: float = 0.5
@@ -98,10 +101,12 @@ class FinetuneSettings:
                               f"give at least {MIN_TIME_BUDGET:g} s")
         if self.epochs is not None and self.epochs < 1:
             raise SeglabError("the number of epochs must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise SeglabError(f"the learning rate must be a positive number, got {self.lr}")
         if not 0.0 <= self.replay < 1.0:
             raise SeglabError(f"the replay share must be at least 0 and below 1, got {self.replay}")
+        if isinstance(self.freeze_levels, bool) or not isinstance(self.freeze_levels, int) or self.freeze_levels < 0:
+            raise SeglabError(f"the number of fixed encoder levels must be a whole number >= 0, got {self.freeze_levels!r}")
         if self.patch_size < 16 or self.batch_size < 1:
             raise SeglabError("patch size must be at least 16 and batch size at least 1")
 
@@ -335,9 +340,10 @@ def prepare(
     augment = Augment() if settings.augment else Augment(flips=False, scale_range=(1.0, 1.0), intensity=False,
                                                          noise_std=0.0)
     sampler = PatchSampler(pairs + replay, patch, augment, seed=settings.seed)
-    frozen = freeze_encoder(model) if settings.freeze_encoder and parent is not None else 0
+    frozen = freeze_levels(model, settings.freeze_levels) if parent is not None else []
+    lr = settings.lr if settings.lr is not None else type(model).finetune_lr
     train = TrainSettings(steps=steps, time_budget=settings.time_budget, batch_size=settings.batch_size,
-                          lr=settings.lr, warmup_steps=5, validate_every=settings.validate_every,
+                          lr=lr, warmup_steps=5, validate_every=settings.validate_every,
                           seed=settings.seed, min_steps=1,
                           freeze_norm_stats=settings.freeze_norm_stats and parent is not None,
                           anchor_weight=settings.anchor_weight if parent is not None else 0.0,
@@ -349,23 +355,23 @@ def prepare(
         "family": model.family,
         "pairs": [_describe(a, lab, val, n) for a, (lab, val, n) in zip(annotations, checked)],
         "validation": [_describe(v, lab, val, n) for v, (lab, val, n) in zip(validation, val_checked)],
-        "settings": {**asdict(settings), "patch_size": patch, "steps": steps},
+        "settings": {**asdict(settings), "lr": lr, "patch_size": patch, "steps": steps},
         "replay": ({"set": replay_name, "share": settings.replay, "crops": len(replay)} if replay else None),
         "replay_set": replay_name,
-        "frozen_encoder_tensors": frozen,
+        "frozen_levels": frozen,
     }
     return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
                         parent is None, replay_items)
 
 
-def freeze_encoder(model: SegmentationModel) -> int:
-    """Stop gradients to the model's feature extractor; returns how many tensors were frozen."""
-    n = 0
-    for name, p in model.network.named_parameters():
-        if model.encoder_prefixes and name.startswith(model.encoder_prefixes):
-            p.requires_grad_(False)
-            n += 1
-    return n
+def freeze_levels(model: SegmentationModel, n: int) -> list[str]:
+    """Stop gradients to the first ``n`` levels of the model's feature extractor; returns their prefixes."""
+    levels = tuple(model.encoder_levels()[:n])
+    if levels:
+        for name, p in model.network.named_parameters():
+            if name.startswith(levels):
+                p.requires_grad_(False)
+    return list(levels)
 
 
 def _replay_pairs(model: SegmentationModel, items: list[AnnotatedImage], pairs: list[TrainPair],
