@@ -39,6 +39,23 @@ def test_keep_images_move_the_choice_to_thresholds_that_suit_both(monkeypatch):
     assert by_t == {0.0: (0.0, 0.0), 1.0: (1.0, 0.0), 2.0: (0.0, 1.0), 3.0: (1.0, 1.0)}
 
 
+def test_points_that_cost_the_keep_images_more_than_the_tolerance_do_not_compete(monkeypatch):
+    # t=0 (current): finds u0 only (AP 0.5 on the user's images) and every keep image (1.0);
+    # t=1: finds both user images (1.0) but misses one keep image in ten (0.9): the mean of the
+    # two would prefer it, the tolerance of 0.01 refuses it, one of 0.2 accepts it
+    user = [_item("u0", {0.0, 1.0}), _item("u1", {1.0})]
+    keep = [_item(f"k{i}", {0.0} if i == 0 else {0.0, 1.0}) for i in range(10)]
+    goods = {it.name: g for it, g in user + keep}
+    monkeypatch.setattr(evaluation, "predict_maps",
+                        lambda model, it, **kw: {"labels": it.labels, "good": goods[it.name]})
+    users, keeps = [it for it, _ in user], [it for it, _ in keep]
+    best, ap, trials = tune_thresholds(_ThresholdModel(), users, {"t": [1.0]}, keep=keeps)
+    assert [(tr["t"], tr["ap50"], tr["ap50_keep"]) for tr in trials] == [(0.0, 0.5, 1.0), (1.0, 1.0, 0.9)]
+    assert best == {"t": 0.0} and ap == 0.5
+    best, ap, _ = tune_thresholds(_ThresholdModel(), users, {"t": [1.0]}, keep=keeps, keep_tolerance=0.2)
+    assert best == {"t": 1.0} and ap == 1.0
+
+
 def test_crop_keeps_the_channel_axis_where_it_is():
     labels = np.arange(4 * 6, dtype=np.int32).reshape(4, 6)
     first = AnnotatedImage(np.stack([labels * 10, labels * 20]), labels, 0, "c-first")

@@ -91,11 +91,14 @@ def tune_thresholds(
     device="auto",
     score_key: str = "0.50",
     keep: Sequence[AnnotatedImage] = (),
+    keep_tolerance: float = 0.01,
 ) -> tuple[dict[str, float], float, list[dict]]:
     """Grid search over thresholds (maps computed once); returns best, its AP, and all trials.
 
-    With ``keep`` (images the thresholds must go on suiting, e.g. a replay set) a point's
-    score is the mean of its AP on ``items`` and on ``keep``; the AP returned is on ``items``.
+    With ``keep`` (images the thresholds must go on suiting, e.g. a replay set) only points
+    whose AP on ``keep`` is at most ``keep_tolerance`` below that of the current thresholds
+    compete; among them the best AP on ``items`` wins, ties going to the better AP on ``keep``.
+    The AP returned is on ``items``.
 
     For instance families the detections are computed once per ``nms_thresh`` at the
     lowest ``score_thresh`` of the grid; the other thresholds only filter and paste them.
@@ -121,7 +124,6 @@ def tune_thresholds(
 
     everything, n_items = list(items) + list(keep), len(items)
     trials = []
-    best, best_score, best_ap = dict(base), -1.0, -1.0
     candidates = [dict(base)]
     for combo in itertools.product(*[grid[n] for n in names]):
         th = {**base, **dict(zip(names, map(float, combo)))}
@@ -130,11 +132,11 @@ def tune_thresholds(
     for th in candidates:
         preds = [model.postprocess(m, th, shape=it.labels.shape).labels for m, it in zip(raw(th), everything)]
         trial = {**th, "ap50": ap(preds[:n_items], items)}
-        score = trial["ap50"]
         if keep:
             trial["ap50_keep"] = ap(preds[n_items:], keep)
-            score = (score + trial["ap50_keep"]) / 2
         trials.append(trial)
-        if score > best_score:
-            best, best_score, best_ap = th, score, trial["ap50"]
-    return best, best_ap, trials
+    floor = trials[0]["ap50_keep"] - keep_tolerance - 1e-9 if keep else -1.0
+    # the first best point wins (the current thresholds come first), so ties keep them
+    best_i = max((i for i, t in enumerate(trials) if t.get("ap50_keep", 0.0) >= floor),
+                 key=lambda i: (trials[i]["ap50"], trials[i].get("ap50_keep", 0.0), -i))
+    return candidates[best_i], trials[best_i]["ap50"], trials

@@ -445,7 +445,7 @@ def finetune_iter(
         model.config.thresholds = best_th
         scores["ap50_tuned_thresholds"] = tuned
         scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
-                                         + (" and the replay crops (mean AP@0.5)" if keep else ""))
+                                         + (", AP@0.5 on the replay crops kept within 0.01" if keep else ""))
     yield FinetuneEvent("save", 1.0)
     cfg = model.config
     parent = plan.provenance["parent"]
