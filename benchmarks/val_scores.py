@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from seglab.datasets import image_kind, load_split
 from seglab.evaluation import evaluate_model_iter
 from seglab.inference.engine import run_to_end
