@@ -43,6 +43,10 @@ class ModelConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     # tiling: context (pixels) each tile needs on every side for exact stitching
     tile_context: int = 32
+    # object size the model was trained on: median equivalent diameter (pixels) of its
+    # training objects at the scale the network saw them; None when unknown. Segmentation
+    # with ``diameter=`` rescales images so that objects arrive at this size (issue 11).
+    object_diameter: float | None = None
     # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
     loss: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
