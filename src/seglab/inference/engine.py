@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
@@ -181,15 +182,6 @@ def _plane_prediction_iter(
     return model.postprocess(out, th, shape=x.shape[-2:])
 
 
-def _plane_axes(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
-    """Move the channel axis last; return the image and the new channel axis (or None)."""
-    if channel_axis is None:
-        return image, None
-    if not -image.ndim <= channel_axis < image.ndim:
-        raise SeglabError(f"channel axis {channel_axis} does not exist for an image of shape {image.shape}")
-    return np.moveaxis(image, channel_axis, -1), -1
-
-
 def check_image(image: np.ndarray, channel_axis: int | None) -> None:
     """Clear errors for inputs no model can take."""
     if not isinstance(image, np.ndarray):
@@ -220,16 +212,20 @@ def segment_iter(
     device: str | torch.device | None = "auto",
     amp: bool = True,
     thresholds: dict[str, float] | None = None,
+    axes: str | None = None,
+    rgb: bool | None = None,
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
     unique across the whole stack. The table has a ``plane`` column for stacks.
+    Which axis holds channels, and whether they are RGB colour: ``axes`` (e.g. ``"ZCYX"``),
+    else ``channel_axis`` and ``rgb``, else the rule of :func:`seglab.axes.arrange`.
     """
     image = np.asarray(image)
+    image, channel_axis, rgb = arrange(image, axes=axes, channel_axis=channel_axis, rgb=rgb)
     check_image(image, channel_axis)
-    image, channel_axis = _plane_axes(image, channel_axis)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
@@ -247,7 +243,7 @@ def segment_iter(
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
-        x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
+        x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels, rgb)
         pred: Prediction = yield from _plane_prediction_iter(
             model, x, th, p, n_planes, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
         )

@@ -17,12 +17,16 @@ def select_channels(
     model_channels: int,
     channel_axis: int | None = None,
     channels: Sequence[int] | None = None,
+    rgb: bool | None = None,
 ) -> np.ndarray:
     """Return a ``(C, H, W)`` float32 array with ``C == model_channels``.
 
-    ``plane`` is ``(H, W)`` or has one channel axis. RGB(A) given to a one-channel
-    model becomes grey (luma); a grey plane given to a multi-channel model is
-    repeated. Other multichannel images need ``channels`` picked by the user.
+    ``plane`` is ``(H, W)`` or has one channel axis. RGB(A) colour given to a
+    one-channel model becomes grey (luma); RGBA given to a three-channel model loses
+    its alpha; a grey plane given to a multi-channel model is repeated. Other
+    multichannel images need ``channels`` picked by the user: they are never mixed.
+    ``rgb`` says whether the channels are colour; None means the rule for arrays
+    without axes: a last channel axis of 3 or 4 entries is RGB(A).
     """
     arr = np.asarray(plane)
     if arr.dtype == bool:
@@ -39,6 +43,8 @@ def select_channels(
     else:
         if arr.ndim != 3:
             raise SeglabError(f"expected (height, width) plus one channel axis, got shape {arr.shape}")
+        if rgb is None:
+            rgb = channel_axis % 3 == 2 and arr.shape[channel_axis] in (3, 4)
         arr = np.moveaxis(arr, channel_axis, 0)
     n = arr.shape[0]
     if channels is not None:
@@ -53,13 +59,18 @@ def select_channels(
     arr = arr.astype(np.float32, copy=False)
     if n == model_channels:
         return arr
-    if model_channels == 1 and n in (3, 4) and channels is None:
-        return np.tensordot(_LUMA, arr[:3], axes=1)[None].astype(np.float32)
+    if rgb and channels is None and n in (3, 4):
+        if model_channels == 1:
+            return np.tensordot(_LUMA, arr[:3], axes=1)[None].astype(np.float32)
+        if model_channels == 3:
+            return arr[:3]
     if n == 1:
         return np.repeat(arr, model_channels, axis=0)
+    kind = "RGB" if rgb else "non-RGB"
     raise SeglabError(
-        f"the model takes {model_channels} channel(s) but the image has {n}; "
-        f"pick {model_channels} channel(s) (e.g. --channels 0)"
+        f"the model takes {model_channels} channel(s) but the image has {n} {kind} channel(s); "
+        f"pick {model_channels} channel(s): --channels (command line), 'Channels' (Segment widget) "
+        f"or channels= (Python), e.g. {' '.join(str(i) for i in range(model_channels))}"
     )
 
 
@@ -101,7 +112,8 @@ def model_input(
     normalization: dict,
     channel_axis: int | None = None,
     channels: Sequence[int] | None = None,
+    rgb: bool | None = None,
 ) -> np.ndarray:
     """What a model sees of a plane, in training and inference alike: its channels, normalised."""
-    x = select_channels(plane, input_channels, channel_axis, channels)
+    x = select_channels(plane, input_channels, channel_axis, channels, rgb)
     return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))

@@ -1,44 +1,185 @@
-"""Read microscopy images (TIFF, PNG, JPEG, BMP) into numpy arrays."""
+"""Read microscopy images (TIFF, PNG, JPEG, BMP) with the axes, pixel size and unit they declare."""
 
 from __future__ import annotations
 
+import math
 import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from seglab.axes import guess_channel_axis as guess_axes_channel
 from seglab.errors import SeglabError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file; a clear :class:`SeglabError` when it is missing, unsupported or corrupt."""
+@dataclass
+class ImageData:
+    """An image and what its file declares about it.
+
+    ``axes``: one letter per axis (tifffile's: ``Y``, ``X``, ``C`` channels, ``S`` colour
+    samples, ``Z``, ``T``; ``Q``/``I`` for axes the file does not declare).
+    ``pixel_size``: (y, x) size of a pixel in ``unit`` (None when the file gives none);
+    ``unit``: a length unit (``"µm"``, ``"nm"``, ``"mm"``, ``"cm"``, ``"m"``, ``"inch"``) or
+    None when unknown; ``z_spacing``: distance between Z planes in ``unit``.
+    ``rgb``: the channels are colour (RGB/RGBA), not separate stains.
+    """
+
+    array: np.ndarray
+    axes: str
+    pixel_size: tuple[float, float] | None = None
+    unit: str | None = None
+    rgb: bool = False
+    z_spacing: float | None = None
+
+    @property
+    def channel_axis(self) -> int | None:
+        """Index of the ``C`` or ``S`` axis, or None."""
+        return next((i for i, a in enumerate(self.axes) if a in "CS"), None)
+
+
+# spellings of length units in ImageJ, OME and TIFF metadata -> one name each
+_UNITS = {
+    "um": "µm", "µm": "µm", "\u00b5m": "µm", "micron": "µm", "microns": "µm", "micrometer": "µm",
+    "micrometre": "µm", "μm": "µm", "nm": "nm", "nanometer": "nm", "mm": "mm", "millimeter": "mm",
+    "cm": "cm", "centimeter": "cm", "m": "m", "meter": "m", "inch": "inch", "in": "inch",
+}
+_PER_CM = {"µm": 1e4, "nm": 1e7, "mm": 10.0, "cm": 1.0, "m": 0.01, "inch": 1 / 2.54}
+
+
+def normalize_unit(unit: str | None) -> str | None:
+    """One spelling per length unit (``micron``/``um`` -> ``µm``); None for none or unknown units."""
+    if not unit or not isinstance(unit, str):
+        return None
+    return _UNITS.get(unit.strip().lower().replace("\u00b5", "µ"))
+
+
+def unit_factor(unit_from: str, unit_to: str) -> float:
+    """Multiply a length in ``unit_from`` by this to get it in ``unit_to``."""
+    return _PER_CM[unit_to] / _PER_CM[unit_from]
+
+
+def _positive(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) and f > 0 else None
+
+
+def _tiff_calibration(tif) -> tuple[tuple[float, float] | None, str | None, float | None]:
+    """Pixel size (y, x), unit and Z spacing from OME, ImageJ or TIFF resolution metadata."""
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+            px = next(el for el in root.iter() if el.tag.endswith("Pixels"))
+            sx, sy = _positive(px.get("PhysicalSizeX")), _positive(px.get("PhysicalSizeY"))
+            if sx and sy:
+                unit = normalize_unit(px.get("PhysicalSizeXUnit") or "µm")  # OME's default unit is µm
+                return (sy, sx), unit, _positive(px.get("PhysicalSizeZ"))
+        except (ET.ParseError, StopIteration):
+            pass
+    page = tif.pages[0]
+    tags = page.tags
+    ij = tif.imagej_metadata or {}
+    spacing = _positive(ij.get("spacing"))
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None, normalize_unit(ij.get("unit")), spacing
+    try:
+        (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+        sx, sy = _positive(xd / xn), _positive(yd / yn)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None, None, spacing
+    if not sx or not sy:
+        return None, None, spacing
+    resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    unit = normalize_unit(ij.get("unit"))
+    if unit is None and resunit in (2, 3):  # plain TIFF: resolution in pixels per inch / cm
+        unit = "µm"
+        factor = 1e4 if resunit == 3 else 2.54e4
+        sx, sy = sx * factor, sy * factor
+        if resunit == 2 and (sx, sy) in ((2.54e4 / 72, 2.54e4 / 72), (2.54e4, 2.54e4)):
+            return None, None, spacing  # 72 dpi or 1 dpi: a screen default, not a calibration
+    elif unit is None and sx == 1 and sy == 1:
+        return None, None, spacing
+    return (sy, sx), unit, spacing
+
+
+def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
+    """The series' axes; ``S`` counts as RGB colour when the file stores RGB pixels the
+    usual way (photometric RGB, interleaved or 8-bit). Separate 16/32-bit sample planes
+    (what tifffile writes for a bare (3, H, W) array) are not called colour: ``Q``."""
+    axes = series.axes
+    if len(axes) != arr.ndim:  # squeezed differently; fall back to undeclared leading axes
+        axes = "Q" * (arr.ndim - 2) + "YX"
+    if "S" not in axes:
+        if axes[-3:-2] in ("Q", "I") and guess_axes_channel(arr.shape) == arr.ndim - 1:
+            # a plain (H, W, C) array that tifffile stores as H pages of (W, C): C is channels
+            return axes[:-3] + "YXC", False
+        return axes, False
+    page = tif.pages[0]
+    photometric = int(getattr(page, "photometric", 1))
+    n = arr.shape[axes.index("S")]
+    is_colour = photometric in (2, 6) and n in (3, 4)  # RGB, YCbCr (decoded to RGB)
+    if is_colour and int(getattr(page, "planarconfig", 1)) == 2 and arr.dtype != np.uint8:
+        return axes.replace("S", "Q"), False
+    if not is_colour:
+        return axes.replace("S", "C"), False
+    return axes, True
+
+
+def read_image_data(path: str | os.PathLike) -> ImageData:
+    """Read an image file with its axes and calibration; a clear :class:`SeglabError` when it
+    is missing, unsupported, corrupt or empty."""
     path = Path(path)
     if not path.is_file():
         raise SeglabError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise SeglabError(f"unsupported file type {suffix or '(none)'} for {path.name}; supported: {', '.join(IMAGE_SUFFIXES)}")
+    pixel_size = unit = z_spacing = None
     try:
         if suffix in TIFF_SUFFIXES:
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise SeglabError(f"{path.name} holds no image")
+                series = tif.series[0]
+                arr = np.asarray(series.asarray())
+                axes, rgb = _tiff_axes(tif, series, arr)
+                try:
+                    pixel_size, unit, z_spacing = _tiff_calibration(tif)
+                except Exception:  # calibration is optional; malformed tags must not stop reading
+                    pixel_size = unit = z_spacing = None
         else:
             import imageio.v3 as iio
 
-            arr = iio.imread(path)
+            arr = np.asarray(iio.imread(path))
+            rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+            axes = {2: "YX", 3: "YXS" if rgb else "YXC"}.get(arr.ndim, "Q" * (arr.ndim - 2) + "YX")
+    except SeglabError:
+        raise
     except Exception as e:  # decoders raise many types for corrupt files
         raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
-    arr = np.asarray(arr)
     if arr.size == 0:
         raise SeglabError(f"{path.name} holds an empty image")
-    return arr
+    return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an array (see :func:`read_image_data` for its axes and pixel size)."""
+    return read_image_data(path).array
 
 
 def guess_channel_axis(arr: np.ndarray) -> int | None:
-    """Channel axis of a freshly read image: last axis when it has 3 or 4 entries (RGB/RGBA)."""
+    """Channel axis of a freshly read RGB(A) image: last axis when it has 3 or 4 entries.
+
+    Used for annotated training/evaluation folders (RGB PNGs); segmentation input goes
+    through :func:`read_image_data` and :mod:`seglab.axes` instead."""
     if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
         return arr.ndim - 1
     return None
