@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--outdir", required=True, help="output folder for <stem>_labels.tif")
     _add_run_options(s)
     s.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to use (multichannel input)")
+    s.add_argument("--axes", default=None, metavar="AXES",
+                   help="what each axis of the input is, e.g. YXC, CYX, ZYX, TZCYX (Y, X; C channels; S RGB "
+                        "colour; Z, T planes); default: what the file declares")
     s.add_argument("--channel-axis", type=int, default=None,
-                   help="axis holding channels (default: last axis when it has 3 or 4 entries, else none)")
+                   help="axis holding channels (default: the file's C or S axis, if any)")
     s.add_argument("--no-table", action="store_true", help="do not write <stem>_objects.csv")
     s.add_argument("--rois", action="store_true",
                    help="also write the outlines as <stem>_rois.zip, an ImageJ ROI set for Fiji's ROI Manager "
@@ -187,8 +190,8 @@ def boxes_table(table: dict) -> dict:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from seglab.inference.engine import segment_iter
-    from seglab.io import guess_channel_axis, list_images, read_image, write_labels, write_table_csv
-    from seglab.io.labels import read_resolution
+    from seglab.io import list_images, write_labels, write_table_csv
+    from seglab.io.images import read_image_data
     from seglab.models.registry import get_model
 
     paths = list_images(args.inputs)
@@ -217,17 +220,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     failures = 0
     for i, (path, target) in enumerate(zip(paths, targets)):
         try:
-            image = read_image(path)
-            ca = args.channel_axis if args.channel_axis is not None else guess_channel_axis(image)
-            gen = segment_iter(model, image, channel_axis=ca, channels=args.channels, tile_size=args.tile_size,
-                               batch_size=args.batch_size, device=args.device, amp=not args.no_amp, thresholds=th)
+            data = read_image_data(path)
+            run = _input_axes(data, args, path.name)
+            gen = segment_iter(model, data.array, channels=args.channels, tile_size=args.tile_size,
+                               batch_size=args.batch_size, device=args.device, amp=not args.no_amp, thresholds=th,
+                               **run)
             result = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
-            scale = None
-            if path.suffix.lower() in (".tif", ".tiff"):
-                res = read_resolution(path)
-                if res is not None:
-                    scale = [1.0] * (result.labels.ndim - 2) + list(res)
-            write_labels(target, result.labels, scale=scale)
+            scale, label_axes = _labels_calibration(data, run, result.labels.ndim)
+            write_labels(target, result.labels, scale=scale, unit=data.unit if scale else None, axes=label_axes)
             if not args.no_table:
                 write_table_csv(outdir / f"{path.stem}_objects.csv", result.table)
             if args.rois:
@@ -240,6 +240,46 @@ def cmd_segment(args: argparse.Namespace) -> int:
             failures += 1
             print(f"seglab: error: {path.name}: {e}", file=sys.stderr)
     return EXIT_FAILED if failures else 0
+
+
+def _input_axes(data, args: argparse.Namespace, name: str) -> dict:
+    """How ``segment_iter`` should read an input's axes: ``--axes``, else ``--channel-axis``, else
+    what the file declares; axes that could be channels or planes are an error, not a guess."""
+    from seglab.axes import check_declared, parse_axes
+
+    shape = data.array.shape
+    if args.axes:
+        axes = parse_axes(args.axes, len(shape))
+        return {"axes": axes, "rgb": "S" in axes and shape[axes.index("S")] in (3, 4)}
+    axes = data.axes
+    if args.channel_axis is not None:
+        ca = args.channel_axis
+        if not -len(shape) <= ca < len(shape):
+            raise SeglabError(f"channel axis {ca} does not exist for an image of shape {shape}")
+        ca %= len(shape)
+        rest = "".join("Z" if i != ca and a in "CS" else a for i, a in enumerate(axes))  # one channel axis
+        axes = rest[:ca] + ("S" if data.rgb and axes[ca] == "S" else "C") + rest[ca + 1:]
+    check_declared(axes, shape, name)
+    return {"axes": axes, "rgb": data.rgb and "S" in axes}
+
+
+def _labels_calibration(data, run: dict, ndim: int) -> tuple[list[float] | None, str | None]:
+    """Pixel size per labels axis (None when the input has none) and the labels' ImageJ axes."""
+    axes = run["axes"]
+    stack = [a for a in axes if a not in "YXCS"]
+    label_axes = "".join(stack) + "YX"
+    ij_axes = label_axes if len(label_axes) == ndim and _imagej_order(label_axes) else None
+    if data.pixel_size is None:
+        return None, ij_axes
+    z = data.z_spacing or 1.0
+    scale = [z if a == "Z" else 1.0 for a in label_axes[:-2]] + list(data.pixel_size)
+    return (scale if len(scale) == ndim else None), ij_axes
+
+
+def _imagej_order(axes: str) -> bool:
+    """Axes ImageJ hyperstacks can hold, in ImageJ's order (T, Z, Y, X)."""
+    order = "TZYX"
+    return all(a in order for a in axes) and list(axes) == sorted(axes, key=order.index)
 
 
 def _write_rois(path: Path, result) -> None:

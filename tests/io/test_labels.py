@@ -16,7 +16,7 @@ def test_uint16_round_trip_with_resolution_and_compression(tmp_path):
         page = tif.pages[0]
         assert page.compression != tifffile.COMPRESSION.NONE
         back = tif.asarray()
-        assert tif.imagej_metadata.get("unit") == "um"
+        assert tif.imagej_metadata.get("unit") == "micron"  # ImageJ's own spelling of µm
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back, lab)
     assert read_resolution(p) == pytest.approx((0.5, 0.25))
@@ -64,3 +64,40 @@ def test_written_files_are_not_private(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("unit, ij_unit, resunit", [("µm", "micron", 1), ("um", "micron", 1), ("micron", "micron", 1),
+                                                    ("nm", "nm", 1), ("cm", "cm", 3), ("inch", "inch", 2)])
+def test_unit_is_kept_as_imagej_writes_it(tmp_path, unit, ij_unit, resunit):
+    p = write_labels(tmp_path / "u.tif", np.ones((8, 10), np.uint16), scale=(0.4, 0.2), unit=unit)
+    with tifffile.TiffFile(p) as tif:
+        assert tif.imagej_metadata["unit"] == ij_unit
+        tags = tif.pages[0].tags
+        assert tags["ResolutionUnit"].value == resunit
+        xn, xd = tags["XResolution"].value
+        yn, yd = tags["YResolution"].value
+        assert (yd / yn, xd / xn) == pytest.approx((0.4, 0.2))  # pixel size in the unit, as Fiji reads it
+
+
+def test_uint32_plain_tiff_keeps_the_unit_as_centimetres(tmp_path):
+    lab = np.arange(300 * 300, dtype=np.int64).reshape(300, 300)
+    p = write_labels(tmp_path / "many.tif", lab, scale=(0.5, 0.25), unit="µm")
+    with tifffile.TiffFile(p) as tif:
+        page = tif.pages[0]
+        assert page.resolutionunit == tifffile.RESUNIT.CENTIMETER
+        assert page.get_resolution("MICROMETER") == pytest.approx((1 / 0.25, 1 / 0.5))
+
+
+def test_unknown_unit_is_refused(tmp_path):
+    with pytest.raises(SeglabError, match="unknown length unit"):
+        write_labels(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), scale=(1.0, 1.0), unit="parsec")
+    assert not list(tmp_path.iterdir())
+
+
+def test_written_unit_and_size_read_back_as_image_data(tmp_path):
+    from seglab.io.images import read_image_data
+
+    p = write_labels(tmp_path / "z_labels.tif", np.ones((2, 8, 10), np.uint16), scale=(3.0, 0.4, 0.2), unit="um")
+    d = read_image_data(p)
+    assert d.axes == "ZYX" and d.unit == "µm" and d.pixel_size == pytest.approx((0.4, 0.2))
+    assert d.z_spacing == pytest.approx(3.0)

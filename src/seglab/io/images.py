@@ -99,14 +99,12 @@ def _tiff_calibration(tif) -> tuple[tuple[float, float] | None, str | None, floa
         return None, None, spacing
     resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
     unit = normalize_unit(ij.get("unit"))
-    if unit is None and resunit in (2, 3):  # plain TIFF: resolution in pixels per inch / cm
-        unit = "µm"
-        factor = 1e4 if resunit == 3 else 2.54e4
-        sx, sy = sx * factor, sy * factor
-        if resunit == 2 and (sx, sy) in ((2.54e4 / 72, 2.54e4 / 72), (2.54e4, 2.54e4)):
-            return None, None, spacing  # 72 dpi or 1 dpi: a screen default, not a calibration
-    elif unit is None and sx == 1 and sy == 1:
-        return None, None, spacing
+    if sx == 1 and sy == 1:
+        return None, unit, spacing  # 1 pixel per unit: tifffile's and many writers' "no resolution"
+    if unit is None:  # plain TIFF: resolution in pixels per ResolutionUnit, kept in that unit
+        unit = {2: "inch", 3: "cm", 4: "mm", 5: "µm"}.get(resunit)
+        if unit == "inch" and round(1 / sx, 6) in (72, 96, 300):
+            return None, None, spacing  # a screen or print default, not a calibration
     return (sy, sx), unit, spacing
 
 

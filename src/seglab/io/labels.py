@@ -11,7 +11,10 @@ import tifffile
 
 from seglab.errors import SeglabError
 from seglab.io.atomic import atomic_file
-from seglab.io.images import read_image
+from seglab.io.images import normalize_unit, read_image, unit_factor
+
+# how ImageJ writes units in its TIFF description (ASCII: "micron" for µm)
+_IMAGEJ_UNIT = {"µm": "micron", "nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "inch": "inch"}
 
 
 def labels_dtype(labels: np.ndarray) -> type:
@@ -38,9 +41,13 @@ def write_labels(
 
     More than 65,535 objects need uint32, which ImageJ's own TIFF flavour lacks:
     those are written as plain TIFF (Fiji opens them as 32-bit images).
-    ``scale`` is the pixel size per axis (napari's layer scale); its last two
-    entries become the TIFF X/Y resolution (pixels per unit), a Z entry becomes
-    ImageJ's ``spacing``. The file is written to a temporary name and renamed, so a
+    ``scale`` is the pixel size per axis (napari's layer scale) in ``unit`` (a length
+    such as ``"µm"``/``"um"``/``"micron"``, ``"nm"``, ``"mm"``); its last two entries
+    become the TIFF X/Y resolution, a Z entry becomes ImageJ's ``spacing``. The unit is
+    kept as Fiji reads it: ImageJ files (uint16) get ImageJ's ``unit`` with the
+    resolution in pixels per unit (ResolutionUnit CENTIMETER/INCH for those units, else
+    NONE, as ImageJ itself writes); plain TIFFs (uint32) get the resolution in pixels
+    per centimetre with ResolutionUnit CENTIMETER. The file is written to a temporary name and renamed, so a
     failed write never leaves a half file or destroys an existing one.
     """
     path = Path(path)
@@ -58,7 +65,11 @@ def write_labels(
     if path.suffix.lower() not in (".tif", ".tiff"):
         path = path.with_suffix(".tif")
     kwargs: dict = {}
+    plain_kwargs: dict = {}
     metadata: dict = {}
+    norm_unit = normalize_unit(unit)
+    if unit and norm_unit is None:
+        raise SeglabError(f"unknown length unit {unit!r}; use one of µm (um, micron), nm, mm, cm, m, inch")
     if axes is None:
         axes = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}[data.ndim]
     metadata["axes"] = axes
@@ -70,8 +81,12 @@ def write_labels(
             raise SeglabError(f"pixel sizes must be positive numbers, got {scale}")
         sy, sx = scale[-2], scale[-1]
         kwargs["resolution"] = (1.0 / sx, 1.0 / sy)
-        if unit:
-            metadata["unit"] = unit
+        plain_kwargs = dict(kwargs)
+        if norm_unit is not None:
+            metadata["unit"] = _IMAGEJ_UNIT[norm_unit]
+            kwargs["resolutionunit"] = {"cm": "CENTIMETER", "inch": "INCH"}.get(norm_unit, "NONE")
+            f = unit_factor(norm_unit, "cm")  # unit -> cm
+            plain_kwargs = {"resolution": (1.0 / (sx * f), 1.0 / (sy * f)), "resolutionunit": "CENTIMETER"}
         if data.ndim >= 3 and "Z" in axes:
             metadata["spacing"] = scale[axes.index("Z")]
     try:
@@ -80,7 +95,7 @@ def write_labels(
                 tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, compression="zlib", **kwargs)
             else:
                 # ImageJ hyperstacks cannot hold 32-bit integers; a plain TIFF can (Fiji opens it as 32-bit)
-                tifffile.imwrite(tmp, data, metadata={"axes": axes}, compression="zlib", **kwargs)
+                tifffile.imwrite(tmp, data, metadata={"axes": axes}, compression="zlib", **plain_kwargs)
     except ValueError as e:
         raise SeglabError(f"cannot write {path}: {e}") from None
     return path
