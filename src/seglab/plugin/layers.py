@@ -25,6 +25,51 @@ def channel_axis_of(layer: Any, data_ndim: int, user_axis: int | None) -> int | 
     return user_axis
 
 
+def spatial_geometry(layer: Any, channel_axis: int | None) -> dict[str, Any]:
+    """``scale``, ``translate``, ``affine`` (and ``units``, ``axis_labels`` where napari has
+    them) of an image layer without its channel axis, for a layer of its labels.
+
+    ``channel_axis`` is in the layer's data coordinates; RGB layers have no channel axis in
+    napari's transforms, so nothing is dropped for them.
+    """
+    ndim = int(layer.ndim)
+    keep = list(range(ndim))
+    if channel_axis is not None and not getattr(layer, "rgb", False):
+        if not -ndim <= channel_axis < ndim:
+            raise ValueError(f"channel axis {channel_axis} does not exist for a layer with {ndim} dimensions")
+        keep.remove(channel_axis % ndim)
+    out: dict[str, Any] = {
+        "scale": np.asarray(layer.scale, dtype=float)[keep],
+        "translate": np.asarray(layer.translate, dtype=float)[keep],
+    }
+    affine = getattr(layer, "affine", None)
+    if affine is not None:
+        idx = keep + [ndim]
+        out["affine"] = np.asarray(affine.affine_matrix, dtype=float)[np.ix_(idx, idx)]
+    for key in ("units", "axis_labels"):
+        values = getattr(layer, key, None)
+        if values is not None and len(values) == ndim:
+            out[key] = tuple(values[i] for i in keep)
+    return out
+
+
+STACK_LABELS = ("z", "t", "time", "depth", "plane", "frame")
+
+
+def ambiguous_axes_note(layer: Any, shape: tuple[int, ...], channel_axis: int | None) -> str | None:
+    """A message when a non-RGB layer without a channel axis has a leading axis of 2-4 entries
+    that nothing labels as planes (Z/T): it is segmented plane by plane, but may be channels."""
+    if channel_axis is not None or getattr(layer, "rgb", False):
+        return None
+    labels = tuple(getattr(layer, "axis_labels", None) or ())
+    for i, n in enumerate(shape[:-2]):
+        label = str(labels[i]).lower() if i < len(labels) else ""
+        if n in (2, 3, 4) and label not in STACK_LABELS:
+            return (f"seglab: '{layer.name}' axis {i} has {n} entries and is segmented as {n} separate planes; "
+                    f"if it holds channels, set 'Channel axis' to {i} and pick 'Channels'")
+    return None
+
+
 def checksum(data: np.ndarray | list[np.ndarray]) -> int:
     """A cheap fingerprint of label data (or of a list of shapes), to notice edits by the user."""
     if isinstance(data, list):

@@ -1,4 +1,9 @@
-"""napari reader: image files as Image layers, ``*_labels``/``*_masks`` files as Labels layers."""
+"""napari reader for label images (``*_labels``/``*_masks`` files) as Labels layers.
+
+Plain images are left to napari's own reader: claiming every TIFF made napari ask the user
+to choose a reader for each one (and ``viewer.open`` raise ``MultipleReaderError``). The
+patterns this reader claims are in ``napari.yaml``.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,59 @@ from pathlib import Path
 from typing import Any
 
 from seglab.errors import SeglabError
-from seglab.io.images import IMAGE_SUFFIXES, guess_channel_axis, read_image
-from seglab.io.labels import read_resolution
+from seglab.io.images import IMAGE_SUFFIXES, ImageData, read_image_data
 
 LABEL_SUFFIXES = ("_labels", "_masks", "_label", "_mask")
 
+# seglab's length units as napari (pint) spells them
+NAPARI_UNITS = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+                "inch": "inch"}
+
+
+def is_label_file(path: str) -> bool:
+    """A label image by its name: ``<stem>_labels.tif`` and the like."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_SUFFIXES and p.stem.lower().endswith(LABEL_SUFFIXES)
+
 
 def get_reader(path: str | list[str]):
-    """Return a reader function for files this plugin handles, else None."""
-    if isinstance(path, list):
-        if not all(isinstance(p, str) and Path(p).suffix.lower() in IMAGE_SUFFIXES for p in path):
-            return None
+    """Return a reader function for label files, else None."""
+    paths = path if isinstance(path, list) else [path]
+    if paths and all(isinstance(p, str) and is_label_file(p) for p in paths):
         return read_files
-    if not isinstance(path, str) or Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-        return None
-    return read_files
+    return None
+
+
+def layer_geometry(data: ImageData, spatial_axes: str) -> dict[str, Any]:
+    """``scale``, ``units`` and ``axis_labels`` of a layer holding ``spatial_axes`` of ``data``."""
+    kwargs: dict[str, Any] = {"axis_labels": tuple(spatial_axes.lower())}
+    if data.pixel_size is not None:
+        z = data.z_spacing or 1.0
+        kwargs["scale"] = [z if a == "Z" else 1.0 for a in spatial_axes[:-2]] + list(data.pixel_size)
+        unit = NAPARI_UNITS.get(data.unit or "")
+        if unit is not None:
+            kwargs["units"] = tuple(unit if a in "ZYX" else "pixel" for a in spatial_axes)
+    return kwargs
 
 
 def read_one(path: str) -> tuple[Any, dict, str]:
-    """One layer tuple (data, kwargs, type) for a file."""
+    """One layer tuple (data, kwargs, type) for a file: integer label images as Labels, others as Image."""
     p = Path(path)
-    data = read_image(p)
+    data = read_image_data(p)
+    arr = data.array
     kwargs: dict = {"name": p.stem}
-    if p.suffix.lower() in (".tif", ".tiff"):
-        try:
-            res = read_resolution(p)
-        except Exception:  # resolution tags are optional and sometimes malformed
-            res = None
-        if res is not None and all(r > 0 for r in res):
-            kwargs["scale"] = list(res)
-    is_labels = p.stem.lower().endswith(LABEL_SUFFIXES) and data.dtype.kind in "iu"
-    if is_labels:
-        if "scale" in kwargs:
-            kwargs["scale"] = [1.0] * (data.ndim - 2) + kwargs["scale"]
-        return data, kwargs, "labels"
-    ca = guess_channel_axis(data)
-    if ca is not None:
-        kwargs["rgb"] = True
-    spatial_ndim = data.ndim - (1 if ca is not None else 0)
-    if "scale" in kwargs:
-        kwargs["scale"] = [1.0] * (spatial_ndim - 2) + kwargs["scale"]
-    return data, kwargs, "image"
+    if data.channel_axis is None and arr.dtype.kind in "iu":
+        kwargs.update(layer_geometry(data, data.axes))
+        return arr, kwargs, "labels"
+    spatial = data.axes
+    if data.channel_axis is not None:
+        if data.rgb and data.channel_axis == arr.ndim - 1:
+            kwargs["rgb"] = True
+        else:
+            kwargs["channel_axis"] = data.channel_axis
+        spatial = data.axes.replace(data.axes[data.channel_axis], "")
+    kwargs.update(layer_geometry(data, spatial))
+    return arr, kwargs, "image"
 
 
 def read_files(path: str | list[str]) -> list[tuple[Any, dict, str]]:

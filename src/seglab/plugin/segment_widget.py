@@ -27,10 +27,12 @@ from seglab.outlines import collect_outlines
 from seglab.plugin.events import alive, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import (
+    ambiguous_axes_note,
     channel_axis_of,
     image_array,
     is_own_unedited,
     output_metadata,
+    spatial_geometry,
     table_to_features,
 )
 
@@ -162,6 +164,7 @@ class SegmentWidget(Container):
             ca = channel_axis_of(layer, data.ndim, user_axis)
             kwargs = dict(
                 channel_axis=ca,
+                rgb=bool(getattr(layer, "rgb", False)),
                 channels=parse_channels(self.channels.value),
                 tile_size=int(self.tile_size.value),
                 device=self.device.value,
@@ -176,10 +179,12 @@ class SegmentWidget(Container):
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None
-        self._source = layer
+        self._source, self._source_channel_axis = layer, ca
+        if (note := ambiguous_axes_note(layer, data.shape, ca)) is not None:
+            show_info(note)
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
-                               returned=self._on_done)
+                               returned=self._on_result)
 
     def cancel(self, *_: Any) -> None:
         self._job.cancel()
@@ -188,9 +193,18 @@ class SegmentWidget(Container):
         self._job.update(event.fraction, f"seglab: {event.stage} {event.done}/{event.total}"
                          + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
 
+    def _on_result(self, value: tuple[str, Any]) -> None:
+        """Show the result; any failure ends in the status 'failed' and one message, never 'running…'."""
+        try:
+            self._on_done(value)
+        except Exception as e:  # noqa: BLE001 - a GUI handler must not leave the widget stuck
+            self.status.value = "failed"
+            show_error(f"seglab: could not show the result: {type(e).__name__}: {e}")
+
     def _on_done(self, value: tuple[str, Any]) -> None:
         model_name, result = value
         src = self._source
+        geometry = spatial_geometry(src, self._source_channel_axis)
         name = f"{src.name} [seglab]"
         meta = output_metadata(src.name, model_name, result.thresholds, result.labels)
         features = table_to_features(result.table)
@@ -203,10 +217,10 @@ class SegmentWidget(Container):
             target.data = result.labels
             target.metadata.update(meta)
             target.features = features
-            target.scale, target.translate = src.scale, src.translate
+            for key, value in geometry.items():
+                setattr(target, key, value)
         else:
-            target = self._viewer.add_labels(result.labels, name=name, scale=src.scale, translate=src.translate,
-                                             metadata=meta, features=features)
+            target = self._viewer.add_labels(result.labels, name=name, metadata=meta, features=features, **geometry)
         self.output_layer = target
         if self.outlines.value and self.outlines.enabled:
             self.outlines_layer = self._put_outlines(result, src.name, model_name, target)

@@ -7,7 +7,17 @@ from typing import Any
 import numpy as np
 
 from seglab.errors import SeglabError
+from seglab.io.images import normalize_unit
 from seglab.io.labels import write_labels as _write
+
+
+def layer_unit(meta: dict) -> str | None:
+    """The length unit of a layer's Y/X axes (napari ``units``), or None for pixels or none."""
+    units = meta.get("units")
+    if not units or len(units) < 2:
+        return None
+    y, x = (normalize_unit(str(u)) for u in units[-2:])
+    return y if y is not None and y == x else None
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
@@ -15,7 +25,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     try:
         scale = meta.get("scale")
         arr = np.asarray(data[0] if meta.get("multiscale") else data)
-        out = _write(path, arr, scale=list(scale) if scale is not None else None)
+        out = _write(path, arr, scale=list(scale) if scale is not None else None, unit=layer_unit(meta))
     except SeglabError as e:
         raise ValueError(str(e)) from None
     return [str(out)]
