@@ -9,11 +9,9 @@ from seglab.plugin.writer import write_labels  # noqa: E402
 from seglab.samples import sample_paths  # noqa: E402
 
 
-def test_reader_opens_images_and_label_files(tmp_path):
+def test_reader_claims_label_files_only(tmp_path):
     img_path, lab_path = sample_paths("stained")
-    layers = get_reader(str(img_path))(str(img_path))
-    data, kwargs, kind = layers[0]
-    assert kind == "image" and kwargs["rgb"] and data.shape == (256, 320, 3)
+    assert get_reader(str(img_path)) is None  # plain images: napari's own reader
     labels_copy = tmp_path / "x_labels.tif"
     labels_copy.write_bytes(lab_path.read_bytes())
     (_, _, kind), = get_reader(str(labels_copy))(str(labels_copy))
@@ -21,10 +19,45 @@ def test_reader_opens_images_and_label_files(tmp_path):
     assert get_reader(str(tmp_path / "notes.txt")) is None
 
 
+def test_viewer_opens_a_plain_tiff_without_asking_for_a_reader(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.zeros((3, 20, 30), np.uint16), photometric="minisblack")
+    layers = viewer.open(str(path))  # raised MultipleReaderError when this plugin claimed every TIFF
+    assert len(layers) == 1 and isinstance(layers[0], napari.layers.Image)
+
+
+def test_viewer_opens_a_label_tiff_as_labels_with_scale_and_unit(make_napari_viewer, tmp_path):
+    from seglab.io.labels import write_labels as write_label_tiff
+
+    viewer = make_napari_viewer()
+    lab = np.zeros((20, 30), np.uint16)
+    lab[2:6, 3:9] = 4
+    path = write_label_tiff(tmp_path / "x_labels.tif", lab, scale=(0.5, 0.25), unit="um")
+    layers = viewer.open(str(path), plugin="napari-seglab")
+    assert len(layers) == 1 and isinstance(layers[0], napari.layers.Labels)
+    assert list(layers[0].scale) == pytest.approx([0.5, 0.25])
+    assert [str(u) for u in layers[0].units] == ["micrometer", "micrometer"]
+    np.testing.assert_array_equal(layers[0].data, lab)
+
+
+def test_writer_keeps_the_layer_unit(tmp_path):
+    import pint
+
+    ureg = pint.get_application_registry()
+    lab = np.ones((10, 12), np.int32)
+    out = write_labels(str(tmp_path / "u.tif"), lab, {"scale": (0.5, 0.5), "units": (ureg.micrometer, ureg.micrometer)})
+    with tifffile.TiffFile(out[0]) as tif:
+        assert tif.imagej_metadata["unit"] == "micron"
+    out = write_labels(str(tmp_path / "p.tif"), lab, {"scale": (1.0, 1.0), "units": (ureg.pixel, ureg.pixel)})
+    with tifffile.TiffFile(out[0]) as tif:
+        assert "unit" not in tif.imagej_metadata
+
+
 def test_writer_round_trip_keeps_scale(tmp_path):
     lab = np.zeros((30, 40), np.int32)
     lab[3:9, 4:20] = 5
-    out = write_labels(str(tmp_path / "seg.tif"), lab, {"scale": (0.25, 0.25)})
+    out = write_labels(str(tmp_path / "seg_labels.tif"), lab, {"scale": (0.25, 0.25)})
     with tifffile.TiffFile(out[0]) as tif:
         assert tif.pages[0].dtype == np.uint16
         np.testing.assert_array_equal(tif.asarray(), lab)
