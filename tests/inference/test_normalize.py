@@ -40,3 +40,34 @@ def test_channels_grey_rgb_multichannel():
         select_channels(np.zeros((2, 3, 4)), 1)
     with pytest.raises(SeglabError, match="data type"):
         select_channels(np.array([["a"]]), 1)
+
+
+def test_luma_only_for_rgb():
+    three = np.stack([np.full((6, 7), 10.0), np.full((6, 7), 200.0), np.zeros((6, 7))], -1)
+    assert select_channels(three, 1, channel_axis=2, rgb=True).shape == (1, 6, 7)
+    assert select_channels(three, 1, channel_axis=2).shape == (1, 6, 7)  # rule: last axis of 3 -> RGB
+    with pytest.raises(SeglabError, match="3 non-RGB channel.*--channels.*'Channels'"):
+        select_channels(three, 1, channel_axis=2, rgb=False)
+    with pytest.raises(SeglabError, match="non-RGB"):
+        select_channels(np.moveaxis(three, -1, 0), 1, channel_axis=0)  # channels first: not RGB by the rule
+    picked = select_channels(three, 1, channel_axis=2, rgb=False, channels=[1])
+    assert (picked == 200).all()
+
+
+def test_rgb_into_a_three_channel_model_stays_three_channels():
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 7, 3)).astype(np.uint8)
+    out = select_channels(rgb, 3, channel_axis=2, rgb=True)
+    np.testing.assert_array_equal(out, np.moveaxis(rgb, -1, 0).astype(np.float32))
+    rgba = np.concatenate([rgb, np.full((6, 7, 1), 255, np.uint8)], -1)
+    np.testing.assert_array_equal(select_channels(rgba, 3, channel_axis=2, rgb=True), out)  # alpha dropped
+    with pytest.raises(SeglabError, match="4 non-RGB"):
+        select_channels(rgba, 3, channel_axis=2, rgb=False)
+
+
+def test_model_input_is_shared_by_training_and_inference():
+    from seglab.inference.normalize import model_input
+
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3)).astype(np.uint8)
+    a = model_input(rgb, 1, {}, channel_axis=2)
+    b = model_input(rgb, 1, {}, channel_axis=2, rgb=True)
+    np.testing.assert_array_equal(a, b)

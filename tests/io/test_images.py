@@ -4,7 +4,7 @@ import pytest
 import tifffile
 
 from seglab.errors import SeglabError
-from seglab.io.images import guess_channel_axis, list_images, read_image
+from seglab.io.images import guess_channel_axis, list_images, normalize_unit, read_image, read_image_data
 
 
 def test_read_tiff_and_png(tmp_path):
@@ -42,3 +42,69 @@ def test_list_images_expands_folders_sorted(tmp_path):
     for n in ("b.tif", "a.png", "notes.txt"):
         (tmp_path / n).write_bytes(b"")
     assert [p.name for p in list_images([tmp_path])] == ["a.png", "b.tif"]
+
+
+def _write(path, arr, **kw):
+    tifffile.imwrite(path, arr, **kw)
+    return path
+
+
+@pytest.mark.parametrize("make, axes, rgb", [
+    (lambda p: _write(p, np.zeros((3, 20, 30), np.uint16), imagej=True, metadata={"axes": "CYX"}), "CYX", False),
+    (lambda p: _write(p, np.zeros((3, 20, 30), np.uint16), imagej=True, metadata={"axes": "ZYX"}), "ZYX", False),
+    (lambda p: _write(p, np.zeros((2, 3, 2, 20, 30), np.uint16), imagej=True, metadata={"axes": "TZCYX"}),
+     "TZCYX", False),
+    (lambda p: _write(p, np.zeros((20, 30, 3), np.uint8), photometric="rgb"), "YXS", True),
+    (lambda p: _write(p, np.zeros((2, 20, 30, 3), np.uint8), imagej=True, photometric="rgb",
+                      metadata={"axes": "ZYXS"}), "ZYXS", True),
+    (lambda p: _write(p, np.zeros((3, 20, 30), np.uint16), metadata={"axes": "CYX"}), "CYX", False),
+    (lambda p: _write(p, np.zeros((3, 20, 30), np.float32), photometric="minisblack"), "QYX", False),
+    (lambda p: _write(p, np.zeros((3, 20, 30), np.uint16), photometric="rgb", planarconfig="separate"), "QYX",
+     False),
+    (lambda p: _write(p, np.zeros((20, 30, 2), np.uint8), photometric="minisblack"), "YXC", False),
+])
+def test_axes_the_file_declares(tmp_path, make, axes, rgb):
+    d = read_image_data(make(tmp_path / "a.tif"))
+    assert (d.axes, d.rgb) == (axes, rgb)
+    assert len(d.axes) == d.array.ndim
+
+
+def test_ome_axes_and_physical_size(tmp_path):
+    p = tmp_path / "a.ome.tif"
+    tifffile.imwrite(p, np.zeros((2, 20, 30), np.uint16),
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeXUnit": "nm"})
+    d = read_image_data(p)
+    assert d.axes == "CYX" and d.pixel_size == pytest.approx((0.4, 0.3)) and d.unit == "nm"
+
+
+@pytest.mark.parametrize("kw, size, unit", [
+    (dict(imagej=True, resolution=(2.0, 4.0), metadata={"unit": "micron"}), (0.25, 0.5), "µm"),
+    (dict(imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um", "axes": "YX"}), (0.5, 0.5), "µm"),
+    (dict(resolution=(1e4 / 0.65, 1e4 / 0.65), resolutionunit="CENTIMETER"), (0.65, 0.65), "cm"),
+    (dict(resolution=(300.0, 300.0), resolutionunit="INCH"), None, None),  # a print default, not a calibration
+    (dict(), None, None),
+])
+def test_pixel_size_and_unit(tmp_path, kw, size, unit):
+    p = _write(tmp_path / "a.tif", np.zeros((20, 30), np.uint16), **kw)
+    d = read_image_data(p)
+    if size is None:
+        assert d.pixel_size is None
+    else:
+        if unit == "cm":
+            size = tuple(s * 1e-4 for s in size)
+        assert d.pixel_size == pytest.approx(size)
+    assert d.unit == unit
+
+
+def test_png_axes(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "rgb.png", np.zeros((20, 30, 3), np.uint8))
+    iio.imwrite(tmp_path / "la.png", np.zeros((20, 30, 2), np.uint8))
+    assert (read_image_data(tmp_path / "rgb.png").axes, read_image_data(tmp_path / "rgb.png").rgb) == ("YXS", True)
+    assert (read_image_data(tmp_path / "la.png").axes, read_image_data(tmp_path / "la.png").rgb) == ("YXC", False)
+
+
+def test_normalize_unit():
+    assert [normalize_unit(u) for u in ("um", "micron", "µm", "\\u00B5m", "micrometer", "nm", "pixel", None)] == \
+        ["µm", "µm", "µm", "µm", "µm", "nm", None, None]

@@ -45,8 +45,8 @@ class ImageData:
 
 # spellings of length units in ImageJ, OME and TIFF metadata -> one name each
 _UNITS = {
-    "um": "µm", "µm": "µm", "\u00b5m": "µm", "micron": "µm", "microns": "µm", "micrometer": "µm",
-    "micrometre": "µm", "μm": "µm", "nm": "nm", "nanometer": "nm", "mm": "mm", "millimeter": "mm",
+    "um": "µm", "µm": "µm", "μm": "µm", "micron": "µm", "microns": "µm", "micrometer": "µm",
+    "micrometre": "µm", "nm": "nm", "nanometer": "nm", "mm": "mm", "millimeter": "mm",
     "cm": "cm", "centimeter": "cm", "m": "m", "meter": "m", "inch": "inch", "in": "inch",
 }
 _PER_CM = {"µm": 1e4, "nm": 1e7, "mm": 10.0, "cm": 1.0, "m": 0.01, "inch": 1 / 2.54}
@@ -56,7 +56,7 @@ def normalize_unit(unit: str | None) -> str | None:
     """One spelling per length unit (``micron``/``um`` -> ``µm``); None for none or unknown units."""
     if not unit or not isinstance(unit, str):
         return None
-    return _UNITS.get(unit.strip().lower().replace("\u00b5", "µ"))
+    return _UNITS.get(unit.strip().lower().replace("\\u00b5", "µ"))  # "\\u00B5m": ImageJ's escaped µm
 
 
 def unit_factor(unit_from: str, unit_to: str) -> float:
@@ -128,7 +128,7 @@ def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
         return axes.replace("S", "Q"), False
     if not is_colour:
         return axes.replace("S", "C"), False
-    return axes, True
+    return axes.replace("C", "Q"), True  # one channel axis: RGB samples; other "channels" undeclared
 
 
 def read_image_data(path: str | os.PathLike) -> ImageData:
