@@ -191,6 +191,7 @@ def boxes_table(table: dict) -> dict:
 def cmd_segment(args: argparse.Namespace) -> int:
     from seglab.inference.engine import segment_iter
     from seglab.io import list_images, write_labels, write_table_csv
+    from seglab.io.atomic import check_writable_folder
     from seglab.io.images import read_image_data
     from seglab.models.registry import get_model
 
@@ -216,7 +217,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.boxes and not model.has_boxes:
         raise SeglabError(f"model {model.config.name!r} ({model.family}) does not detect boxes; drop --boxes")
     th = model.thresholds(_thresholds(args))
-    outdir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(outdir)  # before any inference
     failures = 0
     for i, (path, target) in enumerate(zip(paths, targets)):
         try:

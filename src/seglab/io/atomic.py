@@ -41,3 +41,19 @@ def atomic_file(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         if isinstance(e, OSError):
             raise SeglabError(f"cannot write {path}: {e}") from None
         raise
+
+
+def check_writable_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` if needed and check that files can be written in it, so that
+    a run fails before its work, not after; OS errors become :class:`SeglabError`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SeglabError(f"output {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".seglab-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise SeglabError(f"cannot write to the output folder {path}: {e.strerror or e}") from None
+    return path
