@@ -23,7 +23,9 @@ def test_viewer_opens_a_plain_tiff_without_asking_for_a_reader(make_napari_viewe
     viewer = make_napari_viewer()
     path = tmp_path / "x.tif"
     tifffile.imwrite(path, np.zeros((3, 20, 30), np.uint16), photometric="minisblack")
-    layers = viewer.open(str(path))  # raised MultipleReaderError when this plugin claimed every TIFF
+    # plugin=None: what File > Open does (napari's viewer.open defaults to its own reader); this
+    # raised MultipleReaderError (and File > Open asked the user) when this plugin claimed every TIFF
+    layers = viewer.open(str(path), plugin=None)
     assert len(layers) == 1 and isinstance(layers[0], napari.layers.Image)
 
 
