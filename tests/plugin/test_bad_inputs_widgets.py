@@ -118,7 +118,8 @@ def test_a_leading_axis_of_three_is_named_as_possibly_channels(qtbot, seg, notes
     (np.zeros((3, 16, 16), np.float32), 3, "", "channel axis 3 does not exist"),
     (np.zeros((3, 16, 16), np.float32), 0, "5", "do not exist"),
     (np.zeros((3, 16, 16), np.float32), 0, "a,b", "channels must be integers"),
-], ids=["6d", "channel axis out of range", "missing channel", "channels not numbers"])
+    (np.stack([IMG, NOISE], -1), -1, "", "2 non-RGB channel"),
+], ids=["6d", "channel axis out of range", "missing channel", "channels not numbers", "two channels last"])
 def test_segment_widget_bad_layers_give_one_notification(qtbot, seg, notes, data, channel_axis, channels, msg):
     viewer, widget = seg
     widget.image.value = viewer.add_image(data, name="bad")
