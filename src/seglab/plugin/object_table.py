@@ -1,0 +1,201 @@
+"""Keep a labels layer's object table (``layer.features``) in step with the user's edits.
+
+After a paint, fill, erase or ``layer.data = ...`` the table is recomputed (label, area,
+centroid, and plane for stacks). An object whose pixels did not change keeps its score;
+an edited or new object gets score NaN and ``edited = True``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import QTimer
+
+#: edits are gathered for this long (ms) before one recomputation (a stroke fires many events)
+DEBOUNCE_MS = 150
+#: past this largest id (relative to the pixel count) ids are compacted before counting
+_SPARSE_IDS = 4
+
+
+def measure(labels: np.ndarray, only: set[int] | None = None) -> pd.DataFrame:
+    """Per object: ``index`` (label id), ``area``, ``centroid_y``, ``centroid_x`` and, for stacks,
+    ``plane`` (flat index of the leading axes); any number of axes. ``only``: just these ids."""
+    labels = np.asarray(labels)
+    flat = labels.ravel()
+    cols = ["index", "area", "centroid_y", "centroid_x"] + (["plane"] if labels.ndim > 2 else [])
+    if only is not None:
+        pos = np.flatnonzero(np.isin(flat, np.fromiter(only, dtype=np.int64)))
+        values = flat[pos]
+    else:
+        pos, values = None, flat
+    values_max = int(values.max()) if values.size else 0
+    if values_max <= 0:
+        return pd.DataFrame({c: np.zeros(0, np.int64 if c in ("index", "area", "plane") else np.float64)
+                             for c in cols})
+    if only is None and values_max <= _SPARSE_IDS * values.size and values.min() >= 0:
+        codes, ids = values.astype(np.intp, copy=False), np.arange(values_max + 1)  # dense ids: by id
+    else:
+        ids, codes = np.unique(values, return_inverse=True)
+        codes = codes.ravel()
+    n = len(ids)
+    counts = np.bincount(codes, minlength=n)
+    present = np.flatnonzero((counts > 0) & (ids > 0))
+    if pos is None:
+        pos = np.arange(flat.size, dtype=np.int64)
+    h, w = labels.shape[-2:]
+    plane_of, within = np.divmod(pos, h * w)
+    area = counts[present].astype(np.float64)
+
+    def mean(coord: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=coord.astype(np.float64), minlength=n)[present] / area
+
+    out = {"index": ids[present].astype(np.int64), "area": counts[present].astype(np.int64),
+           "centroid_y": mean(within // w), "centroid_x": mean(within % w)}
+    if labels.ndim > 2:
+        out["plane"] = np.rint(mean(plane_of)).astype(np.int64)
+    return pd.DataFrame(out)
+
+
+def _as_table(old: Any) -> pd.DataFrame:
+    table = pd.DataFrame(old) if old is not None else pd.DataFrame()
+    if "index" in table.columns:
+        table = table.drop_duplicates("index").reset_index(drop=True)
+    return table
+
+
+def _with_columns(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``rows`` with every column of ``columns`` (unknown values: NaN), in that order first."""
+    for c in columns:
+        if c not in rows.columns:
+            rows[c] = np.nan
+    return rows[columns + [c for c in rows.columns if c not in columns]]
+
+
+def refreshed_features(old: Any, labels: np.ndarray, touched: set[int] | None = None) -> pd.DataFrame:
+    """The object table of ``labels`` after an edit, keeping what is known of unchanged objects.
+
+    ``touched``: the ids an edit changed (a paint event reports them): only those rows are
+    measured again. None: every object is measured and counts as changed when its area or
+    centroid differ from its old row. Changed or new objects get score NaN and ``edited`` True;
+    other columns of unchanged objects (score, class, ...) are kept.
+    """
+    old = _as_table(old)
+    if "index" not in old.columns:
+        new = measure(labels)
+        new["score"] = np.nan
+        new["edited"] = True
+        return new
+    if "edited" not in old.columns:
+        old["edited"] = False
+    columns = list(old.columns)
+    if touched is not None:
+        rows = measure(labels, only=touched)
+        rows["edited"] = True
+        keep = old[~old["index"].isin(list(touched))]
+        new = pd.concat([keep, _with_columns(rows, columns)], ignore_index=True)
+        return new.sort_values("index", kind="stable").reset_index(drop=True)[
+            columns + [c for c in new.columns if c not in columns]]
+    rows = measure(labels)
+    prev = old.set_index("index").reindex(rows["index"])
+    same = rows["index"].isin(old["index"]).to_numpy().copy()
+    for c in ("area", "centroid_y", "centroid_x", "plane"):
+        if c in rows.columns and c in prev.columns:
+            same &= np.isclose(prev[c].to_numpy(dtype=np.float64), rows[c].to_numpy(dtype=np.float64))
+    for c in columns:
+        if c in rows.columns or c == "index":
+            continue
+        values = prev[c].to_numpy()
+        if c == "edited":
+            rows[c] = np.where(same, values, True).astype(bool)
+        elif values.dtype.kind in "iubfc":
+            rows[c] = np.where(same, values.astype(np.float64), np.nan)
+        else:
+            rows[c] = np.where(same, values, None)
+    return _with_columns(rows, columns)
+
+
+def _touched_ids(event: Any) -> set[int] | None:
+    """Label ids a ``paint`` event changed (old and new values), or None when not reported."""
+    atoms = getattr(event, "value", None)
+    if not isinstance(atoms, list):
+        return None
+    ids: set[int] = set()
+    try:
+        for _, old_values, new_value in atoms:
+            ids.update(np.unique(np.asarray(old_values)).tolist())
+            ids.update(np.unique(np.asarray(new_value)).tolist())
+    except (TypeError, ValueError):
+        return None
+    ids.discard(0)
+    return ids
+
+
+class TableKeeper:
+    """Refreshes one labels layer's features after edits (debounced, on the GUI thread)."""
+
+    def __init__(self, layer: Any) -> None:
+        self._layer = weakref.ref(layer)
+        self._touched: set[int] | None = set()
+        self._paused = False
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.refresh)
+        layer.events.paint.connect(self._on_paint)
+        layer.events.data.connect(self._on_data)
+
+    def pause(self) -> Any:
+        """Context manager: changes made inside (by the plugin itself) are not edits."""
+        keeper = self
+
+        class _Paused:
+            def __enter__(self) -> None:
+                keeper._paused = True
+
+            def __exit__(self, *exc: Any) -> None:
+                keeper._paused = False
+
+        return _Paused()
+
+    def _on_paint(self, event: Any) -> None:
+        if self._paused:
+            return
+        ids = _touched_ids(event)
+        if ids is None or self._touched is None:
+            self._touched = None  # unknown: compare every object's geometry
+        else:
+            self._touched |= ids
+        self._timer.start()
+
+    def _on_data(self, event: Any = None) -> None:
+        if self._paused:
+            return
+        self._timer.start()
+
+    @property
+    def pending(self) -> bool:
+        return self._timer.isActive()
+
+    def refresh(self) -> None:
+        """Recompute the layer's table now."""
+        self._timer.stop()
+        layer = self._layer()
+        if layer is None:
+            return
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        touched, self._touched = self._touched, set()
+        layer.features = refreshed_features(layer.features, np.asarray(data), touched)
+
+
+_KEEPERS: weakref.WeakKeyDictionary[Any, TableKeeper] = weakref.WeakKeyDictionary()
+
+
+def keep_table_fresh(layer: Any) -> TableKeeper:
+    """Watch ``layer`` (once) so its features follow the user's edits."""
+    keeper = _KEEPERS.get(layer)
+    if keeper is None:
+        keeper = _KEEPERS[layer] = TableKeeper(layer)
+    return keeper

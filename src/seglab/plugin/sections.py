@@ -1,0 +1,67 @@
+"""Layout helpers for the docked widgets: a collapsible section and a row of buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from magicgui.widgets import Container, PushButton
+from magicgui.widgets.bases import Widget
+
+
+class Collapsible(Container):
+    """A header button that shows or hides a labelled container of settings (hidden at first)."""
+
+    def __init__(self, title: str, widgets: Sequence[Widget] = (), *, expanded: bool = False,
+                 tooltip: str | None = None) -> None:
+        super().__init__(labels=False, layout="vertical", label="")
+        self.title = title
+        self.header = PushButton(text="", tooltip=tooltip or f"show or hide the {title.lower()} settings")
+        self.body = Container(labels=True, widgets=list(widgets))
+        self.body.margins = (0, 0, 0, 0)
+        self.margins = (0, 0, 0, 0)
+        self.extend([self.header, self.body])
+        self.header.changed.connect(self.toggle)
+        self._expanded = not expanded
+        self.toggle()
+
+    @property
+    def expanded(self) -> bool:
+        return self._expanded
+
+    @expanded.setter
+    def expanded(self, value: bool) -> None:
+        if bool(value) != self._expanded:
+            self.toggle()
+
+    def toggle(self, *_: Any) -> None:
+        self._expanded = not self._expanded
+        self.body.visible = self._expanded
+        self.header.text = f"{'▾' if self._expanded else '▸'} {self.title}"
+
+
+def button_row(*buttons: Widget) -> Container:
+    """Buttons side by side (one row of height instead of one per button)."""
+    row = Container(layout="horizontal", labels=False, widgets=list(buttons), label="")
+    row.margins = (0, 0, 0, 0)
+    return row
+
+
+class ScrollableContainer(Container):
+    """A labelled Container inside a vertical scroll area, docked by napari *with* the scroll area.
+
+    napari docks a magicgui widget's ``.native``; for a scrollable Container that is the inner
+    widget, which would leave the scroll area behind. Here ``.native`` is the scroll area.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(scrollable=True, **kwargs)
+
+    @property
+    def native(self) -> Any:
+        return self.root_native_widget
+
+    @property
+    def content(self) -> Any:
+        """The widget inside the scroll area, holding the fields."""
+        return self.root_native_widget.widget()
