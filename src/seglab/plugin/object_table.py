@@ -91,14 +91,18 @@ def refreshed_features(old: Any, labels: np.ndarray, touched: set[int] | None = 
     if "edited" not in old.columns:
         old["edited"] = False
     columns = list(old.columns)
-    if touched is not None:
-        rows = measure(labels, only=touched)
-        rows["edited"] = True
-        keep = old[~old["index"].isin(list(touched))]
-        new = pd.concat([keep, _with_columns(rows, columns)], ignore_index=True)
-        return new.sort_values("index", kind="stable").reset_index(drop=True)[
-            columns + [c for c in new.columns if c not in columns]]
-    rows = measure(labels)
+    if touched is None:
+        return _merge(old, measure(labels), columns)
+    # only the touched objects can have changed: measure those, keep every other row as it is
+    touched_old = old["index"].isin(list(touched)).to_numpy()
+    rows = _merge(old[touched_old], measure(labels, only=touched), columns)
+    new = pd.concat([old[~touched_old], rows], ignore_index=True)
+    return new.sort_values("index", kind="stable").reset_index(drop=True)
+
+
+def _merge(old: pd.DataFrame, rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``rows`` (fresh measurements) with the other columns of ``old`` for objects whose
+    geometry did not change; changed or new objects: NaN and ``edited`` True."""
     prev = old.set_index("index").reindex(rows["index"])
     same = rows["index"].isin(old["index"]).to_numpy().copy()
     for c in ("area", "centroid_y", "centroid_x", "plane"):
@@ -124,7 +128,11 @@ def _touched_ids(event: Any) -> set[int] | None:
         return None
     ids: set[int] = set()
     try:
-        for _, old_values, new_value in atoms:
+        for atom in atoms:
+            if hasattr(atom, "old_values"):  # a masked paint/fill atom
+                old_values, new_value = atom.old_values, atom.new_value
+            else:  # (indices, old values, new values)
+                _, old_values, new_value = atom
             ids.update(np.unique(np.asarray(old_values)).tolist())
             ids.update(np.unique(np.asarray(new_value)).tolist())
     except (TypeError, ValueError):
@@ -173,6 +181,7 @@ class TableKeeper:
     def _on_data(self, event: Any = None) -> None:
         if self._paused:
             return
+        self._touched = None  # new data: any object may have changed
         self._timer.start()
 
     @property
