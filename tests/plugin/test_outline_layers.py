@@ -7,7 +7,12 @@ napari = pytest.importorskip("napari")
 
 from seglab.outlines import Outlines  # noqa: E402
 from seglab.plugin.layers import output_metadata  # noqa: E402
-from seglab.plugin.outline_layers import STALE_SUFFIX, new_run_id, tag_run, update_outlines  # noqa: E402
+from seglab.plugin.outline_layers import (  # noqa: E402
+    STALE_SUFFIX,
+    new_run_id,
+    tag_run,
+    update_outlines,
+)
 
 
 def squares(n, offset=0.0, kind="polygon"):

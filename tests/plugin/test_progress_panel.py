@@ -7,7 +7,12 @@ import pytest
 pytest.importorskip("napari")
 
 from seglab.inference.engine import ProgressEvent  # noqa: E402
-from seglab.plugin.progress_panel import BAR_STEPS, ProgressPanel, format_seconds, progress_info  # noqa: E402
+from seglab.plugin.progress_panel import (  # noqa: E402
+    BAR_STEPS,
+    ProgressPanel,
+    format_seconds,
+    progress_info,
+)
 from seglab.training.finetune import FinetuneEvent  # noqa: E402
 from seglab.training.loop import TrainEvent  # noqa: E402
 

@@ -150,3 +150,85 @@ def test_widgets_start_from_the_default_builtin(make_napari_viewer):
     viewer = make_napari_viewer()
     assert tw.TrainWidget(viewer).start_model.value == ("model", DEFAULT_MODEL)
     assert sw.SegmentWidget(viewer).model.value == DEFAULT_MODEL
+
+
+# ---- issue 12 -----------------------------------------------------------------------------
+def test_segment_button_twice_docks_one_segment_widget(make_napari_viewer, monkeypatch):
+    """napari gives each plugin widget its own viewer proxy: the Train widget must still find
+    the Segment widget docked by the plugin menu, and never dock a second one."""
+    viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-seglab", "Segment")
+    _, train = viewer.window.add_plugin_dock_widget("napari-seglab", "Train")
+    image = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    starts = []
+    monkeypatch.setattr(sw.SegmentWidget, "start", lambda self, *a: starts.append(self) or "started")
+    train.new_model = "unet-nuclei"
+    viewer.layers.selection.active = image
+    assert train.segment_with_new_model() == "started"
+    assert train.segment_with_new_model() == "started"
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, sw.SegmentWidget)]
+    assert len(docked) == 1 and starts == [docked[0], docked[0]]
+    assert docked[0].model.value == "unet-nuclei" and docked[0].image.value is image
+
+
+def test_every_train_field_has_a_tooltip(setup):
+    from seglab.plugin.tooltips import fields
+
+    _, widget, *_ = setup
+    widget.add_pair()
+    missing = [f.label or f.name or f.text for f in fields(widget) if not f.tooltip]
+    assert not missing, f"fields without a tooltip: {missing}"
+    assert widget.start_info.value.startswith("U-Net")  # the tiny start model's line
+    widget.start_model.value = ("family", "stardist")
+    assert "untrained stardist" in widget.start_info.value
+
+
+def test_training_progress_shows_in_the_widget(qtbot, setup, errors):
+    _, widget, *_ = setup
+    worker = widget.start()
+    stages = []
+    worker.yielded.connect(lambda ev: stages.append((ev.stage, widget.progress.text.value)))
+    assert widget.progress.active
+    _wait(qtbot, widget)
+    assert not errors and not widget.progress.active
+    train_texts = [t for s, t in stages if s == "train"]
+    assert train_texts and train_texts[-1].startswith("train ") and "left" in train_texts[-1]
+    assert any(s == "save" and t == "save" for s, t in stages)
+
+
+# The docked widgets must fit a 1080p screen (1920x1080). napari's window leaves about 1080 - 30
+# (title bar) - 25 (menu) - 25 (status bar) - 40 (task bar) = 960 px to the dock area; two docks
+# stacked there, each with a ~25 px title, share ~910 px: 455 px each.
+DOCK_SHARE = 455
+
+
+def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    segment = sw.SegmentWidget(viewer)
+    train = tw.TrainWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    viewer.window.add_dock_widget(train, name="Train")
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    qtbot.wait(50)
+    for w in (segment, train):
+        assert isinstance(w.native, QScrollArea) and w.native.widget() is w.content
+        assert w.native.parent() is not None  # docked with its scroll area
+        # the docks can always shrink to fit: whatever does not fit scrolls
+        assert w.native.minimumSizeHint().height() < 150
+        assert w.native.parent().minimumSizeHint().height() < 200
+    # the Segment widget's main fields show without scrolling in its share of the height, with
+    # room for a field or two more (e.g. the object diameter)
+    assert segment.content.sizeHint().height() <= DOCK_SHARE - 60
+    # the advanced sections collapse: most of each widget's height is only used on demand
+    for w in (segment, train):
+        collapsed = w.content.sizeHint().height()
+        w.advanced.expanded = True
+        qtbot.wait(10)
+        assert w.content.sizeHint().height() > collapsed + 100
+        w.advanced.expanded = False
+        qtbot.wait(10)
+        assert w.content.sizeHint().height() == collapsed
+    # both together, collapsed, need less than the issue's 1,233 px by far
+    assert segment.content.sizeHint().height() + train.content.sizeHint().height() < 1050

@@ -28,8 +28,8 @@ def trained_on(cfg: ModelConfig) -> str | None:
         names = [str(p.get("image", "?")) for p in pairs if isinstance(p, dict)]
         shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
         parent = training.get("parent")
-        base = f"fine-tuned from {parent['name']} on " if isinstance(parent, dict) and parent.get("name") else ""
-        return f"{base}{len(pairs)} image(s): {shown}"
+        base = f" (fine-tuned from {parent['name']})" if isinstance(parent, dict) and parent.get("name") else ""
+        return f"{len(pairs)} image(s): {shown}{base}"
     return None
 
 

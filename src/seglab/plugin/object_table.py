@@ -8,6 +8,8 @@ an edited or new object gets score NaN and ``edited = True``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -155,18 +157,14 @@ class TableKeeper:
         layer.events.paint.connect(self._on_paint)
         layer.events.data.connect(self._on_data)
 
-    def pause(self) -> Any:
-        """Context manager: changes made inside (by the plugin itself) are not edits."""
-        keeper = self
-
-        class _Paused:
-            def __enter__(self) -> None:
-                keeper._paused = True
-
-            def __exit__(self, *exc: Any) -> None:
-                keeper._paused = False
-
-        return _Paused()
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        """Changes made inside (by the plugin itself) are not edits."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def _on_paint(self, event: Any) -> None:
         if self._paused:

@@ -49,7 +49,7 @@ class ProgressInfo:
 
 def format_seconds(seconds: float) -> str:
     """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:
