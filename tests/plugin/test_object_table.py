@@ -65,6 +65,12 @@ def test_painting_refreshes_the_layer_features(make_napari_viewer, qtbot):
     assert 12 in table.index and table.loc[12, "area"] == int((layer.data == 12).sum())
     assert table.loc[3, "area"] == int((layer.data == 3).sum()) < 35 and np.isnan(table.loc[3, "score"])
     assert table.loc[7, "score"] == pytest.approx(0.5) and not table.loc[7, "edited"]
+    # undo (napari changes the data without an event) refreshes it too
+    layer.undo()
+    qtbot.waitUntil(lambda: not keeper.pending, timeout=5_000)
+    table = layer.features.set_index("index")
+    assert table.loc[3, "area"] == 35 and not table.loc[3, "edited"]  # back as it was, score kept
+    assert table.loc[3, "score"] == pytest.approx(0.9)
     # replacing the data (e.g. from a script) refreshes it too
     layer.data = np.where(layer.data == 7, 0, layer.data)
     qtbot.waitUntil(lambda: not keeper.pending, timeout=5_000)

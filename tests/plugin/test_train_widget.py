@@ -232,3 +232,37 @@ def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
         assert w.content.sizeHint().height() == collapsed
     # both together, collapsed, need less than the issue's 1,233 px by far
     assert segment.content.sizeHint().height() + train.content.sizeHint().height() < 1050
+
+
+def test_second_cancel_stops_at_once_and_saves_nothing(qtbot, setup, errors, monkeypatch, models_dir):
+    """The first Cancel stops training gracefully (the model is still tuned and saved); while
+    that runs, a second click discards the run at once."""
+    import threading
+    import time
+
+    from seglab.training.finetune import FinetuneEvent
+
+    ended = threading.Event()
+
+    def slow_tuning(annotations, validation, kwargs, stop):
+        try:
+            while True:  # e.g. threshold tuning that takes a while after the stop
+                time.sleep(0.05)
+                yield FinetuneEvent("tune", 0.9 if stop.is_set() else 0.5)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(tw, "_run_training", slow_tuning)
+    _, widget, *_ = setup
+    worker = widget.start()
+    with qtbot.waitSignal(worker.yielded, timeout=10_000):
+        pass
+    widget.cancel()
+    assert widget.running and widget.status.value.startswith("stopping")
+    assert widget.cancel_button.enabled and widget.cancel_button.text == "Stop now (discard)"
+    widget.cancel()
+    assert not widget.running and widget.status.value == "cancelled" and widget.train_button.enabled
+    assert widget.cancel_button.text == "Cancel (keep best so far)" and not widget.cancel_button.enabled
+    assert not widget.progress.active
+    assert ended.wait(2.0)  # the run ended within 2 s
+    assert not (models_dir / "my-cells").exists() and not errors

@@ -31,6 +31,8 @@ class _Cancelled:
 
 
 CANCELLED = _Cancelled()
+#: the Cancel button's text once a graceful stop is under way: a second click discards the run
+STOP_NOW_TEXT = "Stop now (discard)"
 
 
 def guarded(fn: Callable[..., Generator], args: tuple, cancel: threading.Event) -> Generator:
@@ -70,6 +72,7 @@ class BackgroundJob:
         self.pbar: progress | None = None
         self._cancel_event: threading.Event | None = None
         self._on_cancel: Callable[[], None] | None = None
+        self._cancel_text = str(getattr(cancel_button, "text", ""))
 
     @property
     def running(self) -> bool:
@@ -84,7 +87,8 @@ class BackgroundJob:
 
         ``yielded`` gets each progress event (after the progress panel has shown it);
         ``returned`` gets the worker's value unless it is a :class:`UserInputProblem`.
-        ``on_cancel`` replaces the immediate cancel, e.g. to stop gracefully and keep a result.
+        ``on_cancel`` replaces the immediate cancel, e.g. to stop gracefully and keep a result;
+        a second cancel then stops at once (the button says so).
         Events of a worker the job has detached from (cancelled) are ignored.
         """
         cancel = threading.Event()
@@ -147,9 +151,11 @@ class BackgroundJob:
         """Cancel the run: gracefully through ``on_cancel`` when given, else at once."""
         if self.worker is None:
             return
-        if self._on_cancel is not None:
+        graceful, self._on_cancel = self._on_cancel, None
+        if graceful is not None:
             self.status.value = "cancelling…"
-            self._on_cancel()
+            self.cancel_button.text = STOP_NOW_TEXT
+            graceful()
         else:
             self.abort()
 
@@ -175,3 +181,4 @@ class BackgroundJob:
         self._on_cancel = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
+        self.cancel_button.text = self._cancel_text

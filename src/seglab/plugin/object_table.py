@@ -8,8 +8,6 @@ an edited or new object gets score NaN and ``edited = True``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -76,13 +74,15 @@ def _with_columns(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return rows[columns + [c for c in rows.columns if c not in columns]]
 
 
-def refreshed_features(old: Any, labels: np.ndarray, touched: set[int] | None = None) -> pd.DataFrame:
+def refreshed_features(old: Any, labels: np.ndarray, touched: set[int] | None = None,
+                       origin: Any = None) -> pd.DataFrame:
     """The object table of ``labels`` after an edit, keeping what is known of unchanged objects.
 
     ``touched``: the ids an edit changed (a paint event reports them): only those rows are
-    measured again. None: every object is measured and counts as changed when its area or
-    centroid differ from its old row. Changed or new objects get score NaN and ``edited`` True;
-    other columns of unchanged objects (score, class, ...) are kept.
+    measured again. None: every object is measured. An object is unchanged when its area and
+    centroid equal those of its row in ``origin`` (the table as the segmentation gave it;
+    default ``old``), so an undone edit gets its score back. Changed or new objects get score
+    NaN and ``edited`` True; other columns of unchanged objects (score, class, ...) are kept.
     """
     old = _as_table(old)
     if "index" not in old.columns:
@@ -93,12 +93,14 @@ def refreshed_features(old: Any, labels: np.ndarray, touched: set[int] | None = 
     if "edited" not in old.columns:
         old["edited"] = False
     columns = list(old.columns)
+    ref = _as_table(origin)
+    if "index" not in ref.columns:
+        ref = old
     if touched is None:
-        return _merge(old, measure(labels), columns)
+        return _merge(ref, measure(labels), columns)
     # only the touched objects can have changed: measure those, keep every other row as it is
-    touched_old = old["index"].isin(list(touched)).to_numpy()
-    rows = _merge(old[touched_old], measure(labels, only=touched), columns)
-    new = pd.concat([old[~touched_old], rows], ignore_index=True)
+    rows = _merge(ref[ref["index"].isin(list(touched))], measure(labels, only=touched), columns)
+    new = pd.concat([old[~old["index"].isin(list(touched))], rows], ignore_index=True)
     return new.sort_values("index", kind="stable").reset_index(drop=True)
 
 
@@ -113,10 +115,14 @@ def _merge(old: pd.DataFrame, rows: pd.DataFrame, columns: list[str]) -> pd.Data
     for c in columns:
         if c in rows.columns or c == "index":
             continue
-        values = prev[c].to_numpy()
         if c == "edited":
-            rows[c] = np.where(same, values, True).astype(bool)
-        elif values.dtype.kind in "iubfc":
+            rows[c] = ~same
+            continue
+        if c not in prev.columns:
+            rows[c] = np.nan
+            continue
+        values = prev[c].to_numpy()
+        if values.dtype.kind in "iubfc":
             rows[c] = np.where(same, values.astype(np.float64), np.nan)
         else:
             rows[c] = np.where(same, values, None)
@@ -149,26 +155,33 @@ class TableKeeper:
     def __init__(self, layer: Any) -> None:
         self._layer = weakref.ref(layer)
         self._touched: set[int] | None = set()
-        self._paused = False
+        self._origin = layer.features.copy()  # the table as the segmentation (or the user) gave it
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.refresh)
         layer.events.paint.connect(self._on_paint)
         layer.events.data.connect(self._on_data)
+        self._watch_history(layer)
 
-    @contextmanager
-    def pause(self) -> Iterator[None]:
-        """Changes made inside (by the plugin itself) are not edits."""
-        self._paused = True
-        try:
-            yield
-        finally:
-            self._paused = False
+    def _watch_history(self, layer: Any) -> None:
+        """napari's undo and redo change the data without an event: wrap this layer's methods."""
+        me = weakref.ref(self)
+        for name in ("undo", "redo"):
+            original = getattr(layer, name, None)
+            if original is None:
+                continue
+
+            def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                out = _original(*args, **kwargs)
+                keeper = me()
+                if keeper is not None:
+                    keeper._on_data()
+                return out
+
+            setattr(layer, name, wrapped)
 
     def _on_paint(self, event: Any) -> None:
-        if self._paused:
-            return
         ids = _touched_ids(event)
         if ids is None or self._touched is None:
             self._touched = None  # unknown: compare every object's geometry
@@ -177,10 +190,16 @@ class TableKeeper:
         self._timer.start()
 
     def _on_data(self, event: Any = None) -> None:
-        if self._paused:
-            return
         self._touched = None  # new data: any object may have changed
         self._timer.start()
+
+    def discard_pending(self) -> None:
+        """Forget the changes seen so far (the plugin itself just replaced data and table)."""
+        self._timer.stop()
+        self._touched = set()
+        layer = self._layer()
+        if layer is not None:
+            self._origin = layer.features.copy()
 
     @property
     def pending(self) -> bool:
@@ -194,7 +213,7 @@ class TableKeeper:
             return
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         touched, self._touched = self._touched, set()
-        layer.features = refreshed_features(layer.features, np.asarray(data), touched)
+        layer.features = refreshed_features(layer.features, np.asarray(data), touched, self._origin)
 
 
 _KEEPERS: weakref.WeakKeyDictionary[Any, TableKeeper] = weakref.WeakKeyDictionary()

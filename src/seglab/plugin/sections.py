@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from magicgui.widgets import Container, PushButton
+from magicgui.widgets import Container, Label, PushButton
 from magicgui.widgets.bases import Widget
+from qtpy.QtWidgets import QSizePolicy
 
 
 class Collapsible(Container):
@@ -65,3 +66,11 @@ class ScrollableContainer(Container):
     def content(self) -> Any:
         """The widget inside the scroll area, holding the fields."""
         return self.root_native_widget.widget()
+
+
+def wrapped_label(tooltip: str) -> Label:
+    """A read-only line of text that wraps instead of widening the dock."""
+    label = Label(value="", label="", tooltip=tooltip)
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label

@@ -24,7 +24,6 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QSizePolicy
 
 from seglab.errors import SeglabError
 from seglab.models.families import family_class
@@ -45,7 +44,7 @@ from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal
 from seglab.plugin.object_table import keep_table_fresh
 from seglab.plugin.outline_layers import new_run_id, tag_run, update_outlines
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row
+from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, wrapped_label
 from seglab.plugin.tooltips import fill_threshold_tooltips
 
 if TYPE_CHECKING:
@@ -111,8 +110,8 @@ class SegmentWidget(ScrollableContainer):
                                    options={"tooltip": "the image layer to segment"})
         self.model = ComboBox(label="Model", choices=self._model_choices, value=self._registry.default_name(),
                               tooltip="the model to segment with: built-in models and your own trained ones")
-        self.model_info = _wrapped_label("family, training data, object size and validation score of the model")
-        self.proposal = _wrapped_label("why this model was chosen for you")
+        self.model_info = wrapped_label("family, training data, object size and validation score of the model")
+        self.proposal = wrapped_label("why this model was chosen for you")
         self.proposal.visible = False
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
@@ -312,15 +311,14 @@ class SegmentWidget(ScrollableContainer):
                 target = lyr
                 break
         if target is not None:
-            with keep_table_fresh(target).pause():
-                target.data = result.labels
-                target.metadata.update(meta)
-                target.features = features
-                target.scale, target.translate = src.scale, src.translate
+            target.data = result.labels
+            target.metadata.update(meta)
+            target.features = features
+            target.scale, target.translate = src.scale, src.translate
         else:
             target = self._viewer.add_labels(result.labels, name=name, scale=src.scale, translate=src.translate,
                                              metadata=meta, features=features)
-            keep_table_fresh(target)
+        keep_table_fresh(target).discard_pending()  # the plugin's own update is not a user's edit
         tag_run(target, new_run_id())
         self.output_layer = target
         want = bool(self.outlines.value and self.outlines.enabled)
@@ -329,11 +327,3 @@ class SegmentWidget(ScrollableContainer):
             result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
-
-
-def _wrapped_label(tooltip: str) -> Label:
-    """A read-only line of text that wraps instead of widening the dock."""
-    label = Label(value="", label="", tooltip=tooltip)
-    label.native.setWordWrap(True)
-    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    return label

@@ -36,8 +36,8 @@ from seglab.plugin.layers import channel_axis_of, image_array
 from seglab.plugin.model_info import describe_name
 from seglab.plugin.plot import TrainPlot
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row
-from seglab.plugin.segment_widget import SegmentWidget, _wrapped_label
+from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, wrapped_label
+from seglab.plugin.segment_widget import SegmentWidget
 from seglab.training.finetune import (
     DEFAULT_TIME_BUDGET,
     Annotation,
@@ -143,7 +143,7 @@ class TrainWidget(ScrollableContainer):
                                     value=("model", default) if default else None,
                                     tooltip="the model to fine-tune (best when it already roughly works on "
                                             "your images), or a new untrained model of a family")
-        self.start_info = _wrapped_label("family, training data, object size and validation score of the model")
+        self.start_info = wrapped_label("family, training data, object size and validation score of the model")
         self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds",
                                     tooltip="limit training by time (seconds, including threshold tuning and "
                                             "saving) or by passes over your pairs (epochs)")
@@ -157,7 +157,8 @@ class TrainWidget(ScrollableContainer):
                                   tooltip="replace your own model of that name (built-in models are never replaced)")
         self.train_button = PushButton(text="Train", tooltip="check the pairs, train, tune thresholds and save")
         self.cancel_button = PushButton(text="Cancel (keep best so far)", enabled=False,
-                                        tooltip="stop training now; the best weights so far are saved")
+                                        tooltip="stop training now; the best weights so far are tuned and "
+                                                "saved (click again to stop at once and save nothing)")
         self.segment_button = PushButton(text="Segment current image with new model", enabled=False,
                                          tooltip="segment the selected image layer (or the first training image) "
                                                  "with the model just saved, in the Segment widget")
@@ -300,7 +301,8 @@ class TrainWidget(ScrollableContainer):
         self.status.value = "stopping: saving the best model so far…"
 
     def cancel(self, *_: Any) -> None:
-        """Stop training after the current step; the best weights so far are tuned and saved."""
+        """Stop training after the current step; the best weights so far are tuned and saved.
+        A second click stops at once and saves nothing."""
         self._job.cancel()
 
     def _on_progress(self, ev: FinetuneEvent) -> None:
