@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import QTimer
 
+from seglab.objects import object_table
+
 #: edits are gathered for this long (ms) before one recomputation (a stroke fires many events)
 DEBOUNCE_MS = 150
 #: past this largest id (relative to the pixel count) ids are compacted before counting
@@ -25,27 +27,58 @@ def measure(labels: np.ndarray, only: set[int] | None = None) -> pd.DataFrame:
     ``plane`` (flat index of the leading axes); any number of axes. ``only``: just these ids."""
     labels = np.asarray(labels)
     flat = labels.ravel()
-    cols = ["index", "area", "centroid_y", "centroid_x"] + (["plane"] if labels.ndim > 2 else [])
+    if only is None and flat.size and 0 <= flat.min() and flat.max() <= _SPARSE_IDS * flat.size:
+        return _measure_planes(labels)  # the core's per-plane table: fastest on whole images
     if only is not None:
-        pos = np.flatnonzero(np.isin(flat, np.fromiter(only, dtype=np.int64)))
+        pos = np.flatnonzero(np.isin(flat, np.fromiter(only, dtype=flat.dtype if flat.dtype.kind in "iu" else np.int64)))
         values = flat[pos]
     else:
-        pos, values = None, flat
-    values_max = int(values.max()) if values.size else 0
-    if values_max <= 0:
-        return pd.DataFrame({c: np.zeros(0, np.int64 if c in ("index", "area", "plane") else np.float64)
-                             for c in cols})
-    if only is None and values_max <= _SPARSE_IDS * values.size and values.min() >= 0:
-        codes, ids = values.astype(np.intp, copy=False), np.arange(values_max + 1)  # dense ids: by id
-    else:
-        ids, codes = np.unique(values, return_inverse=True)
-        codes = codes.ravel()
+        pos, values = np.arange(flat.size, dtype=np.int64), flat
+    return _measure_pixels(labels.shape, pos, values)
+
+
+def _empty(stack: bool) -> pd.DataFrame:
+    cols = ["index", "area", "centroid_y", "centroid_x"] + (["plane"] if stack else [])
+    return pd.DataFrame({c: np.zeros(0, np.int64 if c in ("index", "area", "plane") else np.float64) for c in cols})
+
+
+def _measure_planes(labels: np.ndarray) -> pd.DataFrame:
+    """Whole images: :func:`seglab.objects.object_table` plane by plane (ids may span planes)."""
+    stack = labels.ndim > 2
+    parts = []
+    for i, plane in enumerate(labels.reshape((-1, *labels.shape[-2:]))):
+        t = object_table(plane)
+        part = pd.DataFrame({"index": t["label"], "area": t["area"],
+                             "centroid_y": t["centroid_y"], "centroid_x": t["centroid_x"]})
+        if stack:
+            part["plane"] = i
+        parts.append(part)
+    df = pd.concat(parts, ignore_index=True) if parts else _empty(stack)
+    if df.empty:
+        return _empty(stack)
+    if not stack or not df["index"].duplicated().any():
+        return df.sort_values("index", kind="stable").reset_index(drop=True)
+    # an id in several planes: one row, area-weighted means
+    w = df["area"].astype(np.float64)
+    sums = df.assign(**{c: df[c] * w for c in ("centroid_y", "centroid_x", "plane")}).groupby("index").sum()
+    out = pd.DataFrame({"index": sums.index.to_numpy(np.int64), "area": sums["area"].to_numpy(np.int64)})
+    for c in ("centroid_y", "centroid_x"):
+        out[c] = sums[c].to_numpy() / sums["area"].to_numpy()
+    out["plane"] = np.rint(sums["plane"].to_numpy() / sums["area"].to_numpy()).astype(np.int64)
+    return out
+
+
+def _measure_pixels(shape: tuple[int, ...], pos: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    """Objects of the pixels at flat positions ``pos`` holding ``values`` (any ids)."""
+    stack = len(shape) > 2
+    if not values.size or values.max() <= 0:
+        return _empty(stack)
+    ids, codes = np.unique(values, return_inverse=True)
+    codes = codes.ravel()
     n = len(ids)
     counts = np.bincount(codes, minlength=n)
     present = np.flatnonzero((counts > 0) & (ids > 0))
-    if pos is None:
-        pos = np.arange(flat.size, dtype=np.int64)
-    h, w = labels.shape[-2:]
+    h, w = shape[-2:]
     plane_of, within = np.divmod(pos, h * w)
     area = counts[present].astype(np.float64)
 
@@ -54,7 +87,7 @@ def measure(labels: np.ndarray, only: set[int] | None = None) -> pd.DataFrame:
 
     out = {"index": ids[present].astype(np.int64), "area": counts[present].astype(np.int64),
            "centroid_y": mean(within // w), "centroid_x": mean(within % w)}
-    if labels.ndim > 2:
+    if stack:
         out["plane"] = np.rint(mean(plane_of)).astype(np.int64)
     return pd.DataFrame(out)
 
