@@ -350,7 +350,8 @@ def test_model_information_line(viewer_widget):
     _, widget = viewer_widget
     widget.model.value = "unet-nuclei"
     info = widget.model_info.value
-    assert info.startswith("U-Net · trained on DSB2018") and "val AP@0.5 0.71" in info
+    assert info.startswith("U-Net · trained on DSB2018") and info.endswith("val AP@0.5 0.71")
+    assert "DSB2018 stage1" in widget.model_info.tooltip
     widget.model.value = "maskrcnn-nuclei"
     assert widget.model_info.value.startswith("Mask R-CNN")
 

@@ -175,6 +175,7 @@ def test_every_train_field_has_a_tooltip(setup):
     from seglab.plugin.tooltips import fields
 
     _, widget, *_ = setup
+    assert widget.plot.isHidden()  # until the first training
     widget.add_pair()
     missing = [f.label or f.name or f.text for f in fields(widget) if not f.tooltip]
     assert not missing, f"fields without a tooltip: {missing}"
@@ -188,7 +189,7 @@ def test_training_progress_shows_in_the_widget(qtbot, setup, errors):
     worker = widget.start()
     stages = []
     worker.yielded.connect(lambda ev: stages.append((ev.stage, widget.progress.text.value)))
-    assert widget.progress.active
+    assert widget.progress.active and not widget.plot.isHidden()
     _wait(qtbot, widget)
     assert not errors and not widget.progress.active
     train_texts = [t for s, t in stages if s == "train"]
@@ -196,73 +197,38 @@ def test_training_progress_shows_in_the_widget(qtbot, setup, errors):
     assert any(s == "save" and t == "save" for s, t in stages)
 
 
-# The docked widgets must fit a 1080p screen (1920x1080). napari's window leaves about 1080 - 30
-# (title bar) - 25 (menu) - 25 (status bar) - 40 (task bar) = 960 px to the dock area; two docks
-# stacked there, each with a ~25 px title, share ~910 px: 455 px each.
-DOCK_SHARE = 455
+# The docked widgets must fit a 1080p screen (1920x1080): a maximised napari window there is
+# about 1000 px high once a task bar (~40 px) and the window's title bar (~40 px) are taken.
+SCREEN_1080P_WINDOW = (1920, 1000)
 
 
 def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
     from qtpy.QtWidgets import QScrollArea
 
     viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SCREEN_1080P_WINDOW)
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     segment = sw.SegmentWidget(viewer)
     train = tw.TrainWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment")
+    qtbot.wait(20)
     viewer.window.add_dock_widget(train, name="Train")
-    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     qtbot.wait(50)
     for w in (segment, train):
         assert isinstance(w.native, QScrollArea) and w.native.widget() is w.content
         assert w.native.parent() is not None  # docked with its scroll area
-        # the docks can always shrink to fit: whatever does not fit scrolls
+        # every field shows, unscrolled, with the Advanced sections collapsed
+        assert w.native.height() >= w.content.sizeHint().height(), type(w).__name__
+        # and a dock can always shrink: whatever does not fit scrolls
         assert w.native.minimumSizeHint().height() < 150
-        assert w.native.parent().minimumSizeHint().height() < 200
-    # the Segment widget's main fields show without scrolling in its share of the height, with
-    # room for a field or two more (e.g. the object diameter)
-    assert segment.content.sizeHint().height() <= DOCK_SHARE - 60
-    # the advanced sections collapse: most of each widget's height is only used on demand
+    # room is left for a field or two more in the Segment widget (e.g. the object diameter)
+    assert segment.native.height() + train.native.height() < SCREEN_1080P_WINDOW[1] - 200
+    # the advanced sections open on demand; then the docks scroll
     for w in (segment, train):
         collapsed = w.content.sizeHint().height()
         w.advanced.expanded = True
-        qtbot.wait(10)
+        qtbot.wait(20)
         assert w.content.sizeHint().height() > collapsed + 100
         w.advanced.expanded = False
-        qtbot.wait(10)
+        qtbot.wait(20)
         assert w.content.sizeHint().height() == collapsed
-    # both together, collapsed, need less than the issue's 1,233 px by far
-    assert segment.content.sizeHint().height() + train.content.sizeHint().height() < 1050
-
-
-def test_second_cancel_stops_at_once_and_saves_nothing(qtbot, setup, errors, monkeypatch, models_dir):
-    """The first Cancel stops training gracefully (the model is still tuned and saved); while
-    that runs, a second click discards the run at once."""
-    import threading
-    import time
-
-    from seglab.training.finetune import FinetuneEvent
-
-    ended = threading.Event()
-
-    def slow_tuning(annotations, validation, kwargs, stop):
-        try:
-            while True:  # e.g. threshold tuning that takes a while after the stop
-                time.sleep(0.05)
-                yield FinetuneEvent("tune", 0.9 if stop.is_set() else 0.5)
-        finally:
-            ended.set()
-
-    monkeypatch.setattr(tw, "_run_training", slow_tuning)
-    _, widget, *_ = setup
-    worker = widget.start()
-    with qtbot.waitSignal(worker.yielded, timeout=10_000):
-        pass
-    widget.cancel()
-    assert widget.running and widget.status.value.startswith("stopping")
-    assert widget.cancel_button.enabled and widget.cancel_button.text == "Stop now (discard)"
-    widget.cancel()
-    assert not widget.running and widget.status.value == "cancelled" and widget.train_button.enabled
-    assert widget.cancel_button.text == "Cancel (keep best so far)" and not widget.cancel_button.enabled
-    assert not widget.progress.active
-    assert ended.wait(2.0)  # the run ended within 2 s
-    assert not (models_dir / "my-cells").exists() and not errors

@@ -49,22 +49,30 @@ def val_score(cfg: ModelConfig) -> str | None:
     return None
 
 
-def describe(cfg: ModelConfig) -> str:
-    """E.g. ``StarDist · trained on DSB2018 split train · objects ≈ 18 px · val AP@0.5 0.78 (...)``."""
+def describe(cfg: ModelConfig, short: bool = True) -> str:
+    """E.g. ``StarDist · trained on DSB2018 split train · objects ≈ 18 px · val AP@0.5 0.78``;
+    ``short=False`` keeps the details in brackets and the description (for a tooltip)."""
     parts = [family_name(cfg.family) + (" · RGB input" if cfg.input_channels == 3 else "")]
     data = trained_on(cfg)
+    if data and short and " (" in data:
+        data = data.split(" (")[0]
     parts.append(f"trained on {data}" if data else "training data not recorded")
     if cfg.object_diameter:
         parts.append(f"objects ≈ {float(cfg.object_diameter):.0f} px across")
     score = val_score(cfg)
+    if score and short and " (" in score:
+        score = score.split(" (")[0]
     parts.append(score if score else "no validation score recorded")
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    if not short and cfg.description:
+        line = f"{cfg.name}: {cfg.description}\n{line}"
+    return line
 
 
-def describe_name(registry: ModelRegistry, name: str) -> str:
+def describe_name(registry: ModelRegistry, name: str, short: bool = True) -> str:
     """:func:`describe` for a model name; a short message when its config cannot be read."""
     try:
-        return describe(read_config(registry.resolve(name)))
+        return describe(read_config(registry.resolve(name)), short)
     except SeglabError as e:
         return f"cannot read this model: {e}"
 

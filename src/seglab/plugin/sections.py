@@ -7,7 +7,8 @@ from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton
 from magicgui.widgets.bases import Widget
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QScrollArea, QSizePolicy
 
 
 class Collapsible(Container):
@@ -52,11 +53,19 @@ class ScrollableContainer(Container):
     """A labelled Container inside a vertical scroll area, docked by napari *with* the scroll area.
 
     napari docks a magicgui widget's ``.native``; for a scrollable Container that is the inner
-    widget, which would leave the scroll area behind. Here ``.native`` is the scroll area.
+    widget, which would leave the scroll area behind. Here ``.native`` is the scroll area. Its
+    fields stay packed at the top, and it is never taller than its content, so that a dock
+    below it (e.g. the Train widget under the Segment widget) gets the rest of the height.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(scrollable=True, **kwargs)
+        self._fitter = _FitToContent(self.root_native_widget)
+
+    def finish_layout(self) -> None:
+        """Call once the fields are added: keeps them at the top (later appends go above)."""
+        self.content.layout().addStretch(1)
+        self._fitter.fit()
 
     @property
     def native(self) -> Any:
@@ -66,6 +75,27 @@ class ScrollableContainer(Container):
     def content(self) -> Any:
         """The widget inside the scroll area, holding the fields."""
         return self.root_native_widget.widget()
+
+
+class _FitToContent(QObject):
+    """Keeps a scroll area's maximum height at its content's preferred height."""
+
+    def __init__(self, scroll: QScrollArea) -> None:
+        super().__init__(scroll)
+        self._scroll = scroll
+        scroll.widget().installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.LayoutRequest:
+            QTimer.singleShot(0, self.fit)
+        return False
+
+    def fit(self) -> None:
+        try:
+            content = self._scroll.widget()
+            self._scroll.setMaximumHeight(content.sizeHint().height() + 2 * self._scroll.frameWidth())
+        except RuntimeError:  # Qt already deleted the widgets
+            pass
 
 
 def wrapped_label(tooltip: str) -> Label:

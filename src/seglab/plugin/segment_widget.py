@@ -91,6 +91,7 @@ class SegmentWidget(ScrollableContainer):
         self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
         self._outlines_wanted = False  # the user's last choice, restored for models that have outlines
         self._build_fields()
+        self.finish_layout()
         self.model.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_changed)
         self.outlines.changed.connect(self._on_outlines_toggled)
@@ -141,7 +142,11 @@ class SegmentWidget(ScrollableContainer):
         self.advanced = Collapsible("Advanced", [self.tile_size, self.batch_size, self.device, self.amp,
                                                  self.thresholds],
                                     tooltip="tile size, batch size, device, precision and the model's thresholds")
-        self.extend([self.image, self.model, self.model_info, self.proposal, self.channel_axis, self.channels,
+        channel_row = Container(layout="horizontal", labels=True, label="Channel axis",
+                                widgets=[self.channel_axis, self.channels])
+        channel_row.margins = (0, 0, 0, 0)
+        self.channel_axis.label = ""  # the row's label names it
+        self.extend([self.image, self.model, self.model_info, self.proposal, channel_row,
                      self.outlines, button_row(self.run_button, self.cancel_button), self.progress, self.status,
                      self.advanced])
         self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
@@ -179,6 +184,7 @@ class SegmentWidget(ScrollableContainer):
         self._update_outlines_option()
         name = self.model.value
         self.model_info.value = describe_name(self._registry, name) if name else "no model available"
+        self.model_info.tooltip = describe_name(self._registry, name, short=False) if name else ""
         if not self._setting_model:  # the user's own choice: it wins over any proposal
             self._show_proposal("")
             layer = self.image.value

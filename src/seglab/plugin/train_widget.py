@@ -118,6 +118,7 @@ class TrainWidget(ScrollableContainer):
         self.new_model: str | None = None
         self.result: FinetuneResult | None = None
         self._build_fields()
+        self.finish_layout()
         self.add_pair()
         self.add_pair_button.changed.connect(self.add_pair)
         self.remove_pair_button.changed.connect(self.remove_pair)
@@ -165,6 +166,7 @@ class TrainWidget(ScrollableContainer):
         self.progress = ProgressPanel(label="")
         self.status = Label(value="")
         self.plot = TrainPlot()
+        self.plot.setVisible(False)  # shown from the first training on: saves height until then
         plot_box = Container(labels=False, label="")
         plot_box.margins = (0, 0, 0, 0)
         plot_box.native.layout().addWidget(self.plot)
@@ -227,6 +229,7 @@ class TrainWidget(ScrollableContainer):
             self.start_info.value = ""
         elif choice[0] == "model":
             self.start_info.value = describe_name(self._registry, choice[1])
+            self.start_info.tooltip = describe_name(self._registry, choice[1], short=False)
         else:
             self.start_info.value = f"an untrained {choice[1]} model: needs more annotations and time"
 
@@ -291,6 +294,7 @@ class TrainWidget(ScrollableContainer):
         self._stop = threading.Event()
         self._name = kwargs["name"]
         self.plot.clear()
+        self.plot.setVisible(True)
         self.segment_button.enabled = False
         return self._job.start(_run_training, annotations, validation, kwargs, self._stop,
                                desc=f"seglab: training {self._name}", yielded=self._on_progress,
