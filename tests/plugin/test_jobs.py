@@ -48,7 +48,7 @@ def test_cancel_makes_the_ui_idle_at_once_and_frees_the_run(qtbot, job):
     t0 = time.monotonic()
     job.cancel()
     # idle at once, before the worker thread has noticed anything
-    assert time.monotonic() - t0 < 0.1
+    assert time.monotonic() - t0 < 0.5
     assert not job.running and job.run_button.enabled and not job.cancel_button.enabled
     assert job.status.value == "cancelled" and not job.panel.active and job.pbar is None
     n_seen = len(seen)

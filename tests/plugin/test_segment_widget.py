@@ -191,7 +191,7 @@ def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget,
 TINY_STAR_ARCH = {"widths": [4, 8, 16], "convs_per_block": 1, "n_rays": 16, "grid": 2, "head_width": 8}
 
 
-def _fake_run(labels, table=None, steps=1, step_s=0.0, holder=None):
+def _fake_run(labels, table=None, steps=1, step_s=0.0):
     """A stand-in for the worker body: yields progress, returns a Segmentation of ``labels``."""
     import time
 
@@ -199,8 +199,6 @@ def _fake_run(labels, table=None, steps=1, step_s=0.0, holder=None):
     from seglab.objects import object_table
 
     def run(model_ref, data, kwargs):
-        if holder is not None:
-            holder.append(data)
         for i in range(steps):
             time.sleep(step_s)
             yield ProgressEvent("postprocess", i + 1, steps)
@@ -224,9 +222,8 @@ def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, viewer_wid
     import time
 
     viewer, widget = viewer_widget
-    held = []
     monkeypatch.setattr(sw, "_run_segmentation", _fake_run(np.ones((32, 32), np.int32), steps=10_000,
-                                                          step_s=0.05, holder=held))
+                                                          step_s=0.05))
     widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     worker = widget.start()
     with qtbot.waitSignal(worker.yielded, timeout=10_000):
@@ -366,8 +363,6 @@ def test_every_field_has_a_tooltip(viewer_widget):
         assert len(widget.thresholds) >= 2
         missing = [f.label or f.name or f.text for f in fields(widget) if not f.tooltip]
         assert not missing, f"fields without a tooltip ({model}): {missing}"
-    th = widget.thresholds["prob_thresh"] if "prob_thresh" in widget.thresholds else widget.thresholds[0]
-    assert "raise" in th.tooltip and "lower" in th.tooltip
 
 
 def test_advanced_settings_collapse_and_reach_the_run(qtbot, viewer_widget, errors, monkeypatch):
