@@ -117,8 +117,8 @@ class SegmentWidget(ScrollableContainer):
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
         self.channels = LineEdit(label="Channels", value="",
-                                 tooltip="channels to use, e.g. '0' or '0,1' (multichannel only; empty: "
-                                         "as many as the model takes, from the first)")
+                                 tooltip="channels of a multichannel image to use, e.g. '0' or '0,1' "
+                                         "(empty: all of them)")
         self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
                                  tooltip="also add the objects' polygons or boxes as an editable Shapes layer "
                                          "(models that give outlines only)")
