@@ -26,7 +26,7 @@ def test_segmentation_event():
 def test_training_event_uses_the_loops_step_and_eta():
     train = TrainEvent(step=40, fraction=0.4, loss=0.3, parts={}, elapsed=20.0, eta=30.0, lr=1e-3)
     info = progress_info(FinetuneEvent("train", 0.4, train))
-    assert info.text() == "train 40, 30 s left"
+    assert info.text() == "train step 40, 30 s left"
 
 
 def test_any_new_stage_is_shown_by_name():

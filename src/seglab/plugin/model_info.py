@@ -17,12 +17,13 @@ def family_name(family: str) -> str:
     return FAMILY_NAMES.get(family, family)
 
 
-def trained_on(cfg: ModelConfig) -> str | None:
-    """What the model was trained on, in a few words (None when the config does not say)."""
+def trained_on(cfg: ModelConfig, short: bool = False) -> str | None:
+    """What the model was trained on, in a few words (None when the config does not say);
+    ``short`` drops the data set's details in brackets."""
     training = cfg.training or {}
     data = training.get("data")
     if isinstance(data, str) and data:
-        return data
+        return data.split(" (")[0] if short else data
     pairs = training.get("pairs")
     if isinstance(pairs, list) and pairs:
         names = [str(p.get("image", "?")) for p in pairs if isinstance(p, dict)]
@@ -53,9 +54,7 @@ def describe(cfg: ModelConfig, short: bool = True) -> str:
     """E.g. ``StarDist · trained on DSB2018 split train · objects ≈ 18 px · val AP@0.5 0.78``;
     ``short=False`` keeps the details in brackets and the description (for a tooltip)."""
     parts = [family_name(cfg.family) + (" · RGB input" if cfg.input_channels == 3 else "")]
-    data = trained_on(cfg)
-    if data and short and " (" in data:
-        data = data.split(" (")[0]
+    data = trained_on(cfg, short)
     parts.append(f"trained on {data}" if data else "training data not recorded")
     if cfg.object_diameter:
         parts.append(f"objects ≈ {float(cfg.object_diameter):.0f} px across")

@@ -32,6 +32,8 @@ class ProgressInfo:
     plane: int | None = None
     n_planes: int | None = None
     eta: float | None = None
+    #: what ``done`` counts when there is no total (e.g. ``"step"``)
+    unit: str = ""
 
     def text(self) -> str:
         """E.g. ``'tile 3/16 (plane 2/6), 12 s left'``."""
@@ -39,7 +41,7 @@ class ProgressInfo:
         if self.done is not None and self.total:
             out += f" {self.done}/{self.total}"
         elif self.done is not None:
-            out += f" {self.done}"
+            out += f" {self.unit} {self.done}" if self.unit else f" {self.done}"
         if self.n_planes and self.n_planes > 1 and self.plane is not None:
             out += f" (plane {self.plane + 1}/{self.n_planes})"
         if self.eta is not None:
@@ -74,9 +76,9 @@ def progress_info(event: Any) -> ProgressInfo:
             value = getattr(nested, name, None)
         return value
 
-    done = pick("done")
-    if done is None and nested is not None:
-        done = getattr(nested, "step", None)
+    done, unit = pick("done"), ""
+    if done is None and nested is not None and getattr(nested, "step", None) is not None:
+        done, unit = nested.step, "step"
     total, plane, n_planes = pick("total"), pick("plane"), pick("n_planes")
     fraction = _number(pick("fraction"))
     return ProgressInfo(
@@ -87,6 +89,7 @@ def progress_info(event: Any) -> ProgressInfo:
         plane=None if plane is None else int(plane),
         n_planes=None if n_planes is None else int(n_planes),
         eta=_number(pick("eta")),
+        unit=unit,
     )
 
 
