@@ -44,7 +44,12 @@ from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal
 from seglab.plugin.object_table import keep_table_fresh
 from seglab.plugin.outline_layers import new_run_id, tag_run, update_outlines
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, wrapped_label
+from seglab.plugin.sections import (
+    Collapsible,
+    ScrollableContainer,
+    button_row,
+    wrapped_label,
+)
 from seglab.plugin.tooltips import fill_threshold_tooltips
 
 if TYPE_CHECKING:

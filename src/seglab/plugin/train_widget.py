@@ -36,7 +36,12 @@ from seglab.plugin.layers import channel_axis_of, image_array
 from seglab.plugin.model_info import describe_name
 from seglab.plugin.plot import TrainPlot
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, wrapped_label
+from seglab.plugin.sections import (
+    Collapsible,
+    ScrollableContainer,
+    button_row,
+    wrapped_label,
+)
 from seglab.plugin.segment_widget import SegmentWidget
 from seglab.training.finetune import (
     DEFAULT_TIME_BUDGET,
