@@ -52,5 +52,8 @@ def test_panel_shows_stage_bar_and_time_left(qtbot, monkeypatch):
     assert info.eta == pytest.approx(30.0)
     assert panel.text.value == "postprocess 1/4, 30 s left"
     assert panel.bar.value == BAR_STEPS // 4
+    clock[0] += 30.0  # a stage at 100 % may still be working (e.g. tuning): no time left shown
+    assert panel.show_event(SimpleNamespace(stage="tune", fraction=1.0)).eta is None
+    assert panel.text.value == "tune" and panel.bar.value == BAR_STEPS
     panel.end()
     assert not panel.active and panel.native.isHidden()

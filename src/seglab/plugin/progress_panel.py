@@ -121,7 +121,8 @@ class ProgressPanel(Container):
         info = progress_info(event)
         if info.eta is None and info.fraction is not None and self._t0 is not None:
             elapsed = time.monotonic() - self._t0
-            if info.fraction >= MIN_FRACTION_FOR_ETA and elapsed >= MIN_SECONDS_FOR_ETA:
+            # at 100 % a stage may still be working (e.g. tuning after training): no estimate
+            if MIN_FRACTION_FOR_ETA <= info.fraction < 1.0 and elapsed >= MIN_SECONDS_FOR_ETA:
                 info.eta = elapsed * (1.0 - info.fraction) / info.fraction
         if info.fraction is not None:
             self.bar.value = int(info.fraction * BAR_STEPS)
