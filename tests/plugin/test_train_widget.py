@@ -221,8 +221,9 @@ def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
         assert w.native.height() >= w.content.sizeHint().height(), type(w).__name__
         # and a dock can always shrink: whatever does not fit scrolls
         assert w.native.minimumSizeHint().height() < 150
-    # room is left for a field or two more in the Segment widget (e.g. the object diameter)
-    assert segment.native.height() + train.native.height() < SCREEN_1080P_WINDOW[1] - 200
+    # both together inside the window less its menu and status bars (~50 px) and the two dock
+    # title bars (~25 px each); today 255 + 497 px, so ~100 px remain for more fields
+    assert segment.native.height() + train.native.height() <= SCREEN_1080P_WINDOW[1] - 100
     # the advanced sections open on demand; then the docks scroll
     for w in (segment, train):
         collapsed = w.content.sizeHint().height()
