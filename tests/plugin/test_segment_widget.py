@@ -185,3 +185,202 @@ def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget,
         ys, xs = np.nonzero(labels.data == lab)
         assert ys.min() >= box[:, 0].min() - 0.5 and ys.max() <= box[:, 0].max() + 0.5
         assert xs.min() >= box[:, 1].min() - 0.5 and xs.max() <= box[:, 1].max() + 0.5
+
+
+# ---- issue 12: the widgets' rough edges ------------------------------------------------------
+TINY_STAR_ARCH = {"widths": [4, 8, 16], "convs_per_block": 1, "n_rays": 16, "grid": 2, "head_width": 8}
+
+
+def _fake_run(labels, table=None, steps=1, step_s=0.0):
+    """A stand-in for the worker body: yields progress, returns a Segmentation of ``labels``."""
+    import time
+
+    from seglab.inference.engine import ProgressEvent, Segmentation
+    from seglab.objects import object_table
+
+    def run(model_ref, data, kwargs):
+        for i in range(steps):
+            time.sleep(step_s)
+            yield ProgressEvent("postprocess", i + 1, steps)
+        return "fake", Segmentation(labels.copy(), table or object_table(labels), {"prob_thresh": 0.5})
+
+    return run
+
+
+def test_for_viewer_finds_the_dock_through_any_viewer_proxy(make_napari_viewer):
+    from napari.utils._proxies import PublicOnlyProxy
+
+    viewer = make_napari_viewer()
+    first = sw.SegmentWidget.for_viewer(PublicOnlyProxy(viewer))
+    second = sw.SegmentWidget.for_viewer(PublicOnlyProxy(viewer))  # another widget's proxy
+    assert second is first
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, sw.SegmentWidget)]
+    assert docked == [first]
+
+
+def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, viewer_widget, errors, monkeypatch):
+    import time
+
+    viewer, widget = viewer_widget
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(np.ones((32, 32), np.int32), steps=10_000,
+                                                          step_s=0.05))
+    widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    worker = widget.start()
+    with qtbot.waitSignal(worker.yielded, timeout=10_000):
+        pass
+    assert widget.progress.active and widget.progress.text.value.startswith("postprocess ")
+    t0 = time.monotonic()
+    widget.cancel()
+    assert time.monotonic() - t0 < 0.5
+    assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
+    assert widget.status.value == "cancelled" and not widget.progress.active and widget._source is None
+    with qtbot.waitSignal(worker.finished, timeout=2_000):  # the run itself ends at its next yield
+        pass
+    qtbot.wait(50)
+    assert not _labels_layers(viewer) and not errors
+
+
+def test_progress_panel_follows_the_run(qtbot, viewer_widget, errors, monkeypatch):
+    viewer, widget = viewer_widget
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(np.ones((32, 32), np.int32), steps=3, step_s=0.05))
+    widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    worker = widget.start()
+    texts = []
+    worker.yielded.connect(lambda ev: texts.append(widget.progress.text.value))
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
+    assert texts[-1].startswith("postprocess 3/3") and not widget.progress.active
+    assert widget.status.value == "1 objects (fake)"
+
+
+def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, qtbot, viewer_widget, errors):
+    """StarDist with polygons, then a U-Net on the same image: StarDist's outlines go, the box is
+    unticked while greyed out, and comes back ticked with a polygon model."""
+    import shutil
+
+    from seglab.models.storage import save_model
+
+    shutil.copytree(tiny_star_dir, models_dir / "tiny-star")
+    save_model(tiny_model, models_dir / "tiny-unet")
+    viewer, widget = viewer_widget
+    widget.reset_choices()
+    image, _ = blob_image((96, 96), n=6, seed=4)
+    widget.image.value = viewer.add_image(image, name="nuclei")
+    widget.model.value = "tiny-star"
+    widget.outlines.value = True
+    _run(qtbot, widget)
+    labels, shapes = widget.output_layer, widget.outlines_layer
+    assert shapes is not None and shapes in viewer.layers
+    widget.model.value = "tiny-unet"
+    assert not widget.outlines.enabled and not widget.outlines.value
+    _run(qtbot, widget)
+    assert not errors
+    assert widget.output_layer is labels  # updated in place
+    assert labels.metadata["seglab"]["model"] == "tiny-unet"
+    assert not [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Shapes)]
+    widget.model.value = "tiny-star"
+    assert widget.outlines.enabled and widget.outlines.value  # the user's wish is remembered
+
+
+def test_object_table_follows_painting_of_the_result(qtbot, viewer_widget, errors, monkeypatch):
+    viewer, widget = viewer_widget
+    lab = np.zeros((40, 40), np.int32)
+    lab[5:15, 5:15] = 1
+    lab[20:30, 20:30] = 2
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(lab))
+    widget.image.value = viewer.add_image(np.zeros((40, 40), np.float32), name="img")
+    _run(qtbot, widget)
+    out = widget.output_layer
+    assert list(out.features["index"]) == [1, 2]
+    out.brush_size = 5
+    out.paint((35, 35), 3)
+    from seglab.plugin.object_table import keep_table_fresh
+
+    qtbot.waitUntil(lambda: not keep_table_fresh(out).pending, timeout=5_000)
+    table = out.features.set_index("index")
+    assert list(table.index) == [1, 2, 3] and table.loc[3, "area"] == int((out.data == 3).sum())
+    assert table.loc[3, "edited"] and not table.loc[1, "edited"]
+    # the plugin's own update of the layer (a re-run) is not an edit: the edited layer is kept,
+    # the new result goes to a new layer with a fresh table
+    _run(qtbot, widget)
+    assert len(_labels_layers(viewer)) == 2 and list(widget.output_layer.features["index"]) == [1, 2]
+
+
+def _rgb_model(models_dir, name="he-test"):
+    from seglab.models.storage import new_model, save_model
+
+    model = new_model("stardist", name, description="StarDist for H&E", architecture=dict(TINY_STAR_ARCH),
+                      input_channels=3, tile_context=16, training={"data": "H&E tissue"})
+    return save_model(model, models_dir / name)
+
+
+def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget):
+    _rgb_model(models_dir)
+    viewer, widget = viewer_widget
+    widget.reset_choices()
+    grey = viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
+    widget.image.value = grey
+    assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
+    rgb = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
+    widget.image.value = rgb
+    assert widget.model.value == "he-test"
+    assert widget.proposal.value == ("RGB image: proposing he-test, trained on H&E tissue; "
+                                     "choose another model to override")
+    assert not widget.proposal.native.isHidden()
+    # the user's choice wins: no re-proposal for this layer
+    widget.model.value = "unet-nuclei"
+    assert not widget.proposal.value and widget.proposal.native.isHidden()
+    widget.image.value = grey
+    widget.image.value = rgb
+    assert widget.model.value == "unet-nuclei"
+    # another RGB layer gets its own proposal
+    widget.image.value = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="he2", rgb=True)
+    assert widget.model.value == "he-test"
+
+
+def test_rgb_layer_without_rgb_models_keeps_the_choice(viewer_widget):
+    viewer, widget = viewer_widget
+    widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
+    assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
+
+
+def test_model_information_line(viewer_widget):
+    _, widget = viewer_widget
+    widget.model.value = "unet-nuclei"
+    info = widget.model_info.value
+    assert info.startswith("U-Net · trained on DSB2018") and info.endswith("val AP@0.5 0.71")
+    assert "DSB2018 stage1" in widget.model_info.tooltip
+    widget.model.value = "maskrcnn-nuclei"
+    assert widget.model_info.value.startswith("Mask R-CNN")
+
+
+def test_every_field_has_a_tooltip(viewer_widget):
+    from seglab.plugin.tooltips import fields
+
+    _, widget = viewer_widget
+    widget.advanced.expanded = True
+    for model in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
+        widget.model.value = model
+        assert len(widget.thresholds) >= 2
+        missing = [f.label or f.name or f.text for f in fields(widget) if not f.tooltip]
+        assert not missing, f"fields without a tooltip ({model}): {missing}"
+
+
+def test_advanced_settings_collapse_and_reach_the_run(qtbot, viewer_widget, errors, monkeypatch):
+    viewer, widget = viewer_widget
+    assert not widget.advanced.expanded and widget.advanced.body.native.isHidden()
+    assert widget.thresholds in list(widget.advanced.body)
+    widget.advanced.header.clicked.emit()  # a click on "▸ Advanced"
+    assert widget.advanced.expanded and not widget.advanced.body.native.isHidden()
+    seen = {}
+
+    def capture(model_ref, data, kwargs):
+        seen.update(kwargs)
+        return sw.UserInputProblem("captured")
+        yield
+
+    monkeypatch.setattr(sw, "_run_segmentation", capture)
+    widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    widget.batch_size.value, widget.amp.value, widget.tile_size.value = 2, False, 256
+    _run(qtbot, widget)
+    assert (seen["batch_size"], seen["amp"], seen["tile_size"]) == (2, False, 256)
+    assert errors == ["seglab: captured"]

@@ -150,3 +150,86 @@ def test_widgets_start_from_the_default_builtin(make_napari_viewer):
     viewer = make_napari_viewer()
     assert tw.TrainWidget(viewer).start_model.value == ("model", DEFAULT_MODEL)
     assert sw.SegmentWidget(viewer).model.value == DEFAULT_MODEL
+
+
+# ---- issue 12 -----------------------------------------------------------------------------
+def test_segment_button_twice_docks_one_segment_widget(make_napari_viewer, monkeypatch):
+    """napari gives each plugin widget its own viewer proxy: the Train widget must still find
+    the Segment widget docked by the plugin menu, and never dock a second one."""
+    viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-seglab", "Segment")
+    _, train = viewer.window.add_plugin_dock_widget("napari-seglab", "Train")
+    image = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    starts = []
+    monkeypatch.setattr(sw.SegmentWidget, "start", lambda self, *a: starts.append(self) or "started")
+    train.new_model = "unet-nuclei"
+    viewer.layers.selection.active = image
+    assert train.segment_with_new_model() == "started"
+    assert train.segment_with_new_model() == "started"
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, sw.SegmentWidget)]
+    assert len(docked) == 1 and starts == [docked[0], docked[0]]
+    assert docked[0].model.value == "unet-nuclei" and docked[0].image.value is image
+
+
+def test_every_train_field_has_a_tooltip(setup):
+    from seglab.plugin.tooltips import fields
+
+    _, widget, *_ = setup
+    assert widget.plot.isHidden()  # until the first training
+    widget.add_pair()
+    missing = [f.label or f.name or f.text for f in fields(widget) if not f.tooltip]
+    assert not missing, f"fields without a tooltip: {missing}"
+    assert widget.start_info.value.startswith("U-Net")  # the tiny start model's line
+    widget.start_model.value = ("family", "stardist")
+    assert "untrained stardist" in widget.start_info.value
+
+
+def test_training_progress_shows_in_the_widget(qtbot, setup, errors):
+    _, widget, *_ = setup
+    worker = widget.start()
+    stages = []
+    worker.yielded.connect(lambda ev: stages.append((ev.stage, widget.progress.text.value)))
+    assert widget.progress.active and not widget.plot.isHidden()
+    _wait(qtbot, widget)
+    assert not errors and not widget.progress.active
+    train_texts = [t for s, t in stages if s == "train"]
+    assert train_texts and train_texts[-1].startswith("train ") and "left" in train_texts[-1]
+    assert any(s == "save" and t == "save" for s, t in stages)
+
+
+# The docked widgets must fit a 1080p screen (1920x1080): a maximised napari window there is
+# about 1000 px high once a task bar (~40 px) and the window's title bar (~40 px) are taken.
+SCREEN_1080P_WINDOW = (1920, 1000)
+
+
+def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SCREEN_1080P_WINDOW)
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    segment = sw.SegmentWidget(viewer)
+    train = tw.TrainWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    qtbot.wait(20)
+    viewer.window.add_dock_widget(train, name="Train")
+    qtbot.wait(50)
+    for w in (segment, train):
+        assert isinstance(w.native, QScrollArea) and w.native.widget() is w.content
+        assert w.native.parent() is not None  # docked with its scroll area
+        # every field shows, unscrolled, with the Advanced sections collapsed
+        assert w.native.height() >= w.content.sizeHint().height(), type(w).__name__
+        # and a dock can always shrink: whatever does not fit scrolls
+        assert w.native.minimumSizeHint().height() < 150
+    # both together inside the window less its menu and status bars (~50 px) and the two dock
+    # title bars (~25 px each); today 255 + 497 px, so ~100 px remain for more fields
+    assert segment.native.height() + train.native.height() <= SCREEN_1080P_WINDOW[1] - 100
+    # the advanced sections open on demand; then the docks scroll
+    for w in (segment, train):
+        collapsed = w.content.sizeHint().height()
+        w.advanced.expanded = True
+        qtbot.wait(20)
+        assert w.content.sizeHint().height() > collapsed + 100
+        w.advanced.expanded = False
+        qtbot.wait(20)
+        assert w.content.sizeHint().height() == collapsed

@@ -1,35 +1,78 @@
-"""Running one core generator at a time in a napari worker, with a progress bar and Run/Cancel buttons.
+"""Running one core generator at a time in a napari worker, with progress and Run/Cancel buttons.
 
 Shared by the Segment and Train widgets: the GUI thread only receives the worker's events.
 A worker returns :class:`UserInputProblem` instead of a result when the input was not usable;
 that becomes an error notification, not a traceback.
+
+Cancelling is immediate on the GUI side: the job detaches from its worker at once (buttons back,
+status "cancelled", later events and the result ignored). The worker thread stops at the core's
+next yield: there the generator is closed, in the worker thread, so the run's arrays are freed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
+from seglab.plugin.progress_panel import ProgressPanel
+
 
 class UserInputProblem(str):
     """Returned by a worker instead of a result when the input was not usable."""
+
+
+class _Cancelled:
+    """What a cancelled worker returns (ignored: the job has already detached)."""
+
+
+CANCELLED = _Cancelled()
+#: the Cancel button's text once a graceful stop is under way: a second click discards the run
+STOP_NOW_TEXT = "Stop now (discard)"
+
+
+def guarded(fn: Callable[..., Generator], args: tuple, cancel: threading.Event) -> Generator:
+    """Run the generator ``fn(*args)``, yielding its events, until ``cancel`` is set.
+
+    Once cancelled it closes the inner generator at once (its ``finally`` blocks run and its
+    frame, with every array it holds, is released) and returns :data:`CANCELLED`.
+    """
+    gen = fn(*args)
+    del args
+    try:
+        value = None
+        while True:
+            if cancel.is_set():
+                return CANCELLED
+            try:
+                event = gen.send(value)
+            except StopIteration as stop:
+                return CANCELLED if cancel.is_set() else stop.value
+            if cancel.is_set():
+                return CANCELLED
+            value = yield event
+    finally:
+        gen.close()
 
 
 class BackgroundJob:
     """One worker at a time: progress bar, buttons enabled while running, status text, cancel."""
 
     def __init__(self, what: str, run_button: Any, cancel_button: Any, status: Any,
-                 notify_error: Callable[[str], None] | None = None) -> None:
+                 notify_error: Callable[[str], None] | None = None, panel: ProgressPanel | None = None) -> None:
         self.what = what
         self.run_button, self.cancel_button, self.status = run_button, cancel_button, status
+        self.panel = panel
         self._notify_error = notify_error
         self.worker = None
         self.pbar: progress | None = None
+        self._cancel_event: threading.Event | None = None
         self._on_cancel: Callable[[], None] | None = None
+        self._cancel_text = str(getattr(cancel_button, "text", ""))
 
     @property
     def running(self) -> bool:
@@ -42,33 +85,61 @@ class BackgroundJob:
               returned: Callable[[Any], None], on_cancel: Callable[[], None] | None = None):
         """Start ``fn(*args)`` (a generator function) in a worker thread; returns the worker.
 
+        ``yielded`` gets each progress event (after the progress panel has shown it);
         ``returned`` gets the worker's value unless it is a :class:`UserInputProblem`.
-        ``on_cancel`` replaces the default cancel (``worker.quit()``), e.g. to stop gracefully.
+        ``on_cancel`` replaces the immediate cancel, e.g. to stop gracefully and keep a result;
+        a second cancel then stops at once (the button says so).
+        Events of a worker the job has detached from (cancelled) are ignored.
         """
-        def done(value: Any) -> None:
+        cancel = threading.Event()
+        worker = create_worker(guarded, fn, args, cancel, _start_thread=False)
+
+        def current() -> bool:
+            return self.worker is worker
+
+        def on_yielded(event: Any) -> None:
+            if current():
+                if self.panel is not None:
+                    self.panel.show_event(event)
+                yielded(event)
+
+        def on_returned(value: Any) -> None:
+            if not current() or value is CANCELLED:
+                return
             if isinstance(value, UserInputProblem):
                 self.status.value = "failed"
                 self.show_error(f"seglab: {value}")
             else:
                 returned(value)
 
-        worker = create_worker(
-            fn, *args,
-            _connect={"yielded": yielded, "returned": done, "errored": self._on_error,
-                      "aborted": self._on_aborted, "finished": self._on_finished},
-            _start_thread=False,
-        )
+        def on_errored(exc: BaseException) -> None:
+            if current():
+                # unexpected failures (bugs, out of memory): napari's worker also logs them with details
+                self.status.value = "failed"
+                self.show_error(f"seglab: {self.what} failed: {type(exc).__name__}: {exc}")
+
+        def on_finished() -> None:
+            if current():
+                self._detach()
+
+        worker.yielded.connect(on_yielded)
+        worker.returned.connect(on_returned)
+        worker.errored.connect(on_errored)
+        worker.finished.connect(on_finished)
         self.pbar = progress(total=1000, desc=desc)
         self.worker = worker
+        self._cancel_event = cancel
         self._on_cancel = on_cancel
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = "running…"
+        if self.panel is not None:
+            self.panel.begin()
         worker.start()
         return worker
 
     def update(self, fraction: float, desc: str | None = None) -> None:
-        """Move the progress bar to ``fraction`` (0..1)."""
+        """Move napari's activity-panel bar to ``fraction`` (0..1)."""
         pbar = self.pbar  # a local: setting the description may let the 'finished' handler run
         if pbar is None:
             return
@@ -77,27 +148,37 @@ class BackgroundJob:
         pbar.update(int(min(max(fraction, 0.0), 1.0) * 1000) - pbar.n)
 
     def cancel(self, *_: Any) -> None:
+        """Cancel the run: gracefully through ``on_cancel`` when given, else at once."""
         if self.worker is None:
             return
-        self.status.value = "cancelling…"
-        if self._on_cancel is not None:
-            self._on_cancel()
+        graceful, self._on_cancel = self._on_cancel, None
+        if graceful is not None:
+            self.status.value = "cancelling…"
+            self.cancel_button.text = STOP_NOW_TEXT
+            graceful()
         else:
-            self.worker.quit()
+            self.abort()
 
-    def _on_error(self, exc: BaseException) -> None:
-        # unexpected failures (bugs, out of memory): napari's worker also logs them with details
-        self.status.value = "failed"
-        self.show_error(f"seglab: {self.what} failed: {type(exc).__name__}: {exc}")
-
-    def _on_aborted(self) -> None:
+    def abort(self) -> None:
+        """Stop at once: detach from the worker (UI idle now, result discarded); the thread ends
+        at the core's next yield and frees the run's memory."""
+        if self.worker is None:
+            return
+        assert self._cancel_event is not None
+        self._cancel_event.set()
+        self._detach()
         self.status.value = "cancelled"
         show_info(f"seglab: {self.what} cancelled")
 
-    def _on_finished(self) -> None:
+    def _detach(self) -> None:
         if self.pbar is not None:
             self.pbar.close()
             self.pbar = None
+        if self.panel is not None:
+            self.panel.end()
         self.worker = None
+        self._cancel_event = None
+        self._on_cancel = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
+        self.cancel_button.text = self._cancel_text

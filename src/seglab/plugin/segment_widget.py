@@ -1,4 +1,10 @@
-"""The Segment widget: pick an image layer and a model, run the core in a worker, add a Labels layer."""
+"""The Segment widget: pick an image layer and a model, run the core in a worker, add a Labels layer.
+
+Layout: the main fields, then a collapsible "Advanced" section (tile size, batch size, device,
+mixed precision, thresholds), all in a scroll area so that it fits a 1080p screen beside the
+Train widget. Helpers live in small modules: progress panel, model information line, outline
+layers, object-table refresh, docking.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
 from seglab.outlines import collect_outlines
+from seglab.plugin.docking import docked_widget, same_viewer
 from seglab.plugin.events import alive, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import (
@@ -35,6 +42,17 @@ from seglab.plugin.layers import (
     spatial_geometry,
     table_to_features,
 )
+from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal
+from seglab.plugin.object_table import keep_table_fresh
+from seglab.plugin.outline_layers import new_run_id, tag_run, update_outlines
+from seglab.plugin.progress_panel import ProgressPanel, progress_info
+from seglab.plugin.sections import (
+    Collapsible,
+    ScrollableContainer,
+    button_row,
+    wrapped_label,
+)
+from seglab.plugin.tooltips import fill_threshold_tooltips
 
 if TYPE_CHECKING:
     import napari
@@ -66,7 +84,7 @@ def parse_channels(text: str) -> list[int] | None:
 _LIVE: weakref.WeakSet[SegmentWidget] = weakref.WeakSet()
 
 
-class SegmentWidget(Container):
+class SegmentWidget(ScrollableContainer):
     """Segment an image layer with a seglab model."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -75,38 +93,85 @@ class SegmentWidget(Container):
         self._registry = ModelRegistry()
         self.output_layer = None
         self.outlines_layer = None
-        self.image = create_widget(annotation="napari.layers.Image", label="Image")
-        self.model = ComboBox(label="Model", choices=self._model_choices, value=self._registry.default_name())
-        self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
-                                    tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
-        self.channels = LineEdit(label="Channels", value="", tooltip="channels to use, e.g. '0' or '0,1' (multichannel only)")
-        self.tile_size = SpinBox(label="Tile size", value=1024, min=128, max=8192, step=64)
-        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self.thresholds = Container(labels=True, label="Thresholds")
-        self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
-                                 tooltip="also add the objects' polygons or boxes as an editable Shapes layer")
-        self.run_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
-                                  notify_error=lambda msg: show_error(msg))
-        self.extend([self.image, self.model, self.channel_axis, self.channels, self.tile_size, self.device,
-                     self.thresholds, self.outlines, self.run_button, self.cancel_button, self.status])
-        self.model.changed.connect(self._rebuild_thresholds)
+        self._source = None
+        self._source_channel_axis: int | None = None
+        self._setting_model = False  # True while the widget itself changes the model choice
+        self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
+        self._outlines_wanted = False  # the user's last choice, restored for models that have outlines
+        self._build_fields()
+        self.finish_layout()
+        self.model.changed.connect(self._on_model_changed)
+        self.image.changed.connect(self._on_image_changed)
+        self.outlines.changed.connect(self._on_outlines_toggled)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
         on_models_changed(self, SegmentWidget._on_models_changed)
         self.reset_choices()
-        self._rebuild_thresholds()
+        self._on_model_changed()
+        self._on_image_changed()
         _LIVE.add(self)
+
+    def _build_fields(self) -> None:
+        """Create the fields: main ones first, the rest in the collapsible Advanced section."""
+        self.image = create_widget(annotation="napari.layers.Image", label="Image",
+                                   options={"tooltip": "the image layer to segment"})
+        self.model = ComboBox(label="Model", choices=self._model_choices, value=self._registry.default_name(),
+                              tooltip="the model to segment with: built-in models and your own trained ones")
+        self.model_info = wrapped_label("family, training data, object size and validation score of the model")
+        self.proposal = wrapped_label("why this model was chosen for you")
+        self.proposal.visible = False
+        self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
+                                    tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
+        self.channels = LineEdit(label="Channels", value="",
+                                 tooltip="channels of a multichannel image to use, e.g. '0' or '0,1' "
+                                         "(empty: all of them)")
+        self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
+                                 tooltip="also add the objects' polygons or boxes as an editable Shapes layer "
+                                         "(models that give outlines only)")
+        self.run_button = PushButton(text="Segment", tooltip="segment the image with the model")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="stop the running segmentation now; nothing is added")
+        self.progress = ProgressPanel(label="")
+        self.status = Label(value="")
+        # advanced
+        self.tile_size = SpinBox(label="Tile size", value=1024, min=128, max=8192, step=64,
+                                 tooltip="images are segmented in tiles of this many pixels a side: smaller "
+                                         "tiles need less memory, larger ones are a little faster")
+        self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=64,
+                                  tooltip="tiles the network processes at once: lower it if memory runs out")
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto",
+                               tooltip="where the network runs; auto: a GPU when there is one, else the CPU")
+        self.amp = CheckBox(text="Mixed precision", value=True,
+                            tooltip="run the network in 16-bit precision where the device supports it: "
+                                    "faster, same results to within rounding; untick if results look wrong")
+        self.thresholds = Container(labels=True, label="Thresholds")
+        self.advanced = Collapsible("Advanced", [self.tile_size, self.batch_size, self.device, self.amp,
+                                                 self.thresholds],
+                                    tooltip="tile size, batch size, device, precision and the model's thresholds")
+        channel_row = Container(layout="horizontal", labels=True, label="Channel axis",
+                                widgets=[self.channel_axis, self.channels])
+        channel_row.margins = (0, 0, 0, 0)
+        self.channel_axis.label = ""  # the row's label names it
+        self.extend([self.image, self.model, self.model_info, self.proposal, channel_row,
+                     self.outlines, button_row(self.run_button, self.cancel_button), self.progress, self.status,
+                     self.advanced])
+        self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
+                                  notify_error=lambda msg: show_error(msg), panel=self.progress)
 
     @classmethod
     def for_viewer(cls, viewer: napari.viewer.Viewer) -> SegmentWidget:
-        """The Segment widget docked in ``viewer``, docking a new one when there is none."""
+        """The Segment widget docked in ``viewer``, docking a new one when there is none.
+
+        Widgets hold different proxies of the same viewer: the docks and the viewers behind
+        the proxies are compared, never the proxies.
+        """
+        found = docked_widget(viewer, cls)
+        if found is not None:
+            return found
         for widget in list(_LIVE):
-            if widget._viewer is viewer and alive(widget):
+            if alive(widget) and same_viewer(widget._viewer, viewer) and widget.native.parent() is not None:
                 return widget
         widget = cls(viewer)
         viewer.window.add_dock_widget(widget, name="Segment (seglab)")
@@ -121,6 +186,36 @@ class SegmentWidget(Container):
     def _model_choices(self, *_: Any) -> list[str]:
         return self._registry.names()
 
+    def _on_model_changed(self, *_: Any) -> None:
+        self._rebuild_thresholds()
+        fill_threshold_tooltips(self.thresholds)
+        self._update_outlines_option()
+        name = self.model.value
+        self.model_info.value = describe_name(self._registry, name) if name else "no model available"
+        self.model_info.tooltip = describe_name(self._registry, name, short=False) if name else ""
+        if not self._setting_model:  # the user's own choice: it wins over any proposal
+            self._show_proposal("")
+            layer = self.image.value
+            if layer is not None and layer_is_rgb(layer):
+                self._settled_layers.add(layer)
+
+    def _update_outlines_option(self) -> None:
+        """Outlines only for families that give them; the user's wish comes back with such a model."""
+        try:
+            shape_type = family_class(read_config(self._registry.resolve(self.model.value)).family).shape_type
+        except (SeglabError, TypeError):
+            shape_type = None
+        wanted = self._outlines_wanted
+        self.outlines.enabled = shape_type is not None
+        self.outlines.value = wanted and shape_type is not None
+        self._outlines_wanted = wanted
+        self.outlines.text = (f"Add {'boxes' if shape_type == 'rectangle' else 'polygons'} (Shapes layer)"
+                              if shape_type else "Add outlines (this model gives labels only)")
+
+    def _on_outlines_toggled(self, value: bool) -> None:
+        if self.outlines.enabled:
+            self._outlines_wanted = bool(value)
+
     def _rebuild_thresholds(self, *_: Any) -> None:
         self.thresholds.clear()
         name = self.model.value
@@ -134,14 +229,36 @@ class SegmentWidget(Container):
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return
-        self.outlines.enabled = family.shape_type is not None
-        self.outlines.text = f"Add {'boxes' if family.shape_type == 'rectangle' else 'polygons'} (Shapes layer)"
         for key, val in values.items():
             self.thresholds.append(FloatSpinBox(name=key, label=key, value=float(val), min=0.0,
                                                 max=1e6 if "area" in key else 1.0, step=0.05))
 
     def threshold_values(self) -> dict[str, float]:
         return {w.name: float(w.value) for w in self.thresholds}
+
+    # ---- RGB images: propose an RGB (H&E) model once per layer ---------------
+    def _on_image_changed(self, *_: Any) -> None:
+        layer = self.image.value
+        if layer is None or not layer_is_rgb(layer):
+            self._show_proposal("")
+            return
+        if layer in self._settled_layers:
+            return
+        self._settled_layers.add(layer)
+        proposal = rgb_proposal(self._registry, self.model.value)
+        if proposal is None:
+            return
+        name, reason = proposal
+        self._setting_model = True
+        try:
+            self.model.value = name
+        finally:
+            self._setting_model = False
+        self._show_proposal(reason)
+
+    def _show_proposal(self, text: str) -> None:
+        self.proposal.value = text
+        self.proposal.visible = bool(text)
 
     # ---- running ----------------------------------------------------------
     @property
@@ -167,7 +284,9 @@ class SegmentWidget(Container):
                 rgb=bool(getattr(layer, "rgb", False)),
                 channels=parse_channels(self.channels.value),
                 tile_size=int(self.tile_size.value),
+                batch_size=int(self.batch_size.value),
                 device=self.device.value,
+                amp=bool(self.amp.value),
                 thresholds=self.threshold_values(),
             )
             spatial = data.ndim - (0 if ca is None else 1)
@@ -187,11 +306,13 @@ class SegmentWidget(Container):
                                returned=self._on_result)
 
     def cancel(self, *_: Any) -> None:
+        """Stop now: the widget is idle at once, the result is discarded, the run's memory freed."""
         self._job.cancel()
+        self._source = None
 
     def _on_progress(self, event: Any) -> None:
-        self._job.update(event.fraction, f"seglab: {event.stage} {event.done}/{event.total}"
-                         + (f" (plane {event.plane + 1}/{event.n_planes})" if event.n_planes > 1 else ""))
+        info = progress_info(event)  # any stage the core reports, shown by name
+        self._job.update(info.fraction or 0.0, f"seglab: {info.text()}")
 
     def _on_result(self, value: tuple[str, Any]) -> None:
         """Show the result; any failure ends in the status 'failed' and one message, never 'running…'."""
@@ -203,7 +324,9 @@ class SegmentWidget(Container):
 
     def _on_done(self, value: tuple[str, Any]) -> None:
         model_name, result = value
-        src = self._source
+        src, self._source = self._source, None
+        if src is None:
+            return
         geometry = spatial_geometry(src, self._source_channel_axis)
         name = f"{src.name} [seglab]"
         meta = output_metadata(src.name, model_name, result.thresholds, result.labels)
@@ -221,32 +344,12 @@ class SegmentWidget(Container):
                 setattr(target, key, value)
         else:
             target = self._viewer.add_labels(result.labels, name=name, metadata=meta, features=features, **geometry)
+        keep_table_fresh(target).discard_pending()  # the plugin's own update is not a user's edit
+        tag_run(target, new_run_id())
         self.output_layer = target
-        if self.outlines.value and self.outlines.enabled:
-            self.outlines_layer = self._put_outlines(result, src.name, model_name, target)
+        want = bool(self.outlines.value and self.outlines.enabled)
+        self.outlines_layer = update_outlines(
+            self._viewer, collect_outlines(result) if want else None, src.name, model_name,
+            result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
-
-    def _put_outlines(self, result: Any, source: str, model_name: str, labels_layer: Any) -> Any:
-        """Add the objects' outlines as a Shapes layer, replacing only this widget's own unedited one."""
-        from napari.layers import Shapes
-
-        outlines = collect_outlines(result)
-        if outlines is None:
-            return None
-        old = next((lyr for lyr in self._viewer.layers
-                    if lyr.__class__.__name__ == "Shapes" and is_own_unedited(lyr, source, "outlines")), None)
-        layer = Shapes(
-            outlines.data, ndim=result.labels.ndim, shape_type=outlines.shape_type,
-            features=outlines.features, name=f"{source} [seglab outlines]",
-            edge_color="yellow", face_color="transparent", edge_width=1,
-            scale=labels_layer.scale, translate=labels_layer.translate,
-        )
-        layer.metadata.update(output_metadata(source, model_name, result.thresholds, list(layer.data), "outlines"))
-        if old is not None:
-            index = self._viewer.layers.index(old)
-            self._viewer.layers.remove(old)
-            self._viewer.layers.insert(index, layer)
-        else:
-            self._viewer.add_layer(layer)
-        return layer

@@ -3,6 +3,8 @@
 Layers become :class:`~seglab.training.finetune.Annotation` objects on the GUI thread (labels are
 copied, so editing them during training changes nothing); checking, training, threshold tuning
 and saving run in a worker (:func:`seglab.training.finetune.prepare` and ``finetune_iter``).
+The main fields come first; learning rate, augmentation, replay, frozen levels, validation pair and
+device sit in a collapsible "Advanced" section, all in a scroll area (fits a 1080p screen).
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from seglab.models.registry import ModelRegistry, user_models_dir
 from seglab.plugin.events import EVENTS, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import channel_axis_of, image_array
+from seglab.plugin.model_info import describe_name
 from seglab.plugin.plot import TrainPlot
+from seglab.plugin.progress_panel import ProgressPanel, progress_info
+from seglab.plugin.sections import (
+    Collapsible,
+    ScrollableContainer,
+    button_row,
+    wrapped_label,
+)
 from seglab.plugin.segment_widget import SegmentWidget
 from seglab.training.finetune import (
     DEFAULT_TIME_BUDGET,
@@ -88,8 +98,11 @@ class PairRow(Container):
 
     def __init__(self, index: int) -> None:
         super().__init__(labels=True, label=f"Pair {index}")
-        self.image = create_widget(annotation=napari.layers.Image, label="Image")
-        self.labels = create_widget(annotation=napari.layers.Labels, label="Labels")
+        self.image = create_widget(annotation=napari.layers.Image, label="Image",
+                                   options={"tooltip": "an image to train on"})
+        self.labels = create_widget(annotation=napari.layers.Labels, label="Labels",
+                                    options={"tooltip": "the objects of that image, one id per object "
+                                                        "(e.g. corrected seglab labels); 0 is background"})
         self.regions = create_widget(annotation=Optional[napari.layers.Shapes], label="Regions",  # noqa: UP045
                                      options={"tooltip": "rectangles in which every object is annotated; "
                                                          "none: the whole image counts"})
@@ -99,7 +112,7 @@ class PairRow(Container):
         return layers_to_annotation(self.image.value, self.labels.value, self.regions.value)
 
 
-class TrainWidget(Container):
+class TrainWidget(ScrollableContainer):
     """Retrain a model on corrected or drawn labels, then segment with it."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -109,45 +122,8 @@ class TrainWidget(Container):
         self._stop = threading.Event()
         self.new_model: str | None = None
         self.result: FinetuneResult | None = None
-        self.pairs = Container(labels=False, label="Training")
-        self.add_pair_button = PushButton(text="Add pair")
-        self.remove_pair_button = PushButton(text="Remove last pair", enabled=False)
-        default = self._registry.default_name()
-        self.start_model = ComboBox(label="Start from", choices=self._start_choices,
-                                    value=("model", default) if default else None)
-        self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds")
-        self.budget = SpinBox(label="Amount", value=int(DEFAULT_TIME_BUDGET), min=1, max=1_000_000)
-        self.lr = LineEdit(label="Learning rate", value=self._default_lr_text(),
-                           tooltip="AdamW learning rate; follows the start model's family default "
-                                   "until you change it (empty: that default)")
-        self.augment = CheckBox(text="Augment (flips, rotations, scale, intensity, noise)", value=True)
-        self.replay = FloatSpinBox(label="Replay share", value=FinetuneSettings.replay, min=0.0, max=0.9, step=0.1,
-                                   tooltip="Share of training patches drawn from crops of the start model's own "
-                                           "training data, so it keeps working on other kinds of image "
-                                           "(0: train on your pairs only)")
-        self.freeze_levels = SpinBox(label="Fixed encoder levels", value=FinetuneSettings.freeze_levels, min=0, max=9,
-                                     tooltip="Keep this many levels of the start model's feature extractor, from "
-                                             "the input down, as they are: faster steps and less forgetting "
-                                             "(0: train every weight; 9: the whole encoder)")
-        self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image")  # noqa: UP045
-        self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels")  # noqa: UP045
-        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self.model_name = LineEdit(label="New model name", value="")
-        self.overwrite = CheckBox(text="Replace a model of the same name", value=False)
-        self.train_button = PushButton(text="Train")
-        self.cancel_button = PushButton(text="Cancel (keep best so far)", enabled=False)
-        self.segment_button = PushButton(text="Segment current image with new model", enabled=False)
-        self.status = Label(value="")
-        self.plot = TrainPlot()
-        self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
-                                  notify_error=lambda msg: show_error(msg))
-        self.extend([self.pairs, self.add_pair_button, self.remove_pair_button, self.start_model,
-                     self.budget_unit, self.budget, self.lr, self.augment, self.replay, self.freeze_levels,
-                     self.val_image, self.val_labels,
-                     self.device, self.model_name, self.overwrite, self.train_button, self.cancel_button,
-                     self.status])
-        self.native.layout().addWidget(self.plot)
-        self.append(self.segment_button)
+        self._build_fields()
+        self.finish_layout()
         self.add_pair()
         self.add_pair_button.changed.connect(self.add_pair)
         self.remove_pair_button.changed.connect(self.remove_pair)
@@ -160,6 +136,77 @@ class TrainWidget(Container):
         viewer.layers.events.removed.connect(self.reset_choices)
         on_models_changed(self, TrainWidget._on_models_changed)
         self.reset_choices()
+        self._show_start_info()
+
+    def _build_fields(self) -> None:
+        """Create the fields: main ones first, the rest in the collapsible Advanced section."""
+        self.pairs = Container(labels=False, label="Training")
+        self.add_pair_button = PushButton(text="Add pair", tooltip="train on one more image/labels pair")
+        self.remove_pair_button = PushButton(text="Remove last pair", enabled=False,
+                                             tooltip="remove the last image/labels pair")
+        default = self._registry.default_name()
+        self.start_model = ComboBox(label="Start from", choices=self._start_choices,
+                                    value=("model", default) if default else None,
+                                    tooltip="the model to fine-tune (best when it already roughly works on "
+                                            "your images), or a new untrained model of a family")
+        self.start_info = wrapped_label("family, training data, object size and validation score of the model")
+        self.budget_unit = ComboBox(label="Train for", choices=["seconds", "epochs"], value="seconds",
+                                    tooltip="limit training by time (seconds, including threshold tuning and "
+                                            "saving) or by passes over your pairs (epochs)")
+        self.budget = SpinBox(label="Amount", value=int(DEFAULT_TIME_BUDGET), min=1, max=1_000_000,
+                              tooltip="how many seconds or epochs to train: more can fit your images better, "
+                                      "with diminishing returns")
+        self.model_name = LineEdit(label="New model name", value="",
+                                   tooltip="the name the new model is saved and listed under "
+                                           "(letters, digits and . _ + -)")
+        self.overwrite = CheckBox(text="Replace a model of the same name", value=False,
+                                  tooltip="replace your own model of that name (built-in models are never replaced)")
+        self.train_button = PushButton(text="Train", tooltip="check the pairs, train, tune thresholds and save")
+        self.cancel_button = PushButton(text="Cancel (keep best so far)", enabled=False,
+                                        tooltip="stop training now; the best weights so far are tuned and "
+                                                "saved (click again to stop at once and save nothing)")
+        self.segment_button = PushButton(text="Segment current image with new model", enabled=False,
+                                         tooltip="segment the selected image layer (or the first training image) "
+                                                 "with the model just saved, in the Segment widget")
+        self.progress = ProgressPanel(label="")
+        self.status = Label(value="")
+        self.plot = TrainPlot()
+        self.plot.setVisible(False)  # shown from the first training on: saves height until then
+        plot_box = Container(labels=False, label="")
+        plot_box.margins = (0, 0, 0, 0)
+        plot_box.native.layout().addWidget(self.plot)
+        # advanced
+        self.lr = LineEdit(label="Learning rate", value=self._default_lr_text(),
+                           tooltip="AdamW learning rate; follows the start model's family default "
+                                   "until you change it (empty: that default)")
+        self.augment = CheckBox(text="Augment (flips, rotations, scale, intensity, noise)", value=True,
+                                tooltip="vary the training patches at random: keep it on unless your images "
+                                        "always look exactly alike")
+        self.replay = FloatSpinBox(label="Replay share", value=FinetuneSettings.replay, min=0.0, max=0.9, step=0.1,
+                                   tooltip="Share of training patches drawn from crops of the start model's own "
+                                           "training data, so it keeps working on other kinds of image "
+                                           "(0: train on your pairs only)")
+        self.freeze_levels = SpinBox(label="Fixed encoder levels", value=FinetuneSettings.freeze_levels, min=0, max=9,
+                                     tooltip="Keep this many levels of the start model's feature extractor, from "
+                                             "the input down, as they are: faster steps and less forgetting "
+                                             "(0: train every weight; 9: the whole encoder)")
+        self.val_image = create_widget(annotation=Optional[napari.layers.Image], label="Validation image",  # noqa: UP045
+                                       options={"tooltip": "an image kept out of training, to score the model "
+                                                           "and tune its thresholds (optional)"})
+        self.val_labels = create_widget(annotation=Optional[napari.layers.Labels], label="Validation labels",  # noqa: UP045
+                                        options={"tooltip": "the objects of the validation image"})
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto",
+                               tooltip="where training runs; auto: a GPU when there is one, else the CPU")
+        self.advanced = Collapsible("Advanced", [self.lr, self.augment, self.replay, self.freeze_levels,
+                                                 self.val_image, self.val_labels, self.device],
+                                    tooltip="learning rate, augmentation, replay, frozen levels, validation pair "
+                                            "and device")
+        self.extend([self.pairs, button_row(self.add_pair_button, self.remove_pair_button), self.start_model,
+                     self.start_info, self.budget_unit, self.budget, self.model_name, self.overwrite,
+                     button_row(self.train_button, self.cancel_button), self.progress, self.status, plot_box,
+                     self.segment_button, self.advanced])
+        self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
+                                  notify_error=lambda msg: show_error(msg), panel=self.progress)
 
     # ---- pairs and choices -------------------------------------------------
     def _start_choices(self, *_: Any) -> list[tuple[str, tuple[str, str]]]:
@@ -179,6 +226,17 @@ class TrainWidget(Container):
         # a learning rate the user typed stays; one the widget filled in follows the family
         if self.lr.value.strip() in ("", self._shown_lr):
             self.lr.value = self._shown_lr = self._default_lr_text()
+        self._show_start_info()
+
+    def _show_start_info(self) -> None:
+        choice = self.start_model.value
+        if not choice:
+            self.start_info.value = ""
+        elif choice[0] == "model":
+            self.start_info.value = describe_name(self._registry, choice[1])
+            self.start_info.tooltip = describe_name(self._registry, choice[1], short=False)
+        else:
+            self.start_info.value = f"an untrained {choice[1]} model: needs more annotations and time"
 
     def _on_models_changed(self, name: str = "") -> None:
         self.start_model.reset_choices()
@@ -241,6 +299,7 @@ class TrainWidget(Container):
         self._stop = threading.Event()
         self._name = kwargs["name"]
         self.plot.clear()
+        self.plot.setVisible(True)
         self.segment_button.enabled = False
         return self._job.start(_run_training, annotations, validation, kwargs, self._stop,
                                desc=f"seglab: training {self._name}", yielded=self._on_progress,
@@ -251,7 +310,8 @@ class TrainWidget(Container):
         self.status.value = "stopping: saving the best model so far…"
 
     def cancel(self, *_: Any) -> None:
-        """Stop training after the current step; the best weights so far are tuned and saved."""
+        """Stop training after the current step; the best weights so far are tuned and saved.
+        A second click stops at once and saves nothing."""
         self._job.cancel()
 
     def _on_progress(self, ev: FinetuneEvent) -> None:
@@ -263,7 +323,7 @@ class TrainWidget(Container):
             if ev.val_score is not None:
                 self.plot.add(0, None, ev.val_score)
             desc = {"baseline": "seglab: scoring the start model", "tune": "seglab: tuning thresholds",
-                    "save": "seglab: saving the model"}.get(ev.stage, f"seglab: {ev.stage}")
+                    "save": "seglab: saving the model"}.get(ev.stage, f"seglab: {progress_info(ev).text()}")
         self._job.update(ev.fraction, desc)
 
     def _on_done(self, result: FinetuneResult) -> None:
@@ -288,6 +348,6 @@ class TrainWidget(Container):
         if not isinstance(layer, napari.layers.Image):
             layer = self.pairs[0].image.value
         seg = SegmentWidget.for_viewer(self._viewer)
+        seg.image.value = layer  # first: choosing the image may propose a model; the new model wins
         seg.model.value = self.new_model
-        seg.image.value = layer
         return seg.start()

@@ -1,0 +1,126 @@
+"""One line about a model for the widgets (family, training data, object size, val score), and
+the choice of a model for RGB (H&E) images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seglab.errors import SeglabError
+from seglab.models.base import ModelConfig
+from seglab.models.registry import ModelRegistry
+from seglab.models.storage import read_config
+
+FAMILY_NAMES = {"unet": "U-Net", "stardist": "StarDist", "maskrcnn": "Mask R-CNN"}
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
+
+
+def trained_on(cfg: ModelConfig, short: bool = False) -> str | None:
+    """What the model was trained on, in a few words (None when the config does not say);
+    ``short`` drops the data set's details in brackets."""
+    training = cfg.training or {}
+    data = training.get("data")
+    if isinstance(data, str) and data:
+        return data.split(" (")[0] if short else data
+    pairs = training.get("pairs")
+    if isinstance(pairs, list) and pairs:
+        names = [str(p.get("image", "?")) for p in pairs if isinstance(p, dict)]
+        shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        parent = training.get("parent")
+        base = f" (fine-tuned from {parent['name']})" if isinstance(parent, dict) and parent.get("name") else ""
+        return f"{len(pairs)} image(s): {shown}{base}"
+    return None
+
+
+def val_score(cfg: ModelConfig) -> str | None:
+    """The model's recorded validation AP@0.5, with what it was measured on."""
+    scores = cfg.scores or {}
+    th = scores.get("thresholds")
+    if isinstance(th, dict) and isinstance(th.get("0.50"), dict) and "ap" in th["0.50"]:
+        where = scores.get("dataset")
+        return f"val AP@0.5 {float(th['0.50']['ap']):.2f}" + (f" ({where})" if where else "")
+    for key in ("ap50_tuned_thresholds", "ap50_best_checkpoint"):
+        value = scores.get(key)
+        if isinstance(value, (int, float)):
+            images = scores.get("validation_images")
+            where = f" on {', '.join(images)}" if isinstance(images, list) and images else ""
+            return f"val AP@0.5 {float(value):.2f}{where}"
+    return None
+
+
+def describe(cfg: ModelConfig, short: bool = True) -> str:
+    """E.g. ``StarDist · trained on DSB2018 split train · objects ≈ 18 px · val AP@0.5 0.78``;
+    ``short=False`` keeps the details in brackets and the description (for a tooltip)."""
+    parts = [family_name(cfg.family) + (" · RGB input" if cfg.input_channels == 3 else "")]
+    data = trained_on(cfg, short)
+    parts.append(f"trained on {data}" if data else "training data not recorded")
+    if cfg.object_diameter:
+        parts.append(f"objects ≈ {float(cfg.object_diameter):.0f} px across")
+    score = val_score(cfg)
+    if score and short and " (" in score:
+        score = score.split(" (")[0]
+    parts.append(score if score else "no validation score recorded")
+    line = " · ".join(parts)
+    if not short and cfg.description:
+        line = f"{cfg.name}: {cfg.description}\n{line}"
+    return line
+
+
+def describe_name(registry: ModelRegistry, name: str, short: bool = True) -> str:
+    """:func:`describe` for a model name; a short message when its config cannot be read."""
+    try:
+        return describe(read_config(registry.resolve(name)), short)
+    except SeglabError as e:
+        return f"cannot read this model: {e}"
+
+
+def rgb_models(registry: ModelRegistry) -> list[tuple[str, ModelConfig]]:
+    """Available models that take 3-channel (RGB, e.g. H&E) input, in registry order."""
+    out = []
+    for info in registry.list():
+        try:
+            cfg = read_config(info.path)
+        except SeglabError:
+            continue
+        if cfg.input_channels == 3:
+            out.append((info.name, cfg))
+    return out
+
+
+def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
+    if not name:
+        return False
+    try:
+        return read_config(registry.resolve(name)).input_channels == 3
+    except SeglabError:
+        return False
+
+
+def rgb_proposal(registry: ModelRegistry, current: str | None) -> tuple[str, str] | None:
+    """For an RGB image: ``(model name, reason)`` of the model to propose, or None when the
+    current model already takes RGB or no RGB model is available."""
+    if takes_rgb(registry, current):
+        return None
+    candidates = rgb_models(registry)
+    if not candidates:
+        return None
+    name, cfg = candidates[0]
+    data = _short_data(cfg)
+    reason = (f"RGB image: proposing {name}" + (f", trained on {data}" if data else "")
+              + "; choose another model to override")
+    return name, reason
+
+
+def _short_data(cfg: ModelConfig) -> str | None:
+    """A short 'trained on' for the proposal line (the description's part after ';' or the data)."""
+    data = trained_on(cfg)
+    if data and len(data) <= 60:
+        return data
+    desc = (cfg.description or "").splitlines()[0] if cfg.description else ""
+    return desc[:60] or None
+
+
+def layer_is_rgb(layer: Any) -> bool:
+    return bool(getattr(layer, "rgb", False))

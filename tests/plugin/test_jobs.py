@@ -1,0 +1,115 @@
+"""BackgroundJob: cancel is immediate on the GUI side, the run ends and its memory is freed."""
+
+import gc
+import threading
+import time
+import weakref
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from magicgui.widgets import Label, PushButton  # noqa: E402
+
+from seglab.plugin import jobs  # noqa: E402
+from seglab.plugin.jobs import CANCELLED, BackgroundJob, guarded  # noqa: E402
+from seglab.plugin.progress_panel import ProgressPanel  # noqa: E402
+
+
+def slow_run(big: np.ndarray, step_s: float, finished: threading.Event, n: int = 10_000):
+    """A fake core run: holds a big array, yields a progress event every ``step_s`` seconds."""
+    try:
+        for i in range(n):
+            time.sleep(step_s)
+            yield SimpleNamespace(stage="postprocess", done=i + 1, total=n, fraction=(i + 1) / n)
+        return big.sum()
+    finally:
+        finished.set()
+
+
+@pytest.fixture
+def job(monkeypatch, qtbot):
+    monkeypatch.setattr(jobs, "show_info", lambda msg: None)
+    run, cancel, status, panel = PushButton(), PushButton(enabled=False), Label(), ProgressPanel()
+    return BackgroundJob("test run", run, cancel, status, notify_error=lambda m: None, panel=panel)
+
+
+def test_cancel_makes_the_ui_idle_at_once_and_frees_the_run(qtbot, job):
+    big = np.ones(4_000_000)  # 32 MB, referenced only by the run
+    ref = weakref.ref(big)
+    finished = threading.Event()
+    seen, results = [], []
+    worker = job.start(slow_run, big, 0.05, finished, desc="test", yielded=seen.append, returned=results.append)
+    del big
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=10_000)
+    assert job.running and not job.run_button.enabled and job.cancel_button.enabled and job.panel.active
+    t0 = time.monotonic()
+    job.cancel()
+    # idle at once, before the worker thread has noticed anything
+    assert time.monotonic() - t0 < 0.5
+    assert not job.running and job.run_button.enabled and not job.cancel_button.enabled
+    assert job.status.value == "cancelled" and not job.panel.active and job.pbar is None
+    n_seen = len(seen)
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        pass
+    assert finished.is_set()  # the run's generator was closed (its finally ran) in the worker thread
+    qtbot.wait(100)
+    assert len(seen) <= n_seen + 1 and not results  # later events and the result are ignored
+    del worker
+    gc.collect()
+    assert ref() is None  # nothing holds the run's array any more
+
+
+def test_a_new_run_can_start_while_a_cancelled_one_winds_down(qtbot, job):
+    first_done, second_done = threading.Event(), threading.Event()
+    job.start(slow_run, np.zeros(3), 0.2, first_done, desc="a", yielded=lambda e: None, returned=lambda v: None)
+    job.cancel()
+    results = []
+    job.start(slow_run, np.ones(3), 0.01, second_done, 3, desc="b", yielded=lambda e: None,
+              returned=results.append)
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    assert results == [3.0]  # only the second run's result arrives
+
+
+def test_graceful_cancel_keeps_the_run_going(qtbot, job):
+    stop = threading.Event()
+    finished = threading.Event()
+
+    def run():
+        try:
+            while not stop.is_set():
+                time.sleep(0.01)
+                yield SimpleNamespace(stage="train", fraction=0.5)
+            return "kept"
+        finally:
+            finished.set()
+
+    results = []
+    job.start(run, desc="t", yielded=lambda e: None, returned=results.append, on_cancel=stop.set)
+    job.cancel()
+    assert job.status.value == "cancelling…"
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    assert results == ["kept"]
+
+
+def test_guarded_closes_the_inner_generator():
+    closed = threading.Event()
+
+    def gen():
+        try:
+            yield 1
+            yield 2
+            return "done"
+        finally:
+            closed.set()
+
+    cancel = threading.Event()
+    g = guarded(gen, (), cancel)
+    assert next(g) == 1
+    cancel.set()
+    with pytest.raises(StopIteration) as stop:
+        next(g)
+    assert stop.value.value is CANCELLED and closed.is_set()
+    assert list(guarded(gen, (), threading.Event())) == [1, 2]

@@ -1,0 +1,47 @@
+"""The model information line and the choice of a model for RGB images."""
+
+import pytest
+
+pytest.importorskip("napari")
+
+from seglab.models.base import ModelConfig  # noqa: E402
+from seglab.models.registry import ModelRegistry  # noqa: E402
+from seglab.models.storage import new_model, read_config, save_model  # noqa: E402
+from seglab.plugin.model_info import describe, describe_name, rgb_proposal  # noqa: E402
+
+
+def test_builtin_model_line():
+    reg = ModelRegistry()
+    cfg = read_config(reg.resolve("stardist-nuclei"))
+    assert describe(cfg) == "StarDist · trained on DSB2018 split train minus tune · val AP@0.5 0.72"
+    long = describe(cfg, short=False)  # the tooltip: every detail
+    assert long.startswith("stardist-nuclei: StarDist-style") and "(every tenth per channel group)" in long
+    assert "val AP@0.5 0.72 (DSB2018 stage1 (corrected), split val)" in long
+
+
+def test_user_model_line_with_object_size():
+    cfg = ModelConfig(name="mine", family="unet", object_diameter=17.6,
+                      training={"parent": {"name": "unet-nuclei"},
+                                "pairs": [{"image": "a"}, {"image": "b"}]},
+                      scores={"ap50_tuned_thresholds": 0.812, "validation_images": ["c"]})
+    assert describe(cfg) == ("U-Net · trained on 2 image(s): a, b (fine-tuned from unet-nuclei) · "
+                             "objects ≈ 18 px across · val AP@0.5 0.81 on c")
+    bare = ModelConfig(name="x", family="maskrcnn", input_channels=3)
+    assert describe(bare) == ("Mask R-CNN · RGB input · training data not recorded · "
+                              "no validation score recorded")
+
+
+def test_unreadable_model_gives_a_message_not_an_error():
+    assert describe_name(ModelRegistry(), "no-such-model").startswith("cannot read this model: unknown model")
+
+
+def test_rgb_proposal(models_dir):
+    reg = ModelRegistry()
+    assert rgb_proposal(reg, "unet-nuclei") is None  # no RGB model installed
+    model = new_model("stardist", "he-model", input_channels=3, training={"data": "H&E tissue"},
+                      architecture={"widths": [4, 8], "convs_per_block": 1, "n_rays": 8, "grid": 2,
+                                    "head_width": 8})
+    save_model(model, models_dir / "he-model")
+    name, reason = rgb_proposal(ModelRegistry(), "unet-nuclei")
+    assert name == "he-model" and "trained on H&E tissue" in reason and "override" in reason
+    assert rgb_proposal(ModelRegistry(), "he-model") is None  # already an RGB model
