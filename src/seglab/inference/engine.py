@@ -9,6 +9,7 @@ returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from seglab.errors import SeglabError
-from seglab.inference.device import resolve_device
+from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import TileGrid, make_grid, pad_plane
@@ -244,13 +245,13 @@ def segment_iter(
     tables: list[dict[str, np.ndarray]] = []
     extras: list[dict[str, Any]] = []
     offset = 0
+    run: dict[str, Any] = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
-        pred: Prediction = yield from _plane_prediction_iter(
-            model, x, th, p, n_planes, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
-        )
+        pred: Prediction = yield from retry_on_oom(
+            functools.partial(_plane_prediction_iter, model, x, th, p, n_planes), model, run)
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset
