@@ -22,7 +22,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
-from seglab.inference.tiling import TileGrid, make_grid, pad_plane
+from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
 from seglab.torch_env import autocast
@@ -79,7 +79,7 @@ def predict_maps_iter(
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride)."""
     _, h, w = x.shape
-    context = int(model.config.tile_context)
+    context = tile_context(model)
     s = int(model.output_stride)
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
@@ -109,7 +109,7 @@ def _tile_batches(
     """The plane's tiles (each with the model's context, reflect-padded) in batches on
     ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
     _, h, w = x.shape
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), int(model.config.tile_context),
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), tile_context(model),
                      model.size_divisor)
     padded = pad_plane(x, grid)
     windows = grid.windows()
@@ -152,7 +152,7 @@ def detect_plane_iter(
     tile borders are then suppressed at the model's ``nms_thresh``.
     """
     _, h, w = x.shape
-    context = int(model.config.tile_context)
+    context = tile_context(model)
     parts: list[Detections] = []
     total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=False)
     done = 0

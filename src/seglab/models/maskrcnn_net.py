@@ -176,6 +176,37 @@ class MaskRCNNNet(nn.Module):
         stages = self.maskrcnn.backbone.stages
         return ["maskrcnn.backbone.stem.", *(f"maskrcnn.backbone.stages.{i}." for i in range(len(stages)))]
 
+    def feature_radius(self) -> int:
+        """Context (pixels) the backbone, FPN and RPN features need around a position, over
+        all levels, plus one position of the level for RoIAlign's bilinear sampling."""
+        from seglab.models import receptive_field as rf
+
+        backbone = self.maskrcnn.backbone
+        x = rf.through(rf.Span.input(64 * self.divisor), backbone.stem)
+        feats = []
+        for stage in backbone.stages:
+            for block in stage:
+                y = rf.through(rf.through(x, block.conv1), block.conv2)
+                x = rf.union(y, x if block.down is None else rf.through(x, block.down))
+            feats.append(x)
+        fpn = backbone.fpn
+        last = rf.through(feats[-1], fpn.inner_blocks[-1])
+        levels = [rf.through(last, fpn.layer_blocks[-1])]
+        for i in range(len(feats) - 2, -1, -1):
+            lateral = rf.through(feats[i], fpn.inner_blocks[i])
+            last = rf.union(lateral, rf.upsample_nearest(last, len(lateral)))
+            levels.insert(0, rf.through(last, fpn.layer_blocks[i]))
+        levels.append(rf.conv(levels[-1], 1, 2, 0))  # LastLevelMaxPool
+        rpn = self.maskrcnn.rpn.head.conv
+        return max(rf.radius(rf.through(level, rpn)) + level.stride for level in levels)
+
+    def receptive_radius(self) -> int:
+        """Tile context for equal tiled and untiled detections: an object is kept by the tile whose
+        core holds its centre, and depends on the features over its box (up to half the largest
+        anchor from its centre) and on what those features see (:meth:`feature_radius`)."""
+        largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
+        return self.feature_radius() + -(-int(largest) // 2)
+
     def _images(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
         images, targets = self.maskrcnn.transform(list(x), targets)
         t = images.tensors
