@@ -179,6 +179,10 @@ class MaskRCNNNet(nn.Module):
     def feature_radius(self) -> int:
         """Context (pixels) the backbone, FPN and RPN features need around a position, over
         all levels, plus one position of the level for RoIAlign's bilinear sampling."""
+        return max(r + s for r, s in self.level_radii())
+
+    def level_radii(self) -> list[tuple[int, int]]:
+        """(receptive radius, stride) of the RPN's view of each FPN level ('0'-'3', 'pool')."""
         from seglab.models import receptive_field as rf
 
         backbone = self.maskrcnn.backbone
@@ -198,7 +202,7 @@ class MaskRCNNNet(nn.Module):
             levels.insert(0, rf.through(last, fpn.layer_blocks[i]))
         levels.append(rf.conv(levels[-1], 1, 2, 0))  # LastLevelMaxPool
         rpn = self.maskrcnn.rpn.head.conv
-        return max(rf.radius(rf.through(level, rpn)) + level.stride for level in levels)
+        return [(rf.radius(rf.through(level, rpn)), level.stride) for level in levels]
 
     def receptive_radius(self) -> int:
         """Tile context for equal tiled and untiled detections: an object is kept by the tile whose
