@@ -96,7 +96,7 @@ def test_maskrcnn_feature_levels_match_measurement():
     measured = measured_radius(levels, 1, 64, 128, 1536)
     assert measured == net.level_radii()
     assert [s for _, s in measured] == [4, 8, 16, 32, 64]
-    assert net.receptive_radius() == max(r + s for r, s in measured) + 48  # half the largest anchor (96)
+    assert net.detection_radius() == max(r + s for r, s in measured) + 48  # half the largest anchor (96)
 
 
 def test_span_primitives():

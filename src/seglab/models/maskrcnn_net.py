@@ -204,10 +204,16 @@ class MaskRCNNNet(nn.Module):
         rpn = self.maskrcnn.rpn.head.conv
         return [(rf.radius(rf.through(level, rpn)), level.stride) for level in levels]
 
-    def receptive_radius(self) -> int:
-        """Tile context for equal tiled and untiled detections: an object is kept by the tile whose
-        core holds its centre, and depends on the features over its box (up to half the largest
-        anchor from its centre) and on what those features see (:meth:`feature_radius`)."""
+    def detection_radius(self) -> int:
+        """Pixels around an object's centre its detection depends on: the features over its box (up
+        to half the largest anchor from its centre) and what those features see (:meth:`feature_radius`).
+
+        Deliberately not ``receptive_radius()``, which the engine would use as the tile context: the
+        RPN keeps the top ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` proposals *per tile*, a
+        budget shared by the whole tile, so even this context (448 px for the built-in) does not make
+        tiled runs equal untiled ones, and the larger padded tiles dilute the budget (measured on
+        the samples: AP@0.5 0.582 -> 0.560, docs/benchmarks.md). Until proposals are chosen locally,
+        Mask R-CNN keeps ``config.tile_context`` (more than half the largest object)."""
         largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
         return self.feature_radius() + -(-int(largest) // 2)
 
