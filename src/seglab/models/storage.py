@@ -8,13 +8,12 @@ config imports no torch (``seglab models`` lists models without it).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import seglab
 from seglab.errors import SeglabError
@@ -74,56 +73,19 @@ def inspect_folder(folder: str | os.PathLike) -> ModelConfig:
     return config
 
 
-class _ReadKeys(dict):
-    """An architecture dict that records which keys the family's builder reads."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(data)
-        self.read: set[str] = set()
-        self.iterated = False
-
-    def __getitem__(self, key: str) -> Any:
-        self.read.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.read.add(str(key))
-        return super().__contains__(key)
-
-    def __iter__(self):
-        self.iterated = True
-        return super().__iter__()
-
-    def keys(self):
-        self.iterated = True
-        return super().keys()
-
-    def items(self):
-        self.iterated = True
-        return super().items()
-
-    def values(self):
-        self.iterated = True
-        return super().values()
-
-
 def build_checked(cls: type[SegmentationModel], config: ModelConfig, where: str) -> nn.Module:
-    """``cls.build_network(config)``; unknown architecture keys and builder errors become one clear message."""
-    arch = _ReadKeys(config.architecture)
-    try:
-        network = cls.build_network(dataclasses.replace(config, architecture=arch))
-    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:
-        raise SeglabError(f"the architecture in {where} does not make a {config.family} network: {e}") from None
-    unknown = sorted(set(config.architecture) - arch.read)
-    if unknown and not arch.iterated:
+    """``cls.build_network(config)``; unknown architecture keys (when the family lists its keys in
+    ``architecture_keys``) and the builder's errors become one clear message."""
+    known = getattr(cls, "architecture_keys", None)
+    unknown = sorted(set(config.architecture) - set(known)) if known is not None else []
+    if unknown:
         raise SeglabError(
             f"the architecture in {where} has key(s) that family {config.family!r} does not know: "
-            f"{', '.join(unknown)} (it reads {', '.join(sorted(arch.read)) or 'none'})")
-    return network
+            f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls.build_network(config)
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        raise SeglabError(f"the architecture in {where} does not make a {config.family} network: {e}") from None
 
 
 def _check_state(state: dict[str, torch.Tensor], network: nn.Module, weights: Path) -> None:
