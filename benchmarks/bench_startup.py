@@ -2,9 +2,12 @@
 
     python benchmarks/bench_startup.py [--seglab .venv/bin/seglab] [--runs 7] [--src DIR] [--out FILE]
 
-Times ``seglab --help``, ``seglab models`` and ``seglab segment`` of a sample image
+Times the interpreter alone (``python -c pass``, the floor), ``seglab --help``, ``seglab models`` and ``seglab segment`` of a sample image
 (``sample_data``, 520 x 696 fluorescence) with each dense built-in, ``--runs`` times each,
-every run a fresh process; reports the median, minimum and maximum seconds. ``--src DIR``
+every run a fresh process (several sources: their runs interleaved), after one warm-up run (which also writes ``__pycache__``, as an
+installed package has it: ``PYTHONDONTWRITEBYTECODE`` is dropped); reports the median, minimum
+and maximum wall-clock seconds and the median CPU seconds (user + system) of the process, which
+a busy machine inflates much less than the wall clock. ``--src DIR``
 puts ``DIR`` first on ``PYTHONPATH`` (to time a source tree other than the installed one,
 e.g. ``--src src`` in a git worktree, or an older checkout for a before/after comparison).
 The ``segment`` runs also report which heavy packages the process imported.
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,49 +50,69 @@ def cpu_model() -> str:
         return platform.processor() or "unknown"
 
 
-def time_runs(cmd: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    """Seconds of ``runs`` fresh processes of ``cmd`` (each must succeed)."""
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        out.append(time.perf_counter() - t0)
-        if r.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr[-2000:]}")
-    return out
+def time_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one fresh process of ``cmd`` (it must succeed)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seglab", default=str(ROOT / ".venv" / "bin" / "seglab"), help="the seglab executable")
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--src", default=None, help="put this source folder first on PYTHONPATH")
+    p.add_argument("--src", nargs="+", default=[None], metavar="DIR",
+                   help="put this source folder first on PYTHONPATH; several: compared, their runs interleaved")
     p.add_argument("--models", nargs="+", default=["unet-nuclei", "stardist-nuclei"])
     p.add_argument("--image", default=str(SAMPLE))
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     args = p.parse_args()
 
-    env = dict(os.environ)
-    if args.src:
-        env["PYTHONPATH"] = str(Path(args.src).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
+    envs = []
+    for src in args.src:
+        env = dict(os.environ)
+        # as installed: modules compiled to __pycache__ once (pip does it at install), not at every start
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if src:
+            env["PYTHONPATH"] = str(Path(src).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
+        envs.append(env)
     python = str(Path(args.seglab).with_name("python"))
     results = []
+    print("| command | source | median s | min s | max s | CPU s (median) | heavy packages imported |\n"
+          "|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        commands = [("seglab --help", [args.seglab, "--help"]), ("seglab models", [args.seglab, "models"])]
+        commands = [("python -c pass (the interpreter alone)", [python, "-c", "pass"]),
+                    ("seglab --help", [args.seglab, "--help"]), ("seglab models", [args.seglab, "models"])]
         for m in args.models:
             commands.append((f"seglab segment -m {m} (520x696, CPU)",
                              [args.seglab, "segment", args.image, "-m", m, "-o", tmp, "--overwrite", "-q",
                               "--device", "cpu"]))
         for label, cmd in commands:
-            secs = time_runs(cmd, args.runs, env)
-            probe = subprocess.run([python, "-c", PROBE, *cmd[1:]], capture_output=True, text=True, env=env)
-            imported = [line.split(" ", 1)[1] if " " in line else "" for line in probe.stderr.splitlines()
-                        if line.startswith("IMPORTED")]
-            row = {"command": label, "median_s": statistics.median(secs), "min_s": min(secs), "max_s": max(secs),
-                   "runs": len(secs), "imported": imported[-1] if imported else "?"}
-            results.append(row)
-            print(f"| {label} | {row['median_s']:.2f} | {row['min_s']:.2f} | {row['max_s']:.2f} | "
-                  f"{row['imported'] or 'none'} |", flush=True)
+            secs: list[list[float]] = [[] for _ in envs]
+            cpu: list[list[float]] = [[] for _ in envs]
+            for env in envs:
+                time_run(cmd, env)  # warm-up: writes __pycache__, fills the file cache
+            for _ in range(args.runs):
+                for k, env in enumerate(envs):
+                    wall, used = time_run(cmd, env)
+                    secs[k].append(wall)
+                    cpu[k].append(used)
+            for src, env, sk, ck in zip(args.src, envs, secs, cpu):
+                probe = subprocess.run([python, "-c", PROBE, *cmd[1:]] if cmd[0] == args.seglab else ["true"],
+                                       capture_output=True, text=True, env=env)
+                imported = [line.split(" ", 1)[1] if " " in line else "" for line in probe.stderr.splitlines()
+                            if line.startswith("IMPORTED")]
+                row = {"command": label, "src": src, "median_s": statistics.median(sk), "min_s": min(sk),
+                       "max_s": max(sk), "cpu_median_s": statistics.median(ck), "runs": len(sk),
+                       "imported": imported[-1] if imported else ("?" if cmd[0] == args.seglab else "")}
+                results.append(row)
+                print(f"| {label} | {src or 'installed'} | {row['median_s']:.2f} | {row['min_s']:.2f} | "
+                      f"{row['max_s']:.2f} | {row['cpu_median_s']:.2f} | {row['imported'] or 'none'} |", flush=True)
     meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
             "python": sys.version.split()[0], "src": args.src, "seglab": args.seglab}
     print(json.dumps(meta))

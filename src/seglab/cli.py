@@ -368,21 +368,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings meant for the user (:class:`SeglabWarning`) as one line; others as Python shows them."""
-    if issubclass(category, SeglabWarning):
-        print(f"seglab: warning: {message}", file=sys.stderr)
-    else:
-        _python_showwarning(message, category, filename, lineno, file, line)
+def _one_line_warnings(previous):
+    """A ``warnings.showwarning`` that prints :class:`SeglabWarning` as one line and hands the
+    others to ``previous``."""
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SeglabWarning):
+            print(f"seglab: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
 
-_python_showwarning = warnings.showwarning
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(previous_showwarning)
     try:
         if args.command == "models":
             return cmd_models(args)
@@ -403,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("seglab: interrupted", file=sys.stderr)
         return 130
     finally:
-        warnings.showwarning = _python_showwarning
+        warnings.showwarning = previous_showwarning
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 
