@@ -75,13 +75,14 @@ def test_train_refuses_non_finite_numbers(tmp_path, capsys):
     assert "must be a finite number" in capsys.readouterr().err
 
 
-def _no_model_loading(monkeypatch):
-    import seglab.models.registry as registry
+def _no_inference(monkeypatch):
+    """Fail if inference starts (the output folder must be checked before)."""
+    import seglab.inference.engine as engine
 
     def refuse(*a, **k):
-        raise AssertionError("the model was loaded before the output folder was checked")
+        raise AssertionError("inference ran before the output folder was checked")
 
-    monkeypatch.setattr(registry, "get_model", refuse)
+    monkeypatch.setattr(engine, "segment_iter", refuse)
 
 
 def test_uncreatable_output_folder_is_refused_before_inference(tmp_path, tiny_model_dir, capsys, monkeypatch):
@@ -89,7 +90,7 @@ def test_uncreatable_output_folder_is_refused_before_inference(tmp_path, tiny_mo
     tifffile.imwrite(img, np.zeros((32, 32), np.uint8))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _no_model_loading(monkeypatch)
+    _no_inference(monkeypatch)
     rc = main(["segment", str(img), "-m", str(tiny_model_dir), "-o", str(blocker / "out"), "-q"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "cannot write to the output folder" in err and str(blocker / "out") in err
@@ -114,7 +115,7 @@ def test_read_only_output_folder_is_refused_before_inference(tmp_path, tiny_mode
         monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     except PermissionError:
         pass
-    _no_model_loading(monkeypatch)
+    _no_inference(monkeypatch)
     rc = main(["segment", str(img), "-m", str(tiny_model_dir), "-o", str(out), "-q"])
     out.chmod(0o755)
     err = capsys.readouterr().err.strip()

@@ -232,13 +232,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         existing = [t for t in outputs if t.exists()]
         if existing:
             raise SeglabError(f"{existing[0]} already exists (use --overwrite to replace it)")
-    writable_folder(outdir)
     model = get_model(args.model)
     if args.rois and model.shape_type is None:
         raise SeglabError(f"model {model.config.name!r} ({model.family}) gives no outlines, so --rois cannot be used")
     if args.boxes and not model.has_boxes:
         raise SeglabError(f"model {model.config.name!r} ({model.family}) does not detect boxes; drop --boxes")
     th = model.thresholds(_thresholds(args))
+    writable_folder(outdir)  # before any inference: a run is never lost to an unwritable folder
     failures = 0
     for i, (path, target) in enumerate(zip(paths, targets)):
         try:
