@@ -8,26 +8,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SeglabWarning
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+
+
+def _finite(value: str, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} needs a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{what} must be a finite number, got {value.strip()!r}")
+    return number
 
 
 def _parse_threshold(text: str) -> tuple[str, float]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
-    try:
-        return name.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"threshold {name!r} needs a number, got {value!r}") from None
+    return name.strip(), _finite(value, f"threshold {name.strip()!r}")
+
+
+def _finite_float(text: str) -> float:
+    return _finite(text, "the value")
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
@@ -42,7 +55,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
     p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels for large images (default 1024)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per batch (default 4)")
-    p.add_argument("--prob-thresh", type=float, default=None, help="object probability threshold (overrides the model's)")
+    p.add_argument("--prob-thresh", type=_finite_float, default=None, help="object probability threshold (overrides the model's)")
     p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",
                    help="override any model threshold, e.g. -t seed_thresh=0.4 (repeatable)")
     p.add_argument("--no-amp", action="store_true", help="full precision (no bfloat16/float16 autocast)")
@@ -116,15 +129,15 @@ def _add_train_parser(sub) -> None:
     t.add_argument("-o", "--out", metavar="MODEL_DIR", help="folder to save the new model in")
     t.add_argument("--name", help="name of the new model (default: the name of MODEL_DIR)")
     budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--time-budget", type=float, metavar="SECONDS",
+    budget.add_argument("--time-budget", type=_finite_float, metavar="SECONDS",
                         help="train for this long (default 120 s unless --epochs)")
     budget.add_argument("--epochs", type=int, help="passes over the annotated pixels")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's, 3e-4; U-Net 1e-3)")
+    t.add_argument("--lr", type=_finite_float, default=None, help="learning rate (default: the family's, 3e-4; U-Net 1e-3)")
     t.add_argument("--no-augment", action="store_true", help="no flips/rotations, scaling, intensity or noise")
     t.add_argument("--freeze-levels", type=int, default=None, metavar="N",
                    help="keep the first N levels of the start model's feature extractor fixed (0: train every "
                         "weight; a large N: the whole encoder; default 2)")
-    t.add_argument("--replay", type=float, default=None, metavar="SHARE",
+    t.add_argument("--replay", type=_finite_float, default=None, metavar="SHARE",
                    help="share of patches drawn from the start model's replay set (crops of its own "
                         "training data) so it keeps working on other kinds of image; 0 turns it off "
                         "(default 0.5)")
@@ -217,7 +230,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.boxes and not model.has_boxes:
         raise SeglabError(f"model {model.config.name!r} ({model.family}) does not detect boxes; drop --boxes")
     th = model.thresholds(_thresholds(args))
-    check_writable_folder(outdir)  # before any inference
+    check_writable_folder(outdir)  # before any inference: a run is never lost to an unwritable folder
     failures = 0
     for i, (path, target) in enumerate(zip(paths, targets)):
         try:
@@ -384,9 +397,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warnings(previous):
+    """A ``warnings.showwarning`` that prints :class:`SeglabWarning` as one line and hands the
+    others to ``previous``."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SeglabWarning):
+            print(f"seglab: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(previous_showwarning)
     try:
         if args.command == "models":
             return cmd_models(args)
@@ -399,9 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SeglabError as e:
         print(f"seglab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a file system problem no check foresaw: one line, no traceback
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"seglab: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("seglab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 

@@ -7,3 +7,7 @@ class SeglabError(Exception):
 
 class Cancelled(Exception):
     """Raised inside the core when the caller asked to stop a running job."""
+
+
+class SeglabWarning(UserWarning):
+    """Something the user should know that did not stop the work (e.g. a skipped model folder)."""

@@ -1,6 +1,6 @@
 import pytest
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SeglabWarning
 from seglab.models.registry import ModelRegistry, list_models, user_models_dir
 from seglab.models.storage import save_model
 
@@ -33,3 +33,30 @@ def test_unknown_model_is_a_clear_error(tmp_path):
         ModelRegistry().resolve("nope")
     with pytest.raises(SeglabError, match="not a model folder"):
         ModelRegistry().resolve(str(tmp_path))
+
+
+def test_broken_folder_warns_with_its_name_and_problem(models_dir, tiny_model):
+    save_model(tiny_model, models_dir / "fine")
+    (models_dir / "nojson").mkdir()
+    (models_dir / "nojson" / "config.json").write_text("{oops")
+    (models_dir / "noweights").mkdir()
+    (models_dir / "noweights" / "config.json").write_text('{"name": "noweights", "family": "unet"}')
+    reg = ModelRegistry()
+    with pytest.warns(SeglabWarning) as record:
+        names = reg.names()
+    assert "fine" in names and "nojson" not in names and "noweights" not in names
+    texts = sorted(str(r.message) for r in record)
+    assert f"skipped model folder {models_dir / 'nojson'}: " in texts[0] and "not valid JSON" in texts[0]
+    assert f"skipped model folder {models_dir / 'noweights'}: " in texts[1] and "no weights.safetensors" in texts[1]
+    assert [p.name for p, _ in reg.problems] == ["nojson", "noweights"]
+    with pytest.warns(SeglabWarning), pytest.raises(SeglabError, match="model 'nojson' cannot be used: .*not valid JSON"):
+        reg.resolve("nojson")
+
+
+def test_listing_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom seglab.models.registry import list_models\nlist_models()\nprint('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr

@@ -9,6 +9,7 @@ returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ import torch
 
 from seglab.axes import arrange
 from seglab.errors import SeglabError
-from seglab.inference.device import resolve_device
+from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
-from seglab.inference.tiling import TileGrid, make_grid, pad_plane
+from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
 from seglab.torch_env import autocast
@@ -79,7 +80,7 @@ def predict_maps_iter(
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride)."""
     _, h, w = x.shape
-    context = int(model.config.tile_context)
+    context = tile_context(model)
     s = int(model.output_stride)
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
@@ -109,7 +110,7 @@ def _tile_batches(
     """The plane's tiles (each with the model's context, reflect-padded) in batches on
     ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
     _, h, w = x.shape
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), int(model.config.tile_context),
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), tile_context(model),
                      model.size_divisor)
     padded = pad_plane(x, grid)
     windows = grid.windows()
@@ -152,7 +153,7 @@ def detect_plane_iter(
     tile borders are then suppressed at the model's ``nms_thresh``.
     """
     _, h, w = x.shape
-    context = int(model.config.tile_context)
+    context = tile_context(model)
     parts: list[Detections] = []
     total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=False)
     done = 0
@@ -240,13 +241,13 @@ def segment_iter(
     tables: list[dict[str, np.ndarray]] = []
     extras: list[dict[str, Any]] = []
     offset = 0
+    run: dict[str, Any] = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     for p, idx in enumerate(indices):
         plane = image[idx]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels, rgb)
-        pred: Prediction = yield from _plane_prediction_iter(
-            model, x, th, p, n_planes, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
-        )
+        pred: Prediction = yield from retry_on_oom(
+            functools.partial(_plane_prediction_iter, model, x, th, p, n_planes), model, run)
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset

@@ -11,6 +11,7 @@ untiled runs see the same padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,3 +100,17 @@ def pad_plane(x: np.ndarray, grid: TileGrid) -> np.ndarray:
         pad_y = (pad_y[0] - sy[0], pad_y[1] - sy[1])
         pad_x = (pad_x[0] - sx[0], pad_x[1] - sx[1])
     return out
+
+
+def tile_context(model: Any) -> int:
+    """The context (pixels per side) the engine gives each tile of ``model``.
+
+    At least the network's receptive radius (``network.receptive_radius()``, computed from
+    its layers), rounded up to the network's size divisor, so that tiled and untiled runs
+    agree; ``config.tile_context`` can only raise it.
+    """
+    need = 0
+    radius = getattr(model.network, "receptive_radius", None)
+    if callable(radius):
+        need = _round_up(int(radius()), max(int(model.size_divisor), int(model.output_stride), 1))
+    return max(int(model.config.tile_context), need)

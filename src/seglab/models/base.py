@@ -15,7 +15,6 @@ A model is a folder holding ``config.json`` (a :class:`ModelConfig`) and
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,46 +24,7 @@ import torch
 from torch import nn
 
 from seglab.errors import SeglabError
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild and run a model, as JSON-serialisable data."""
-
-    name: str
-    family: str
-    description: str = ""
-    architecture: dict[str, Any] = field(default_factory=dict)
-    # input: channels the network takes, and percentile normalisation
-    input_channels: int = 1
-    normalization: dict[str, Any] = field(
-        default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8}
-    )
-    thresholds: dict[str, float] = field(default_factory=dict)
-    # tiling: context (pixels) each tile needs on every side for exact stitching
-    tile_context: int = 32
-    # object size the model was trained on: median equivalent diameter (pixels) of its
-    # training objects at the scale the network saw them; None when unknown. Segmentation
-    # with ``diameter=`` rescales images so that objects arrive at this size (issue 11).
-    object_diameter: float | None = None
-    # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
-    loss: dict[str, float] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    scores: dict[str, Any] = field(default_factory=dict)
-    seglab_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        if not isinstance(data, dict):
-            raise SeglabError("model config must be a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = [k for k in ("name", "family") if k not in data]
-        if missing:
-            raise SeglabError(f"model config lacks required field(s): {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+from seglab.models.config import ModelConfig
 
 
 @dataclass

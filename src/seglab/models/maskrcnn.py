@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel
-from seglab.models.maskrcnn_net import MaskRCNNNet
+from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, MaskRCNNNet
 
 if TYPE_CHECKING:
     from seglab.inference.instances import Detections
@@ -82,6 +82,7 @@ class MaskRCNNModel(SegmentationModel):
     """torchvision Mask R-CNN with a compact FPN backbone, at the image's own pixel scale."""
 
     family: ClassVar[str] = "maskrcnn"
+    architecture_keys: ClassVar[frozenset[str]] = frozenset(DEFAULT_ARCHITECTURE)
     output_kind: ClassVar[str] = "instances"
     has_boxes: ClassVar[bool] = True
     shape_type: ClassVar[str | None] = "rectangle"

@@ -176,6 +176,47 @@ class MaskRCNNNet(nn.Module):
         stages = self.maskrcnn.backbone.stages
         return ["maskrcnn.backbone.stem.", *(f"maskrcnn.backbone.stages.{i}." for i in range(len(stages)))]
 
+    def feature_radius(self) -> int:
+        """Context (pixels) the backbone, FPN and RPN features need around a position, over
+        all levels, plus one position of the level for RoIAlign's bilinear sampling."""
+        return max(r + s for r, s in self.level_radii())
+
+    def level_radii(self) -> list[tuple[int, int]]:
+        """(receptive radius, stride) of the RPN's view of each FPN level ('0'-'3', 'pool')."""
+        from seglab.models import receptive_field as rf
+
+        backbone = self.maskrcnn.backbone
+        x = rf.through(rf.Span.input(64 * self.divisor), backbone.stem)
+        feats = []
+        for stage in backbone.stages:
+            for block in stage:
+                y = rf.through(rf.through(x, block.conv1), block.conv2)
+                x = rf.union(y, x if block.down is None else rf.through(x, block.down))
+            feats.append(x)
+        fpn = backbone.fpn
+        last = rf.through(feats[-1], fpn.inner_blocks[-1])
+        levels = [rf.through(last, fpn.layer_blocks[-1])]
+        for i in range(len(feats) - 2, -1, -1):
+            lateral = rf.through(feats[i], fpn.inner_blocks[i])
+            last = rf.union(lateral, rf.upsample_nearest(last, len(lateral)))
+            levels.insert(0, rf.through(last, fpn.layer_blocks[i]))
+        levels.append(rf.conv(levels[-1], 1, 2, 0))  # LastLevelMaxPool
+        rpn = self.maskrcnn.rpn.head.conv
+        return [(rf.radius(rf.through(level, rpn)), level.stride) for level in levels]
+
+    def detection_radius(self) -> int:
+        """Pixels around an object's centre its detection depends on: the features over its box (up
+        to half the largest anchor from its centre) and what those features see (:meth:`feature_radius`).
+
+        Deliberately not ``receptive_radius()``, which the engine would use as the tile context: the
+        RPN keeps the top ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` proposals *per tile*, a
+        budget shared by the whole tile, so even this context (448 px for the built-in) does not make
+        tiled runs equal untiled ones, and the larger padded tiles dilute the budget (measured on
+        the samples: AP@0.5 0.582 -> 0.560, docs/benchmarks.md). Until proposals are chosen locally,
+        Mask R-CNN keeps ``config.tile_context`` (more than half the largest object)."""
+        largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
+        return self.feature_radius() + -(-int(largest) // 2)
+
     def _images(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
         images, targets = self.maskrcnn.transform(list(x), targets)
         t = images.tensors

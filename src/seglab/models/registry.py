@@ -7,12 +7,16 @@ asked, so a model saved a moment ago shows up at once.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from seglab.errors import SeglabError
-from seglab.models.base import SegmentationModel
-from seglab.models.storage import CONFIG_FILE, load_model, read_config
+from seglab.errors import SeglabError, SeglabWarning
+from seglab.models.storage import CONFIG_FILE, inspect_folder, load_model
+
+if TYPE_CHECKING:
+    from seglab.models.base import SegmentationModel
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MODELS_DIR_ENV = "SEGLAB_MODELS_DIR"
@@ -48,23 +52,37 @@ class ModelRegistry:
     def __init__(self, builtin_dir: Path | None = None, user_dir: Path | None = None) -> None:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dir = Path(user_dir) if user_dir is not None else user_models_dir()
+        self.problems: list[tuple[Path, str]] = []
 
     def _scan(self, folder: Path, source: str) -> list[ModelInfo]:
-        if not folder.is_dir():
+        """Models in ``folder``; a broken model folder is skipped with a :class:`SeglabWarning`
+        naming it and its problem (also kept in :attr:`problems`)."""
+        try:
+            subs = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError as e:
+            self._skip(folder, f"cannot list the folder: {e.strerror or e}")
             return []
         out = []
-        for sub in sorted(folder.iterdir()):
+        for sub in subs:
             if sub.name.startswith(".") or not (sub / CONFIG_FILE).is_file():
                 continue
             try:
-                cfg = read_config(sub)
-            except SeglabError:
-                continue  # a broken folder is skipped, not fatal for listing
+                cfg = inspect_folder(sub)
+            except SeglabError as e:
+                self._skip(sub, str(e))
+                continue
             out.append(ModelInfo(sub.name, cfg.family, cfg.description.splitlines()[0] if cfg.description else "", sub, source))
         return out
 
+    def _skip(self, folder: Path, problem: str) -> None:
+        self.problems.append((folder, problem))
+        warnings.warn(f"skipped model folder {folder}: {problem}", SeglabWarning, stacklevel=4)
+
     def list(self) -> list[ModelInfo]:
-        """Built-in models first, then the user's; a user model never hides a built-in."""
+        """Built-in models first, then the user's; a user model never hides a built-in.
+
+        Broken folders are skipped; :attr:`problems` lists them as (folder, problem)."""
+        self.problems: list[tuple[Path, str]] = []
         builtins = self._scan(self.builtin_dir, "builtin")
         names = {m.name for m in builtins}
         return builtins + [m for m in self._scan(self.user_dir, "user") if m.name not in names]
@@ -83,6 +101,9 @@ class ModelRegistry:
         for info in self.list():
             if info.name == text:
                 return info.path
+        for folder, problem in self.problems:
+            if folder.name == text:
+                raise SeglabError(f"model {text!r} cannot be used: {problem}")
         p = Path(text).expanduser()
         if p.is_dir():
             if not (p / CONFIG_FILE).is_file():

@@ -59,6 +59,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
     """Star-convex polygons from probability + radial distance maps."""
 
     family: ClassVar[str] = "stardist"
+    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "n_rays", "grid", "head_width"})
     output_kind: ClassVar[str] = "dense"
     shape_type: ClassVar[str | None] = "polygon"
     default_thresholds: ClassVar[dict[str, float]] = {"prob_thresh": 0.5, "nms_thresh": 0.4}

@@ -1,7 +1,9 @@
 """A model on disk: a folder with ``config.json`` and ``weights.safetensors``.
 
 Loading never runs code from the folder: the config is JSON and the weights are
-safetensors. Saving is atomic: a temporary sibling folder is written, then renamed.
+safetensors (a pickle file such as ``model.pt`` is refused without being opened).
+Saving is atomic: a temporary sibling folder is written, then renamed. Reading a
+config imports no torch (``seglab models`` lists models without it).
 """
 
 from __future__ import annotations
@@ -11,23 +13,27 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 import seglab
 from seglab.errors import SeglabError
-from seglab.io.atomic import default_mode
-from seglab.models.base import ModelConfig, SegmentationModel
-from seglab.models.families import family_class
+from seglab.models.config import ModelConfig
+from seglab.models.families import check_family, family_class
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from seglab.models.base import SegmentationModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: weight files in pickle formats: loading them can run arbitrary code, so they are never opened
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 
 
 def read_config(folder: str | os.PathLike) -> ModelConfig:
-    """Parse a model folder's config, with a clear error when it is missing or broken."""
+    """Parse and check a model folder's config, with a clear error when it is missing or broken."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise SeglabError(f"{folder} is not a model folder: it has no {CONFIG_FILE}")
@@ -35,23 +41,89 @@ def read_config(folder: str | os.PathLike) -> ModelConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SeglabError(f"{path} is not valid JSON: {e}") from None
-    return ModelConfig.from_dict(data)
+    except OSError as e:
+        raise SeglabError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        config = ModelConfig.from_dict(data)
+        check_family(config.family)
+    except SeglabError as e:
+        raise SeglabError(f"{path}: {e}") from None
+    return config
+
+
+def weights_path(folder: str | os.PathLike) -> Path:
+    """The folder's safetensors weights; a clear error when they are missing or only a pickle exists."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS_FILE
+    if weights.is_file():
+        return weights
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES) if folder.is_dir() else []
+    if pickles:
+        raise SeglabError(
+            f"model folder {folder} has {pickles[0]} instead of {WEIGHTS_FILE}; pickle files can run code "
+            f"when loaded, so seglab does not open them (convert the weights with safetensors.torch.save_file "
+            f"where you trust the file)")
+    raise SeglabError(f"model folder {folder} has no {WEIGHTS_FILE}")
+
+
+def inspect_folder(folder: str | os.PathLike) -> ModelConfig:
+    """The config of a model folder after the checks that need no torch (config, weights file)."""
+    config = read_config(folder)
+    weights_path(folder)
+    return config
+
+
+def build_checked(cls: type[SegmentationModel], config: ModelConfig, where: str) -> nn.Module:
+    """``cls.build_network(config)``; unknown architecture keys (when the family lists its keys in
+    ``architecture_keys``) and the builder's errors become one clear message."""
+    known = getattr(cls, "architecture_keys", None)
+    unknown = sorted(set(config.architecture) - set(known)) if known is not None else []
+    if unknown:
+        raise SeglabError(
+            f"the architecture in {where} has key(s) that family {config.family!r} does not know: "
+            f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls.build_network(config)
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:
+        raise SeglabError(f"the architecture in {where} does not make a {config.family} network: {e}") from None
+
+
+def _check_state(state: dict[str, torch.Tensor], network: nn.Module, weights: Path) -> None:
+    """Compare names and shapes of the stored tensors with the network's before loading them."""
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(state[k].shape)} stored, "
+                     f"{tuple(expected[k].shape)} in the architecture)")
+    raise SeglabError(f"weights in {weights} do not fit the architecture in its config: {'; '.join(parts)}")
 
 
 def load_model(folder: str | os.PathLike) -> SegmentationModel:
-    """Load a model folder onto the CPU."""
+    """Load a model folder onto the CPU, checking config, weights file and weights on the way."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_config(folder)
+    weights = weights_path(folder)
     cls = family_class(config.family)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise SeglabError(f"model folder {folder} has no {WEIGHTS_FILE}")
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise SeglabError(f"cannot read weights {weights}: {e}") from None
-    network = cls.build_network(config)
+    network = build_checked(cls, config, str(folder / CONFIG_FILE))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    _check_state(state, network, weights)
     try:
         network.load_state_dict(state)
     except RuntimeError as e:
@@ -68,6 +140,10 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(folder.parent, os.W_OK):
         raise SeglabError(f"cannot write to {folder.parent}")
+    from safetensors.torch import save_file
+
+    from seglab.io.atomic import default_mode  # seglab.io imports numpy and tifffile: not for listing
+
     model.config.seglab_version = seglab.__version__
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:

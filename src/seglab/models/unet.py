@@ -83,6 +83,7 @@ class UNetModel(BatchNormFolding, SegmentationModel):
     """U-Net predicting (foreground logit, normalised distance logit)."""
 
     family: ClassVar[str] = "unet"
+    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block"})
     output_kind: ClassVar[str] = "dense"
     finetune_lr: ClassVar[float] = 1e-3
     default_thresholds: ClassVar[dict[str, float]] = {

@@ -76,6 +76,26 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def receptive_radius(self) -> int:
+        """Input pixels an output needs on either side of its own pixels (the tile context
+        that makes tiled maps equal untiled ones), from the layers as :meth:`forward` uses them."""
+        from seglab.models import receptive_field as rf
+
+        n = 64 * self.divisor
+        x = rf.Span.input(n)
+        skips = []
+        for i, enc in enumerate(self.encoders):
+            if i > 0:
+                x = rf.conv(x, 2, 2, 0)  # max_pool2d(x, 2)
+            x = rf.through(x, enc)
+            skips.append(x)
+        skips.pop()
+        for red, dec in zip(self.reducers, self.decoders):
+            x = rf.upsample_nearest(rf.through(x, red), 2 * len(x))
+            x = rf.through(rf.union(skips.pop(), x), dec)
+        x = rf.through(x, self.head)
+        return rf.radius(x, self.out_stride)
+
 
 @torch.no_grad()
 def fold_batchnorm(net: nn.Module) -> nn.Module:

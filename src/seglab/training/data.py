@@ -59,7 +59,19 @@ def make_pair(
     if labels.min() < 0:
         raise SeglabError(f"labels of {name or 'a pair'} contain negative values")
     v = None if valid is None else np.asarray(valid, dtype=bool)
-    return TrainPair(x, labels.astype(np.int32), v, weight, name)
+    return TrainPair(x, relabel_consecutive(labels), v, weight, name)
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Object ids renumbered 1..n in their order (0 stays background), as int32.
+
+    Training targets cost grows with the largest id (per-id lookups), not the number of
+    objects, so labels with ids up to millions are renumbered once when a pair is made.
+    """
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids.size and ids[0] != 0:
+        inverse = inverse + 1
+    return inverse.reshape(labels.shape).astype(np.int32)
 
 
 @dataclass

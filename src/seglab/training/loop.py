@@ -18,7 +18,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import clone_state
-from seglab.torch_env import autocast, guard_triton
+from seglab.torch_env import autocast, cuda_bf16, guard_triton
 from seglab.training.data import PatchSampler
 
 
@@ -111,7 +111,7 @@ def train_iter(
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     anchor = ([(p, p.detach().float().clone()) for p in net.parameters() if p.requires_grad]
               if settings.anchor_weight > 0 else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and dev.type == "cuda" and not cuda_bf16(dev))
     t0 = time.perf_counter()
     best_state, best_score, best_step = None, None, None
     history: list[dict] = []

@@ -1,0 +1,58 @@
+"""The engine's tile context covers each network's receptive field, so tiled runs equal untiled ones."""
+
+import numpy as np
+import pytest
+
+from seglab.inference.engine import segment
+from seglab.inference.tiling import tile_context
+from seglab.models.config import ModelConfig
+from seglab.models.registry import get_model
+from seglab.models.unet import UNetModel
+from seglab.samples import load_sample
+
+
+def same_objects(a: np.ndarray, b: np.ndarray) -> bool:
+    """Identical label images up to a permutation of the ids (0 stays background)."""
+    if a.shape != b.shape:
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return (len(pairs[0]) == len(np.unique(a)) == len(np.unique(b))
+            and bool(np.all((pairs[0] == 0) == (pairs[1] == 0))))
+
+
+def test_same_objects_helper():
+    a = np.array([[0, 1, 1, 2]])
+    assert same_objects(a, np.array([[0, 5, 5, 3]]))
+    assert not same_objects(a, np.array([[0, 5, 5, 5]]))  # merged
+    assert not same_objects(a, np.array([[0, 5, 3, 3]]))  # moved boundary
+    assert not same_objects(a, np.array([[4, 5, 5, 3]]))  # background became an object
+
+
+def test_context_is_the_receptive_radius_rounded_up_to_the_divisor():
+    cfg = ModelConfig(name="t", family="unet", architecture={"widths": [4, 8, 16, 32, 64], "convs_per_block": 2},
+                      tile_context=32)
+    model = UNetModel(cfg)
+    assert model.network.receptive_radius() == 107 and model.size_divisor == 16
+    assert tile_context(model) == 112
+    cfg.tile_context = 160  # the config can ask for more, never for less
+    assert tile_context(model) == 160
+
+
+@pytest.mark.parametrize("name", ["unet-nuclei", "stardist-nuclei"])
+def test_builtin_dense_models_tiled_equal_untiled_to_the_object(name):
+    model = get_model(name)
+    assert tile_context(model) >= model.network.receptive_radius() == 107 - (name == "stardist-nuclei")
+    image, _ = load_sample("fluorescence")  # 520 x 696, dense nuclei
+    whole = segment(model, image, tile_size=1024, device="cpu")
+    tiled = segment(model, image, tile_size=128, device="cpu")  # 5 x 6 tiles
+    assert whole.n_objects > 150
+    assert same_objects(whole.labels, tiled.labels)
+
+
+def test_maskrcnn_keeps_its_configured_context():
+    """Mask R-CNN's proposals are budgeted per tile, so a receptive-field context cannot make tiles
+    exact and costs accuracy (docs/benchmarks.md); it keeps ``config.tile_context``."""
+    model = get_model("maskrcnn-nuclei")
+    assert not hasattr(model.network, "receptive_radius")
+    assert tile_context(model) == model.config.tile_context == 48
+    assert model.network.detection_radius() == 421
