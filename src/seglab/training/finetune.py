@@ -4,7 +4,12 @@
 starts (each problem is a :class:`~seglab.errors.SeglabError` with a specific message);
 :func:`finetune_iter` trains the plan's model, re-tunes its thresholds and saves it
 atomically, yielding :class:`FinetuneEvent` progress. Setting the ``stop`` event ends
-training early and still saves the best weights so far.
+training (and threshold tuning) early and still saves the best weights so far.
+
+A time budget covers the whole run up to the saved model: the start model is scored,
+the cost of threshold tuning is measured on a few of the tuning images and reserved
+out of the budget (at most :data:`TUNE_SHARE` of it; with less, fewer replay crops and a
+random part of the grid are tried), and tuning stops at the budget's end.
 
 Nothing here depends on the family: targets, loss and the threshold search grid come
 from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
@@ -12,6 +17,7 @@ from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -27,8 +33,9 @@ import numpy as np
 import torch
 
 from seglab.errors import SeglabError
-from seglab.evaluation import AnnotatedImage, ap50, tune_thresholds
-from seglab.inference.engine import run_to_end
+from seglab.evaluation import AnnotatedImage, ap50, grid_points, raw_output_iter, tune_thresholds_iter
+from seglab.inference.device import resolve_device
+from seglab.inference.engine import TileRun, place_network, run_to_end
 from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -41,6 +48,12 @@ from seglab.training.replay import load_replay_set
 DEFAULT_TIME_BUDGET = 120.0
 #: a time budget below this cannot be honoured (one step, tuning and saving take longer)
 MIN_TIME_BUDGET = 1.0
+#: most of a time budget that threshold tuning may take (the rest trains)
+TUNE_SHARE = 0.25
+#: seconds kept for saving the model at the end of a time budget (at most 5 % of it)
+SAVE_SECONDS = 1.0
+#: tuning images (and as many replay crops) timed to estimate the tuning's cost
+PROBE_ITEMS = 2
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 Box = tuple[float, float, float, float]  # (y0, x0, y1, x1) in pixels of the image, end exclusive
@@ -131,12 +144,15 @@ class FinetunePlan:
 
 @dataclass
 class FinetuneEvent:
-    """Progress: ``stage`` is ``baseline``, ``train``, ``tune`` or ``save``; ``train`` holds the loop's event."""
+    """Progress: ``stage`` is ``baseline``, ``train``, ``tune`` or ``save``; ``train`` holds the loop's
+    event; ``tune`` events count ``done`` of ``total`` tuning steps (``fraction`` is the stage's)."""
 
     stage: str
     fraction: float
     train: TrainEvent | None = None
     val_score: float | None = None
+    done: int = 0
+    total: int = 0
 
 
 @dataclass
@@ -396,22 +412,129 @@ def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: in
 
 
 # ---- run ----------------------------------------------------------------
+@dataclass
+class TuningPlan:
+    """What tuning will try within the budget: the images, the replay crops kept, the
+    seconds reserved for it, and its measured cost per pixel (raw output, postprocessing)."""
+
+    items: list[AnnotatedImage]
+    keep: list[AnnotatedImage]
+    reserve: float
+    raw_per_px: float = 0.0
+    post_per_px: float = 0.0
+
+
+def _pixels(items: Sequence[AnnotatedImage]) -> int:
+    return sum(int(it.labels.size) for it in items)
+
+
+def _spread(items: Sequence[AnnotatedImage], k: int) -> list[AnnotatedImage]:
+    """``k`` of ``items``, evenly spaced (all when ``k`` is not smaller)."""
+    if k >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
+
+
+def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], device: str,
+                  stop: threading.Event | None) -> Generator[FinetuneEvent, None, tuple[float, float] | None]:
+    """Seconds per pixel of the raw output and of one postprocessing, timed on ``items`` with
+    the current thresholds (``None`` when stopped)."""
+    th = model.thresholds()
+    dev = resolve_device(device)
+    place_network(model, dev)
+    run = TileRun(dev)
+    raw_s = post_s = 0.0
+    for it in items:
+        t = time.perf_counter()
+        gen = raw_output_iter(model, it, th, run)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as s:
+                raw = s.value
+                break
+            yield FinetuneEvent("baseline", 0.0)
+            if stop is not None and stop.is_set():
+                gen.close()
+                return None
+        raw_s += time.perf_counter() - t
+        t = time.perf_counter()
+        run_to_end(model.postprocess_iter(raw, th, it.labels.shape))
+        post_s += time.perf_counter() - t
+        yield FinetuneEvent("baseline", 0.0)
+    px = max(_pixels(items), 1)
+    return raw_s / px, post_s / px
+
+
+def plan_tuning(model: SegmentationModel, items: list[AnnotatedImage], keep: list[AnnotatedImage],
+                raw_per_px: float, post_per_px: float, budget: float) -> TuningPlan:
+    """Seconds to reserve for tuning out of ``budget`` and the replay crops to tune on.
+
+    The full search costs ``n_raw * raw + n_points * post`` over all images (``n_raw``:
+    distinct raw outputs the grid needs, ``n_points``: grid points). When that exceeds
+    :data:`TUNE_SHARE` of the budget, the reserve is that share and replay crops are
+    dropped (evenly, keeping at least four) until the raw outputs take at most half of it;
+    the search then tries a random part of the grid until its deadline.
+    """
+    grid = type(model).threshold_grid
+    points = grid_points(model.thresholds(), grid)
+    n_raw = len({tuple(sorted(model.raw_thresholds(p, grid).items())) for p in points})
+    cap = TUNE_SHARE * budget
+
+    def cost(ks: Sequence[AnnotatedImage]) -> float:
+        px = _pixels(items) + _pixels(ks)
+        return n_raw * raw_per_px * px + len(points) * post_per_px * px
+
+    full = cost(keep)
+    if full * 1.2 <= cap:
+        return TuningPlan(items, list(keep), full * 1.2, raw_per_px, post_per_px)
+    k = len(keep)
+    while k > min(4, len(keep)) and n_raw * raw_per_px * (_pixels(items) + _pixels(_spread(keep, k))) > cap / 2:
+        k = max(min(4, len(keep)), k * 3 // 4)
+    return TuningPlan(items, _spread(keep, k), cap, raw_per_px, post_per_px)
+
+
 def finetune_iter(
     plan: FinetunePlan, stop: threading.Event | None = None
 ) -> Generator[FinetuneEvent, None, FinetuneResult]:
-    """Train, re-tune thresholds, save. ``stop.set()`` ends training early; the best weights are saved."""
+    """Train, re-tune thresholds, save. ``stop.set()`` ends training (or tuning) early; the best
+    weights (and the thresholds they had) are saved.
+
+    With a time budget, the whole run up to the saved model fits in it: scoring the start
+    model, measuring what tuning costs, training (what is left after the tuning, the last
+    validation and the save are reserved), tuning (ends at the budget with the best point so
+    far) and saving.
+    """
     model, dev, val = plan.model, plan.settings.device, plan.validation
     t0 = time.perf_counter()
+    budget = plan.settings.time_budget
     before = None
+    val_seconds = 0.0
     if val and not plan.from_scratch:
         yield FinetuneEvent("baseline", 0.0)
         before = ap50(model, val, device=dev)
+        val_seconds = time.perf_counter() - t0
         yield FinetuneEvent("baseline", 0.0, val_score=before)
     start_state = clone_state(model)
     if stop is not None and stop.is_set():  # cancelled before training began: nothing to save
         return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
+    tune_on = list(val or plan.tune_items)
+    keep = [] if val else list(plan.replay_items)
+    grid = type(model).threshold_grid
+    tuning: TuningPlan | None = TuningPlan(tune_on, keep, 0.0) if grid and tune_on else None
+    train_settings = plan.train
+    if budget is not None:
+        if tuning is not None:
+            probe = _spread(tune_on, PROBE_ITEMS) + _spread(keep, PROBE_ITEMS)
+            rates = yield from _probe_tuning(model, probe, dev, stop)
+            if rates is None:  # stopped while measuring: nothing trained, nothing to save
+                return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
+            tuning = plan_tuning(model, tune_on, keep, *rates, budget)
+        reserve = (tuning.reserve if tuning else 0.0) + val_seconds + min(SAVE_SECONDS, 0.05 * budget)
+        left = budget - (time.perf_counter() - t0) - reserve
+        train_settings = dataclasses.replace(plan.train, time_budget=max(left, 0.01))
     validate = (lambda m: ap50(m, val, device=dev)) if val else None
-    gen = train_iter(model, plan.sampler, plan.train, device=dev, validate=validate, report_every=1)
+    gen = train_iter(model, plan.sampler, train_settings, device=dev, validate=validate, report_every=1)
     last: TrainEvent | None = None
     best_val, history, stopped = None, [], False
     try:
@@ -429,35 +552,63 @@ def finetune_iter(
     finally:
         gen.close()  # restores the best weights seen so far
     steps = 0 if last is None else last.step
-    seconds = time.perf_counter() - t0
+    train_seconds = time.perf_counter() - t0
     scores: dict[str, Any] = {}
     if val:
         scores = {"validation_images": [v.name for v in val], "ap50_before": before, "ap50_best_checkpoint": best_val}
         if before is not None and best_val is not None and best_val < before:
             model.network.load_state_dict(start_state)  # training never beat the start model on validation
             scores["kept_start_weights"] = True
-    yield FinetuneEvent("tune", 1.0)
-    tune_on = val or plan.tune_items
-    grid = type(model).threshold_grid
-    if grid and tune_on:
-        keep = [] if val else plan.replay_items
-        best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev, keep=keep)
-        model.config.thresholds = best_th
-        scores["ap50_tuned_thresholds"] = tuned
-        scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
-                                         + (", AP@0.5 on the replay crops kept within 0.01" if keep else ""))
+    if tuning is not None:
+        deadline = None if budget is None else t0 + budget - min(SAVE_SECONDS, 0.05 * budget)
+        tuned = yield from _tune(model, tuning, dev, deadline, stop, scores)
+        if tuned is not None:
+            model.config.thresholds = tuned
+            scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
+                                             + (", AP@0.5 on the replay crops kept within 0.01" if tuning.keep else ""))
+    else:
+        yield FinetuneEvent("tune", 1.0)
     yield FinetuneEvent("save", 1.0)
     cfg = model.config
     parent = plan.provenance["parent"]
     names = ", ".join(p["image"] for p in plan.provenance["pairs"])
     cfg.description = (f"{'trained from scratch' if parent is None else 'fine-tuned from ' + parent['name']} "
                        f"on {len(plan.provenance['pairs'])} image(s): {names}")
-    cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1), "stopped_early": stopped,
+    seconds = time.perf_counter() - t0
+    cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1),
+                    "training_seconds": round(train_seconds, 1), "stopped_early": stopped,
                     "device": str(dev), "torch": torch.__version__,
                     "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cfg.scores = scores
     path = save_model(model, plan.out, overwrite=plan.overwrite)
-    return FinetuneResult(path, model, steps, seconds, stopped, scores, history)
+    return FinetuneResult(path, model, steps, time.perf_counter() - t0, stopped or bool(scores.get("tuning_stopped")),
+                          scores, history)
+
+
+def _tune(model: SegmentationModel, tuning: TuningPlan, device: str, deadline: float | None,
+          stop: threading.Event | None, scores: dict[str, Any]) -> Generator[FinetuneEvent, None, dict | None]:
+    """Tune thresholds per ``tuning`` until ``deadline``, yielding ``tune`` events; records what it
+    did in ``scores``. Returns the best thresholds, or ``None`` when stopped (keep the current ones)."""
+    gen = tune_thresholds_iter(model, tuning.items, type(model).threshold_grid, device=device, keep=tuning.keep,
+                               deadline=deadline)
+    try:
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as s:
+                best, ap, trials = s.value
+                break
+            yield FinetuneEvent("tune", ev.done / ev.total if ev.total else 1.0, done=ev.done, total=ev.total)
+            if stop is not None and stop.is_set():
+                scores["tuning_stopped"] = True
+                return None
+    finally:
+        gen.close()
+    scores["ap50_tuned_thresholds"] = ap
+    scores["tuning"] = {"points_tried": len(trials), "points": len(grid_points(model.thresholds(),
+                                                                               type(model).threshold_grid)),
+                        "replay_crops": len(tuning.keep), "reserved_seconds": round(tuning.reserve, 1)}
+    return best
 
 
 def finetune(plan: FinetunePlan) -> FinetuneResult:
