@@ -12,6 +12,7 @@ run)`` with a :class:`TileRun` and ``model.postprocess_iter``. The CLI drives it
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -165,11 +166,18 @@ class TileRun:
                                              device=self.device, amp=self.amp, plane=self.plane,
                                              n_planes=self.n_planes))
 
+    def context(self) -> contextlib.ExitStack:
+        """Inference mode and autocast for one step of a network on this run's device."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast(self.device, self.amp))
+        return stack
+
     def tile_outputs(
         self,
         model: SegmentationModel,
         x: np.ndarray,
-        forward: Callable[[torch.Tensor], Sequence[Any]],
+        forward: Callable[[torch.Tensor], Any],
         keep: Callable[[Tile, Any], Any],
         *,
         batch_size: int | None = None,
@@ -177,7 +185,11 @@ class TileRun:
     ) -> Generator[ProgressEvent, None, list[Any]]:
         """Run ``forward(batch)`` (one output per tile) over the plane's tiles under inference
         mode and autocast; returns ``keep(tile, output)`` of every tile, in tile order.
-        ``batch_size`` overrides the run's (a family whose batches take long on this device)."""
+
+        ``forward`` may return a generator (yielding between stages of the network, returning
+        the outputs): each of its steps then runs under inference mode and autocast, with a
+        ``'tile'`` event between steps, so that a long batch can be cancelled. ``batch_size``
+        overrides the run's (a family whose batches take long on this device)."""
         _, h, w = x.shape
         context = int(model.config.tile_context)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
@@ -186,8 +198,21 @@ class TileRun:
         done = 0
         yield self.event("tile", 0, total)
         for grid, chunk, batch in batches:
-            with torch.inference_mode(), autocast(self.device, self.amp):
+            with self.context():
                 outputs = forward(batch)
+            if isinstance(outputs, Generator):
+                steps = outputs
+                try:
+                    while True:
+                        with self.context():
+                            try:
+                                next(steps)
+                            except StopIteration as stop:
+                                outputs = stop.value
+                                break
+                        yield self.event("tile", done, total)
+                finally:
+                    steps.close()
             del batch
             for (y, xx), out in zip(chunk, outputs):
                 oy, ox, _, _ = grid.core(y, xx)

@@ -18,7 +18,7 @@ in coordinates where pixel ``k`` sits at ``k``.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +123,7 @@ def suppress_duplicates(dets: Detections, iou: float) -> Detections:
 
 def detect_plane_iter(
     model: SegmentationModel, x: np.ndarray, thresholds: dict[str, float], run: TileRun,
-    batch_size: int | None = None,
+    batch_size: int | None = None, forward: Callable[[Any], Any] | None = None,
 ) -> Generator[ProgressEvent, None, Detections]:
     """Detections of a normalised ``(C, H, W)`` plane, tile by tile.
 
@@ -132,6 +132,8 @@ def detect_plane_iter(
     the detections whose box centre lies in its core (so every object is found in exactly
     one tile, whole when the tile context exceeds the largest object), moved to plane
     coordinates; duplicates across tile borders are then suppressed at ``nms_thresh``.
+    ``forward(batch)`` replaces ``forward_tiles`` (e.g. a generator over the network's stages,
+    see :meth:`~seglab.inference.engine.TileRun.tile_outputs`).
     """
     h, w = x.shape[-2:]
     n_tiles = 0
@@ -142,8 +144,9 @@ def detect_plane_iter(
         dets = d if isinstance(d, Detections) else Detections.from_torch(d, tile.shape)
         return keep_in_core(dets, tile.core_y, tile.core_x, tile.origin, tile.plane_shape)
 
-    parts = yield from run.tile_outputs(model, x, lambda b: model.forward_tiles(b, thresholds=thresholds), keep,
-                                        batch_size=batch_size)
+    if forward is None:
+        forward = lambda b: model.forward_tiles(b, thresholds=thresholds)  # noqa: E731
+    parts = yield from run.tile_outputs(model, x, forward, keep, batch_size=batch_size)
     merged = Detections.concat(parts, (h, w))
     return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if n_tiles > 1 else merged
 

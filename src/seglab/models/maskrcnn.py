@@ -113,10 +113,16 @@ class MaskRCNNModel(SegmentationModel):
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
     ) -> Generator[ProgressEvent, None, Detections]:
-        """The plane's detections (:func:`~seglab.models.detections.detect_plane_iter`); one tile
-        per batch on the CPU, where a batch of large tiles takes many seconds."""
+        """The plane's detections (:func:`~seglab.models.detections.detect_plane_iter`), the network
+        run in stages (:meth:`MaskRCNNNet.detect_iter`) with a progress event between them, and
+        one tile per batch on the CPU, where a batch of large tiles takes many seconds."""
         batch = 1 if run.device.type == "cpu" else None
-        return (yield from detect_plane_iter(self, x, thresholds, run, batch_size=batch))
+        th = self.thresholds(thresholds)
+
+        def forward(tiles: torch.Tensor):
+            return self.network.detect_iter(tiles.float(), th["score_thresh"], th["nms_thresh"])
+
+        return (yield from detect_plane_iter(self, x, thresholds, run, batch_size=batch, forward=forward))
 
     def raw_thresholds(self, thresholds: dict[str, float], grid: dict[str, list[float]]) -> dict[str, float]:
         """Detections depend on ``nms_thresh`` and ``score_thresh``: tuning detects once per
