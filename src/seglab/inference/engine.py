@@ -30,6 +30,9 @@ from seglab.objects import concat_tables
 from seglab.torch_env import autocast
 
 DEFAULT_TILE_SIZE = 1024
+#: on the CPU, a batch holds at most this many tile pixels (at least one tile), so that one
+#: network step stays well under the 2 s a cancel may take
+CPU_BATCH_PIXELS = 1_300_000
 
 
 @dataclass
@@ -90,8 +93,18 @@ def predict_maps_iter(
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
-        with torch.inference_mode(), autocast(device, amp):
-            maps = model.forward_tiles(batch)
+        steps = model.forward_tiles_iter(batch)
+        try:
+            while True:  # each step of the network under inference mode and autocast, events between
+                with torch.inference_mode(), autocast(device, amp):
+                    try:
+                        next(steps)
+                    except StopIteration as stop:
+                        maps = stop.value
+                        break
+                yield ProgressEvent("tile", done, total, plane, n_planes)
+        finally:
+            steps.close()
         maps = maps.float().cpu().numpy()
         if out is None:
             out = np.zeros((maps.shape[1], -(-h // s), -(-w // s)), dtype=np.float32)
@@ -116,6 +129,8 @@ def _tile_batches(
     padded = pad_plane(x, grid)
     windows = grid.windows()
     step = max(1, int(batch_size))
+    if device.type == "cpu":  # a batch of large tiles takes seconds on a CPU: cancel waits for it
+        step = min(step, max(1, CPU_BATCH_PIXELS // (grid.tile_h * grid.tile_w)))
 
     def batches() -> Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]:
         for start in range(0, len(windows), step):

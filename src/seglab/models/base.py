@@ -215,6 +215,13 @@ class SegmentationModel(ABC):
         anything its :meth:`raw_output_iter` understands (Mask R-CNN: detections per tile).
         """
 
+    def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, Any]:
+        """:meth:`forward_tiles` in steps (yielding between them; the dense path runs each step
+        under inference mode and autocast and reports progress in between, so that a batch
+        of large tiles can be cancelled). The default is one step."""
+        return self.forward_tiles(batch)
+        yield  # noqa: unreachable: makes this a generator
+
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
     ) -> Generator[ProgressEvent, None, Any]:

@@ -31,7 +31,7 @@ from seglab.models.star_geometry import (
     render_polygons_iter,
 )
 from seglab.models.targets import normalized_distance
-from seglab.models.unet_net import BatchNormFolding, UNet
+from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
 from seglab.objects import object_table
 
 
@@ -102,6 +102,17 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
 
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
         out = self._inference_network()(batch).float()
+        return self._activate(out)
+
+    def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, torch.Tensor]:
+        net = self._inference_network()
+        if not isinstance(net, UNet):  # another network (tests): one step
+            return self.forward_tiles(batch)
+        features = yield from features_iter(net, batch)
+        return self._activate(net.head(features).float())
+
+    @staticmethod
+    def _activate(out: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:].clamp_min(0.0)], dim=1)
 
     def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

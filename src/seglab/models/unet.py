@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.targets import normalized_distance, touching_boundaries
-from seglab.models.unet_net import BatchNormFolding, UNet
+from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
 from seglab.objects import object_table
 
 
@@ -48,6 +48,20 @@ def h_maxima_in_components(dist: np.ndarray, fg: np.ndarray, h: float, floor: fl
     return peaks & (dist > floor)
 
 
+def _smoothed(a: np.ndarray, sigma: float, rows: int = 512) -> Generator[Step, None, np.ndarray]:
+    """``ndi.gaussian_filter(a, sigma)`` computed in bands of ``rows`` rows (each with the
+    kernel's reach of context, so the result is the same), yielding after each band."""
+    reach = int(4.0 * sigma + 0.5)  # gaussian_filter's default truncate=4.0
+    out = np.empty_like(a)
+    h = a.shape[0]
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        lo, hi = max(r0 - reach, 0), min(r1 + reach, h)
+        out[r0:r1] = ndi.gaussian_filter(a[lo:hi], sigma)[r0 - lo : r0 - lo + (r1 - r0)]
+        yield (0, 1)
+    return out
+
+
 def instances_from_maps_iter(
     prob: np.ndarray,
     dist: np.ndarray,
@@ -73,8 +87,7 @@ def instances_from_maps_iter(
     if not fg.any():
         return np.zeros(prob.shape, dtype=np.int32)
     if seed_h > 0:
-        dist = ndi.gaussian_filter(dist.astype(np.float32, copy=False), 1.0)
-        yield (0, 1)
+        dist = yield from _smoothed(dist.astype(np.float32, copy=False), 1.0)
     comp, n_comp = ndi.label(fg)
     del fg
     yield (0, n_comp)
@@ -113,6 +126,7 @@ def instances_from_maps_iter(
         return labels
     # drop small objects and relabel consecutively
     area = np.bincount(labels.ravel(), minlength=n + 1)
+    yield (n_comp, n_comp)
     keep = area >= max(min_area, 1)
     keep[0] = False
     remap = np.zeros(n + 1, dtype=np.int32)
@@ -170,6 +184,13 @@ class UNetModel(BatchNormFolding, SegmentationModel):
 
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self._inference_network()(batch).float())
+
+    def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, torch.Tensor]:
+        net = self._inference_network()
+        if not isinstance(net, UNet):  # another network (tests): one step
+            return self.forward_tiles(batch)
+        features = yield from features_iter(net, batch)
+        return torch.sigmoid(net.head(features).float())
 
     def postprocess_iter(
         self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
