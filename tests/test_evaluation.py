@@ -78,3 +78,41 @@ def test_crop_keeps_the_channel_axis_where_it_is():
     np.testing.assert_array_equal(first.crop(slice(1, 3), slice(2, 5)).image, first.image[:, 1:3, 2:5])
     np.testing.assert_array_equal(last.crop(slice(1, 3), slice(2, 5), name="x").image, last.image[1:3, 2:5, :])
     assert grey.crop(slice(0, 1), slice(0, 1), name="x").name == "x"
+
+
+def test_evaluate_command_passes_batch_size_and_precision_to_the_engine(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import tifffile
+
+    from seglab.cli import main
+    from seglab.inference import engine
+    from tests_helpers import blob_image
+
+    imgs, labs = tmp_path / "i", tmp_path / "l"
+    imgs.mkdir()
+    labs.mkdir()
+    for k in range(2):
+        img, lab = blob_image((64, 80), n=4, seed=k)
+        tifffile.imwrite(imgs / f"{k}.tif", img)
+        tifffile.imwrite(labs / f"{k}.tif", lab.astype(np.uint16))
+    seen, casts = [], []
+    real_maps, real_autocast = engine.predict_maps_iter, engine.autocast
+
+    def spy_maps(model, x, **kw):
+        seen.append(kw)
+        return (yield from real_maps(model, x, **kw))
+
+    def spy_autocast(device, enabled=True):
+        casts.append(enabled)
+        return real_autocast(device, enabled)
+
+    monkeypatch.setattr(engine, "predict_maps_iter", spy_maps)
+    monkeypatch.setattr(engine, "autocast", spy_autocast)
+    args = ["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs), "--json", "-q",
+            "--device", "cpu", "--tile-size", "32"]
+    assert main(args + ["--no-amp", "--batch-size", "3"]) == 0
+    assert len(seen) == 2 and all(kw["batch_size"] == 3 and kw["amp"] is False and kw["tile_size"] == 32 for kw in seen)
+    assert casts and not any(casts)
+    seen.clear(), casts.clear()
+    assert main(args) == 0
+    assert all(kw["batch_size"] == 4 and kw["amp"] is True for kw in seen) and all(casts)
+    capsys.readouterr()

@@ -58,7 +58,8 @@ class ThresholdSpec:
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise SeglabError(f"threshold {name} of {family} needs a number, got {value!r}") from None
+            raise SeglabError(f"threshold {name} of {family} needs a number from {self.low:g} to {self.high:g}, "
+                              f"got {value!r} ({self.help})") from None
         if not math.isfinite(v):
             raise SeglabError(f"threshold {name}={value} of {family} is not a finite number; "
                               f"give a value from {self.low:g} to {self.high:g} ({self.help})")
