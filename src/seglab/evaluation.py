@@ -206,6 +206,9 @@ def tune_thresholds_iter(
         trials.append(trial)
         done += 1
         yield event()
+    if done < total:  # ended at the deadline: the search is over
+        done = total
+        yield event()
     floor = trials[0]["ap50_keep"] - keep_tolerance - 1e-9 if keep else -1.0
     # the first best point wins (the current thresholds come first), so ties keep them
     best_i = max((i for i, t in enumerate(trials) if t.get("ap50_keep", 0.0) >= floor),
