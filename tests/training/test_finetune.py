@@ -293,7 +293,7 @@ def test_a_time_budget_covers_tuning_and_saving(tmp_path, tiny_model_dir):
     tune = [e for e in events if e.stage == "tune"]
     assert len(tune) > 3 and tune[-1].done == tune[-1].total > 0
     assert all(e.fraction == e.done / e.total for e in tune)
-    assert result.scores["tuning"]["points_tried"] >= 1
+    assert result.scores["tuning"]["points_tried"] >= 1 or "skipped" in result.scores["tuning"]
     assert plan.train.time_budget == budget  # the plan is unchanged; the run reserved out of it
 
 
@@ -302,11 +302,14 @@ def test_tuning_reserve_is_capped_and_replay_crops_trimmed(tiny_model):
 
     items = [AnnotatedImage(np.zeros((64, 64)), np.zeros((64, 64), int), name="u")]
     keep = [AnnotatedImage(np.zeros((128, 128)), np.zeros((128, 128), int), name=f"k{i}") for i in range(40)]
-    cheap = ft.plan_tuning(tiny_model, items, keep, raw_per_px=1e-9, post_per_px=1e-9, budget=30.0)
-    assert cheap.keep == keep and 0 < cheap.reserve < 0.1
-    dear = ft.plan_tuning(tiny_model, items, keep, raw_per_px=1e-5, post_per_px=1e-6, budget=30.0)
-    assert dear.reserve == ft.TUNE_SHARE * 30.0
+    cheap = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(1e-9, 1e-9, 1e-6, 1e-6), budget=30.0)
+    assert cheap.keep == keep and not cheap.skip and 0 < cheap.reserve < 0.1
+    dear = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(1e-5, 1e-6, 0.0, 0.0), budget=30.0)
+    assert dear.reserve == ft.TUNE_SHARE * 30.0 and not dear.skip
     assert 4 <= len(dear.keep) < len(keep) and dear.keep[0] is keep[0]
+    # a per-image cost (Mask R-CNN's heads) counts even for small images; too dear: no tuning
+    per_image = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(0.0, 0.0, 3.0, 0.1), budget=30.0)
+    assert per_image.skip and per_image.reserve == 0.0 and per_image.estimate > ft.TUNE_SHARE * 30.0
 
 
 def test_stop_during_tuning_ends_it_and_keeps_the_thresholds(tmp_path, tiny_model_dir):

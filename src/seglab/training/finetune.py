@@ -18,6 +18,7 @@ from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -52,8 +53,10 @@ MIN_TIME_BUDGET = 1.0
 TUNE_SHARE = 0.25
 #: seconds kept for saving the model at the end of a time budget (at most 5 % of it)
 SAVE_SECONDS = 1.0
-#: tuning images (and as many replay crops) timed to estimate the tuning's cost
+#: tuning images (and as many replay crops) timed to estimate the tuning's cost ...
 PROBE_ITEMS = 2
+#: ... for at most this share of the time budget (at least one image)
+PROBE_SHARE = 0.1
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 Box = tuple[float, float, float, float]  # (y0, x0, y1, x1) in pixels of the image, end exclusive
@@ -414,14 +417,31 @@ def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: in
 # ---- run ----------------------------------------------------------------
 @dataclass
 class TuningPlan:
-    """What tuning will try within the budget: the images, the replay crops kept, the
-    seconds reserved for it, and its measured cost per pixel (raw output, postprocessing)."""
+    """What tuning will try within the budget: the images, the replay crops kept and the
+    seconds reserved for it (``skip``: tuning would not fit; the thresholds stay)."""
 
     items: list[AnnotatedImage]
     keep: list[AnnotatedImage]
     reserve: float
-    raw_per_px: float = 0.0
-    post_per_px: float = 0.0
+    skip: bool = False
+    estimate: float = 0.0
+
+
+@dataclass
+class TuningCost:
+    """Measured cost of tuning's two kinds of work, per pixel and per image (estimates take the
+    larger of the two, so both size-bound and per-image costs such as Mask R-CNN's heads count)."""
+
+    raw_per_px: float
+    post_per_px: float
+    raw_per_item: float
+    post_per_item: float
+
+    def of(self, items: Sequence[AnnotatedImage], n_raw: int, n_points: int) -> float:
+        px, n = _pixels(items), len(items)
+        raw = max(self.raw_per_px * px, self.raw_per_item * n)
+        post = max(self.post_per_px * px, self.post_per_item * n)
+        return n_raw * raw + n_points * post
 
 
 def _pixels(items: Sequence[AnnotatedImage]) -> int:
@@ -436,15 +456,19 @@ def _spread(items: Sequence[AnnotatedImage], k: int) -> list[AnnotatedImage]:
 
 
 def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], device: str,
-                  stop: threading.Event | None) -> Generator[FinetuneEvent, None, tuple[float, float] | None]:
-    """Seconds per pixel of the raw output and of one postprocessing, timed on ``items`` with
-    the current thresholds (``None`` when stopped)."""
+                  stop: threading.Event | None, limit: float) -> Generator[FinetuneEvent, None, TuningCost | None]:
+    """Time the raw output and one postprocessing on ``items`` with the current thresholds,
+    stopping after ``limit`` seconds (at least one item); ``None`` when stopped."""
     th = model.thresholds()
     dev = resolve_device(device)
     place_network(model, dev)
     run = TileRun(dev)
     raw_s = post_s = 0.0
+    done: list[AnnotatedImage] = []
+    t0 = time.perf_counter()
     for it in items:
+        if done and time.perf_counter() - t0 > limit:
+            break
         t = time.perf_counter()
         gen = raw_output_iter(model, it, th, run)
         while True:
@@ -461,37 +485,39 @@ def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], dev
         t = time.perf_counter()
         run_to_end(model.postprocess_iter(raw, th, it.labels.shape))
         post_s += time.perf_counter() - t
+        done.append(it)
         yield FinetuneEvent("baseline", 0.0)
-    px = max(_pixels(items), 1)
-    return raw_s / px, post_s / px
+    px = max(_pixels(done), 1)
+    return TuningCost(raw_s / px, post_s / px, raw_s / len(done), post_s / len(done))
 
 
 def plan_tuning(model: SegmentationModel, items: list[AnnotatedImage], keep: list[AnnotatedImage],
-                raw_per_px: float, post_per_px: float, budget: float) -> TuningPlan:
+                cost: TuningCost, budget: float) -> TuningPlan:
     """Seconds to reserve for tuning out of ``budget`` and the replay crops to tune on.
 
-    The full search costs ``n_raw * raw + n_points * post`` over all images (``n_raw``:
-    distinct raw outputs the grid needs, ``n_points``: grid points). When that exceeds
+    The full search costs ``n_raw`` raw outputs and ``n_points`` postprocessings of every
+    image (``n_raw``: distinct raw outputs the grid needs). When that exceeds
     :data:`TUNE_SHARE` of the budget, the reserve is that share and replay crops are
     dropped (evenly, keeping at least four) until the raw outputs take at most half of it;
-    the search then tries a random part of the grid until its deadline.
+    the search then tries a random part of the grid until its deadline. When even the
+    current thresholds' score (one raw output and postprocessing of the images kept) does
+    not fit in the share, tuning is skipped.
     """
     grid = type(model).threshold_grid
     points = grid_points(model.thresholds(), grid)
     n_raw = len({tuple(sorted(model.raw_thresholds(p, grid).items())) for p in points})
     cap = TUNE_SHARE * budget
-
-    def cost(ks: Sequence[AnnotatedImage]) -> float:
-        px = _pixels(items) + _pixels(ks)
-        return n_raw * raw_per_px * px + len(points) * post_per_px * px
-
-    full = cost(keep)
+    full = cost.of(items + keep, n_raw, len(points))
     if full * 1.2 <= cap:
-        return TuningPlan(items, list(keep), full * 1.2, raw_per_px, post_per_px)
+        return TuningPlan(items, list(keep), full * 1.2, estimate=full)
     k = len(keep)
-    while k > min(4, len(keep)) and n_raw * raw_per_px * (_pixels(items) + _pixels(_spread(keep, k))) > cap / 2:
+    while k > min(4, len(keep)) and cost.of(items + _spread(keep, k), n_raw, 0) > cap / 2:
         k = max(min(4, len(keep)), k * 3 // 4)
-    return TuningPlan(items, _spread(keep, k), cap, raw_per_px, post_per_px)
+    kept = _spread(keep, k)
+    first = cost.of(items + kept, 1, 1)
+    if first > cap:
+        return TuningPlan(items, kept, 0.0, skip=True, estimate=first)
+    return TuningPlan(items, kept, cap, estimate=full)
 
 
 def finetune_iter(
@@ -525,11 +551,12 @@ def finetune_iter(
     train_settings = plan.train
     if budget is not None:
         if tuning is not None:
-            probe = _spread(tune_on, PROBE_ITEMS) + _spread(keep, PROBE_ITEMS)
-            rates = yield from _probe_tuning(model, probe, dev, stop)
-            if rates is None:  # stopped while measuring: nothing trained, nothing to save
+            probe = [x for pair in itertools.zip_longest(_spread(tune_on, PROBE_ITEMS), _spread(keep, PROBE_ITEMS))
+                     for x in pair if x is not None]
+            cost = yield from _probe_tuning(model, probe, dev, stop, PROBE_SHARE * budget)
+            if cost is None:  # stopped while measuring: nothing trained, nothing to save
                 return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
-            tuning = plan_tuning(model, tune_on, keep, *rates, budget)
+            tuning = plan_tuning(model, tune_on, keep, cost, budget)
         reserve = (tuning.reserve if tuning else 0.0) + val_seconds + min(SAVE_SECONDS, 0.05 * budget)
         left = budget - (time.perf_counter() - t0) - reserve
         train_settings = dataclasses.replace(plan.train, time_budget=max(left, 0.01))
@@ -559,7 +586,11 @@ def finetune_iter(
         if before is not None and best_val is not None and best_val < before:
             model.network.load_state_dict(start_state)  # training never beat the start model on validation
             scores["kept_start_weights"] = True
-    if tuning is not None:
+    if tuning is not None and tuning.skip:
+        scores["tuning"] = {"skipped": f"scoring the current thresholds alone would take about "
+                                       f"{tuning.estimate:.0f} s, more than {TUNE_SHARE:.0%} of the time budget"}
+        yield FinetuneEvent("tune", 1.0, done=1, total=1)
+    elif tuning is not None:
         deadline = None if budget is None else t0 + budget - min(SAVE_SECONDS, 0.05 * budget)
         tuned = yield from _tune(model, tuning, dev, deadline, stop, scores)
         if tuned is not None:
