@@ -105,7 +105,10 @@ def instances_from_maps_iter(
         else:
             peaks = mask & (d > seed_thresh)
         seeds, k = ndi.label(peaks) if peaks is not None else (None, 0)
-        if k:
+        if k == 1:  # one seed floods its whole (connected) component
+            labels[sl][mask] = n + 1
+            n += 1
+        elif k:
             ws = watershed(-d, seeds, mask=mask)
             labels[sl][mask] = ws[mask] + n
             n += k
