@@ -436,16 +436,19 @@ class TuningCost:
     post_per_px: float
     raw_per_item: float
     post_per_item: float
+    #: the network sees each image with this context on every side (raw cost per pixel counts it)
+    context: int = 0
 
     def of(self, items: Sequence[AnnotatedImage], n_raw: int, n_points: int) -> float:
         px, n = _pixels(items), len(items)
-        raw = max(self.raw_per_px * px, self.raw_per_item * n)
+        raw = max(self.raw_per_px * _pixels(items, self.context), self.raw_per_item * n)
         post = max(self.post_per_px * px, self.post_per_item * n)
         return n_raw * raw + n_points * post
 
 
-def _pixels(items: Sequence[AnnotatedImage]) -> int:
-    return sum(int(it.labels.size) for it in items)
+def _pixels(items: Sequence[AnnotatedImage], context: int = 0) -> int:
+    """Pixels of the images, each grown by ``context`` on every side."""
+    return sum((it.labels.shape[0] + 2 * context) * (it.labels.shape[1] + 2 * context) for it in items)
 
 
 def _spread(items: Sequence[AnnotatedImage], k: int) -> list[AnnotatedImage]:
@@ -465,30 +468,48 @@ def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], dev
     run = TileRun(dev)
     raw_s = post_s = 0.0
     done: list[AnnotatedImage] = []
+    if items:  # untimed warm-up on a small crop (first-call costs such as batch-norm folding)
+        small = items[0].crop(slice(0, 64), slice(0, 64))
+        warm = yield from _probe_events(raw_output_iter(model, small, th, run), stop)
+        if warm is _STOPPED:
+            return None
+        run_to_end(model.postprocess_iter(warm, th, small.labels.shape))
     t0 = time.perf_counter()
     for it in items:
         if done and time.perf_counter() - t0 > limit:
             break
         t = time.perf_counter()
-        gen = raw_output_iter(model, it, th, run)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as s:
-                raw = s.value
-                break
-            yield FinetuneEvent("baseline", 0.0)
-            if stop is not None and stop.is_set():
-                gen.close()
-                return None
+        raw = yield from _probe_events(raw_output_iter(model, it, th, run), stop)
+        if raw is _STOPPED:
+            return None
         raw_s += time.perf_counter() - t
         t = time.perf_counter()
         run_to_end(model.postprocess_iter(raw, th, it.labels.shape))
         post_s += time.perf_counter() - t
         done.append(it)
         yield FinetuneEvent("baseline", 0.0)
-    px = max(_pixels(done), 1)
-    return TuningCost(raw_s / px, post_s / px, raw_s / len(done), post_s / len(done))
+    context = int(model.config.tile_context)
+    return TuningCost(raw_s / max(_pixels(done, context), 1), post_s / max(_pixels(done), 1),
+                      raw_s / len(done), post_s / len(done), context)
+
+
+_STOPPED = object()
+
+
+def _probe_events(gen: Generator[Any, None, Any], stop: threading.Event | None
+                  ) -> Generator[FinetuneEvent, None, Any]:
+    """Drive an engine generator, yielding ``baseline`` events; its result, or ``_STOPPED``."""
+    try:
+        while True:
+            try:
+                next(gen)
+            except StopIteration as s:
+                return s.value
+            yield FinetuneEvent("baseline", 0.0)
+            if stop is not None and stop.is_set():
+                return _STOPPED
+    finally:
+        gen.close()
 
 
 def plan_tuning(model: SegmentationModel, items: list[AnnotatedImage], keep: list[AnnotatedImage],
