@@ -10,8 +10,8 @@ from scipy import ndimage as ndi
 from torch import nn
 from torchvision.ops import roi_align
 
-from seglab.inference.instances import Detections, paste_detections
-from seglab.models.base import ModelConfig, Prediction, SegmentationModel
+from seglab.models.base import ModelConfig, Prediction, SegmentationModel, ThresholdSpec
+from seglab.models.detections import Detections, detect_plane_iter, paste_detections
 
 #: a Mask R-CNN small enough for unit tests (same structure as the real one)
 TINY_ARCH = {
@@ -41,10 +41,13 @@ class BlobDetector(SegmentationModel):
     """
 
     family: ClassVar[str] = "test-blobs"
-    output_kind: ClassVar[str] = "instances"
     has_boxes: ClassVar[bool] = True
-    default_thresholds: ClassVar[dict[str, float]] = {"score_thresh": 0.1, "mask_thresh": 0.5, "nms_thresh": 0.5,
-                                                      "min_area": 1.0}
+    threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
+        "score_thresh": ThresholdSpec(0.1, 0.0, 1.0, 0.05, "lowest score kept"),
+        "mask_thresh": ThresholdSpec(0.5, 0.0, 1.0, 0.05, "mask probability where an object ends"),
+        "nms_thresh": ThresholdSpec(0.5, 0.0, 1.0, 0.05, "box IoU above which the weaker detection goes"),
+        "min_area": ThresholdSpec(1.0, 0.0, 1e6, 1.0, "smallest object kept"),
+    }
 
     @classmethod
     def build_network(cls, config: ModelConfig) -> nn.Module:
@@ -69,6 +72,9 @@ class BlobDetector(SegmentationModel):
                                   np.ones(len(boxes), np.int64), np.asarray(masks, np.float32).reshape(-1, 28, 28),
                                   tile.shape[-2:]))
         return out
+
+    def raw_output_iter(self, x, thresholds, run):
+        return (yield from detect_plane_iter(self, x, thresholds, run))
 
     def postprocess(self, maps: Detections, thresholds: dict[str, float], shape=None) -> Prediction:
         return paste_detections(maps, maps.shape, thresholds)

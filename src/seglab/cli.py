@@ -318,7 +318,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = pair_folders(args.images, args.labels)
     items = [load_annotated(a, b) for a, b in pairs]
     model = get_model(args.model)
-    gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device, tile_size=args.tile_size)
+    gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device, tile_size=args.tile_size,
+                              batch_size=args.batch_size, amp=not args.no_amp)
     metrics, _ = _progress(gen, "evaluate", args.quiet)
     metrics["model"] = model.config.name
     if args.json:

@@ -86,3 +86,56 @@ def test_border_weight_raises_the_loss_only_where_objects_touch(tiny_model):
     t_far = {k: v.clone() for k, v in t.items()}
     t_far["border"].zero_()
     assert torch.isclose(tiny_model.loss(out, t_far, valid)[0], plain)
+
+
+def _whole_plane_watershed(prob, dist, prob_thresh, seed_thresh, min_area, seed_h):
+    """The previous implementation: one watershed of the whole plane (reference)."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    from seglab.models.unet import h_maxima_in_components
+
+    fg = prob > prob_thresh
+    if seed_h > 0:
+        dist = ndi.gaussian_filter(dist.astype(np.float32), 1.0)
+        seeds, n_seeds = ndi.label(h_maxima_in_components(dist, fg, seed_h, seed_thresh))
+    else:
+        seeds, n_seeds = ndi.label(fg & (dist > seed_thresh))
+    labels = watershed(-dist, seeds, mask=fg) if n_seeds else np.zeros(prob.shape, dtype=np.int32)
+    rest, n_rest = ndi.label(fg & (labels == 0))
+    labels = np.where(rest > 0, rest + n_seeds, labels)
+    area = np.bincount(labels.ravel())
+    labels[area[labels] < max(min_area, 1)] = 0
+    return labels
+
+
+def _same_partition(a, b):
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return (a > 0).sum() == (b > 0).sum() and len(np.unique(pairs[0])) == len(pairs[0]) == len(np.unique(pairs[1]))
+
+
+def test_watershed_per_component_equals_one_watershed_of_the_plane():
+    from scipy import ndimage as ndi
+
+    from seglab.models.unet import instances_from_maps_iter
+    from tests_helpers import blob_image
+
+    rng = np.random.default_rng(4)
+    _, truth = blob_image((300, 320), n=60, seed=4, rmin=3, rmax=14)
+    fg = ndi.binary_dilation(truth > 0, iterations=2)  # neighbours merge into multi-seed components
+    dist = ndi.distance_transform_edt(fg).astype(np.float32)
+    dist = dist / dist.max() + rng.normal(0, 0.02, dist.shape).astype(np.float32)
+    prob = fg.astype(np.float32)
+    for seed_h, seed_thresh in [(0.1, 0.3), (0.0, 0.4), (0.05, 0.05)]:
+        steps = []
+        gen = instances_from_maps_iter(prob, dist, 0.5, seed_thresh, 6, seed_h)
+        while True:
+            try:
+                steps.append(next(gen))
+            except StopIteration as stop:
+                ours = stop.value
+                break
+        ref = _whole_plane_watershed(prob, dist, 0.5, seed_thresh, 6, seed_h)
+        assert ours.max() > 40 and _same_partition(ours, ref), (seed_h, seed_thresh)
+        assert np.array_equal(np.unique(ours), np.arange(ours.max() + 1))  # ids 1..n
+        assert len(steps) >= 3

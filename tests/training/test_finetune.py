@@ -274,3 +274,63 @@ def test_learning_rate_defaults_to_the_familys(tmp_path, tiny_model_dir):
     given = _prepare(tmp_path, [_ann(0)], tiny_model_dir, overwrite=True,
                      settings=FinetuneSettings(epochs=1, lr=5e-5, **FAST))
     assert given.train.lr == given.provenance["settings"]["lr"] == 5e-5
+
+
+def test_a_time_budget_covers_tuning_and_saving(tmp_path, tiny_model_dir):
+    """The whole run (scoring, measuring the tuning, training, tuning, saving) fits the budget;
+    tuning reports its own progress."""
+    import time
+
+    budget = 8.0
+    anns = [_ann(s, shape=(96, 96), n=10) for s in range(2)]
+    plan = _prepare(tmp_path, anns, tiny_model_dir, settings=FinetuneSettings(time_budget=budget, **FAST),
+                    validation=[_ann(7, shape=(96, 96), n=10)])
+    events = []
+    t = time.perf_counter()
+    result = run_to_end(finetune_iter(plan), events.append)
+    took = time.perf_counter() - t
+    assert result.path is not None and took < budget + 2.0, took
+    tune = [e for e in events if e.stage == "tune"]
+    assert len(tune) > 3 and tune[-1].done == tune[-1].total > 0
+    assert all(e.fraction == e.done / e.total for e in tune)
+    assert result.scores["tuning"]["points_tried"] >= 1 or "skipped" in result.scores["tuning"]
+    assert plan.train.time_budget == budget  # the plan is unchanged; the run reserved out of it
+
+
+def test_tuning_reserve_is_capped_and_replay_crops_trimmed(tiny_model):
+    from seglab.evaluation import AnnotatedImage
+
+    items = [AnnotatedImage(np.zeros((64, 64)), np.zeros((64, 64), int), name="u")]
+    keep = [AnnotatedImage(np.zeros((128, 128)), np.zeros((128, 128), int), name=f"k{i}") for i in range(40)]
+    cheap = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(1e-9, 1e-9, 1e-6, 1e-6), budget=30.0)
+    assert cheap.keep == keep and not cheap.skip and 0 < cheap.reserve < 0.1
+    dear = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(1e-5, 1e-6, 0.0, 0.0), budget=30.0)
+    assert dear.reserve == ft.TUNE_SHARE * 30.0 and not dear.skip
+    assert 4 <= len(dear.keep) < len(keep) and dear.keep[0] is keep[0]
+    # a per-image cost (Mask R-CNN's heads) counts even for small images; too dear: no tuning
+    per_image = ft.plan_tuning(tiny_model, items, keep, ft.TuningCost(0.0, 0.0, 3.0, 0.1), budget=30.0)
+    assert per_image.skip and per_image.reserve == 0.0 and per_image.estimate > ft.TUNE_SHARE * 30.0
+
+
+def test_stop_during_tuning_ends_it_and_keeps_the_thresholds(tmp_path, tiny_model_dir):
+    import time
+
+    plan = _prepare(tmp_path, [_ann(0, shape=(96, 96), n=10)], tiny_model_dir,
+                    settings=FinetuneSettings(epochs=1, **FAST))
+    before = dict(plan.model.config.thresholds)
+    stop = ft.threading.Event()
+    stopped_at = []
+
+    def on_event(ev):
+        if ev.stage == "tune" and ev.done > 0 and not stop.is_set():
+            stop.set()
+            stopped_at.append(time.perf_counter())
+
+    events = []
+    result = run_to_end(finetune_iter(plan, stop), lambda ev: (events.append(ev), on_event(ev)))
+    assert stopped_at and time.perf_counter() - stopped_at[0] < 2.0
+    tune = [e for e in events if e.stage == "tune"]
+    assert tune[-1].done < tune[-1].total  # it did not run to the end
+    assert result.path is not None and result.stopped and result.scores.get("tuning_stopped") is True
+    saved = load_model(result.path)
+    assert saved.config.thresholds == before and "ap50_tuned_thresholds" not in saved.config.scores

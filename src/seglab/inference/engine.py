@@ -1,14 +1,18 @@
 """One inference engine for all families.
 
 :func:`segment_iter` is a generator: it yields :class:`ProgressEvent` objects as it
-works (``'tile'`` after every batch of tiles, ``'postprocess'`` per plane) and
-returns a :class:`Segmentation`. The CLI drives it with a progress bar, napari's
+works (``'tile'`` after every batch of tiles, ``'postprocess'`` many times per plane,
+so that a cancel takes effect within a fraction of a second) and returns a
+:class:`Segmentation`. What is particular to a family (its raw output per plane and its
+postprocessing) is the model's: the engine calls ``model.raw_output_iter(x, thresholds,
+run)`` with a :class:`TileRun` and ``model.postprocess_iter``. The CLI drives it with a progress bar, napari's
 ``thread_worker`` with ``napari.utils.progress``; stopping iteration (or calling
 ``close()`` on the generator) cancels the run. :func:`segment` runs it to the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -21,7 +25,6 @@ import torch
 from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
-from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -29,6 +32,9 @@ from seglab.objects import concat_tables
 from seglab.torch_env import autocast
 
 DEFAULT_TILE_SIZE = 1024
+#: on the CPU, a batch holds at most this many tile pixels (at least one tile), so that one
+#: network step stays well under the 2 s a cancel may take
+CPU_BATCH_PIXELS = 1_300_000
 
 
 @dataclass
@@ -89,8 +95,18 @@ def predict_maps_iter(
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
-        with torch.inference_mode(), autocast(device, amp):
-            maps = model.forward_tiles(batch)
+        steps = model.forward_tiles_iter(batch)
+        try:
+            while True:  # each step of the network under inference mode and autocast, events between
+                with torch.inference_mode(), autocast(device, amp):
+                    try:
+                        next(steps)
+                    except StopIteration as stop:
+                        maps = stop.value
+                        break
+                yield ProgressEvent("tile", done, total, plane, n_planes)
+        finally:
+            steps.close()
         maps = maps.float().cpu().numpy()
         if out is None:
             out = np.zeros((maps.shape[1], -(-h // s), -(-w // s)), dtype=np.float32)
@@ -115,6 +131,8 @@ def _tile_batches(
     padded = pad_plane(x, grid)
     windows = grid.windows()
     step = max(1, int(batch_size))
+    if device.type == "cpu":  # a batch of large tiles takes seconds on a CPU: cancel waits for it
+        step = min(step, max(1, CPU_BATCH_PIXELS // (grid.tile_h * grid.tile_w)))
 
     def batches() -> Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]:
         for start in range(0, len(windows), step):
@@ -133,54 +151,135 @@ def _strided(sl: slice, s: int) -> slice:
     return slice(sl.start // s, -(-sl.stop // s))
 
 
-def detect_plane_iter(
-    model: SegmentationModel,
-    x: np.ndarray,
-    thresholds: dict[str, float],
-    *,
-    tile_size: int = DEFAULT_TILE_SIZE,
-    batch_size: int = 4,
-    device: torch.device,
-    amp: bool = True,
-    plane: int = 0,
-    n_planes: int = 1,
-) -> Generator[ProgressEvent, None, Detections]:
-    """Detections of an instance family over a normalised ``(C, H, W)`` plane, tile by tile.
+@dataclass(frozen=True)
+class Tile:
+    """Where one tile lies in its plane: its core (half-open ranges; the cores partition the
+    plane), the plane coordinate ``origin`` (y, x) of the tile's pixel (0, 0), and sizes."""
 
-    Same tiles as the dense path; each tile keeps the detections whose box centre lies
-    in its core (so every object is found in exactly one tile, whole when the tile
-    context exceeds the largest object), moved to plane coordinates; duplicates across
-    tile borders are then suppressed at the model's ``nms_thresh``.
-    """
-    _, h, w = x.shape
-    context = tile_context(model)
-    parts: list[Detections] = []
-    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=False)
-    done = 0
-    yield ProgressEvent("tile", 0, total, plane, n_planes)
-    for grid, chunk, batch in batches:
-        with torch.inference_mode(), autocast(device, amp):
-            per_tile = model.forward_tiles(batch, thresholds=thresholds)
-        for (y, xx), d in zip(chunk, per_tile):
-            oy, ox, _, _ = grid.core(y, xx)
-            dets = d if isinstance(d, Detections) else Detections.from_torch(d, (grid.tile_h, grid.tile_w))
-            parts.append(keep_in_core(dets, (oy.start, oy.stop), (ox.start, ox.stop), (y - context, xx - context), (h, w)))
-        done += len(chunk)
-        yield ProgressEvent("tile", done, total, plane, n_planes)
-    merged = Detections.concat(parts, (h, w))
-    return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if total > 1 else merged
+    core_y: tuple[int, int]
+    core_x: tuple[int, int]
+    origin: tuple[int, int]
+    shape: tuple[int, int]
+    plane_shape: tuple[int, int]
 
 
-def _plane_prediction_iter(
-    model: SegmentationModel, x: np.ndarray, th: dict[str, float], p: int, n_planes: int, **run: Any
+@dataclass
+class TileRun:
+    """How the engine runs a network over one plane's tiles; families' plane paths use it."""
+
+    device: torch.device
+    tile_size: int = DEFAULT_TILE_SIZE
+    batch_size: int = 4
+    amp: bool = True
+    plane: int = 0
+    n_planes: int = 1
+
+    def event(self, stage: str, done: int, total: int) -> ProgressEvent:
+        return ProgressEvent(stage, done, total, self.plane, self.n_planes)
+
+    def dense_maps(self, model: SegmentationModel, x: np.ndarray) -> Generator[ProgressEvent, None, np.ndarray]:
+        """Maps stitched from tile cores (see :func:`predict_maps_iter`)."""
+        return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
+                                             device=self.device, amp=self.amp, plane=self.plane,
+                                             n_planes=self.n_planes))
+
+    def context(self) -> contextlib.ExitStack:
+        """Inference mode and autocast for one step of a network on this run's device."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast(self.device, self.amp))
+        return stack
+
+    def tile_outputs(
+        self,
+        model: SegmentationModel,
+        x: np.ndarray,
+        forward: Callable[[torch.Tensor], Any],
+        keep: Callable[[Tile, Any], Any],
+        *,
+        batch_size: int | None = None,
+        channels_last: bool = False,
+    ) -> Generator[ProgressEvent, None, list[Any]]:
+        """Run ``forward(batch)`` (one output per tile) over the plane's tiles under inference
+        mode and autocast; returns ``keep(tile, output)`` of every tile, in tile order.
+
+        ``forward`` may return a generator (yielding between stages of the network, returning
+        the outputs): each of its steps then runs under inference mode and autocast, with a
+        ``'tile'`` event between steps, so that a long batch can be cancelled. ``batch_size``
+        overrides the run's (a family whose batches take long on this device)."""
+        _, h, w = x.shape
+        context = tile_context(model)
+        total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
+                                       channels_last=channels_last)
+        kept: list[Any] = []
+        done = 0
+        yield self.event("tile", 0, total)
+        for grid, chunk, batch in batches:
+            with self.context():
+                outputs = forward(batch)
+            if isinstance(outputs, Generator):
+                steps = outputs
+                try:
+                    while True:
+                        with self.context():
+                            try:
+                                next(steps)
+                            except StopIteration as stop:
+                                outputs = stop.value
+                                break
+                        yield self.event("tile", done, total)
+                finally:
+                    steps.close()
+            del batch
+            for (y, xx), out in zip(chunk, outputs):
+                oy, ox, _, _ = grid.core(y, xx)
+                tile = Tile((oy.start, oy.stop), (ox.start, ox.stop), (y - context, xx - context),
+                            (grid.tile_h, grid.tile_w), (h, w))
+                kept.append(keep(tile, out))
+            del outputs
+            done += len(chunk)
+            yield self.event("tile", done, total)
+        return kept
+
+
+def place_network(model: SegmentationModel, device: torch.device) -> None:
+    """Move the model's network to ``device`` (channels-last on the CPU, as the tiles are)."""
+    model.network.to(device)
+    if device.type == "cpu":
+        model.network.to(memory_format=torch.channels_last)
+
+
+def postprocess_events(
+    model: SegmentationModel, raw: Any, thresholds: dict[str, float], shape: tuple[int, int], run: TileRun
 ) -> Generator[ProgressEvent, None, Prediction]:
-    """One plane through the family's path: dense maps or instance detections, then postprocess."""
-    if model.output_kind == "instances":
-        out: Any = yield from detect_plane_iter(model, x, th, plane=p, n_planes=n_planes, **run)
-    else:
-        out = yield from predict_maps_iter(model, x, plane=p, n_planes=n_planes, **run)
-    yield ProgressEvent("postprocess", 0, 1, p, n_planes)
-    return model.postprocess(out, th, shape=x.shape[-2:])
+    """``model.postprocess_iter`` with its ``(done, total)`` steps as ``'postprocess'`` events."""
+    gen = model.postprocess_iter(raw, thresholds, shape)
+    del raw
+    try:
+        while True:
+            try:
+                done, total = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield run.event("postprocess", done, total)
+    finally:
+        gen.close()
+
+
+def plane_prediction_iter(
+    model: SegmentationModel, x: np.ndarray, thresholds: dict[str, float], run: TileRun
+) -> Generator[ProgressEvent, None, Prediction]:
+    """One normalised plane ``(C, H, W)`` through the family's path: raw output, then postprocess."""
+    raw = yield from model.raw_output_iter(x, thresholds, run)
+    return (yield from postprocess_events(model, raw, thresholds, x.shape[-2:], run))
+
+
+def _plane_run(
+    model: SegmentationModel, x: np.ndarray, th: dict[str, float], p: int, n_planes: int, *,
+    tile_size: int, batch_size: int, device: torch.device, amp: bool,
+) -> Generator[ProgressEvent, None, Prediction]:
+    """One plane with the run settings that :func:`~seglab.inference.device.retry_on_oom` may lower."""
+    return (yield from plane_prediction_iter(model, x, th, TileRun(device, tile_size, batch_size, amp, p, n_planes)))
 
 
 def check_image(image: np.ndarray, channel_axis: int | None) -> None:
@@ -232,11 +331,7 @@ def segment_iter(
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     dev = resolve_device(device)
     th = model.thresholds(thresholds)
-    if model.output_kind not in ("dense", "instances"):
-        raise SeglabError(f"model family {model.family!r} has unknown output kind {model.output_kind!r}")
-    model.network.to(dev)
-    if dev.type == "cpu":
-        model.network.to(memory_format=torch.channels_last)
+    place_network(model, dev)
     labels_out = np.zeros(spatial_shape, dtype=np.int64)
     tables: list[dict[str, np.ndarray]] = []
     extras: list[dict[str, Any]] = []
@@ -247,7 +342,7 @@ def segment_iter(
         plane = image[idx]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels, rgb)
         pred: Prediction = yield from retry_on_oom(
-            functools.partial(_plane_prediction_iter, model, x, th, p, n_planes), model, run)
+            functools.partial(_plane_run, model, x, th, p, n_planes), model, run)
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset

@@ -4,20 +4,23 @@ A model is a folder holding ``config.json`` (a :class:`ModelConfig`) and
 ``weights.safetensors``. A family subclasses :class:`SegmentationModel` and says:
 
 * how to build its network from ``config.architecture``;
-* how the inference engine should run it: ``output_kind == "dense"`` means
-  :meth:`forward_tiles` returns per-pixel maps that the engine stitches from tile
-  cores and hands to :meth:`postprocess` for the whole plane (U-Net, StarDist);
-  ``"instances"`` means the family returns objects per tile, and the engine keeps
-  each object in the tile whose core holds its centre (Mask R-CNN);
+* its thresholds (:class:`ThresholdSpec`: default, range, step, tuning values, help);
+* how a plane is run: :meth:`raw_output_iter` gives the plane's raw output through the
+  engine's :class:`~seglab.inference.engine.TileRun` (default: dense maps stitched from
+  tile cores, as U-Net and StarDist use; Mask R-CNN overrides it with detections kept
+  per tile core), and :meth:`postprocess_iter` turns that output into instances,
+  yielding ``(done, total)`` often so that a run can be cancelled at any moment;
 * what training needs: :meth:`make_targets` and :meth:`loss`, and, for a family whose
   network needs the targets in its forward pass (Mask R-CNN), :meth:`training_loss`.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +28,45 @@ from torch import nn
 
 from seglab.errors import SeglabError
 from seglab.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    from seglab.inference.engine import ProgressEvent, TileRun
+
+#: what :meth:`SegmentationModel.postprocess_iter` yields: ``(done, total)`` steps of the plane
+Step = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """One threshold of a family: its default, allowed range, step, tuning values and meaning.
+
+    ``help`` says what the threshold does and which way to move it; the widget shows it as a
+    tooltip, the CLI and the widget refuse values outside ``[low, high]`` (and NaN or inf).
+    ``grid`` lists the values tried when thresholds are re-tuned on annotated images (empty:
+    not tuned).
+    """
+
+    default: float
+    low: float
+    high: float
+    step: float
+    help: str
+    grid: tuple[float, ...] = ()
+
+    def check(self, name: str, value: Any, family: str) -> float:
+        """``value`` as a float within the range, or a clear :class:`SeglabError`."""
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise SeglabError(f"threshold {name} of {family} needs a number from {self.low:g} to {self.high:g}, "
+                              f"got {value!r} ({self.help})") from None
+        if not math.isfinite(v):
+            raise SeglabError(f"threshold {name}={value} of {family} is not a finite number; "
+                              f"give a value from {self.low:g} to {self.high:g} ({self.help})")
+        if not self.low <= v <= self.high:
+            raise SeglabError(f"threshold {name}={v:g} of {family} is outside its range {self.low:g} to "
+                              f"{self.high:g} ({self.help})")
+        return v
 
 
 @dataclass
@@ -40,10 +82,11 @@ class SegmentationModel(ABC):
     """Base class of all model families."""
 
     family: ClassVar[str]
-    output_kind: ClassVar[str] = "dense"
-    #: threshold names and their defaults, used by the CLI and widget to offer overrides
+    #: the family's thresholds by name: what the CLI (``-t NAME=VALUE``) and the widget offer
+    threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {}
+    #: derived from ``threshold_specs``: names and defaults
     default_thresholds: ClassVar[dict[str, float]] = {}
-    #: values tried when thresholds are tuned on annotated images (empty: keep them)
+    #: derived from ``threshold_specs``: values tried when thresholds are tuned (empty: keep them)
     threshold_grid: ClassVar[dict[str, list[float]]] = {}
     #: outlines the family can give besides labels, in ``Prediction.extras["shapes"]``:
     #: ``"polygon"``, ``"rectangle"`` or None
@@ -56,6 +99,13 @@ class SegmentationModel(ABC):
     finetune_lr: ClassVar[float] = 3e-4
     #: whether predictions carry bounding boxes (table columns ``bbox_y0, bbox_x0, bbox_y1, bbox_x1``)
     has_boxes: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        specs = cls.__dict__.get("threshold_specs")
+        if specs is not None:
+            cls.default_thresholds = {k: float(s.default) for k, s in specs.items()}
+            cls.threshold_grid = {k: [float(v) for v in s.grid] for k, s in specs.items() if s.grid}
 
     def __init__(self, config: ModelConfig, network: nn.Module | None = None) -> None:
         if config.family != self.family:
@@ -90,7 +140,11 @@ class SegmentationModel(ABC):
         return 1
 
     def thresholds(self, overrides: dict[str, float] | None = None) -> dict[str, float]:
-        """Effective thresholds: family defaults < config < user overrides."""
+        """Effective thresholds: family defaults < config < user overrides.
+
+        Overrides must be known names with finite values inside the family's ranges
+        (:class:`ThresholdSpec`); anything else is a :class:`SeglabError`.
+        """
         out = dict(self.default_thresholds)
         out.update(self.config.thresholds)
         for k, v in (overrides or {}).items():
@@ -100,7 +154,8 @@ class SegmentationModel(ABC):
                 raise SeglabError(
                     f"unknown threshold {k!r} for {self.family}; known: {', '.join(sorted(out))}"
                 )
-            out[k] = float(v)
+            spec = self.threshold_specs.get(k)
+            out[k] = spec.check(k, v, self.family) if spec is not None else float(v)
         return out
 
     # ---- inference ----------------------------------------------------
@@ -116,20 +171,56 @@ class SegmentationModel(ABC):
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor | list[Any]:
         """Run the network on normalised tiles ``(B, C, H, W)``.
 
-        Dense families return activated maps ``(B, K, H, W)``. Instance families take a
-        ``thresholds`` keyword (the effective thresholds) and return one detection set per
-        tile: a dict with ``boxes`` (N, 4) as x0, y0, x1, y1 in tile pixels, ``scores``,
-        ``labels`` (classes) and ``masks`` (N, M, M) probabilities over each box (or a
-        :class:`~seglab.inference.instances.Detections`).
+        Dense families return activated maps ``(B, K, H, W)`` (what the default
+        :meth:`raw_output_iter` stitches); a family with its own plane path may return
+        anything its :meth:`raw_output_iter` understands (Mask R-CNN: detections per tile).
         """
 
-    @abstractmethod
+    def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, Any]:
+        """:meth:`forward_tiles` in steps (yielding between them; the dense path runs each step
+        under inference mode and autocast and reports progress in between, so that a batch
+        of large tiles can be cancelled). The default is one step."""
+        return self.forward_tiles(batch)
+        yield  # noqa: unreachable: makes this a generator
+
+    def raw_output_iter(
+        self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
+    ) -> Generator[ProgressEvent, None, Any]:
+        """The raw output of a normalised plane ``(C, H, W)``: what :meth:`postprocess_iter` takes.
+
+        The default is the dense path: ``run.dense_maps`` stitches :meth:`forward_tiles`'
+        maps from tile cores (``(K, h, w)`` at ``1 / output_stride``). A family whose raw
+        output depends on thresholds says which in :meth:`raw_thresholds`.
+        """
+        return (yield from run.dense_maps(self, x))
+
+    def raw_thresholds(self, thresholds: dict[str, float], grid: dict[str, list[float]]) -> dict[str, float]:
+        """The thresholds :meth:`raw_output_iter` depends on, for tuning point ``thresholds`` of
+        ``grid``: tuning computes the raw output once per distinct answer (default: once)."""
+        return {}
+
+    def postprocess_iter(
+        self, raw: Any, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Generator[Step, None, Prediction]:
+        """Turn a plane's raw output into instances for a plane of ``shape`` (default: the
+        maps' size times the stride), yielding ``(done, total)`` at least every few hundred
+        milliseconds so that closing the generator cancels it at once. The default calls
+        :meth:`postprocess` in one step (families override one of the two)."""
+        yield (0, 1)
+        return self.postprocess(raw, thresholds, shape)
+
     def postprocess(
         self, maps: Any, thresholds: dict[str, float], shape: tuple[int, int] | None = None
     ) -> Prediction:
-        """Turn stitched maps ``(K, h, w)`` (dense, ``1 / output_stride`` of the plane) or a plane's
-        merged :class:`~seglab.inference.instances.Detections` (instances) into instances for one
-        plane of ``shape`` (default: the maps' size times the stride)."""
+        """:meth:`postprocess_iter` run to the end."""
+        if type(self).postprocess_iter is SegmentationModel.postprocess_iter:
+            raise NotImplementedError(f"{type(self).__name__} implements neither postprocess nor postprocess_iter")
+        gen = self.postprocess_iter(maps, thresholds, shape)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
 
     # ---- training -----------------------------------------------------
     @abstractmethod

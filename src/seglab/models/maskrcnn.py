@@ -1,25 +1,28 @@
 """Mask R-CNN family (He et al., ICCV 2017) on torchvision: boxes, classes and masks per object.
 
-Inference: the engine's instance path (``output_kind = "instances"``) runs
-:meth:`MaskRCNNModel.forward_tiles` per batch of tiles, keeps each detection in the tile
-whose core holds its box centre, and :meth:`postprocess` pastes the plane's masks into
-labels (higher score wins overlaps). Training: :meth:`training_loss` turns each label
+Inference: the family's own plane path (:meth:`MaskRCNNModel.raw_output_iter`,
+:mod:`seglab.models.detections`) runs :meth:`MaskRCNNModel.forward_tiles` per batch of
+tiles (one tile per batch on the CPU, so that a cancel waits for one tile at most), keeps
+each detection in the tile whose core holds its box centre, and
+:meth:`postprocess_iter` pastes the plane's masks into labels (higher score wins overlaps). Training: :meth:`training_loss` turns each label
 patch into boxes and masks and returns torchvision's summed losses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from seglab.models.base import ModelConfig, Prediction, SegmentationModel
+from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
+from seglab.models.detections import Detections, detect_plane_iter, paste_detections_iter
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, MaskRCNNNet
 
 if TYPE_CHECKING:
-    from seglab.inference.instances import Detections
+    from seglab.inference.engine import ProgressEvent, TileRun
 
 #: objects that keep less than this fraction of their pixels inside ``valid`` are not targets
 MIN_VALID_FRACTION = 0.5
@@ -83,20 +86,21 @@ class MaskRCNNModel(SegmentationModel):
 
     family: ClassVar[str] = "maskrcnn"
     architecture_keys: ClassVar[frozenset[str]] = frozenset(DEFAULT_ARCHITECTURE)
-    output_kind: ClassVar[str] = "instances"
     has_boxes: ClassVar[bool] = True
     shape_type: ClassVar[str | None] = "rectangle"
-    threshold_grid: ClassVar[dict[str, list[float]]] = {
-        "score_thresh": [0.3, 0.4, 0.5, 0.6, 0.7],
-        "mask_thresh": [0.4, 0.5, 0.6],
-        "nms_thresh": [0.3, 0.5],
-        "min_area": [5.0, 15.0],
-    }
-    default_thresholds: ClassVar[dict[str, float]] = {
-        "score_thresh": 0.5,
-        "mask_thresh": 0.5,
-        "nms_thresh": 0.5,
-        "min_area": 5.0,
+    threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
+        "score_thresh": ThresholdSpec(
+            0.5, 0.0, 1.0, 0.05, "lowest detection score kept: raise it to drop doubtful objects, "
+            "lower it to find faint ones", (0.3, 0.4, 0.5, 0.6, 0.7)),
+        "mask_thresh": ThresholdSpec(
+            0.5, 0.0, 1.0, 0.05, "mask probability where an object ends: raise it for tighter "
+            "outlines, lower it for fuller ones", (0.4, 0.5, 0.6)),
+        "nms_thresh": ThresholdSpec(
+            0.5, 0.0, 1.0, 0.05, "box overlap (IoU) above which the weaker of two detections is "
+            "dropped: lower it if objects are doubled, raise it if touching objects go missing", (0.3, 0.5)),
+        "min_area": ThresholdSpec(
+            5.0, 0.0, 1e6, 1.0, "smallest object kept, in pixels: raise it to drop specks and "
+            "fragments", (5.0, 15.0)),
     }
 
     @classmethod
@@ -107,13 +111,31 @@ class MaskRCNNModel(SegmentationModel):
         th = self.thresholds(thresholds)
         return self.network.detect(batch.float(), th["score_thresh"], th["nms_thresh"])
 
-    def postprocess(
-        self, maps: Detections, thresholds: dict[str, float], shape: tuple[int, int] | None = None
-    ) -> Prediction:
-        """Paste a plane's detections (see :func:`~seglab.inference.instances.paste_detections`)."""
-        from seglab.inference.instances import paste_detections  # the inference package imports the models
+    def raw_output_iter(
+        self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
+    ) -> Generator[ProgressEvent, None, Detections]:
+        """The plane's detections (:func:`~seglab.models.detections.detect_plane_iter`), the network
+        run in stages (:meth:`MaskRCNNNet.detect_iter`) with a progress event between them, and
+        one tile per batch on the CPU, where a batch of large tiles takes many seconds."""
+        batch = 1 if run.device.type == "cpu" else None
+        th = self.thresholds(thresholds)
 
-        return paste_detections(maps, maps.shape, thresholds)
+        def forward(tiles: torch.Tensor):
+            return self.network.detect_iter(tiles.float(), th["score_thresh"], th["nms_thresh"])
+
+        return (yield from detect_plane_iter(self, x, thresholds, run, batch_size=batch, forward=forward))
+
+    def raw_thresholds(self, thresholds: dict[str, float], grid: dict[str, list[float]]) -> dict[str, float]:
+        """Detections depend on ``nms_thresh`` and ``score_thresh``: tuning detects once per
+        ``nms_thresh`` at the lowest ``score_thresh`` it tries and only filters for the others."""
+        low = min([float(thresholds["score_thresh"]), *map(float, grid.get("score_thresh", []))])
+        return {"nms_thresh": float(thresholds["nms_thresh"]), "score_thresh": low}
+
+    def postprocess_iter(
+        self, maps: Detections, thresholds: dict[str, float], shape: tuple[int, int] | None = None
+    ) -> Generator[Step, None, Prediction]:
+        """Paste a plane's detections (see :func:`~seglab.models.detections.paste_detections_iter`)."""
+        return (yield from paste_detections_iter(maps, maps.shape, thresholds))
 
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """The label patch itself; boxes and masks are made per batch in :meth:`training_loss`."""

@@ -18,7 +18,9 @@ one image-sized array per object) and the training losses.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Callable, Generator
 from typing import Any
 
 import torch
@@ -33,6 +35,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead  # noqa: E402
 from torchvision.models.detection.image_list import ImageList  # noqa: E402
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor  # noqa: E402
+from torchvision.models.detection.roi_heads import maskrcnn_inference  # noqa: E402
+from torchvision.models.detection.rpn import concat_box_prediction_layers  # noqa: E402
 from torchvision.models.detection.transform import GeneralizedRCNNTransform  # noqa: E402
 from torchvision.ops import FeaturePyramidNetwork  # noqa: E402
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool  # noqa: E402
@@ -162,6 +166,15 @@ def _full_precision(device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
+def _only(boxes: list[torch.Tensor], k: int, part: slice) -> list[torch.Tensor]:
+    """Per-image box lists holding only ``boxes[k][part]`` (the others empty), as RoI pooling takes them."""
+    return [b[part] if j == k else b[:0] for j, b in enumerate(boxes)]
+
+
+#: regions per step of the box and mask heads in :meth:`MaskRCNNNet.detect_iter`
+ROI_CHUNK = 512
+
+
 class MaskRCNNNet(nn.Module):
     """seglab's view of a torchvision Mask R-CNN: detections per tile, or training losses."""
 
@@ -227,23 +240,85 @@ class MaskRCNNNet(nn.Module):
     def detect(self, x: torch.Tensor, score_thresh: float, nms_thresh: float) -> list[dict[str, torch.Tensor]]:
         """Detections on ``(B, C, H, W)``: boxes (x0, y0, x1, y1) in pixels, scores, labels,
         and mask probabilities ``(N, M, M)`` over each box (not pasted into the image)."""
+        gen = self.detect_iter(x, score_thresh, nms_thresh)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def detect_iter(
+        self, x: torch.Tensor, score_thresh: float, nms_thresh: float,
+        context: Callable[[], Any] = contextlib.nullcontext, chunk: int = ROI_CHUNK,
+    ) -> Generator[None, None, list[dict[str, torch.Tensor]]]:
+        """:meth:`detect` in stages, yielding between them (backbone levels, FPN, RPN head,
+        proposals, and the box and mask heads by ``chunk`` regions), each stage run inside
+        ``context()`` (e.g. inference mode and autocast; nothing is held across a yield), so
+        that a tile's detection can be cancelled within a fraction of its time. Regions are
+        independent in the heads, so the result equals torchvision's ``roi_heads``."""
         m = self.maskrcnn
         m.roi_heads.score_thresh = float(score_thresh)
         m.roi_heads.nms_thresh = float(nms_thresh)
-        images, _ = self._images(x)
-        features = m.backbone(images.tensors)
-        with _full_precision(x.device):
+        b, rpn, rh = m.backbone, m.rpn, m.roi_heads
+        with context():
+            images, _ = self._images(x)
+            h = b.stem(images.tensors)
+        levels: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for i, stage in enumerate(b.stages):
+            yield
+            with context():
+                h = stage(h)
+            levels[str(i)] = h
+        del h
+        yield
+        with context():
+            features = b.fpn(levels)
+        del levels
+        yield
+        sizes = images.image_sizes
+        with context(), _full_precision(x.device):
             features = OrderedDict((k, v.float()) for k, v in features.items())
-            proposals, _ = m.rpn(images, features)
-            detections, _ = m.roi_heads(features, proposals, images.image_sizes)
+            flist = list(features.values())
+            objectness, deltas = rpn.head(flist)
+        yield
+        with context(), _full_precision(x.device):
+            anchors = rpn.anchor_generator(images, flist)
+            per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
+            objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+            proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+            proposals, _ = rpn.filter_proposals(proposals, objectness, sizes, per_level)
+        del objectness, deltas, anchors
+        logits, regression = [], []
+        for k, props in enumerate(proposals):
+            for i in range(0, len(props), chunk):
+                yield
+                with context(), _full_precision(x.device):
+                    f = rh.box_roi_pool(features, _only(proposals, k, slice(i, i + chunk)), sizes)
+                    c, r = rh.box_predictor(rh.box_head(f))
+                logits.append(c)
+                regression.append(r)
+        yield
+        with context(), _full_precision(x.device):
+            n_cls = rh.box_predictor.cls_score.out_features
+            c = torch.cat(logits) if logits else torch.zeros((0, n_cls), device=x.device)
+            r = torch.cat(regression) if regression else torch.zeros((0, 4 * n_cls), device=x.device)
+            boxes, scores, labels = rh.postprocess_detections(c, r, proposals, sizes)
+        del logits, regression, proposals
+        mask_logits = []
+        for k, bx in enumerate(boxes):
+            for i in range(0, len(bx), chunk):
+                yield
+                with context(), _full_precision(x.device):
+                    f = rh.mask_roi_pool(features, _only(boxes, k, slice(i, i + chunk)), sizes)
+                    mask_logits.append(rh.mask_predictor(rh.mask_head(f)))
+        with context(), _full_precision(x.device):
+            if mask_logits:
+                probs = maskrcnn_inference(torch.cat(mask_logits), labels)
+            else:
+                probs = [torch.zeros((len(bx), 1, 28, 28), device=x.device) for bx in boxes]
         out = []
-        for d in detections:
-            out.append({
-                "boxes": d["boxes"].float(),
-                "scores": d["scores"].float(),
-                "labels": d["labels"],
-                "masks": d["masks"][:, 0].float(),
-            })
+        for bx, sc, lb, pr in zip(boxes, scores, labels, probs):
+            out.append({"boxes": bx.float(), "scores": sc.float(), "labels": lb, "masks": pr[:, 0].float()})
         return out
 
     def losses(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -8,6 +8,9 @@ label image take well under a second (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import numba
 import numpy as np
 from scipy import ndimage as ndi
@@ -223,13 +226,10 @@ def _lens_area(dy, dx, r1, r2):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nms(coords, areas, bbox, cell, thresh, centres, inner):
-    n = coords.shape[0]
-    suppressed = np.zeros(n, dtype=np.bool_)
-    keep = np.zeros(n, dtype=np.bool_)
-    if n == 0:
-        return keep
-    # bucket candidates by the cell holding their bounding-box centre
+def _nms_buckets(bbox, cell):
+    """Candidates bucketed by the grid cell holding their bounding-box centre: (order, starts,
+    y0, x0, gh, gw, half), ``half`` the largest half box size."""
+    n = bbox.shape[0]
     cy = (0.5 * (bbox[:, 0] + bbox[:, 2]) // cell).astype(np.int64)
     cx = (0.5 * (bbox[:, 1] + bbox[:, 3]) // cell).astype(np.int64)
     y0, x0 = cy.min(), cx.min()
@@ -244,7 +244,15 @@ def _nms(coords, areas, bbox, cell, thresh, centres, inner):
     half = 0.0
     for i in range(n):
         half = max(half, 0.5 * max(bbox[i, 2] - bbox[i, 0], bbox[i, 3] - bbox[i, 1]))
-    for i in range(n):
+    return order, starts, y0, x0, gh, gw, half
+
+
+@numba.njit(cache=True, nogil=True)
+def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, order, starts, y0, x0, gh, gw, half,
+               suppressed, keep, i0, i1):
+    """Greedy suppression by candidates ``i0 .. i1 - 1`` (best first), updating ``suppressed``
+    and ``keep``; calls over consecutive ranges equal one call over all candidates."""
+    for i in range(i0, i1):
         if suppressed[i]:
             continue
         keep[i] = True
@@ -279,7 +287,10 @@ def _nms(coords, areas, bbox, cell, thresh, centres, inner):
                         continue
                     if intersection_area(coords[i], coords[j]) > thresh * small:
                         suppressed[j] = True
-    return keep
+
+
+#: candidates (NMS) or polygons (rendering) per compiled call between two progress steps
+CHUNK = 2048
 
 
 def polygon_nms(
@@ -289,6 +300,17 @@ def polygon_nms(
     points: np.ndarray | None = None,
     dists: np.ndarray | None = None,
 ) -> np.ndarray:
+    """:func:`polygon_nms_iter` run to the end."""
+    return _run(polygon_nms_iter(coords, scores, thresh, points, dists))
+
+
+def polygon_nms_iter(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    thresh: float,
+    points: np.ndarray | None = None,
+    dists: np.ndarray | None = None,
+) -> Generator[tuple[int, int], None, np.ndarray]:
     """Indices of the polygons kept by greedy non-maximum suppression, best score first.
 
     A polygon is suppressed when its overlap with a kept, higher-scoring polygon —
@@ -296,14 +318,21 @@ def polygon_nms(
     decision is the exact polygon overlap; two bounds only save work: the bounding boxes'
     overlap (too small: keep without computing) and, for star-convex polygons given with
     their centres ``points`` and radial ``dists``, the overlap of the discs they contain
-    (large enough: suppress without computing).
+    (large enough: suppress without computing). Yields ``(done, total)`` candidates every
+    :data:`CHUNK`, so that it can be cancelled.
     """
     coords = np.asarray(coords, dtype=np.float64)
     if len(coords) == 0:
         return np.zeros(0, dtype=np.int64)
+    n = len(coords)
+    yield (0, n)
     order = np.argsort(-np.asarray(scores), kind="stable")
     c = np.ascontiguousarray(coords[order])
-    bbox = np.concatenate([c.min(axis=1), c.max(axis=1)], axis=1)
+    yield (0, n)
+    ys, xs = c[..., 0], c[..., 1]
+    bbox = np.stack([ys.min(axis=1), xs.min(axis=1), ys.max(axis=1), xs.max(axis=1)], axis=1)
+    del ys, xs
+    yield (0, n)
     size = float(np.median(np.maximum(bbox[:, 2] - bbox[:, 0], bbox[:, 3] - bbox[:, 1])))
     if points is not None and dists is not None:
         centres = np.ascontiguousarray(np.asarray(points, dtype=np.float64)[order])
@@ -311,15 +340,35 @@ def polygon_nms(
         inner = np.asarray(dists, dtype=np.float64)[order].min(axis=1) * np.cos(np.pi / coords.shape[1])
     else:
         centres, inner = np.zeros((len(c), 2)), np.zeros(len(c))
-    keep = _nms(c, polygon_areas(c), bbox, max(size, 4.0), float(thresh), centres, np.ascontiguousarray(inner))
+    inner = np.ascontiguousarray(inner)
+    cell = max(size, 4.0)
+    yield (0, n)
+    areas = polygon_areas(c)
+    yield (0, n)
+    buckets = _nms_buckets(bbox, cell)
+    yield (0, n)
+    suppressed = np.zeros(n, dtype=np.bool_)
+    keep = np.zeros(n, dtype=np.bool_)
+    for i0 in range(0, n, CHUNK):
+        _nms_range(c, areas, bbox, cell, float(thresh), centres, inner, *buckets, suppressed, keep, i0,
+                   min(i0 + CHUNK, n))
+        yield (min(i0 + CHUNK, n), n)
     return order[keep]
 
 
+def _run(gen: Generator[Any, None, Any]) -> Any:
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
 @numba.njit(cache=True, nogil=True)
-def _render(coords, h, w):
-    labels = np.zeros((h, w), dtype=np.int32)
+def _render_range(labels, coords, i0, i1):
+    h, w = labels.shape
     xs = np.empty(coords.shape[1])
-    for i in range(coords.shape[0]):
+    for i in range(i0, i1):
         poly = coords[i]
         n = poly.shape[0]
         r0 = max(int(np.ceil(poly[:, 0].min())), 0)
@@ -339,14 +388,24 @@ def _render(coords, h, w):
                 for c in range(c0, c1 + 1):
                     if labels[r, c] == 0:
                         labels[r, c] = i + 1
-    return labels
 
 
 def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`render_polygons_iter` run to the end."""
+    return _run(render_polygons_iter(coords, shape))
+
+
+def render_polygons_iter(coords: np.ndarray, shape: tuple[int, int]) -> Generator[tuple[int, int], None, np.ndarray]:
     """Paint polygons ``(N, n, 2)`` (best first) into labels ``1..N``: a pixel belongs to
     the first polygon that holds its centre, so the better polygon wins overlaps.
-    Polygons left without pixels keep no pixel of their id."""
+    Polygons left without pixels keep no pixel of their id. Yields ``(done, total)``
+    polygons every :data:`CHUNK`."""
+    labels = np.zeros(tuple(int(v) for v in shape), dtype=np.int32)
     if len(coords) == 0:
-        return np.zeros(tuple(int(v) for v in shape), dtype=np.int32)
+        return labels
     coords = np.ascontiguousarray(coords, dtype=np.float64)
-    return _render(coords, int(shape[0]), int(shape[1]))
+    n = len(coords)
+    for i0 in range(0, n, CHUNK):
+        _render_range(labels, coords, i0, min(i0 + CHUNK, n))
+        yield (min(i0 + CHUNK, n), n)
+    return labels

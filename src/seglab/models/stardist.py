@@ -14,6 +14,7 @@ tiled and untiled results agree.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import ClassVar
 
 import numpy as np
@@ -21,16 +22,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seglab.models.base import ModelConfig, Prediction, SegmentationModel
+from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.star_geometry import (
     fill_label_holes,
     polygon_coords,
-    polygon_nms,
+    polygon_nms_iter,
     radial_distances,
-    render_polygons,
+    render_polygons_iter,
 )
 from seglab.models.targets import normalized_distance
-from seglab.models.unet_net import BatchNormFolding, UNet
+from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
 from seglab.objects import object_table
 
 
@@ -55,17 +56,34 @@ def build_star_network(config: ModelConfig) -> UNet:
     return net
 
 
+#: candidates whose polygons are computed between two progress steps
+COORD_CHUNK = 65536
+
+
+def _scaled(gen: Generator[Step, None, np.ndarray], part: int) -> Generator[Step, None, np.ndarray]:
+    """A sub-step's ``(done, total)`` as thousandths of part ``part`` of two."""
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield (part * 1000 + (1000 * done // total if total else 1000), 2000)
+
+
 class StarDistModel(BatchNormFolding, SegmentationModel):
     """Star-convex polygons from probability + radial distance maps."""
 
     family: ClassVar[str] = "stardist"
     architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "n_rays", "grid", "head_width"})
-    output_kind: ClassVar[str] = "dense"
     shape_type: ClassVar[str | None] = "polygon"
-    default_thresholds: ClassVar[dict[str, float]] = {"prob_thresh": 0.5, "nms_thresh": 0.4}
-    threshold_grid: ClassVar[dict[str, list[float]]] = {
-        "prob_thresh": [0.3, 0.4, 0.5, 0.6, 0.7],
-        "nms_thresh": [0.2, 0.3, 0.4, 0.5],
+    threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
+        "prob_thresh": ThresholdSpec(
+            0.5, 0.0, 1.0, 0.05, "object probability a candidate centre needs: raise it to drop doubtful "
+            "objects, lower it to find faint ones", (0.3, 0.4, 0.5, 0.6, 0.7)),
+        "nms_thresh": ThresholdSpec(
+            0.4, 0.0, 1.0, 0.05, "overlap (of the smaller polygon) above which the weaker of two polygons "
+            "is dropped: lower it if objects are doubled, raise it if touching objects go missing",
+            (0.2, 0.3, 0.4, 0.5)),
     }
     #: extra label context around each training patch, so that radial distances of objects
     #: cut by the patch border are measured on the whole object
@@ -85,6 +103,17 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
 
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:
         out = self._inference_network()(batch).float()
+        return self._activate(out)
+
+    def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, torch.Tensor]:
+        net = self._inference_network()
+        if not isinstance(net, UNet):  # another network (tests): one step
+            return self.forward_tiles(batch)
+        features = yield from features_iter(net, batch)
+        return self._activate(net.head(features).float())
+
+    @staticmethod
+    def _activate(out: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:].clamp_min(0.0)], dim=1)
 
     def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,17 +124,25 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         points = np.stack([ys * g, xs * g], axis=1).astype(np.float64)
         return points, prob[ys, xs], np.maximum(dist[:, ys, xs].T, 0.5)
 
-    def postprocess(
+    def postprocess_iter(
         self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
-    ) -> Prediction:
+    ) -> Generator[Step, None, Prediction]:
+        """Candidates, polygon NMS, painting; yields ``(done, total)`` per chunk of candidates
+        and of polygons (two halves of the steps)."""
         g = self.output_stride
         if shape is None:
             shape = (maps.shape[1] * g, maps.shape[2] * g)
         points, scores, dists = self.candidates(maps, thresholds["prob_thresh"])
-        coords = polygon_coords(points, dists)
-        keep = polygon_nms(coords, scores, thresholds["nms_thresh"], points, dists)
+        yield (0, 2000)
+        coords = np.empty((len(points), dists.shape[1], 2), dtype=np.float64)
+        for i in range(0, len(points), COORD_CHUNK):
+            coords[i : i + COORD_CHUNK] = polygon_coords(points[i : i + COORD_CHUNK], dists[i : i + COORD_CHUNK])
+            yield (0, 2000)
+        nms = polygon_nms_iter(coords, scores, thresholds["nms_thresh"], points, dists)
+        keep = yield from _scaled(nms, 0)
+        del points, dists
         coords, scores = coords[keep], scores[keep]
-        labels = render_polygons(coords, shape)
+        labels = yield from _scaled(render_polygons_iter(coords, shape), 1)
         # drop objects painted over entirely, relabel 1..n in score order
         present = np.zeros(len(keep) + 1, dtype=bool)
         present[np.unique(labels)] = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -143,3 +145,21 @@ class BatchNormFolding:
             self._fused = fold_batchnorm(net)
             self._fused_key = key
         return self._fused
+
+
+def features_iter(net: UNet, x: torch.Tensor) -> Generator[None, None, torch.Tensor]:
+    """``net.features(x)`` level by level, yielding after each encoder and decoder level (so
+    that a run over large tiles can be cancelled between levels)."""
+    skips = []
+    for i, enc in enumerate(net.encoders):
+        if i > 0:
+            x = F.max_pool2d(x, 2)
+        x = enc(x)
+        skips.append(x)
+        yield
+    skips.pop()
+    for red, dec in zip(net.reducers, net.decoders):
+        x = F.interpolate(red(x), scale_factor=2, mode="nearest")
+        x = dec(torch.cat([skips.pop(), x], dim=1))
+        yield
+    return x

@@ -230,8 +230,17 @@ class SegmentWidget(ScrollableContainer):
             show_error(f"seglab: {e}")
             return
         for key, val in values.items():
-            self.thresholds.append(FloatSpinBox(name=key, label=key, value=float(val), min=0.0,
-                                                max=1e6 if "area" in key else 1.0, step=0.05))
+            spec = family.threshold_specs.get(key)
+            if spec is None:  # a config threshold the family does not declare: shown, not range-checked
+                field = FloatSpinBox(name=key, label=key, value=float(val), min=-1e9, max=1e9, step=0.05)
+            else:
+                # the spin box's range is the family's; a finite stand-in for an open end
+                low, high = max(spec.low, -1e9), min(spec.high, 1e9)
+                decimals = max(2, len(f"{spec.step:g}".partition(".")[2]))
+                field = FloatSpinBox(name=key, label=key, value=min(max(float(val), low), high), min=low, max=high,
+                                     step=spec.step, tooltip=f"{spec.help} (range {spec.low:g} to {spec.high:g})")
+                field.native.setDecimals(decimals)
+            self.thresholds.append(field)
 
     def threshold_values(self) -> dict[str, float]:
         return {w.name: float(w.value) for w in self.thresholds}

@@ -4,7 +4,12 @@
 starts (each problem is a :class:`~seglab.errors.SeglabError` with a specific message);
 :func:`finetune_iter` trains the plan's model, re-tunes its thresholds and saves it
 atomically, yielding :class:`FinetuneEvent` progress. Setting the ``stop`` event ends
-training early and still saves the best weights so far.
+training (and threshold tuning) early and still saves the best weights so far.
+
+A time budget covers the whole run up to the saved model: the start model is scored,
+the cost of threshold tuning is measured on a few of the tuning images and reserved
+out of the budget (at most :data:`TUNE_SHARE` of it; with less, fewer replay crops and a
+random part of the grid are tried), and tuning stops at the budget's end.
 
 Nothing here depends on the family: targets, loss and the threshold search grid come
 from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
@@ -12,6 +17,8 @@ from the model (:meth:`make_targets`, :meth:`loss`, ``threshold_grid``).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import os
 import re
@@ -27,8 +34,9 @@ import numpy as np
 import torch
 
 from seglab.errors import SeglabError
-from seglab.evaluation import AnnotatedImage, ap50, tune_thresholds
-from seglab.inference.engine import run_to_end
+from seglab.evaluation import AnnotatedImage, ap50, grid_points, raw_output_iter, tune_thresholds_iter
+from seglab.inference.device import resolve_device
+from seglab.inference.engine import TileRun, place_network, run_to_end
 from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -41,6 +49,14 @@ from seglab.training.replay import load_replay_set
 DEFAULT_TIME_BUDGET = 120.0
 #: a time budget below this cannot be honoured (one step, tuning and saving take longer)
 MIN_TIME_BUDGET = 1.0
+#: most of a time budget that threshold tuning may take (the rest trains)
+TUNE_SHARE = 0.25
+#: seconds kept for saving the model at the end of a time budget (at most 5 % of it)
+SAVE_SECONDS = 1.0
+#: tuning images (and as many replay crops) timed to estimate the tuning's cost ...
+PROBE_ITEMS = 2
+#: ... for at most this share of the time budget (at least one image)
+PROBE_SHARE = 0.1
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 Box = tuple[float, float, float, float]  # (y0, x0, y1, x1) in pixels of the image, end exclusive
@@ -131,12 +147,15 @@ class FinetunePlan:
 
 @dataclass
 class FinetuneEvent:
-    """Progress: ``stage`` is ``baseline``, ``train``, ``tune`` or ``save``; ``train`` holds the loop's event."""
+    """Progress: ``stage`` is ``baseline``, ``train``, ``tune`` or ``save``; ``train`` holds the loop's
+    event; ``tune`` events count ``done`` of ``total`` tuning steps (``fraction`` is the stage's)."""
 
     stage: str
     fraction: float
     train: TrainEvent | None = None
     val_score: float | None = None
+    done: int = 0
+    total: int = 0
 
 
 @dataclass
@@ -396,22 +415,174 @@ def _describe(a: Annotation, labels: np.ndarray, valid: np.ndarray | None, n: in
 
 
 # ---- run ----------------------------------------------------------------
+@dataclass
+class TuningPlan:
+    """What tuning will try within the budget: the images, the replay crops kept and the
+    seconds reserved for it (``skip``: tuning would not fit; the thresholds stay)."""
+
+    items: list[AnnotatedImage]
+    keep: list[AnnotatedImage]
+    reserve: float
+    skip: bool = False
+    estimate: float = 0.0
+
+
+@dataclass
+class TuningCost:
+    """Measured cost of tuning's two kinds of work, per pixel and per image (estimates take the
+    larger of the two, so both size-bound and per-image costs such as Mask R-CNN's heads count)."""
+
+    raw_per_px: float
+    post_per_px: float
+    raw_per_item: float
+    post_per_item: float
+    #: the network sees each image with this context on every side (raw cost per pixel counts it)
+    context: int = 0
+
+    def of(self, items: Sequence[AnnotatedImage], n_raw: int, n_points: int) -> float:
+        px, n = _pixels(items), len(items)
+        raw = max(self.raw_per_px * _pixels(items, self.context), self.raw_per_item * n)
+        post = max(self.post_per_px * px, self.post_per_item * n)
+        return n_raw * raw + n_points * post
+
+
+def _pixels(items: Sequence[AnnotatedImage], context: int = 0) -> int:
+    """Pixels of the images, each grown by ``context`` on every side."""
+    return sum((it.labels.shape[0] + 2 * context) * (it.labels.shape[1] + 2 * context) for it in items)
+
+
+def _spread(items: Sequence[AnnotatedImage], k: int) -> list[AnnotatedImage]:
+    """``k`` of ``items``, evenly spaced (all when ``k`` is not smaller)."""
+    if k >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
+
+
+def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], device: str,
+                  stop: threading.Event | None, limit: float) -> Generator[FinetuneEvent, None, TuningCost | None]:
+    """Time the raw output and one postprocessing on ``items`` with the current thresholds,
+    stopping after ``limit`` seconds (at least one item); ``None`` when stopped."""
+    th = model.thresholds()
+    dev = resolve_device(device)
+    place_network(model, dev)
+    run = TileRun(dev)
+    raw_s = post_s = 0.0
+    done: list[AnnotatedImage] = []
+    if items:  # untimed warm-up on a small crop (first-call costs such as batch-norm folding)
+        small = items[0].crop(slice(0, 64), slice(0, 64))
+        warm = yield from _probe_events(raw_output_iter(model, small, th, run), stop)
+        if warm is _STOPPED:
+            return None
+        run_to_end(model.postprocess_iter(warm, th, small.labels.shape))
+    t0 = time.perf_counter()
+    for it in items:
+        if done and time.perf_counter() - t0 > limit:
+            break
+        t = time.perf_counter()
+        raw = yield from _probe_events(raw_output_iter(model, it, th, run), stop)
+        if raw is _STOPPED:
+            return None
+        raw_s += time.perf_counter() - t
+        t = time.perf_counter()
+        run_to_end(model.postprocess_iter(raw, th, it.labels.shape))
+        post_s += time.perf_counter() - t
+        done.append(it)
+        yield FinetuneEvent("baseline", 0.0)
+    context = int(model.config.tile_context)
+    return TuningCost(raw_s / max(_pixels(done, context), 1), post_s / max(_pixels(done), 1),
+                      raw_s / len(done), post_s / len(done), context)
+
+
+_STOPPED = object()
+
+
+def _probe_events(gen: Generator[Any, None, Any], stop: threading.Event | None
+                  ) -> Generator[FinetuneEvent, None, Any]:
+    """Drive an engine generator, yielding ``baseline`` events; its result, or ``_STOPPED``."""
+    try:
+        while True:
+            try:
+                next(gen)
+            except StopIteration as s:
+                return s.value
+            yield FinetuneEvent("baseline", 0.0)
+            if stop is not None and stop.is_set():
+                return _STOPPED
+    finally:
+        gen.close()
+
+
+def plan_tuning(model: SegmentationModel, items: list[AnnotatedImage], keep: list[AnnotatedImage],
+                cost: TuningCost, budget: float) -> TuningPlan:
+    """Seconds to reserve for tuning out of ``budget`` and the replay crops to tune on.
+
+    The full search costs ``n_raw`` raw outputs and ``n_points`` postprocessings of every
+    image (``n_raw``: distinct raw outputs the grid needs). When that exceeds
+    :data:`TUNE_SHARE` of the budget, the reserve is that share and replay crops are
+    dropped (evenly, keeping at least four) until the raw outputs take at most half of it;
+    the search then tries a random part of the grid until its deadline. When even the
+    current thresholds' score (one raw output and postprocessing of the images kept) does
+    not fit in the share, tuning is skipped.
+    """
+    grid = type(model).threshold_grid
+    points = grid_points(model.thresholds(), grid)
+    n_raw = len({tuple(sorted(model.raw_thresholds(p, grid).items())) for p in points})
+    cap = TUNE_SHARE * budget
+    full = cost.of(items + keep, n_raw, len(points))
+    if full * 1.2 <= cap:
+        return TuningPlan(items, list(keep), full * 1.2, estimate=full)
+    k = len(keep)
+    while k > min(4, len(keep)) and cost.of(items + _spread(keep, k), n_raw, 0) > cap / 2:
+        k = max(min(4, len(keep)), k * 3 // 4)
+    kept = _spread(keep, k)
+    first = cost.of(items + kept, 1, 1)
+    if first > cap:
+        return TuningPlan(items, kept, 0.0, skip=True, estimate=first)
+    return TuningPlan(items, kept, cap, estimate=full)
+
+
 def finetune_iter(
     plan: FinetunePlan, stop: threading.Event | None = None
 ) -> Generator[FinetuneEvent, None, FinetuneResult]:
-    """Train, re-tune thresholds, save. ``stop.set()`` ends training early; the best weights are saved."""
+    """Train, re-tune thresholds, save. ``stop.set()`` ends training (or tuning) early; the best
+    weights (and the thresholds they had) are saved.
+
+    With a time budget, the whole run up to the saved model fits in it: scoring the start
+    model, measuring what tuning costs, training (what is left after the tuning, the last
+    validation and the save are reserved), tuning (ends at the budget with the best point so
+    far) and saving.
+    """
     model, dev, val = plan.model, plan.settings.device, plan.validation
     t0 = time.perf_counter()
+    budget = plan.settings.time_budget
     before = None
+    val_seconds = 0.0
     if val and not plan.from_scratch:
         yield FinetuneEvent("baseline", 0.0)
         before = ap50(model, val, device=dev)
+        val_seconds = time.perf_counter() - t0
         yield FinetuneEvent("baseline", 0.0, val_score=before)
     start_state = clone_state(model)
     if stop is not None and stop.is_set():  # cancelled before training began: nothing to save
         return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
+    tune_on = list(val or plan.tune_items)
+    keep = [] if val else list(plan.replay_items)
+    grid = type(model).threshold_grid
+    tuning: TuningPlan | None = TuningPlan(tune_on, keep, 0.0) if grid and tune_on else None
+    train_settings = plan.train
+    if budget is not None:
+        if tuning is not None:
+            probe = [x for pair in itertools.zip_longest(_spread(tune_on, PROBE_ITEMS), _spread(keep, PROBE_ITEMS))
+                     for x in pair if x is not None]
+            cost = yield from _probe_tuning(model, probe, dev, stop, PROBE_SHARE * budget)
+            if cost is None:  # stopped while measuring: nothing trained, nothing to save
+                return FinetuneResult(None, model, 0, time.perf_counter() - t0, True)
+            tuning = plan_tuning(model, tune_on, keep, cost, budget)
+        reserve = (tuning.reserve if tuning else 0.0) + val_seconds + min(SAVE_SECONDS, 0.05 * budget)
+        left = budget - (time.perf_counter() - t0) - reserve
+        train_settings = dataclasses.replace(plan.train, time_budget=max(left, 0.01))
     validate = (lambda m: ap50(m, val, device=dev)) if val else None
-    gen = train_iter(model, plan.sampler, plan.train, device=dev, validate=validate, report_every=1)
+    gen = train_iter(model, plan.sampler, train_settings, device=dev, validate=validate, report_every=1)
     last: TrainEvent | None = None
     best_val, history, stopped = None, [], False
     try:
@@ -429,35 +600,67 @@ def finetune_iter(
     finally:
         gen.close()  # restores the best weights seen so far
     steps = 0 if last is None else last.step
-    seconds = time.perf_counter() - t0
+    train_seconds = time.perf_counter() - t0
     scores: dict[str, Any] = {}
     if val:
         scores = {"validation_images": [v.name for v in val], "ap50_before": before, "ap50_best_checkpoint": best_val}
         if before is not None and best_val is not None and best_val < before:
             model.network.load_state_dict(start_state)  # training never beat the start model on validation
             scores["kept_start_weights"] = True
-    yield FinetuneEvent("tune", 1.0)
-    tune_on = val or plan.tune_items
-    grid = type(model).threshold_grid
-    if grid and tune_on:
-        keep = [] if val else plan.replay_items
-        best_th, tuned, _ = tune_thresholds(model, tune_on, grid, device=dev, keep=keep)
-        model.config.thresholds = best_th
-        scores["ap50_tuned_thresholds"] = tuned
-        scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
-                                         + (", AP@0.5 on the replay crops kept within 0.01" if keep else ""))
+    if tuning is not None and tuning.skip:
+        scores["tuning"] = {"skipped": f"scoring the current thresholds alone would take about "
+                                       f"{tuning.estimate:.0f} s, more than {TUNE_SHARE:.0%} of the time budget"}
+        yield FinetuneEvent("tune", 1.0, done=1, total=1)
+    elif tuning is not None:
+        deadline = None if budget is None else t0 + budget - min(SAVE_SECONDS, 0.05 * budget)
+        tuned = yield from _tune(model, tuning, dev, deadline, stop, scores)
+        if tuned is not None:
+            model.config.thresholds = tuned
+            scores["thresholds_tuned_on"] = ("validation images" if val else "training images (regions)"
+                                             + (", AP@0.5 on the replay crops kept within 0.01" if tuning.keep else ""))
+    else:
+        yield FinetuneEvent("tune", 1.0)
     yield FinetuneEvent("save", 1.0)
     cfg = model.config
     parent = plan.provenance["parent"]
     names = ", ".join(p["image"] for p in plan.provenance["pairs"])
     cfg.description = (f"{'trained from scratch' if parent is None else 'fine-tuned from ' + parent['name']} "
                        f"on {len(plan.provenance['pairs'])} image(s): {names}")
-    cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1), "stopped_early": stopped,
+    seconds = time.perf_counter() - t0
+    cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1),
+                    "training_seconds": round(train_seconds, 1), "stopped_early": stopped,
                     "device": str(dev), "torch": torch.__version__,
                     "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cfg.scores = scores
     path = save_model(model, plan.out, overwrite=plan.overwrite)
-    return FinetuneResult(path, model, steps, seconds, stopped, scores, history)
+    return FinetuneResult(path, model, steps, time.perf_counter() - t0, stopped or bool(scores.get("tuning_stopped")),
+                          scores, history)
+
+
+def _tune(model: SegmentationModel, tuning: TuningPlan, device: str, deadline: float | None,
+          stop: threading.Event | None, scores: dict[str, Any]) -> Generator[FinetuneEvent, None, dict | None]:
+    """Tune thresholds per ``tuning`` until ``deadline``, yielding ``tune`` events; records what it
+    did in ``scores``. Returns the best thresholds, or ``None`` when stopped (keep the current ones)."""
+    gen = tune_thresholds_iter(model, tuning.items, type(model).threshold_grid, device=device, keep=tuning.keep,
+                               deadline=deadline)
+    try:
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as s:
+                best, ap, trials = s.value
+                break
+            yield FinetuneEvent("tune", ev.done / ev.total if ev.total else 1.0, done=ev.done, total=ev.total)
+            if stop is not None and stop.is_set():
+                scores["tuning_stopped"] = True
+                return None
+    finally:
+        gen.close()
+    scores["ap50_tuned_thresholds"] = ap
+    scores["tuning"] = {"points_tried": len(trials), "points": len(grid_points(model.thresholds(),
+                                                                               type(model).threshold_grid)),
+                        "replay_crops": len(tuning.keep), "reserved_seconds": round(tuning.reserve, 1)}
+    return best
 
 
 def finetune(plan: FinetunePlan) -> FinetuneResult:

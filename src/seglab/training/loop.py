@@ -127,6 +127,13 @@ def train_iter(
             f = max(f, (time.perf_counter() - t0) / settings.time_budget)
         return min(f, 1.0)
 
+    def next_step_overruns() -> bool:
+        """Whether one more step (at the mean pace so far) would end past the time budget."""
+        if not settings.time_budget or step == 0:
+            return False
+        elapsed = time.perf_counter() - t0
+        return elapsed + elapsed / step > settings.time_budget
+
     def run_validation() -> float | None:
         nonlocal best_state, best_score, best_step
         if validate is None:
@@ -142,7 +149,7 @@ def train_iter(
 
     try:
         _train_mode(net, settings.freeze_norm_stats)
-        while fraction() < 1.0 or step < settings.min_steps:
+        while (fraction() < 1.0 and not next_step_overruns()) or step < settings.min_steps:
             f = fraction() if step >= settings.min_steps else min(fraction(), step / settings.min_steps)
             warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
             lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * f))

@@ -1,11 +1,12 @@
-"""Instance (detection) outputs: keep per tile, merge over a plane, paste into labels.
+"""Detections (Mask R-CNN's plane path): keep per tile, merge over a plane, paste into labels.
 
-Families with ``output_kind == "instances"`` (Mask R-CNN) return, per tile, boxes,
-scores, classes and fixed-size mask probabilities over each box. The engine keeps a
-detection only in the tile whose core holds its box centre (the cores partition the
-plane, so nothing is duplicated and, with a tile context larger than the largest
-object, nothing is cut), moves it to plane coordinates, and the family pastes the
-plane's detections into a label image with :func:`paste_detections`.
+A detection family (Mask R-CNN) returns, per tile, boxes, scores, classes and
+fixed-size mask probabilities over each box. :func:`detect_plane_iter` (the family's
+``raw_output_iter``) keeps a detection only in the tile whose core holds its box centre
+(the cores partition the plane, so nothing is duplicated and, with a tile context larger
+than the largest object, nothing is cut), moves it to plane coordinates and suppresses
+duplicates across tile borders; :func:`paste_detections_iter` (its ``postprocess_iter``)
+pastes the plane's detections into a label image.
 
 Coordinates: a box ``(x0, y0, x1, y1)`` has pixel ``k`` spanning ``[k, k + 1)``, so
 an object covering columns 10..29 has ``x0 = 10, x1 = 30``. A mask of ``M x M``
@@ -16,13 +17,29 @@ in coordinates where pixel ``k`` sits at ``k``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from seglab.models.base import Prediction
+from seglab.triton_guard import guard_triton
+
+guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
+
+from torchvision.ops import batched_nms  # noqa: E402
+
+from seglab.models.base import Prediction, Step
 from seglab.objects import object_table
+
+if TYPE_CHECKING:
+    from seglab.inference.engine import ProgressEvent, Tile, TileRun
+    from seglab.models.base import SegmentationModel
+
+#: seconds between two progress steps of the paste (a cancel waits at most about this long)
+STEP_SECONDS = 0.1
 
 
 @dataclass
@@ -109,6 +126,36 @@ def suppress_duplicates(dets: Detections, iou: float) -> Detections:
     return dets.select(np.sort(keep))
 
 
+def detect_plane_iter(
+    model: SegmentationModel, x: np.ndarray, thresholds: dict[str, float], run: TileRun,
+    batch_size: int | None = None, forward: Callable[[Any], Any] | None = None,
+) -> Generator[ProgressEvent, None, Detections]:
+    """Detections of a normalised ``(C, H, W)`` plane, tile by tile.
+
+    ``model.forward_tiles(batch, thresholds=...)`` gives one detection set per tile (a
+    :class:`Detections` or a dict as :meth:`Detections.from_torch` takes); each tile keeps
+    the detections whose box centre lies in its core (so every object is found in exactly
+    one tile, whole when the tile context exceeds the largest object), moved to plane
+    coordinates; duplicates across tile borders are then suppressed at ``nms_thresh``.
+    ``forward(batch)`` replaces ``forward_tiles`` (e.g. a generator over the network's stages,
+    see :meth:`~seglab.inference.engine.TileRun.tile_outputs`).
+    """
+    h, w = x.shape[-2:]
+    n_tiles = 0
+
+    def keep(tile: Tile, d: Any) -> Detections:
+        nonlocal n_tiles
+        n_tiles += 1
+        dets = d if isinstance(d, Detections) else Detections.from_torch(d, tile.shape)
+        return keep_in_core(dets, tile.core_y, tile.core_x, tile.origin, tile.plane_shape)
+
+    if forward is None:
+        forward = lambda b: model.forward_tiles(b, thresholds=thresholds)  # noqa: E731
+    parts = yield from run.tile_outputs(model, x, forward, keep, batch_size=batch_size)
+    merged = Detections.concat(parts, (h, w))
+    return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if n_tiles > 1 else merged
+
+
 def _axis_weights(lo: float, hi: float, start: int, stop: int, m: int) -> np.ndarray:
     """Bilinear weights ``(stop - start, m)`` from ``m`` mask cells over ``[lo, hi)`` to pixels."""
     k = np.arange(start, stop, dtype=np.float64)
@@ -139,7 +186,19 @@ def mask_in_box(dets: Detections, i: int, shape: tuple[int, int], mask_thresh: f
 
 
 def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
-    """Labels, table and box shapes of a plane's detections.
+    """:func:`paste_detections_iter` run to the end."""
+    gen = paste_detections_iter(dets, shape, thresholds)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def paste_detections_iter(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]
+                          ) -> Generator[Step, None, Prediction]:
+    """Labels, table and box shapes of a plane's detections, yielding ``(done, total)`` about
+    every :data:`STEP_SECONDS`.
 
     Detections below ``score_thresh`` are dropped; masks are thresholded at
     ``mask_thresh`` and pasted at full resolution in order of decreasing score, so
@@ -154,9 +213,15 @@ def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[
     min_area = max(float(thresholds.get("min_area", 1.0)), 1.0)
     order = np.argsort(-dets.scores, kind="stable")
     kept: list[int] = []
-    for i in order:
+    total = int(np.count_nonzero(dets.scores >= score_thresh))
+    yield (0, total)
+    last = time.perf_counter()
+    for n, i in enumerate(order):
         if dets.scores[i] < score_thresh:
             break
+        if time.perf_counter() - last > STEP_SECONDS:
+            yield (n, total)
+            last = time.perf_counter()
         placed = mask_in_box(dets, int(i), (h, w), mask_thresh)
         if placed is None:
             continue

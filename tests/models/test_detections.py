@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from seglab.inference.instances import Detections, keep_in_core, paste_detections, suppress_duplicates
+from seglab.models.detections import Detections, keep_in_core, paste_detections, suppress_duplicates
 
 TH = {"score_thresh": 0.5, "mask_thresh": 0.5, "nms_thresh": 0.5, "min_area": 1.0}
 
