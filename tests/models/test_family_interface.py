@@ -17,7 +17,7 @@ from tests_helpers import blob_image
 
 @pytest.fixture
 def flows(monkeypatch):
-    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, FlowsModel)
+    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, "flows_helpers:FlowsModel")  # its registry line
     from seglab.models.storage import new_model
 
     return new_model("test-flows", "flows", tile_context=8)

@@ -22,7 +22,7 @@ def test_threshold_fields_follow_the_family_specs(make_napari_viewer, monkeypatc
     from seglab.models import families
     from seglab.models.storage import new_model, save_model
 
-    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, FlowsModel)
+    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, "flows_helpers:FlowsModel")  # its registry line
     folder = save_model(new_model("test-flows", "flows", tile_context=8), tmp_path / "flows")
     monkeypatch.setattr(widget._registry, "resolve", lambda name: folder)
     widget._rebuild_thresholds()
