@@ -32,11 +32,22 @@ def _finite(value: str, what: str) -> float:
     return number
 
 
+def _number(text: str) -> float:
+    """Any float; a threshold's range (finite, within the family's limits) is the model's to check."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs a number, got {text!r}") from None
+
+
 def _parse_threshold(text: str) -> tuple[str, float]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, value = text.split("=", 1)
-    return name.strip(), _finite(value, f"threshold {name.strip()!r}")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold {name.strip()!r} needs a number, got {value!r}") from None
 
 
 def _finite_float(text: str) -> float:
@@ -55,7 +66,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
     p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels for large images (default 1024)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per batch (default 4)")
-    p.add_argument("--prob-thresh", type=_finite_float, default=None, help="object probability threshold (overrides the model's)")
+    p.add_argument("--prob-thresh", type=_number, default=None, help="object probability threshold (overrides the model's)")
     p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",
                    help="override any model threshold, e.g. -t seed_thresh=0.4 (repeatable)")
     p.add_argument("--no-amp", action="store_true", help="full precision (no bfloat16/float16 autocast)")
