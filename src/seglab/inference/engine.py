@@ -19,6 +19,7 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device
+from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.instances import Detections, keep_in_core, suppress_duplicates
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import TileGrid, make_grid, pad_plane
@@ -58,6 +59,10 @@ class Segmentation:
     table: dict[str, np.ndarray]
     thresholds: dict[str, float] = field(default_factory=dict)
     extras: list[dict[str, Any]] = field(default_factory=list)
+    #: object diameter (original pixels) the run assumed (given or estimated; None: unknown)
+    diameter: float | None = None
+    #: factor each plane was rescaled by before the model (1.0: not rescaled)
+    scale_factor: float = 1.0
 
     @property
     def n_objects(self) -> int:
@@ -220,8 +225,13 @@ def segment_iter(
     device: str | torch.device | None = "auto",
     amp: bool = True,
     thresholds: dict[str, float] | None = None,
+    diameter: float | str | None = "auto",
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
+
+    ``diameter`` (pixels; ``"auto"``: estimated once per stack; None: no rescaling) rescales each
+    plane so that objects arrive at the model's ``object_diameter``; results come back on the
+    original pixel grid (:mod:`seglab.inference.diameter`).
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
@@ -245,12 +255,15 @@ def segment_iter(
     extras: list[dict[str, Any]] = []
     offset = 0
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
+    run = dict(tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp)
+    size = yield from choose_scale_iter(model, diameter, lambda i: model_input(
+        image[indices[i]], model.config.input_channels, model.config.normalization, channel_axis, channels),
+        len(indices), th, **run)
     for p, idx in enumerate(indices):
         plane = image[idx]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels)
-        pred: Prediction = yield from _plane_prediction_iter(
-            model, x, th, p, n_planes, tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp,
-        )
+        pred: Prediction = size.reusable.pop(p, None) or (
+            yield from scaled_plane_iter(model, x, th, size.factor, p, n_planes, **run))
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset
@@ -263,7 +276,8 @@ def segment_iter(
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
     out_dtype = np.int32 if offset < 2**31 - 1 else np.int64
-    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras)
+    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras,
+                        diameter=size.diameter, scale_factor=size.factor)
 
 
 def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:

@@ -1,0 +1,333 @@
+"""Object size: measuring it on labels, choosing the rescale factor, and estimating it with the model.
+
+A model's ``config.object_diameter`` is the median equivalent diameter (``2 sqrt(area / pi)``,
+pixels) of the objects it was trained on. Segmenting with ``diameter=D`` rescales each plane
+by ``object_diameter / D`` so that objects arrive at the model's size; ``diameter="auto"``
+estimates ``D`` first (:func:`estimate_diameter_iter`).
+
+The estimate is a fixed point found with the model itself: segment a probe of the image at a
+scale, measure the objects, rescale so that they would arrive at the model's size, and
+repeat until the objects found already have it. The size measured is robust to the model's
+failure at the wrong scale: objects too large for the model come out cut into fragments of
+about the model's own size, which would look like a fixed point. The fragments of one object
+still cover it together, so the size is measured on the foreground of the prediction (the
+union of all objects): each connected piece of foreground gives the diameter of the largest
+disc inside it, and the median over pieces, times a constant measured on nuclei
+(:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter. Touching objects that merge
+into one piece of foreground do not enlarge it much (the largest disc inside two touching
+nuclei is one nucleus), so where the objects found are small the per-object median is used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from seglab.errors import SeglabError
+from seglab.inference.rescale import resize_image, restore_prediction, scale_detections, scaled_shape
+from seglab.models.base import Prediction, SegmentationModel
+
+AUTO = "auto"
+#: rescale factors within this band around 1 are not applied: the built-ins are trained with
+#: scale augmentation over 0.7x-1.4x, so objects within 10 % of the model's size are in the
+#: middle of what it saw, and resampling would only cost time and a little sharpness
+NO_RESCALE_BAND = (0.9, 1.1)
+#: ratio of the median equivalent diameter to the median diameter of the largest inscribed
+#: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
+INSCRIBED_TO_EQUIVALENT = 1.27
+
+
+def equivalent_diameters(labels: np.ndarray, exclude_border: bool = False) -> np.ndarray:
+    """Equivalent diameter ``2 sqrt(area / pi)`` of every object of a 2D label image.
+
+    ``exclude_border`` leaves out objects touching the image border (cut, so smaller).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0)
+    flat = labels.ravel().astype(np.int64)
+    counts = np.bincount(flat)
+    if exclude_border and labels.ndim == 2:
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        counts[border] = 0
+    counts[0] = 0
+    area = counts[counts > 0].astype(np.float64)
+    return 2.0 * np.sqrt(area / math.pi)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The median of ``values`` where each counts ``weights`` times."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no values")
+    if weights is None:
+        return float(np.median(values))
+    order = np.argsort(values)
+    cum = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
+    return float(values[order][np.searchsorted(cum, cum[-1] / 2.0)])
+
+
+def median_diameter(label_images: Iterable[np.ndarray], weights: Sequence[float] | None = None,
+                    per_pixel: bool = False) -> float | None:
+    """Median equivalent diameter (pixels) of the objects of a labels collection (None without objects).
+
+    ``weights`` gives each image's weight; with ``per_pixel`` an object's weight is its image's
+    weight divided by the image's area, which is how often a patch sampler that picks images by
+    weight and positions uniformly shows it to the network (the size the network saw).
+    """
+    values, w = [], []
+    for i, lab in enumerate(label_images):
+        lab = np.asarray(lab)
+        d = equivalent_diameters(lab)
+        weight = 1.0 if weights is None else float(weights[i])
+        if per_pixel:
+            weight /= max(lab.size, 1)
+        values.append(d)
+        w.append(np.full(d.size, weight))
+    if not values or sum(v.size for v in values) == 0:
+        return None
+    return weighted_median(np.concatenate(values), np.concatenate(w))
+
+
+def inscribed_diameters(labels: np.ndarray, exclude_border: bool = True) -> np.ndarray:
+    """Diameter of the largest disc inside each connected piece of foreground (``labels > 0``).
+
+    Adjacent objects join into one piece, so an object cut into fragments counts whole.
+    """
+    fg = np.asarray(labels) > 0
+    if not fg.any():
+        return np.zeros(0)
+    pieces, n = ndi.label(fg)
+    dist = ndi.distance_transform_edt(np.pad(fg, 1, mode="edge" if not exclude_border else "constant"))[1:-1, 1:-1]
+    radius = ndi.maximum(dist, pieces, index=np.arange(1, n + 1))
+    radius = np.asarray(radius, dtype=np.float64)
+    if exclude_border:
+        border = np.unique(np.concatenate([pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]]))
+        keep = np.ones(n + 1, dtype=bool)
+        keep[border] = False
+        radius = radius[keep[1:]]
+    # a disc of diameter d has its largest inner distance at d / 2 (pixel centres: + 0.5)
+    return 2.0 * np.maximum(radius - 0.5, 0.5)
+
+
+def parse_diameter(value: object) -> float | str | None:
+    """``"auto"``, ``None`` (also ``"none"``/``"off"``/``0``: no rescaling) or a positive number of pixels."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text in ("none", "off", "no", ""):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise SeglabError(f"diameter must be 'auto', 'none' or a number of pixels, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SeglabError(f"diameter must be 'auto', None or a number of pixels, got {value!r}")
+    value = float(value)
+    if value == 0:
+        return None
+    if not (value > 0 and math.isfinite(value)):
+        raise SeglabError(f"diameter must be a positive number of pixels, got {value:g}")
+    return value
+
+
+def scale_factor(model_diameter: float | None, diameter: float | None,
+                 band: tuple[float, float] = NO_RESCALE_BAND) -> float:
+    """The factor that brings objects of ``diameter`` to ``model_diameter``; 1 within ``band`` or when unknown."""
+    if not model_diameter or not diameter:
+        return 1.0
+    f = float(model_diameter) / float(diameter)
+    return 1.0 if band[0] <= f <= band[1] else f
+
+
+# ---- running the model at a scale ---------------------------------------------------------------
+def scaled_plane_iter(
+    model: SegmentationModel, x: np.ndarray, th: dict[str, float], factor: float, p: int = 0, n_planes: int = 1,
+    **run: Any,
+) -> Generator[Any, None, Prediction]:
+    """One normalised ``(C, H, W)`` plane segmented at ``factor`` and returned on its own pixel grid.
+
+    Dense families are post-processed at the model's scale and their labels, table and outlines
+    brought back (:func:`~seglab.inference.rescale.restore_prediction`); instance families' boxes
+    are scaled and their masks pasted at full resolution.
+    """
+    from seglab.inference.engine import ProgressEvent, _plane_prediction_iter, detect_plane_iter
+
+    shape = tuple(x.shape[-2:])
+    if factor == 1.0:
+        return (yield from _plane_prediction_iter(model, x, th, p, n_planes, **run))
+    small = resize_image(x, scaled_shape(shape, factor))
+    if model.output_kind == "instances":
+        dets = yield from detect_plane_iter(model, small, th, plane=p, n_planes=n_planes, **run)
+        sy, sx = small.shape[1] / shape[0], small.shape[2] / shape[1]
+        yield ProgressEvent("postprocess", 0, 1, p, n_planes)
+        return model.postprocess(scale_detections(dets, sy, sx, shape), th, shape=shape)
+    pred = yield from _plane_prediction_iter(model, small, th, p, n_planes, **run)
+    return restore_prediction(pred, shape)
+
+
+# ---- the estimate -----------------------------------------------------------------------------
+#: side (pixels at the probe's scale) of the window of each plane the estimate segments
+PROBE_SIZE = 256
+#: most probe passes before the estimate gives its best guess
+MAX_PASSES = 5
+#: foreground measure over per-object median above which objects are taken to be cut into fragments
+#: (on correct segmentations of nuclei the two agree: their median ratio is 1 by construction of
+#: :data:`INSCRIBED_TO_EQUIVALENT`, and 1.27 for isolated round objects)
+SPLIT_RATIO = 1.4
+#: fewest objects (not touching the probe's border) a measurement needs
+MIN_OBJECTS = 3
+
+
+@dataclass
+class DiameterEstimate:
+    """What ``diameter="auto"`` found: the diameter (original pixels; None when too few objects
+    were found, then nothing is rescaled), the factor it implies, and each probe pass."""
+
+    diameter: float | None
+    factor: float
+    passes: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    #: predictions of whole planes made at ``factor`` during the estimate, by plane index
+    reusable: dict[int, Prediction] = field(default_factory=dict, repr=False)
+
+
+def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE) -> tuple[slice, slice]:
+    """The window of a plane (original pixels) whose rescaled version is at most ``size`` square:
+    the whole plane when it fits, else the candidate (3 x 3 positions) with the most structure."""
+    h, w = x.shape[-2:]
+    wh, ww = min(h, max(8, int(math.ceil(size / factor)))), min(w, max(8, int(math.ceil(size / factor))))
+    if (wh, ww) == (h, w):
+        return slice(0, h), slice(0, w)
+    best, best_score = (0, 0), -1.0
+    grey = x.mean(axis=0)
+    for y0 in np.linspace(0, h - wh, 3).astype(int):
+        for x0 in np.linspace(0, w - ww, 3).astype(int):
+            win = grey[y0:y0 + wh:4, x0:x0 + ww:4]
+            score = float(win.std())
+            if score > best_score:
+                best, best_score = (int(y0), int(x0)), score
+    return slice(best[0], best[0] + wh), slice(best[1], best[1] + ww)
+
+
+def measure(labels: np.ndarray) -> tuple[float | None, int]:
+    """Object size (pixels of ``labels``) robust to over-splitting, and the objects it rests on.
+
+    The per-object median equivalent diameter, unless the foreground measure (see the module
+    docstring) exceeds it by more than :data:`SPLIT_RATIO`, the mark of objects cut into fragments;
+    objects and pieces touching the border are left out.
+    """
+    eq = equivalent_diameters(labels, exclude_border=True)
+    ins = inscribed_diameters(labels, exclude_border=True)
+    n = int(max(eq.size, ins.size))
+    if n < MIN_OBJECTS:
+        return None, n
+    d_obj = float(np.median(eq)) if eq.size >= MIN_OBJECTS else None
+    d_fg = INSCRIBED_TO_EQUIVALENT * float(np.median(ins)) if ins.size >= MIN_OBJECTS else None
+    if d_obj is None:
+        return d_fg, n
+    if d_fg is not None and d_fg > SPLIT_RATIO * d_obj:
+        return d_fg, n
+    return d_obj, n
+
+
+def estimate_diameter_iter(
+    model: SegmentationModel, planes: Sequence[np.ndarray], th: dict[str, float],
+    band: tuple[float, float] = NO_RESCALE_BAND, **run: Any,
+) -> Generator[Any, None, DiameterEstimate]:
+    """Estimate the objects' diameter on normalised ``(C, H, W)`` planes (a few of a stack).
+
+    A fixed point: segment a probe window of every plane at factor ``f`` (start 1), measure the
+    objects (:func:`measure`, in original pixels ``D``), set ``f = object_diameter / D``, and stop
+    when the objects found already had the model's size (the new ``f`` within ``band`` of the
+    last) or after :data:`MAX_PASSES`. With no object found it probes coarser (0.25), then finer
+    (2); with none at all it gives up (no rescaling).
+    """
+    t0 = time.perf_counter()
+    target = model.config.object_diameter
+    if not target:
+        return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
+    f = 1.0
+    passes: list[dict[str, float]] = []
+    fallback = [0.25, 2.0]
+    last: tuple[float, float] | None = None  # (diameter, factor it was measured at)
+    for _ in range(MAX_PASSES):
+        whole: dict[int, Prediction] = {}
+        found, n_obj = [], 0
+        for i, x in enumerate(planes):
+            rows, cols = probe_window(x, f)
+            win = x[:, rows, cols]
+            pred = yield from _as_estimate(scaled_plane_iter(model, win, th, f, **run), len(passes))
+            if win.shape[-2:] == x.shape[-2:]:
+                whole[i] = pred
+            size, n = measure(pred.labels)
+            n_obj += n
+            if size is not None:
+                found.append(size)
+        if not found:
+            passes.append({"factor": f, "objects": n_obj, "diameter": float("nan")})
+            if last is not None or not fallback:
+                break
+            f = fallback.pop(0)
+            continue
+        d = float(np.median(found))
+        passes.append({"factor": f, "objects": n_obj, "diameter": d})
+        last = (d, f)
+        f_new = float(target) / d
+        if band[0] <= f_new / f <= band[1]:  # the objects already arrive at the model's size
+            factor = 1.0 if band[0] <= f <= band[1] else f
+            reusable = whole if factor == f else {}
+            return DiameterEstimate(d, factor, passes, time.perf_counter() - t0, reusable)
+        f = f_new
+    seconds = time.perf_counter() - t0
+    if last is None:
+        return DiameterEstimate(None, 1.0, passes, seconds)
+    return DiameterEstimate(last[0], scale_factor(target, last[0], band), passes, seconds)
+
+
+def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:
+    """Re-yield a probe pass's progress as stage ``estimate`` (pass ``k``), so bars do not jump back."""
+    from seglab.inference.engine import ProgressEvent
+
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        within = ev.done / ev.total if ev.total else 1.0
+        yield ProgressEvent("estimate", min(k, MAX_PASSES - 1) * 100 + int(within * 100), MAX_PASSES * 100)
+
+
+def sample_planes(n_planes: int, k: int = 3) -> list[int]:
+    """Indices of up to ``k`` planes spread evenly over a stack of ``n_planes``."""
+    return sorted({int(round(v)) for v in np.linspace(0, n_planes - 1, min(k, n_planes))})
+
+
+def choose_scale_iter(
+    model: SegmentationModel, diameter: float | str | None, plane_input: Callable[[int], np.ndarray],
+    n_planes: int, th: dict[str, float], **run: Any,
+) -> Generator[Any, None, DiameterEstimate]:
+    """The rescale factor of a run: none (``diameter=None`` or a model without ``object_diameter``),
+    from a given diameter, or estimated once for the whole stack on a few planes (``"auto"``).
+
+    ``plane_input(i)`` gives plane ``i`` normalised as the model takes it.
+    """
+    diameter = parse_diameter(diameter)
+    target = model.config.object_diameter
+    if diameter is None or not target:
+        return DiameterEstimate(diameter if isinstance(diameter, float) else None, 1.0)
+    if isinstance(diameter, float):
+        return DiameterEstimate(diameter, scale_factor(target, diameter))
+    picks = sample_planes(n_planes)
+    est = yield from estimate_diameter_iter(model, [plane_input(i) for i in picks], th, **run)
+    est.reusable = {picks[i]: pred for i, pred in est.reusable.items()}
+    return est
