@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from seglab.datasets import load_split
 from seglab.evaluation import AnnotatedImage
@@ -94,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the no-rescale runs of MODEL at factors >= F")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--json", default=None, help="write results here (rewritten after every cell)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared, oversubscribed machine two threads spin "
+                        "against other jobs and every network call costs seconds)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     skip = {s.split(":")[0]: float(s.split(":")[1]) for s in args.skip_none}
     items = load_split(Path(args.data), "val")[: args.limit]
     out = {"dataset": "DSB2018 val", "n_images": len(items), "factors": args.factors, "cpu": cpu_model(),
-           "threads": os.cpu_count(), "note": "machine shared with other jobs; times under load",
+           "cpu_count": os.cpu_count(), "torch_threads": args.threads, "note": "machine shared with other jobs; times under load",
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
     for name in args.models:
         model = get_model(name)

@@ -38,6 +38,20 @@ AUTO = "auto"
 #: scale augmentation over 0.7x-1.4x, so objects within 10 % of the model's size are in the
 #: middle of what it saw, and resampling would only cost time and a little sharpness
 NO_RESCALE_BAND = (0.9, 1.1)
+#: ``"auto"`` leaves images alone while the estimated diameter is within these multiples of the
+#: model's: the scale augmentation of training (0.7x-1.4x) makes the model tolerate them, the
+#: estimate errs by 10-20 %, and on DSB2018 ``val`` rescaling every image to exactly the model's
+#: size scored no better than leaving them alone (measured while designing this, docs/benchmarks.md)
+AUTO_TOLERANCE = (0.7, 1.4)
+#: a first pass at factor 1 whose objects are within these multiples of the model's size ends the
+#: estimate (objects too large come out as fragments of 1.5-3x the model's size, so they go on)
+SURE_AT_ONE = (0.6, 1.5)
+#: the fixed point is reached when the next factor is within this ratio of one already tried
+SETTLE_BAND = (0.85, 1.18)
+#: a fixed point whose objects are at least this fraction of the model's size is checked at half scale
+CHECK_BELOW = 0.75
+#: at half scale, objects this much larger (in original pixels) than at the fixed point mean fragments
+CHECK_RATIO = 1.5
 #: ratio of the median equivalent diameter to the median diameter of the largest inscribed
 #: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
 INSCRIBED_TO_EQUIVALENT = 1.27
@@ -179,7 +193,7 @@ def scaled_plane_iter(
 #: side (pixels at the probe's scale) of the window of each plane the estimate segments
 PROBE_SIZE = 256
 #: most probe passes before the estimate gives its best guess
-MAX_PASSES = 5
+MAX_PASSES = 8
 #: foreground measure over per-object median above which objects are taken to be cut into fragments
 #: (on correct segmentations of nuclei the two agree: their median ratio is 1 by construction of
 #: :data:`INSCRIBED_TO_EQUIVALENT`, and 1.27 for isolated round objects)
@@ -240,58 +254,110 @@ def measure(labels: np.ndarray) -> tuple[float | None, int]:
     return d_obj, n
 
 
+def auto_factor(model_diameter: float | None, diameter: float | None,
+                tolerance: tuple[float, float] = AUTO_TOLERANCE) -> float:
+    """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
+    times the model's size, else the factor that brings objects to the model's size."""
+    if not model_diameter or not diameter:
+        return 1.0
+    ratio = float(diameter) / float(model_diameter)
+    if tolerance[0] <= ratio <= tolerance[1]:
+        return 1.0
+    return 1.0 / ratio
+
+
 def estimate_diameter_iter(
-    model: SegmentationModel, planes: Sequence[np.ndarray], th: dict[str, float],
-    band: tuple[float, float] = NO_RESCALE_BAND, **run: Any,
+    model: SegmentationModel, planes: Sequence[np.ndarray], th: dict[str, float], **run: Any,
 ) -> Generator[Any, None, DiameterEstimate]:
     """Estimate the objects' diameter on normalised ``(C, H, W)`` planes (a few of a stack).
 
     A fixed point: segment a probe window of every plane at factor ``f`` (start 1), measure the
     objects (:func:`measure`, in original pixels ``D``), set ``f = object_diameter / D``, and stop
-    when the objects found already had the model's size (the new ``f`` within ``band`` of the
-    last) or after :data:`MAX_PASSES`. With no object found it probes coarser (0.25), then finer
-    (2); with none at all it gives up (no rescaling).
+    when the objects found already had the model's size; the first pass also stops when its objects are within :data:`SURE_AT_ONE` of the
+    model's size (a new ``f`` within :data:`SETTLE_BAND` of one already tried also settles it, so
+    that it does not oscillate). A fixed point at the first pass is then checked at half scale: objects the model cut into
+    fragments of its own size come out much larger there (fragments of fewer pieces, or whole),
+    true objects the same (:data:`CHECK_RATIO`); a failed check goes on from the half scale.
+    With no object found it probes coarser (0.25), then finer (2); with none at all it gives up
+    (no rescaling). The factor applied is :func:`auto_factor`'s; whole planes segmented at that
+    factor during the estimate are reused. At most :data:`MAX_PASSES` passes.
     """
     t0 = time.perf_counter()
     target = model.config.object_diameter
     if not target:
         return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
-    f = 1.0
     passes: list[dict[str, float]] = []
-    fallback = [0.25, 2.0]
-    last: tuple[float, float] | None = None  # (diameter, factor it was measured at)
-    for _ in range(MAX_PASSES):
-        whole: dict[int, Prediction] = {}
+    whole: dict[float, dict[int, Prediction]] = {}
+
+    def probe(f: float, side: float) -> Generator[Any, None, tuple[float | None, int]]:
         found, n_obj = [], 0
         for i, x in enumerate(planes):
-            rows, cols = probe_window(x, f)
+            rows, cols = probe_window(x, f, int(side))
             win = x[:, rows, cols]
-            pred = yield from _as_estimate(scaled_plane_iter(model, win, th, f, **run), len(passes))
-            if win.shape[-2:] == x.shape[-2:]:
-                whole[i] = pred
-            size, n = measure(pred.labels)
+            if f == 1.0:  # the run itself may reuse a whole plane's prediction
+                pred = yield from _as_estimate(scaled_plane_iter(model, win, th, f, **run), len(passes))
+                if win.shape[-2:] == x.shape[-2:]:
+                    whole.setdefault(f, {})[i] = pred
+                size, n = measure(pred.labels)
+            else:
+                labels = yield from _as_estimate(_probe_labels(model, win, th, f, **run), len(passes))
+                size, n = measure(labels)
+                size = None if size is None else size / f
             n_obj += n
             if size is not None:
                 found.append(size)
-        if not found:
-            passes.append({"factor": f, "objects": n_obj, "diameter": float("nan")})
+        d = float(np.median(found)) if found else None
+        passes.append({"factor": f, "objects": n_obj, "diameter": float("nan") if d is None else d})
+        return d, n_obj
+
+    f, last = 1.0, None
+    fallback = [0.25, 2.0]
+    while len(passes) < MAX_PASSES:
+        side = PROBE_SIZE if not passes else min(
+            PROBE_SIZE, max(96.0, 0.5 * math.sqrt(planes[0].shape[-1] * planes[0].shape[-2]) * f))
+        d, _ = yield from probe(f, side)
+        if d is None:
             if last is not None or not fallback:
                 break
             f = fallback.pop(0)
             continue
-        d = float(np.median(found))
-        passes.append({"factor": f, "objects": n_obj, "diameter": d})
-        last = (d, f)
+        last = d
         f_new = float(target) / d
-        if band[0] <= f_new / f <= band[1]:  # the objects already arrive at the model's size
-            factor = 1.0 if band[0] <= f <= band[1] else f
-            reusable = whole if factor == f else {}
-            return DiameterEstimate(d, factor, passes, time.perf_counter() - t0, reusable)
-        f = f_new
+        first = len(passes) == 1 and f == 1.0
+        tried = [p["factor"] for p in passes]
+        settled = any(SETTLE_BAND[0] <= f_new / g <= SETTLE_BAND[1] for g in tried) or (
+            first and SURE_AT_ONE[0] <= d / target <= SURE_AT_ONE[1])
+        if not settled:
+            f = f_new
+            continue
+        if not first or d * f < CHECK_BELOW * target or len(passes) >= MAX_PASSES:
+            # only a fixed point at the start can be the model's fragments (reached from finer
+            # scales, a coarser one already saw the objects smaller); objects smaller than the
+            # model's size are not fragments of larger ones
+            break
+        d_half, _ = yield from probe(f / 2, PROBE_SIZE)
+        if d_half is None or d_half <= CHECK_RATIO * d:
+            break
+        last = d_half  # fragments: go on from the half scale
+        f = float(target) / d_half
     seconds = time.perf_counter() - t0
     if last is None:
         return DiameterEstimate(None, 1.0, passes, seconds)
-    return DiameterEstimate(last[0], scale_factor(target, last[0], band), passes, seconds)
+    factor = auto_factor(target, last)
+    reuse = whole.get(factor, {})
+    if len(reuse) != len(planes):
+        reuse = {}
+    return DiameterEstimate(last, factor, passes, seconds, reuse)
+
+
+def _probe_labels(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
+                  **run: Any) -> Generator[Any, None, np.ndarray]:
+    """Labels of a window rescaled by ``f``, at that scale (measured there: nothing to restore)."""
+    from seglab.inference.engine import _plane_prediction_iter
+
+    small = resize_image(win, scaled_shape(win.shape[-2:], f))
+    pred = yield from _plane_prediction_iter(model, small, th, 0, 1, **run)
+    return pred.labels
 
 
 def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:
@@ -330,4 +396,32 @@ def choose_scale_iter(
     picks = sample_planes(n_planes)
     est = yield from estimate_diameter_iter(model, [plane_input(i) for i in picks], th, **run)
     est.reusable = {picks[i]: pred for i, pred in est.reusable.items()}
+    return est
+
+
+def estimate_image_iter(
+    model: SegmentationModel, image: np.ndarray, *, channel_axis: int | None = None,
+    channels: Sequence[int] | None = None, tile_size: int = 1024, batch_size: int = 4,
+    device: Any = "auto", amp: bool = True, thresholds: dict[str, float] | None = None,
+) -> Generator[Any, None, DiameterEstimate]:
+    """``diameter="auto"``'s estimate for an image or stack, without segmenting it (the widget's
+    *Estimate* button); arguments as for :func:`~seglab.inference.engine.segment_iter`."""
+    import itertools
+
+    from seglab.inference.device import resolve_device
+    from seglab.inference.engine import _plane_axes, check_image
+    from seglab.inference.normalize import model_input
+
+    image = np.asarray(image)
+    check_image(image, channel_axis)
+    image, channel_axis = _plane_axes(image, channel_axis)
+    spatial = image.shape if channel_axis is None else image.shape[:-1]
+    indices = list(itertools.product(*[range(s) for s in spatial[:-2]]))
+    dev = resolve_device(device)
+    model.network.to(dev)
+    est = yield from choose_scale_iter(
+        model, AUTO, lambda i: model_input(image[indices[i]], model.config.input_channels,
+                                           model.config.normalization, channel_axis, channels),
+        len(indices), model.thresholds(thresholds), tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp)
+    est.reusable = {}
     return est

@@ -20,6 +20,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from seglab.errors import SeglabError
+from seglab.inference.diameter import parse_diameter
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
@@ -50,6 +51,25 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
     return model.config.name, result
 
 
+def _run_estimate(model_ref: str, data: Any, kwargs: dict):
+    """Worker body of the *Estimate* button: the objects' diameter, as ``diameter="auto"`` finds it."""
+    from seglab.inference.diameter import estimate_image_iter
+
+    try:
+        model = ModelRegistry().load(model_ref)
+        est = yield from estimate_image_iter(model, np.asarray(data), **kwargs)
+    except SeglabError as e:
+        return UserInputProblem(str(e))
+    return model.config.object_diameter, est
+
+
+def describe_size(diameter: float | None, factor: float) -> str:
+    """'diameter 42.0 px (rescaled x0.39)' for the label under the Diameter field."""
+    if diameter is None:
+        return "diameter: unknown (not rescaled)"
+    return f"diameter {diameter:.1f} px" + (f" (rescaled x{factor:.3g})" if factor != 1.0 else " (not rescaled)")
+
+
 def parse_channels(text: str) -> list[int] | None:
     """'0, 2' -> [0, 2]; '' -> None."""
     text = text.strip()
@@ -75,6 +95,11 @@ class SegmentWidget(Container):
         self.outlines_layer = None
         self.image = create_widget(annotation="napari.layers.Image", label="Image")
         self.model = ComboBox(label="Model", choices=self._model_choices, value=self._registry.default_name())
+        self.diameter = LineEdit(label="Diameter", value="auto",
+                                 tooltip="object diameter in pixels: the image is rescaled so objects arrive at "
+                                         "the model's size; 'auto' estimates it, 'none' turns rescaling off")
+        self.estimate_button = PushButton(text="Estimate")
+        self.diameter_used = Label(value="")
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
         self.channels = LineEdit(label="Channels", value="", tooltip="channels to use, e.g. '0' or '0,1' (multichannel only)")
@@ -88,10 +113,12 @@ class SegmentWidget(Container):
         self.status = Label(value="")
         self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg))
-        self.extend([self.image, self.model, self.channel_axis, self.channels, self.tile_size, self.device,
+        self.extend([self.image, self.model, self.diameter, self.estimate_button, self.diameter_used, self.channel_axis, self.channels, self.tile_size, self.device,
                      self.thresholds, self.outlines, self.run_button, self.cancel_button, self.status])
         self.model.changed.connect(self._rebuild_thresholds)
         self.run_button.changed.connect(self.start)
+        self.estimate_button.changed.connect(self.estimate)
+        self._estimate_worker = None
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
@@ -166,6 +193,7 @@ class SegmentWidget(Container):
                 tile_size=int(self.tile_size.value),
                 device=self.device.value,
                 thresholds=self.threshold_values(),
+                diameter=parse_diameter(self.diameter.value),
             )
             spatial = data.ndim - (0 if ca is None else 1)
             if spatial < 2 or spatial > 4:
@@ -180,6 +208,54 @@ class SegmentWidget(Container):
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
                                returned=self._on_done)
+
+    def estimate(self, *_: Any):
+        """Estimate the objects' diameter of the chosen layer in a worker; fills the Diameter field."""
+        from napari.qt.threading import create_worker
+
+        layer = self.image.value
+        if self._estimate_worker is not None:
+            return None
+        try:
+            if layer is None:
+                raise SeglabError("choose an image layer first")
+            if not self.model.value:
+                raise SeglabError("no model available")
+            data = image_array(layer)
+            user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
+            ca = channel_axis_of(layer, data.ndim, user_axis)
+            kwargs = dict(channel_axis=ca, channels=parse_channels(self.channels.value),
+                          tile_size=int(self.tile_size.value), device=self.device.value,
+                          thresholds=self.threshold_values())
+        except SeglabError as e:
+            show_error(f"seglab: {e}")
+            return None
+
+        def done(value: Any) -> None:
+            if isinstance(value, UserInputProblem):
+                show_error(f"seglab: {value}")
+                return
+            model_diameter, est = value
+            if model_diameter is None:
+                self.diameter_used.value = "this model records no object size: not rescaled"
+            elif est.diameter is None:
+                self.diameter_used.value = "too few objects found to estimate a diameter"
+            else:
+                self.diameter.value = f"{est.diameter:.1f}"
+                self.diameter_used.value = f"estimated {describe_size(est.diameter, est.factor)}"
+
+        def finished() -> None:
+            self._estimate_worker = None
+            self.estimate_button.enabled = True
+
+        worker = create_worker(_run_estimate, self.model.value, data, kwargs, _start_thread=False,
+                               _connect={"returned": done, "finished": finished,
+                                         "errored": lambda e: show_error(f"seglab: estimate failed: {e}")})
+        self._estimate_worker = worker
+        self.estimate_button.enabled = False
+        self.diameter_used.value = "estimating…"
+        worker.start()
+        return worker
 
     def cancel(self, *_: Any) -> None:
         self._job.cancel()
@@ -211,6 +287,7 @@ class SegmentWidget(Container):
         if self.outlines.value and self.outlines.enabled:
             self.outlines_layer = self._put_outlines(result, src.name, model_name, target)
         self.status.value = f"{result.n_objects} objects ({model_name})"
+        self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
 
     def _put_outlines(self, result: Any, source: str, model_name: str, labels_layer: Any) -> Any:
