@@ -255,6 +255,24 @@ def measure(labels: np.ndarray) -> tuple[float | None, int]:
     return d_obj, n
 
 
+def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
+    """Multiples of the model's ``object_diameter`` that ``"auto"`` leaves alone.
+
+    :data:`AUTO_TOLERANCE`, widened at the top to the 90th percentile of the sizes the model was
+    trained on when its config records them (``training["object_diameter_range"]``: 10th and 90th
+    percentile, pixels): a model trained on nuclei of 8-31 px handles 30 px nuclei as they are.
+    """
+    lo, hi = AUTO_TOLERANCE
+    target = model.config.object_diameter
+    seen = model.config.training.get("object_diameter_range") if isinstance(model.config.training, dict) else None
+    if target and isinstance(seen, (list, tuple)) and len(seen) == 2:
+        try:
+            hi = max(hi, float(seen[1]) / float(target))
+        except (TypeError, ValueError):
+            pass
+    return lo, hi
+
+
 def auto_factor(model_diameter: float | None, diameter: float | None,
                 tolerance: tuple[float, float] = AUTO_TOLERANCE) -> float:
     """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
@@ -345,7 +363,7 @@ def estimate_diameter_iter(
     seconds = time.perf_counter() - t0
     if last is None:
         return DiameterEstimate(None, 1.0, passes, seconds)
-    factor = auto_factor(target, last)
+    factor = auto_factor(target, last, tolerated_range(model))
     reuse = whole.get(factor, {})
     if len(reuse) != len(planes):
         reuse = {}

@@ -369,6 +369,8 @@ def prepare(
         "frozen_levels": frozen,
         "user_object_diameter": None if user_diameter is None else round(user_diameter, 2),
         "rescaled_by": factor,
+        # the sizes the start model saw, still those it sees (pairs are rescaled to them)
+        "object_diameter_range": model.config.training.get("object_diameter_range") if parent is not None else None,
     }
     return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
                         parent is None, replay_items)
