@@ -85,6 +85,30 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
             "scale_factors": [round(float(v), 4) for v in factors]}
 
 
+def markdown_table(results: dict) -> str:
+    """AP@0.5 (and seconds) per model, factor and mode, as a Markdown table."""
+    lines = ["| model | factor | auto | true factor | no rescaling | auto s | true s | none s | auto diameters (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        factors = sorted({float(k.split("/")[0]) for k in res if "/" in k})
+        for f in factors:
+            cells = {m: res.get(f"{f:g}/{m}") for m in ("auto", "true", "none")}
+            if f == 1:
+                cells["true"] = cells["none"]
+
+            def ap(c):
+                return "-" if not c or "ap50" not in c else f"{c['ap50']:.3f}"
+
+            def sec(c):
+                return "-" if not c or "seconds" not in c else f"{c['seconds']:.0f}"
+
+            ds = [d for d in (cells["auto"] or {}).get("diameters", []) if d is not None]
+            med = f"{float(np.median(ds)):.1f}" if ds else "-"
+            lines.append(f"| {name} | {f:g} | {ap(cells['auto'])} | {ap(cells['true'])} | {ap(cells['none'])} | "
+                         f"{sec(cells['auto'])} | {sec(cells['true'])} | {sec(cells['none'])} | {med} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"])
@@ -98,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared, oversubscribed machine two threads spin "
                         "against other jobs and every network call costs seconds)")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of result files and exit")
     args = p.parse_args(argv)
+    if args.table:
+        merged: dict = {}
+        for path in args.table:
+            merged.update(json.loads(Path(path).read_text())["results"])
+        print(markdown_table(merged))
+        return 0
     torch.set_num_threads(args.threads)
     skip = {s.split(":")[0]: float(s.split(":")[1]) for s in args.skip_none}
     items = load_split(Path(args.data), "val")[: args.limit]

@@ -202,3 +202,29 @@ def test_mask_rcnn_rescaled_boxes_on_original_grid():
 def test_resized_labels_keep_ids():
     lab = np.arange(12, dtype=np.int32).reshape(3, 4)
     assert set(np.unique(resize_labels(lab, (9, 12)))) == set(range(12))
+
+
+# ---- the built-ins record their object size -------------------------------------------------------
+def test_every_builtin_records_the_object_size_of_its_training_data():
+    from seglab.models.registry import ModelRegistry
+
+    reg = ModelRegistry()
+    builtins = [m for m in reg.list() if m.source == "builtin"]
+    assert builtins
+    for m in builtins:
+        cfg = reg.load(m.path).config
+        assert cfg.object_diameter is not None and 4 < cfg.object_diameter < 200, m.name
+        lo, hi = cfg.training["object_diameter_range"]
+        assert lo < cfg.object_diameter < hi
+
+
+def test_builtin_object_size_is_what_its_recipe_data_gives():
+    from conftest import shared_dsb_or_skip
+    from seglab.training.recipes import RECIPES, recipe_object_diameter
+
+    root = shared_dsb_or_skip()
+    d, size_range = recipe_object_diameter(root, RECIPES["unet-nuclei"])
+    for name in RECIPES:
+        cfg = get_model(name).config
+        assert cfg.object_diameter == pytest.approx(d, abs=0.01)
+        assert cfg.training["object_diameter_range"] == pytest.approx(size_range, abs=0.01)
