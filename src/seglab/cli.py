@@ -54,6 +54,23 @@ def _finite_float(text: str) -> float:
     return _finite(text, "the value")
 
 
+def _parse_diameter(text: str):
+    from seglab.inference.diameter import parse_diameter
+
+    try:
+        return parse_diameter(text)
+    except SeglabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _describe_size(result) -> str:
+    """How a result was rescaled, for the per-file line."""
+    if result.diameter is None:
+        return "diameter unknown, not rescaled"
+    text = f"diameter {result.diameter:.1f} px"
+    return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
+
+
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
     th = dict(args.threshold or [])
     if getattr(args, "prob_thresh", None) is not None:
@@ -70,6 +87,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",
                    help="override any model threshold, e.g. -t seed_thresh=0.4 (repeatable)")
     p.add_argument("--no-amp", action="store_true", help="full precision (no bfloat16/float16 autocast)")
+    p.add_argument("--diameter", type=_parse_diameter, default="auto", metavar="auto|none|PX",
+                   help="object diameter in pixels: images are rescaled so objects arrive at the model's size; "
+                        "auto (default): estimated per image (once per stack); none: no rescaling")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +269,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             run = _input_axes(data, args, path.name)
             gen = segment_iter(model, data.array, channels=args.channels, tile_size=args.tile_size,
                                batch_size=args.batch_size, device=args.device, amp=not args.no_amp, thresholds=th,
-                               **run)
+                               diameter=args.diameter, **run)
             result = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
             scale, label_axes = _labels_calibration(data, run, result.labels.ndim)
             write_labels(target, result.labels, scale=scale, unit=data.unit if scale else None, axes=label_axes)
@@ -260,7 +280,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             if args.boxes:
                 write_table_csv(outdir / f"{path.stem}_boxes.csv", boxes_table(result.table))
             if not args.quiet:
-                print(f"{path.name}: {result.n_objects} objects -> {target}", file=sys.stderr)
+                print(f"{path.name}: {result.n_objects} objects ({_describe_size(result)}) -> {target}",
+                      file=sys.stderr)
         except SeglabError as e:
             failures += 1
             print(f"seglab: error: {path.name}: {e}", file=sys.stderr)
@@ -329,8 +350,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = pair_folders(args.images, args.labels)
     items = [load_annotated(a, b) for a, b in pairs]
     model = get_model(args.model)
-    gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device, tile_size=args.tile_size,
-                              batch_size=args.batch_size, amp=not args.no_amp)
+    if args.diameter is None or not model.config.object_diameter:
+        gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device,
+                                  tile_size=args.tile_size, batch_size=args.batch_size, amp=not args.no_amp)
+    else:
+        gen = _evaluate_rescaled_iter(model, items, args)
     metrics, _ = _progress(gen, "evaluate", args.quiet)
     metrics["model"] = model.config.name
     if args.json:
@@ -343,6 +367,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{t:>5}  {m['ap']:6.3f}  {m['f1']:6.3f}  {m['pq']:6.3f}  {m['precision']:6.3f}  {m['recall']:6.3f}")
     print(f"DSB score (mean AP over IoU 0.5:0.05:0.95): {metrics['dsb_score']:.3f}")
     return 0
+
+
+def _evaluate_rescaled_iter(model, items, args):
+    """Like ``evaluate_model_iter``, segmenting each image with ``--diameter`` (printing the size used)."""
+    from seglab.inference.engine import ProgressEvent, segment_iter, run_to_end
+    from seglab.metrics import evaluate
+
+    th = model.thresholds(_thresholds(args))
+    preds = []
+    for i, it in enumerate(items):
+        result = run_to_end(segment_iter(model, it.image, channel_axis=it.channel_axis, tile_size=args.tile_size,
+                                         batch_size=args.batch_size, device=args.device, amp=not args.no_amp,
+                                         thresholds=th, diameter=args.diameter))
+        preds.append(result.labels)
+        if not args.quiet and not args.json:
+            print(f"{it.name}: {_describe_size(result)}", file=sys.stderr)
+        yield ProgressEvent("image", i + 1, len(items))
+    metrics = evaluate(zip([it.labels for it in items], preds))
+    metrics["model_thresholds"] = th
+    metrics["diameter"] = args.diameter
+    return metrics, preds
 
 
 def _train_postfix(ev) -> str:

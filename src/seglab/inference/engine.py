@@ -25,6 +25,7 @@ import torch
 from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
+from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -66,6 +67,10 @@ class Segmentation:
     table: dict[str, np.ndarray]
     thresholds: dict[str, float] = field(default_factory=dict)
     extras: list[dict[str, Any]] = field(default_factory=list)
+    #: object diameter (original pixels) the run assumed (given or estimated; None: unknown)
+    diameter: float | None = None
+    #: factor each plane was rescaled by before the model (1.0: not rescaled)
+    scale_factor: float = 1.0
 
     @property
     def n_objects(self) -> int:
@@ -274,14 +279,6 @@ def plane_prediction_iter(
     return (yield from postprocess_events(model, raw, thresholds, x.shape[-2:], run))
 
 
-def _plane_run(
-    model: SegmentationModel, x: np.ndarray, th: dict[str, float], p: int, n_planes: int, *,
-    tile_size: int, batch_size: int, device: torch.device, amp: bool,
-) -> Generator[ProgressEvent, None, Prediction]:
-    """One plane with the run settings that :func:`~seglab.inference.device.retry_on_oom` may lower."""
-    return (yield from plane_prediction_iter(model, x, th, TileRun(device, tile_size, batch_size, amp, p, n_planes)))
-
-
 def check_image(image: np.ndarray, channel_axis: int | None) -> None:
     """Clear errors for inputs no model can take."""
     if not isinstance(image, np.ndarray):
@@ -314,8 +311,13 @@ def segment_iter(
     thresholds: dict[str, float] | None = None,
     axes: str | None = None,
     rgb: bool | None = None,
+    diameter: float | str | None = "auto",
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
+
+    ``diameter`` (pixels; ``"auto"``: estimated once per stack; None: no rescaling) rescales each
+    plane so that objects arrive at the model's ``object_diameter``; results come back on the
+    original pixel grid (:mod:`seglab.inference.diameter`).
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
@@ -338,11 +340,14 @@ def segment_iter(
     offset = 0
     run: dict[str, Any] = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
+    size = yield from choose_scale_iter(model, diameter, lambda i: model_input(
+        image[indices[i]], model.config.input_channels, model.config.normalization, channel_axis, channels, rgb),
+        len(indices), th, **run)
     for p, idx in enumerate(indices):
         plane = image[idx]
         x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels, rgb)
-        pred: Prediction = yield from retry_on_oom(
-            functools.partial(_plane_run, model, x, th, p, n_planes), model, run)
+        pred: Prediction = size.reusable.pop(p, None) or (yield from retry_on_oom(
+            functools.partial(scaled_plane_iter, model, x, th, size.factor, p, n_planes), model, run))
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset
@@ -355,7 +360,8 @@ def segment_iter(
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
     out_dtype = np.int32 if offset < 2**31 - 1 else np.int64
-    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras)
+    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras,
+                        diameter=size.diameter, scale_factor=size.factor)
 
 
 def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:

@@ -55,6 +55,15 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def rescaled(self, sy: float, sx: float, shape: tuple[int, int]) -> Detections:
+        """Detections made on a plane resized by ``(sy, sx)`` with their boxes in the pixels of the
+        original plane of ``shape`` (edge convention). The masks stay as they are: they are
+        relative to their box, so pasting them in the original plane draws them at full resolution."""
+        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4).copy()
+        boxes[:, [0, 2]] /= sx
+        boxes[:, [1, 3]] /= sy
+        return Detections(boxes, self.scores, self.classes, self.masks, tuple(shape))
+
     @classmethod
     def empty(cls, shape: tuple[int, int], mask_size: int = 28) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),

@@ -111,6 +111,11 @@ class MaskRCNNModel(SegmentationModel):
         th = self.thresholds(thresholds)
         return self.network.detect(batch.float(), th["score_thresh"], th["nms_thresh"])
 
+    def raw_to_original(self, raw: Detections, sy: float, sx: float, shape: tuple[int, int]) -> Detections:
+        """Detections of a plane segmented resized by ``(sy, sx)`` (``diameter=``), in the original
+        plane's pixels; :meth:`postprocess_iter` then pastes their masks at full resolution."""
+        return raw.rescaled(sy, sx, shape)
+
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
     ) -> Generator[ProgressEvent, None, Detections]:

@@ -26,6 +26,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from seglab.errors import SeglabError
+from seglab.inference.diameter import parse_diameter
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
@@ -70,6 +71,25 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
     return model.config.name, result
 
 
+def _run_estimate(model_ref: str, data: Any, kwargs: dict):
+    """Worker body of the *Estimate* button: the objects' diameter, as ``diameter="auto"`` finds it."""
+    from seglab.inference.diameter import estimate_image_iter
+
+    try:
+        model = ModelRegistry().load(model_ref)
+        est = yield from estimate_image_iter(model, np.asarray(data), **kwargs)
+    except SeglabError as e:
+        return UserInputProblem(str(e))
+    return model.config.object_diameter, est
+
+
+def describe_size(diameter: float | None, factor: float) -> str:
+    """'diameter 42.0 px (rescaled x0.39)' for the label under the Diameter field."""
+    if diameter is None:
+        return "diameter: unknown (not rescaled)"
+    return f"diameter {diameter:.1f} px" + (f" (rescaled x{factor:.3g})" if factor != 1.0 else " (not rescaled)")
+
+
 def parse_channels(text: str) -> list[int] | None:
     """'0, 2' -> [0, 2]; '' -> None."""
     text = text.strip()
@@ -104,6 +124,8 @@ class SegmentWidget(ScrollableContainer):
         self.image.changed.connect(self._on_image_changed)
         self.outlines.changed.connect(self._on_outlines_toggled)
         self.run_button.changed.connect(self.start)
+        self.estimate_button.changed.connect(self.estimate)
+        self._estimate_worker = None
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
@@ -122,6 +144,14 @@ class SegmentWidget(ScrollableContainer):
         self.model_info = wrapped_label("family, training data, object size and validation score of the model")
         self.proposal = wrapped_label("why this model was chosen for you")
         self.proposal.visible = False
+        self.diameter = LineEdit(label="Diameter", value="auto",
+                                 tooltip="object diameter in pixels: the image is rescaled so that objects arrive at "
+                                         "the model's size; 'auto' estimates it, 'none' turns rescaling off")
+        self.estimate_button = PushButton(text="Estimate",
+                                          tooltip="estimate the objects' diameter in the chosen image with the model "
+                                                  "(fills the Diameter field)")
+        self.diameter_used = Label(value="")
+        self.diameter_used.tooltip = "the object diameter used in the last run or estimate, and the rescale factor"
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
         self.channels = LineEdit(label="Channels", value="",
@@ -154,7 +184,12 @@ class SegmentWidget(ScrollableContainer):
                                 widgets=[self.channel_axis, self.channels])
         channel_row.margins = (0, 0, 0, 0)
         self.channel_axis.label = ""  # the row's label names it
-        self.extend([self.image, self.model, self.model_info, self.proposal, channel_row,
+        diameter_row = Container(layout="horizontal", labels=True, label="Diameter",
+                                 widgets=[self.diameter, self.estimate_button])
+        diameter_row.margins = (0, 0, 0, 0)
+        self.diameter.label = ""  # the row's label names it
+        self.extend([self.image, self.model, self.model_info, self.proposal, diameter_row, self.diameter_used,
+                     channel_row,
                      self.outlines, button_row(self.run_button, self.cancel_button), self.progress, self.status,
                      self.advanced])
         self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
@@ -297,6 +332,7 @@ class SegmentWidget(ScrollableContainer):
                 device=self.device.value,
                 amp=bool(self.amp.value),
                 thresholds=self.threshold_values(),
+                diameter=parse_diameter(self.diameter.value),
             )
             spatial = data.ndim - (0 if ca is None else 1)
             if spatial < 2 or spatial > 4:
@@ -313,6 +349,55 @@ class SegmentWidget(ScrollableContainer):
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
                                returned=self._on_result)
+
+    def estimate(self, *_: Any):
+        """Estimate the objects' diameter of the chosen layer in a worker; fills the Diameter field."""
+        from napari.qt.threading import create_worker
+
+        layer = self.image.value
+        if self._estimate_worker is not None:
+            return None
+        try:
+            if layer is None:
+                raise SeglabError("choose an image layer first")
+            if not self.model.value:
+                raise SeglabError("no model available")
+            data = image_array(layer)
+            user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
+            ca = channel_axis_of(layer, data.ndim, user_axis)
+            kwargs = dict(channel_axis=ca, rgb=bool(getattr(layer, "rgb", False)),
+                          channels=parse_channels(self.channels.value), tile_size=int(self.tile_size.value),
+                          batch_size=int(self.batch_size.value), device=self.device.value,
+                          amp=bool(self.amp.value), thresholds=self.threshold_values())
+        except SeglabError as e:
+            show_error(f"seglab: {e}")
+            return None
+
+        def done(value: Any) -> None:
+            if isinstance(value, UserInputProblem):
+                show_error(f"seglab: {value}")
+                return
+            model_diameter, est = value
+            if model_diameter is None:
+                self.diameter_used.value = "this model records no object size: not rescaled"
+            elif est.diameter is None:
+                self.diameter_used.value = "too few objects found to estimate a diameter"
+            else:
+                self.diameter.value = f"{est.diameter:.1f}"
+                self.diameter_used.value = f"estimated {describe_size(est.diameter, est.factor)}"
+
+        def finished() -> None:
+            self._estimate_worker = None
+            self.estimate_button.enabled = True
+
+        worker = create_worker(_run_estimate, self.model.value, data, kwargs, _start_thread=False,
+                               _connect={"returned": done, "finished": finished,
+                                         "errored": lambda e: show_error(f"seglab: estimate failed: {e}")})
+        self._estimate_worker = worker
+        self.estimate_button.enabled = False
+        self.diameter_used.value = "estimating…"
+        worker.start()
+        return worker
 
     def cancel(self, *_: Any) -> None:
         """Stop now: the widget is idle at once, the result is discarded, the run's memory freed."""
@@ -361,4 +446,5 @@ class SegmentWidget(ScrollableContainer):
             self._viewer, collect_outlines(result) if want else None, src.name, model_name,
             result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
+        self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")

@@ -26,10 +26,15 @@ class TrainPair:
 
 @dataclass
 class Augment:
-    """Augmentation settings; all on by default."""
+    """Augmentation settings; all on by default.
+
+    ``scale_range``: objects are shown enlarged by a factor drawn log-uniformly from it; 0.7-1.4
+    (as the built-ins' recipes) makes a model tolerate objects 0.7x to 1.4x its size without
+    rescaling (issue 11).
+    """
 
     flips: bool = True
-    scale_range: tuple[float, float] = (0.8, 1.25)
+    scale_range: tuple[float, float] = (0.7, 1.4)
     intensity: bool = True
     noise_std: float = 0.03
     invert_prob: float = 0.0

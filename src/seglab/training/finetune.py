@@ -44,6 +44,7 @@ from seglab.models.storage import clone_state, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, TrainPair, make_pair
 from seglab.training.loop import TrainEvent, TrainSettings, train_iter
 from seglab.training.replay import load_replay_set
+from seglab.training.sizing import annotated_diameter, rescale_item, rescale_pair, training_factor
 
 #: default length of a run, in seconds (the Train widget and ``seglab train``)
 DEFAULT_TIME_BUDGET = 120.0
@@ -329,17 +330,24 @@ def prepare(
     divisor = model.size_divisor
     patch = max(divisor, settings.patch_size // divisor * divisor)
 
+    # objects are brought to the start model's size (issue 11); from scratch the model takes the user's
+    user_diameter = annotated_diameter([(lab, val) for lab, val, _ in checked])
+    factor = training_factor(model.config.object_diameter if parent is not None else None, user_diameter)
+    if parent is None and user_diameter is not None:
+        model.config.object_diameter = round(user_diameter, 2)
     pairs: list[TrainPair] = []
     tune_items: list[AnnotatedImage] = []
     for a, (labels, valid, _) in zip(annotations, checked):
-        pairs.append(make_pair(a.image, labels, model.config.input_channels, model.config.normalization,
-                               channel_axis=a.channel_axis, valid=valid, name=a.name))
-        tune_items += _crops(np.asarray(a.image), labels, a.channel_axis, valid, a.name)
+        pairs.append(rescale_pair(make_pair(a.image, labels, model.config.input_channels, model.config.normalization,
+                                            channel_axis=a.channel_axis, valid=valid, name=a.name), factor))
+        tune_items += [rescale_item(c, factor) for c in _crops(np.asarray(a.image), labels, a.channel_axis, valid,
+                                                                a.name)]
     val_items = []
     for v, (labels, valid, _) in zip(validation, val_checked):
         make_pair(v.image, labels, model.config.input_channels, model.config.normalization,
                   channel_axis=v.channel_axis, name=v.name)  # the same channel checks as training
-        val_items += _crops(np.asarray(v.image), labels, v.channel_axis, valid, v.name)
+        val_items += [rescale_item(c, factor) for c in _crops(np.asarray(v.image), labels, v.channel_axis, valid,
+                                                              v.name)]
 
     annotated_px = sum(int(p.labels.size if p.valid is None else p.valid.sum()) for p in pairs)
     replay_name = model.config.training.get("replay_set") if parent is not None else None
@@ -378,6 +386,10 @@ def prepare(
         "replay": ({"set": replay_name, "share": settings.replay, "crops": len(replay)} if replay else None),
         "replay_set": replay_name,
         "frozen_levels": frozen,
+        "user_object_diameter": None if user_diameter is None else round(user_diameter, 2),
+        "rescaled_by": factor,
+        # the sizes the start model saw, still those it sees (pairs are rescaled to them)
+        "object_diameter_range": model.config.training.get("object_diameter_range") if parent is not None else None,
     }
     return FinetunePlan(model, out, overwrite, sampler, train, tune_items, val_items, provenance, settings,
                         parent is None, replay_items)

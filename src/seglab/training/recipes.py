@@ -28,6 +28,7 @@ import torch
 
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.inference.diameter import equivalent_diameters
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, make_pair
@@ -101,6 +102,30 @@ def split_train_tune(root: Path) -> tuple[list[str], list[str]]:
     return train, tune
 
 
+def seen_object_diameter(label_images, weights, scale_range) -> tuple[float | None, list[float] | None]:
+    """Median equivalent diameter of the training objects at the scale the network sees them, and
+    their 10th and 90th percentiles (``training["object_diameter_range"]``).
+
+    Objects count as often as the sampler shows them (their image's weight over its area:
+    patches are drawn by image weight at uniform positions), times the geometric mean of the
+    scale augmentation (log-uniform over ``scale_range``).
+    """
+    values, w = [], []
+    for lab, weight in zip(label_images, weights):
+        d = equivalent_diameters(lab)
+        values.append(d)
+        w.append(np.full(d.size, float(weight) / max(np.asarray(lab).size, 1)))
+    if not values or sum(v.size for v in values) == 0:
+        return None, None
+    v, w = np.concatenate(values), np.concatenate(w)
+    lo, hi = (float(x) for x in scale_range)
+    g = float(np.sqrt(lo * hi))
+    order = np.argsort(v)
+    cum = np.cumsum(w[order]) / w.sum()
+    q = [round(float(v[order][np.searchsorted(cum, p)]) * g, 2) for p in (0.1, 0.5, 0.9)]
+    return q[1], [q[0], q[2]]
+
+
 def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
@@ -140,6 +165,10 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         for it in train_items
     ]
     aug = recipe["augment"]
+    model.config.object_diameter, size_range = seen_object_diameter(
+        [p.labels for p in pairs], [p.weight for p in pairs], aug["scale_range"])
+    _log(f"object diameter (median, as seen in training): {model.config.object_diameter} px, "
+         f"10th-90th percentile {size_range}")
     sampler = PatchSampler(pairs, recipe["patch_size"],
                            Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                                    invert_prob=aug["invert_prob"]), seed=args.seed)
@@ -219,14 +248,27 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         "device": str(args.device),
         "torch": torch.__version__,
         "seed": args.seed,
+        # the sizes it saw (10th, 90th percentile): "auto" leaves such objects alone
+        "object_diameter_range": recipe_object_diameter(root, recipe)[1],
     }
     save_model(model, out / "final", overwrite=True)
     _log(f"saved {out / 'final'}")
 
 
+def recipe_object_diameter(root: Path, recipe: dict) -> tuple[float | None, list[float] | None]:
+    """``object_diameter`` of a recipe's model and ``training["object_diameter_range"]``: its
+    training split's objects as the sampler shows them."""
+    train_ids, _ = split_train_tune(root)
+    items = load_split(root, "train", train_ids)
+    weights = [recipe["colour_weight"] if it.channel_axis is not None else 1.0 for it in items]
+    return seen_object_diameter([it.labels for it in items], weights, recipe["augment"]["scale_range"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
-    p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES)])
+    p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES),
+                                      *(f"object-diameter-{r}" for r in RECIPES)],
+                   help="train a recipe, finish a run, or print the object diameter its training data gives")
     p.add_argument("--data", default="../shared/data/dsb2018")
     p.add_argument("--out", default=None, help="run folder (default runs/<recipe>)")
     p.add_argument("--time-budget", type=float, default=None)
@@ -252,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
+    if args.recipe.startswith("object-diameter-"):
+        recipe = RECIPES[args.recipe.removeprefix("object-diameter-")]
+        d, size_range = recipe_object_diameter(Path(args.data), recipe)
+        print(json.dumps({"object_diameter": d, "object_diameter_range": size_range}))
+        return 0
     if args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")

@@ -1,0 +1,230 @@
+"""Object size: measuring it, parsing ``diameter``, the ``auto`` estimate, and segmenting with it (issue 11)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from seglab.errors import SeglabError
+from seglab.inference import diameter as dm
+from seglab.inference.engine import run_to_end, segment
+from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
+from seglab.models.registry import get_model
+from seglab.samples import load_sample
+
+
+def disc_grid(d: float, n: int = 5, seed: int = 0):
+    """Discs of diameter ``d`` on a jittered grid (at least 160 px square), blurred, with noise."""
+    sp = int(round(1.7 * d))
+    size = max(160, sp * n)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    lab = np.zeros((size, size), np.int32)
+    k = 0
+    for cy in np.arange(sp / 2, size - sp / 3, sp):
+        for cx in np.arange(sp / 2, size - sp / 3, sp):
+            k += 1
+            dy, dx = rng.uniform(-0.1, 0.1, 2) * d
+            lab[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= (d / 2) ** 2] = k
+    img = ndi.gaussian_filter((lab > 0) * 180.0, max(0.7, d / 40)) + rng.normal(30, 6, lab.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), lab
+
+
+# ---- parsing and factors --------------------------------------------------------------------------
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), (" AUTO ", "auto"), ("none", None), (None, None),
+                                             ("0", None), (0, None), ("12.5", 12.5), (30, 30.0)])
+def test_parse_diameter(value, expected):
+    assert dm.parse_diameter(value) == expected
+
+
+@pytest.mark.parametrize("value", ["big", -3, "nan", float("inf"), True, [10]])
+def test_parse_diameter_refuses(value):
+    with pytest.raises(SeglabError, match="diameter"):
+        dm.parse_diameter(value)
+
+
+def test_scale_factor_and_band():
+    assert dm.scale_factor(16.0, 32.0) == pytest.approx(0.5)
+    assert dm.scale_factor(16.0, 8.0) == pytest.approx(2.0)
+    assert dm.scale_factor(16.0, 17.0) == 1.0  # within the no-rescale band
+    assert dm.scale_factor(None, 32.0) == 1.0 and dm.scale_factor(16.0, None) == 1.0
+    # auto: tolerated sizes untouched, others brought to the model's size
+    assert dm.auto_factor(16.0, 20.0) == 1.0
+    assert dm.auto_factor(16.0, 64.0) == pytest.approx(0.25)
+    assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)
+
+
+# ---- measuring ----------------------------------------------------------------------------------
+def test_equivalent_and_median_diameters():
+    lab = np.zeros((50, 50), np.int32)
+    lab[0:10, 0:10] = 1  # touches the border
+    lab[20:30, 20:40] = 2
+    d = dm.equivalent_diameters(lab)
+    np.testing.assert_allclose(d, 2 * np.sqrt(np.array([100, 200]) / np.pi))
+    assert dm.equivalent_diameters(lab, exclude_border=True).size == 1
+    small = np.zeros((10, 10), np.int32)
+    small[2:4, 2:4] = 1  # 4 px
+    big = np.zeros((100, 100), np.int32)
+    big[10:30, 10:30] = 1
+    big[50:70, 50:70] = 2  # 2 x 400 px
+    assert dm.median_diameter([small, big]) == pytest.approx(2 * np.sqrt(400 / np.pi))
+    # per pixel: the small image's object is shown 100 times as often per object by a patch sampler
+    assert dm.median_diameter([small, big], [1.0, 1.0], per_pixel=True) == pytest.approx(2 * np.sqrt(4 / np.pi))
+    assert dm.median_diameter([np.zeros((5, 5), int)]) is None
+
+
+def test_measure_sees_through_fragments():
+    """An object cut into pieces by the model is measured whole (the foreground measure)."""
+    _, lab = disc_grid(60, n=3)
+    cut = lab.copy()
+    yy, xx = np.indices(lab.shape)
+    for k in range(1, lab.max() + 1):  # quarter every disc around its centre
+        cy, cx = ndi.center_of_mass(lab == k)
+        quarter = (yy > cy).astype(int) * 2 + (xx > cx)
+        cut[lab == k] = (k * 4 + quarter)[lab == k]
+    pieces = np.median(dm.equivalent_diameters(cut, exclude_border=True))
+    assert pieces < 35
+    size, n = dm.measure(cut)
+    assert size == pytest.approx(60, rel=0.3) and n >= dm.MIN_OBJECTS
+    whole, _ = dm.measure(lab)
+    assert whole == pytest.approx(60, rel=0.05)  # correct objects: the per-object median
+
+
+# ---- the estimate ---------------------------------------------------------------------------------
+def _estimate(model, image, **kw):
+    return run_to_end(dm.estimate_image_iter(model, image, device="cpu", **kw))
+
+
+@pytest.mark.parametrize("family, sizes", [("stardist-nuclei", [8, 16, 40, 80, 120]),
+                                           ("unet-nuclei", [8, 120]), ("maskrcnn-nuclei", [8, 120])])
+def test_estimate_on_discs_of_known_size(family, sizes):
+    model = get_model(family)
+    for d in sizes:
+        img, lab = disc_grid(d)
+        est = _estimate(model, img)
+        true = float(np.median(dm.equivalent_diameters(lab)))
+        assert est.diameter == pytest.approx(true, rel=0.15), (family, d, est.passes)
+
+
+def test_estimate_on_a_real_sample_resized():
+    model = get_model("stardist-nuclei")
+    image, truth = load_sample("fluorescence")
+    true = float(np.median(dm.equivalent_diameters(truth)))
+    for factor in (1.0, 3.0):
+        hw = scaled_shape(image.shape, factor)
+        big = resize_image(image[None].astype(np.float32), hw)[0]
+        est = _estimate(model, big)
+        assert est.diameter == pytest.approx(true * factor, rel=0.2), (factor, est.passes)
+
+
+def test_estimate_without_objects_or_object_size():
+    model = get_model("unet-nuclei")
+    flat = np.random.default_rng(0).normal(100, 1, (128, 128)).astype(np.float32)
+    est = _estimate(model, flat)
+    assert est.factor == 1.0  # nothing to measure: no rescaling
+    model.config.object_diameter = None
+    img, _ = disc_grid(40)
+    assert _estimate(model, img).diameter is None
+
+
+# ---- segmenting with a diameter -------------------------------------------------------------------
+def test_segment_reports_diameter_and_returns_original_grid():
+    model = get_model("stardist-nuclei")
+    img, lab = disc_grid(60, n=4)
+    seg = segment(model, img, diameter=60.0, device="cpu")
+    assert seg.diameter == 60.0 and seg.scale_factor == pytest.approx(model.config.object_diameter / 60.0)
+    assert seg.labels.shape == img.shape
+    assert abs(seg.n_objects - lab.max()) <= 1
+    # the table is measured on the returned labels; polygons lie on the original grid around them
+    ids = seg.table["label"]
+    areas = np.bincount(seg.labels.ravel())[ids]
+    np.testing.assert_array_equal(seg.table["area"], areas)
+    shapes = seg.extras[0]["shapes"]
+    assert set(shapes["label"]) == set(ids)
+    for verts, i in zip(shapes["data"], shapes["label"]):
+        row = int(np.flatnonzero(ids == i)[0])
+        assert np.allclose(verts.mean(axis=0), [seg.table["centroid_y"][row], seg.table["centroid_x"][row]], atol=4)
+    plain = segment(model, img, diameter=None, device="cpu")
+    assert plain.diameter is None and plain.scale_factor == 1.0
+
+
+def test_auto_at_the_models_size_is_one_plain_pass(monkeypatch):
+    """Objects already at the model's size: auto segments nothing twice and changes nothing."""
+    model = get_model("unet-nuclei")
+    img, _ = disc_grid(16)
+    calls = []
+    real = dm.scaled_plane_iter
+
+    def counting(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dm, "scaled_plane_iter", counting)
+    auto = segment(model, img, device="cpu")  # "auto" is the default
+    assert auto.scale_factor == 1.0 and auto.diameter == pytest.approx(16, rel=0.15)
+    assert len(calls) == 1  # the probe covered the whole image at factor 1 and is reused
+    plain = segment(model, img, diameter=None, device="cpu")
+    np.testing.assert_array_equal(auto.labels, plain.labels)
+
+
+def test_stack_estimates_once(monkeypatch):
+    model = get_model("unet-nuclei")
+    img, _ = disc_grid(40, n=3)
+    stack = np.stack([img] * 5)
+    seen = []
+    real = dm.estimate_diameter_iter
+
+    def counting(model, planes, th, **run):
+        seen.append(len(planes))
+        return (yield from real(model, planes, th, **run))
+
+    monkeypatch.setattr(dm, "estimate_diameter_iter", counting)
+    seg = segment(model, stack, device="cpu")
+    assert seen == [3]  # once, on three planes
+    assert seg.labels.shape == stack.shape
+    assert seg.scale_factor == pytest.approx(model.config.object_diameter / seg.diameter)
+    assert (seg.labels[0] > 0).sum() == pytest.approx((seg.labels[4] > 0).sum(), rel=0.01)
+
+
+def test_mask_rcnn_rescaled_boxes_on_original_grid():
+    model = get_model("maskrcnn-nuclei")
+    img, lab = disc_grid(50, n=3)
+    seg = segment(model, img, diameter=50.0, device="cpu")
+    assert seg.scale_factor < 0.5 and seg.labels.shape == img.shape
+    assert abs(seg.n_objects - lab.max()) <= 1
+    t = seg.table
+    for k, i in enumerate(t["label"]):  # each box holds its object's pixels (edge convention)
+        ys, xs = np.nonzero(seg.labels == i)
+        assert t["bbox_y0"][k] - 1 <= ys.min() and ys.max() + 1 <= t["bbox_y1"][k] + 1
+        assert t["bbox_x0"][k] - 1 <= xs.min() and xs.max() + 1 <= t["bbox_x1"][k] + 1
+        assert (t["bbox_y1"][k] - t["bbox_y0"][k]) == pytest.approx(50, rel=0.25)
+
+
+def test_resized_labels_keep_ids():
+    lab = np.arange(12, dtype=np.int32).reshape(3, 4)
+    assert set(np.unique(resize_labels(lab, (9, 12)))) == set(range(12))
+
+
+# ---- the built-ins record their object size -------------------------------------------------------
+def test_every_builtin_records_the_object_size_of_its_training_data():
+    from seglab.models.registry import ModelRegistry
+
+    reg = ModelRegistry()
+    builtins = [m for m in reg.list() if m.source == "builtin"]
+    assert builtins
+    for m in builtins:
+        cfg = reg.load(m.path).config
+        assert cfg.object_diameter is not None and 4 < cfg.object_diameter < 200, m.name
+        lo, hi = cfg.training["object_diameter_range"]
+        assert lo < cfg.object_diameter < hi
+
+
+def test_builtin_object_size_is_what_its_recipe_data_gives():
+    from conftest import shared_dsb_or_skip
+    from seglab.training.recipes import RECIPES, recipe_object_diameter
+
+    root = shared_dsb_or_skip()
+    d, size_range = recipe_object_diameter(root, RECIPES["unet-nuclei"])
+    for name in RECIPES:
+        cfg = get_model(name).config
+        assert cfg.object_diameter == pytest.approx(d, abs=0.01)
+        assert cfg.training["object_diameter_range"] == pytest.approx(size_range, abs=0.01)
