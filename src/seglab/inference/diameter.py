@@ -374,8 +374,10 @@ def estimate_diameter_iter(
 def _probe_labels(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
                   **run: Any) -> Generator[Any, None, np.ndarray]:
     """Labels of a window rescaled by ``f``, at that scale (measured there: nothing to restore)."""
+    from seglab.inference.engine import TileRun, plane_prediction_iter
+
     small = resize_image(win, scaled_shape(win.shape[-2:], f))
-    pred = yield from scaled_plane_iter(model, small, th, 1.0, **run)
+    pred = yield from plane_prediction_iter(model, small, th, TileRun(**run))
     return pred.labels
 
 

@@ -309,6 +309,34 @@ class SegmentWidget(ScrollableContainer):
     def running(self) -> bool:
         return self._job.running
 
+    def _run_inputs(self, layer: Any) -> tuple[Any, int | None, dict[str, Any]]:
+        """The layer's data, its channel axis and the engine's keyword arguments from the fields;
+        a :class:`SeglabError` for what cannot be segmented."""
+        if layer is None:
+            raise SeglabError("choose an image layer first")
+        if not self.model.value:
+            raise SeglabError("no model available")
+        data = image_array(layer)
+        user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
+        ca = channel_axis_of(layer, data.ndim, user_axis)
+        spatial = data.ndim - (0 if ca is None else 1)
+        if spatial < 2 or spatial > 4:
+            raise SeglabError(
+                f"layer '{layer.name}' has shape {data.shape}: expected 2 to 4 spatial axes (T, Z, Y, X)"
+                + ("" if ca is not None else " (set 'Channel axis' for multichannel data)")
+            )
+        kwargs = dict(
+            channel_axis=ca,
+            rgb=bool(getattr(layer, "rgb", False)),
+            channels=parse_channels(self.channels.value),
+            tile_size=int(self.tile_size.value),
+            batch_size=int(self.batch_size.value),
+            device=self.device.value,
+            amp=bool(self.amp.value),
+            thresholds=self.threshold_values(),
+        )
+        return data, ca, kwargs
+
     def start(self, *_: Any):
         """Check the inputs and start segmentation in a worker; returns the worker (or None)."""
         if self.running:
@@ -316,30 +344,8 @@ class SegmentWidget(ScrollableContainer):
             return None
         layer = self.image.value
         try:
-            if layer is None:
-                raise SeglabError("choose an image layer first")
-            if not self.model.value:
-                raise SeglabError("no model available")
-            data = image_array(layer)
-            user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
-            ca = channel_axis_of(layer, data.ndim, user_axis)
-            kwargs = dict(
-                channel_axis=ca,
-                rgb=bool(getattr(layer, "rgb", False)),
-                channels=parse_channels(self.channels.value),
-                tile_size=int(self.tile_size.value),
-                batch_size=int(self.batch_size.value),
-                device=self.device.value,
-                amp=bool(self.amp.value),
-                thresholds=self.threshold_values(),
-                diameter=parse_diameter(self.diameter.value),
-            )
-            spatial = data.ndim - (0 if ca is None else 1)
-            if spatial < 2 or spatial > 4:
-                raise SeglabError(
-                    f"layer '{layer.name}' has shape {data.shape}: expected 2 to 4 spatial axes (T, Z, Y, X)"
-                    + ("" if ca is not None else " (set 'Channel axis' for multichannel data)")
-                )
+            data, ca, kwargs = self._run_inputs(layer)
+            kwargs["diameter"] = parse_diameter(self.diameter.value)
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None
@@ -354,21 +360,10 @@ class SegmentWidget(ScrollableContainer):
         """Estimate the objects' diameter of the chosen layer in a worker; fills the Diameter field."""
         from napari.qt.threading import create_worker
 
-        layer = self.image.value
         if self._estimate_worker is not None:
             return None
         try:
-            if layer is None:
-                raise SeglabError("choose an image layer first")
-            if not self.model.value:
-                raise SeglabError("no model available")
-            data = image_array(layer)
-            user_axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
-            ca = channel_axis_of(layer, data.ndim, user_axis)
-            kwargs = dict(channel_axis=ca, rgb=bool(getattr(layer, "rgb", False)),
-                          channels=parse_channels(self.channels.value), tile_size=int(self.tile_size.value),
-                          batch_size=int(self.batch_size.value), device=self.device.value,
-                          amp=bool(self.amp.value), thresholds=self.threshold_values())
+            data, _, kwargs = self._run_inputs(self.image.value)
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None
