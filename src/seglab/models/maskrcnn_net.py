@@ -236,12 +236,11 @@ class MaskRCNNNet(nn.Module):
         """Pixels around an object's centre its detection depends on: the features over its box (up
         to half the largest anchor from its centre) and what those features see (:meth:`feature_radius`).
 
-        Deliberately not ``receptive_radius()``, which the engine would use as the tile context: the
-        RPN keeps the top ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` proposals *per tile*, a
-        budget shared by the whole tile, so even this context (448 px for the built-in) does not make
-        tiled runs equal untiled ones, and the larger padded tiles dilute the budget (measured on
-        the samples: AP@0.5 0.582 -> 0.560, docs/benchmarks.md). Until proposals are chosen locally,
-        Mask R-CNN keeps ``config.tile_context`` (more than half the largest object)."""
+        Deliberately not ``receptive_radius()``, which the engine would use as the tile context:
+        448 px (421 rounded) makes tiled labels identical to untiled ones in float32 (proposals
+        chosen by ``rpn_score_thresh``, not a per-tile top-N), but triples a 1024x1024 run; 96 px
+        already gives the same objects (matched one-to-one at IoU >= 0.9, docs/benchmarks.md),
+        so Mask R-CNN uses ``config.tile_context`` (the built-in: 96)."""
         largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
         return self.feature_radius() + -(-int(largest) // 2)
 
