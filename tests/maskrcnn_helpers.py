@@ -18,6 +18,9 @@ TINY_ARCH = {
     "stem": 8, "widths": [8, 16, 16, 16], "blocks": [1, 1, 1, 1], "fpn_channels": 16, "box_head": 32,
     "mask_head": [16], "detections_per_img": 300, "rpn_pre_nms_top_n": 300, "rpn_post_nms_top_n": 300,
     "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 300, "box_batch_size_per_image": 64,
+    # an untrained network's objectness is near 0.5 everywhere, so an objectness threshold would
+    # keep every anchor: tiny test models keep torchvision's top-N budgets
+    "rpn_score_thresh": 0.0,
 }
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from seglab.inference.engine import segment
 from seglab.inference.tiling import tile_context
+from seglab.metrics import evaluate
 from seglab.models.config import ModelConfig
 from seglab.models.registry import get_model
 from seglab.models.unet import UNetModel
@@ -49,10 +50,26 @@ def test_builtin_dense_models_tiled_equal_untiled_to_the_object(name):
     assert same_objects(whole.labels, tiled.labels)
 
 
-def test_maskrcnn_keeps_its_configured_context():
-    """Mask R-CNN's proposals are budgeted per tile, so a receptive-field context cannot make tiles
-    exact and costs accuracy (docs/benchmarks.md); it keeps ``config.tile_context``."""
+def test_maskrcnn_context_is_configured_below_its_detection_radius():
+    """Mask R-CNN's detections depend on up to 421 px around an object (``detection_radius``); a
+    context that large triples a 1024x1024 run, so the built-in configures 96 px, which already
+    gives the same objects (next test; docs/benchmarks.md)."""
     model = get_model("maskrcnn-nuclei")
     assert not hasattr(model.network, "receptive_radius")
-    assert tile_context(model) == model.config.tile_context == 48
+    assert tile_context(model) == model.config.tile_context == 96
     assert model.network.detection_radius() == 421
+    assert model.network.rpn_score_thresh > 0  # proposals chosen locally, not by a per-tile top-N
+
+
+@pytest.mark.slow
+def test_builtin_maskrcnn_tiled_equal_untiled_to_the_object():
+    """Proposals chosen by objectness (not a per-tile top-N) and a 96 px context: tiles of 256 px
+    give the untiled run's objects, matched one-to-one at IoU >= 0.9 (before: 208 vs 208 objects,
+    one pair below IoU 0.9, with a 48 px context and top-N proposals)."""
+    model = get_model("maskrcnn-nuclei")
+    image, _ = load_sample("fluorescence")  # 520 x 696, dense nuclei
+    whole = segment(model, image, tile_size=1024, device="cpu")
+    tiled = segment(model, image, tile_size=256, device="cpu")  # 3 x 3 tiles
+    assert whole.n_objects > 150
+    e = evaluate([(whole.labels, tiled.labels)], thresholds=(0.9,))["thresholds"]["0.90"]
+    assert e["tp"] == whole.n_objects == tiled.n_objects and e["fp"] == e["fn"] == 0

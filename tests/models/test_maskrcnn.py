@@ -188,3 +188,45 @@ def test_staged_detection_equals_torchvisions_heads_for_a_batch():
         torch.testing.assert_close(o["boxes"], r["boxes"])
         torch.testing.assert_close(o["scores"], r["scores"])
         torch.testing.assert_close(o["masks"], r["masks"][:, 0])
+
+
+def _proposals(net: MaskRCNNNet, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The RPN's proposals (boxes, objectness) that :meth:`MaskRCNNNet.detect` passes to the heads."""
+    rpn = net.maskrcnn.rpn
+    seen = []
+    original = rpn.filter_proposals
+
+    def record(*args):
+        boxes, scores = original(*args)
+        seen.extend(zip(boxes, scores))
+        return boxes, scores
+
+    rpn.filter_proposals = record
+    try:
+        with torch.inference_mode():
+            net.detect(x, 0.0, 0.5)
+    finally:
+        del rpn.filter_proposals
+    return seen
+
+
+def test_inference_proposals_are_chosen_by_objectness_not_by_a_per_tile_budget():
+    """With ``rpn_score_thresh`` every proposal whose objectness reaches it goes on, however many
+    (a per-tile top-N would make a tile's choice depend on the rest of the tile); training keeps
+    torchvision's budgets and no objectness threshold."""
+    img, _ = blob_image((96, 128), n=8, seed=2)
+    x = torch.from_numpy(img[None, None].astype(np.float32) / 255)
+    budget = {"rpn_pre_nms_top_n": 4, "rpn_post_nms_top_n": 4, "detections_per_img": 4}
+    torch.manual_seed(0)
+    local = MaskRCNNNet(1, {**TINY_ARCH, **budget, "rpn_score_thresh": 0.2}).eval()
+    topn = MaskRCNNNet(1, {**TINY_ARCH, **budget, "rpn_score_thresh": 0.0}).eval()
+    topn.load_state_dict(local.state_dict())
+    (boxes, scores), = _proposals(local, x)
+    assert len(boxes) > 4 and bool((scores >= 0.2).all())
+    assert local.maskrcnn.rpn.score_thresh == 0.0  # restored for training
+    assert len(local.detect(x, 0.0, 0.5)[0]["boxes"]) > 4
+    (boxes, scores), = _proposals(topn, x)
+    assert len(boxes) == 4  # torchvision's budget
+    assert len(topn.detect(x, 0.0, 0.5)[0]["boxes"]) <= 4
+    with pytest.raises(ValueError, match="rpn_score_thresh"):
+        MaskRCNNNet(1, {**TINY_ARCH, "rpn_score_thresh": 1.0})

@@ -3,7 +3,9 @@
 Inference: the family's own plane path (:meth:`MaskRCNNModel.raw_output_iter`,
 :mod:`seglab.models.detections`) runs :meth:`MaskRCNNModel.forward_tiles` per batch of
 tiles (one tile per batch on the CPU, so that a cancel waits for one tile at most), keeps
-each detection in the tile whose core holds its box centre, and
+each detection in the tile whose core holds its box centre (the network chooses proposals
+by objectness, ``rpn_score_thresh``, not by a per-tile top-N, so a tile's choice near an
+object does not depend on the rest of the tile), and
 :meth:`postprocess_iter` pastes the plane's masks into labels (higher score wins overlaps). Training: :meth:`training_loss` turns each label
 patch into boxes and masks and returns torchvision's summed losses.
 """

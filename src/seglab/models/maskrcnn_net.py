@@ -7,6 +7,8 @@ Differences from torchvision's photograph defaults, all set in :func:`build_mask
 * :class:`KeepScaleTransform`: no resizing and no normalisation (images arrive
   normalised by seglab), only padding to a multiple of 32;
 * anchors for objects of about 5-80 px, thousands of proposals and detections per image;
+* at inference, proposals chosen locally (``rpn_score_thresh``: every proposal whose
+  objectness reaches it, no top-N budget per tile), so that tiled runs equal untiled ones;
 * small box and mask heads, so thousands of detections stay affordable on a CPU;
 * under autocast only the backbone runs in low precision; RPN and RoI heads run in
   float32 (box coordinates in bfloat16 would be off by pixels).
@@ -58,7 +60,11 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "rpn_pre_nms_top_n_train": 2000,
     "rpn_post_nms_top_n_train": 2000,
     "box_batch_size_per_image": 256,
+    "rpn_score_thresh": 0.3,
 }
+
+#: a proposal or detection budget that is never reached (top-N selection switched off)
+NO_BUDGET = 1 << 40
 
 
 class KeepScaleTransform(GeneralizedRCNNTransform):
@@ -157,6 +163,13 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], n_cls),
     )
     model.transform = KeepScaleTransform(32)
+    local = float(a["rpn_score_thresh"])
+    if not 0.0 <= local < 1.0:
+        raise ValueError(f"rpn_score_thresh must be in [0, 1), got {local}")
+    if local > 0:  # inference only: training keeps torchvision's top-N sampling of proposals
+        model.rpn._pre_nms_top_n["testing"] = NO_BUDGET
+        model.rpn._post_nms_top_n["testing"] = NO_BUDGET
+        model.roi_heads.detections_per_img = NO_BUDGET
     return model
 
 
@@ -183,6 +196,8 @@ class MaskRCNNNet(nn.Module):
     def __init__(self, in_channels: int, arch: dict[str, Any]) -> None:
         super().__init__()
         self.maskrcnn = build_maskrcnn(in_channels, arch)
+        #: objectness from which a proposal is kept at inference; 0: torchvision's top-N per image
+        self.rpn_score_thresh = float({**DEFAULT_ARCHITECTURE, **arch}["rpn_score_thresh"])
 
     def encoder_levels(self) -> list[str]:
         """Parameter-name prefixes of the backbone's levels, from the input down (stem, then stages)."""
@@ -221,12 +236,11 @@ class MaskRCNNNet(nn.Module):
         """Pixels around an object's centre its detection depends on: the features over its box (up
         to half the largest anchor from its centre) and what those features see (:meth:`feature_radius`).
 
-        Deliberately not ``receptive_radius()``, which the engine would use as the tile context: the
-        RPN keeps the top ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` proposals *per tile*, a
-        budget shared by the whole tile, so even this context (448 px for the built-in) does not make
-        tiled runs equal untiled ones, and the larger padded tiles dilute the budget (measured on
-        the samples: AP@0.5 0.582 -> 0.560, docs/benchmarks.md). Until proposals are chosen locally,
-        Mask R-CNN keeps ``config.tile_context`` (more than half the largest object)."""
+        Deliberately not ``receptive_radius()``, which the engine would use as the tile context:
+        448 px (421 rounded) makes tiled labels identical to untiled ones in float32 (proposals
+        chosen by ``rpn_score_thresh``, not a per-tile top-N), but triples a 1024x1024 run; 96 px
+        already gives the same objects (matched one-to-one at IoU >= 0.9, docs/benchmarks.md),
+        so Mask R-CNN uses ``config.tile_context`` (the built-in: 96)."""
         largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
         return self.feature_radius() + -(-int(largest) // 2)
 
@@ -286,7 +300,11 @@ class MaskRCNNNet(nn.Module):
             per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
             objectness, deltas = concat_box_prediction_layers(objectness, deltas)
             proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
-            proposals, _ = rpn.filter_proposals(proposals, objectness, sizes, per_level)
+            rpn.score_thresh = self.rpn_score_thresh  # not in training, where it stays 0
+            try:
+                proposals, _ = rpn.filter_proposals(proposals, objectness, sizes, per_level)
+            finally:
+                rpn.score_thresh = 0.0
         del objectness, deltas, anchors
         logits, regression = [], []
         for k, props in enumerate(proposals):

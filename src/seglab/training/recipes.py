@@ -54,7 +54,7 @@ MASKRCNN_NUCLEI = {
     "architecture": dict(MASKRCNN_ARCHITECTURE),
     # the context exceeds half the largest object (about 80 px), so an object whose box
     # centre is in a tile's core lies whole inside that tile
-    "tile_context": 48,
+    "tile_context": 96,
     "patch_size": 256,
     "batch_size": 4,
     "lr": 1e-3,
