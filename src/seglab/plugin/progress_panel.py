@@ -76,10 +76,12 @@ def progress_info(event: Any) -> ProgressInfo:
             value = getattr(nested, name, None)
         return value
 
-    done, unit = pick("done"), ""
+    done, total, unit = pick("done"), pick("total"), ""
+    if not total:  # a stage without a count (events may carry done = total = 0 for "not counted")
+        done = total = None
     if done is None and nested is not None and getattr(nested, "step", None) is not None:
         done, unit = nested.step, "step"
-    total, plane, n_planes = pick("total"), pick("plane"), pick("n_planes")
+    plane, n_planes = pick("plane"), pick("n_planes")
     fraction = _number(pick("fraction"))
     return ProgressInfo(
         stage=str(getattr(event, "stage", "") or "working"),
