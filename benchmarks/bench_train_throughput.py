@@ -11,12 +11,14 @@ are multiples of 16/32 so that the CPU's matrix units are filled), with 3-channe
 * ``step fp32``: forward + loss + backward + AdamW step on a fixed batch, float32, contiguous;
 * ``step bf16 cl``: the same under bfloat16 autocast with channels-last tensors (what the
   training loop does on CPU);
-* patches/s of a whole training step with the data made in the same thread
-  (``8 / (data + step)``) and with the data made by a worker alongside the network
-  (``8 / max(data, step)``).
+* ``loop serial`` / ``loop prefetch``: patches/s of whole training steps (data + step, bf16
+  channels-last) with the data made in the same thread, and with the next batches made by
+  :class:`~seglab.training.data.PrefetchSampler`'s thread while the network runs.
 
-Median over ``--steps`` timed repeats after two warm-up steps. The machine is shared, so
-figures vary with other work; compare the rows of one run.
+Step times: median and minimum over ``--steps`` timed repeats after two warm-up steps (the
+minimum is the better estimate on a loaded machine). Loops: wall time of ``--steps`` steps
+after two warm-up steps. The machine is shared, so figures vary with other work; compare the
+rows of one run.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 from seglab.datasets import load_split
 from seglab.models.storage import new_model
 from seglab.torch_env import autocast
-from seglab.training.data import Augment, PatchSampler, make_pair
+from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
@@ -60,7 +62,7 @@ def med(times: list[float]) -> float:
     return float(statistics.median(times))
 
 
-def time_step(model, x, targets, valid, *, bf16: bool, repeats: int) -> float:
+def time_step(model, x, targets, valid, *, bf16: bool, repeats: int) -> list[float]:
     net = model.network
     net.train()
     if bf16:
@@ -80,7 +82,26 @@ def time_step(model, x, targets, valid, *, bf16: bool, repeats: int) -> float:
         opt.step()
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    return med(times)
+    return times
+
+
+def loop_rate(model, sampler, *, batch: int, repeats: int) -> float:
+    """Patches/s of whole training steps (bf16, channels-last), after two warm-up steps."""
+    net = model.network
+    net.train().to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    dev = torch.device("cpu")
+    for i in range(repeats + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        x, targets, valid = sampler.batch(batch, model)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, True):
+            loss, _ = model.training_loss(net, x, targets, valid)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return batch * repeats / (time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -102,7 +123,10 @@ def main() -> int:
                           input_channels=3)
         pairs = [make_pair(it.image, it.labels, 3, model.config.normalization, channel_axis=it.channel_axis)
                  for it in items]
-        sampler = PatchSampler(pairs, 256, Augment(scale_range=(0.7, 1.4)), seed=0)
+        def make_sampler():
+            return PatchSampler(pairs, 256, Augment(scale_range=(0.7, 1.4), colour_jitter=0.05), seed=0)
+
+        sampler = make_sampler()
         # data: whole batches, and the targets alone
         data_t, tgt_t = [], []
         for _ in range(args.steps):
@@ -117,14 +141,18 @@ def main() -> int:
             tgt_t.append(time.perf_counter() - t0)
         f32 = time_step(model, x, targets, valid, bf16=False, repeats=args.steps)
         bf = time_step(model, x, targets, valid, bf16=True, repeats=args.steps)
-        d = med(data_t)
+        serial = loop_rate(model, make_sampler(), batch=args.batch, repeats=args.steps)
+        pre = PrefetchSampler(make_sampler())
+        try:
+            prefetch = loop_rate(model, pre, batch=args.batch, repeats=args.steps)
+        finally:
+            pre.close()
         row = {
             "architecture": key, "params": sum(p.numel() for p in model.network.parameters()),
-            "data_s": round(d, 3), "targets_s": round(med(tgt_t), 3),
-            "step_fp32_s": round(f32, 3), "step_bf16_cl_s": round(bf, 3),
-            "patches_per_s_fp32_serial": round(args.batch / (d + f32), 2),
-            "patches_per_s_bf16_serial": round(args.batch / (d + bf), 2),
-            "patches_per_s_bf16_overlapped": round(args.batch / max(d, bf), 2),
+            "data_s": round(med(data_t), 3), "targets_s": round(med(tgt_t), 3),
+            "step_fp32_s": round(med(f32), 3), "step_fp32_min_s": round(min(f32), 3),
+            "step_bf16_cl_s": round(med(bf), 3), "step_bf16_cl_min_s": round(min(bf), 3),
+            "loop_serial_patches_per_s": round(serial, 2), "loop_prefetch_patches_per_s": round(prefetch, 2),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
