@@ -271,5 +271,6 @@ def finish_only(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     data = he_data(args.data, args.monuseg)
     model = load_model(args.init or out / "best")
     result = out / "train_result.json"
-    run = json.loads(result.read_text()) if result.is_file() else {}
+    # a checkpoint of a run still going (or stopped) has no train_result.json: keep what it recorded
+    run = json.loads(result.read_text()) if result.is_file() else {"checkpoint": dict(model.config.training)}
     finish_he(model, data, out, recipe, args, run)
