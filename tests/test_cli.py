@@ -86,7 +86,10 @@ def test_evaluate_json(tmp_path, tiny_model_dir, capsys):
                  "-q", "--device", "cpu"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert set(m["thresholds"]) == {"0.50", "0.75", "0.90"} and 0 <= m["dsb_score"] <= 1
-    assert m["n_true"] == 4
+    assert m["n_true"] == 4 and 0 <= m["aji"] <= 1 and 0 <= m["pq_per_image"] <= 1
+    assert main(["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs),
+                 "-q", "--device", "cpu"]) == 0
+    assert "per image, averaged: AJI" in capsys.readouterr().out
     (labs / "a.tif").unlink()
     assert main(["evaluate", "-m", str(tiny_model_dir), "--images", str(imgs), "--labels", str(labs)]) == 2
     assert "no label file" in capsys.readouterr().err

@@ -65,3 +65,62 @@ def test_one_to_one_matching_when_candidates_conflict():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(SeglabError, match="differ in shape"):
         iou_matrix(np.zeros((3, 3), int), np.zeros((3, 4), int))
+
+
+def test_aji_and_pq_perfect_match_are_one():
+    from seglab.metrics import aji
+
+    true = _boxes((12, 12), [(0, 4, 0, 4), (6, 10, 6, 11)])
+    pred = np.where(true > 0, 7 - true, 0)  # same objects, other ids
+    assert aji(true, pred) == 1.0
+    m = evaluate([(true, pred)], thresholds=(0.5,))
+    assert m["aji"] == 1.0 and m["pq_per_image"] == 1.0
+
+
+def test_aji_pq_split_by_hand():
+    from seglab.metrics import aji
+
+    # one true 4x4 object (16 px) split into 4x3 (12 px, IoU 0.75) and 4x1 (4 px, IoU 0.25)
+    true = _boxes((8, 8), [(0, 4, 0, 4)])
+    pred = _boxes((8, 8), [(0, 4, 0, 3), (0, 4, 3, 4)])
+    # pair: the 12 px part, C = 12, U = 16; the 4 px part is unpaired: U += 4
+    assert aji(true, pred) == pytest.approx(12 / 20)
+    m = evaluate([(true, pred)], thresholds=(0.5,))
+    # PQ at 0.5: 1 TP (IoU 0.75), 1 FP: F1 = 2/3, SQ = 0.75
+    assert m["pq_per_image"] == pytest.approx(0.75 * 2 / 3)
+
+
+def test_aji_pq_merge_by_hand():
+    from seglab.metrics import aji
+
+    # two true objects 4x3 (12 px) and 4x1 (4 px) merged into one 4x4 prediction (16 px)
+    true = _boxes((8, 8), [(0, 4, 0, 3), (0, 4, 3, 4)])
+    pred = _boxes((8, 8), [(0, 4, 0, 4)])
+    # both pair with the one prediction: C = 12 + 4, U = 16 + 16 (its pixels count twice)
+    assert aji(true, pred) == pytest.approx(16 / 32)
+    m = evaluate([(true, pred)], thresholds=(0.5,))
+    assert m["pq_per_image"] == pytest.approx(0.75 * 2 / 3)  # 1 TP (0.75), 1 FN
+
+
+def test_aji_counts_missed_and_spurious_objects():
+    from seglab.metrics import aji
+
+    # true: A 16 px (found exactly), B 4 px (missed); pred: A, and a spurious 3x3 (9 px)
+    true = _boxes((12, 12), [(0, 4, 0, 4), (10, 12, 10, 12)])
+    pred = _boxes((12, 12), [(0, 4, 0, 4), (5, 8, 5, 8)])
+    assert aji(true, pred) == pytest.approx(16 / (16 + 4 + 9))
+    empty = np.zeros((12, 12), dtype=np.int32)
+    assert aji(true, empty) == 0.0 and aji(empty, pred) == 0.0 and aji(empty, empty) == 1.0
+
+
+def test_aji_and_pq_are_averaged_over_images_not_pooled():
+    true = _boxes((8, 8), [(0, 4, 0, 4)])
+    split = _boxes((8, 8), [(0, 4, 0, 3), (0, 4, 3, 4)])
+    big = _boxes((40, 40), [(i, i + 4, j, j + 4) for i in range(0, 40, 5) for j in range(0, 40, 5)])
+    m = evaluate([(true, split), (big, big)], thresholds=(0.5,))
+    assert m["aji"] == pytest.approx((0.6 + 1.0) / 2)
+    assert m["pq_per_image"] == pytest.approx((0.5 + 1.0) / 2)
+    assert [r["n_true"] for r in m["per_image"]] == [1, 64]
+    # the pooled PQ weighs the 64-object image: (1 + 64 TP, 1 FP)
+    t = m["thresholds"]["0.50"]
+    assert t["pq"] == pytest.approx((0.75 + 64) / 65 * 2 * 65 / (2 * 65 + 1))

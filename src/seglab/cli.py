@@ -366,6 +366,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for t, m in metrics["thresholds"].items():
         print(f"{t:>5}  {m['ap']:6.3f}  {m['f1']:6.3f}  {m['pq']:6.3f}  {m['precision']:6.3f}  {m['recall']:6.3f}")
     print(f"DSB score (mean AP over IoU 0.5:0.05:0.95): {metrics['dsb_score']:.3f}")
+    print(f"per image, averaged: AJI {metrics['aji']:.3f}, PQ {metrics['pq_per_image']:.3f}")
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Instance segmentation metrics: matching by IoU, AP (TP/(TP+FP+FN)), F1, PQ, DSB score."""
+"""Instance segmentation metrics: matching by IoU, AP (TP/(TP+FP+FN)), F1, PQ, DSB score, AJI.
+
+Pooled scores sum the match counts over images (as DSB2018 figures here are reported);
+histopathology reports AJI and panoptic quality per image, averaged over images
+(Kumar et al. 2017; HoVer-Net, Graham et al. 2019): :func:`evaluate` gives both.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,11 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return inv + 1, len(ids)
 
 
-def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """IoU of every (true object, predicted object) pair, shape (n_true, n_pred)."""
+def overlaps(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel counts: intersections ``(n_true, n_pred)``, true areas ``(n_true,)``, predicted areas ``(n_pred,)``.
+
+    Objects are the distinct non-zero ids of each image, in increasing id order.
+    """
     true = np.asarray(true)
     pred = np.asarray(pred)
     if true.shape != pred.shape:
@@ -32,13 +40,45 @@ def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     p, np_ = _relabel(pred)
     overlap = np.bincount((t.ravel().astype(np.int64) * (np_ + 1) + p.ravel()), minlength=(nt + 1) * (np_ + 1))
     overlap = overlap.reshape(nt + 1, np_ + 1)
-    area_t = overlap.sum(axis=1)[1:]
-    area_p = overlap.sum(axis=0)[1:]
-    inter = overlap[1:, 1:].astype(np.float64)
+    return overlap[1:, 1:].astype(np.float64), overlap.sum(axis=1)[1:], overlap.sum(axis=0)[1:]
+
+
+def _iou(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> np.ndarray:
     union = area_t[:, None] + area_p[None, :] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return iou
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """IoU of every (true object, predicted object) pair, shape (n_true, n_pred)."""
+    return _iou(*overlaps(true, pred))
+
+
+def _aji(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> float:
+    if inter.size == 0:
+        u = float(area_t.sum() + area_p.sum())
+        return 1.0 if u == 0 else 0.0
+    iou = _iou(inter, area_t, area_p)
+    best = iou.argmax(axis=1)
+    rows = np.arange(len(area_t))
+    hit = inter[rows, best] > 0
+    c = float(inter[rows[hit], best[hit]].sum())
+    u = float((area_t[hit] + area_p[best[hit]] - inter[rows[hit], best[hit]]).sum()) + float(area_t[~hit].sum())
+    used = np.zeros(len(area_p), dtype=bool)
+    used[best[hit]] = True
+    u += float(area_p[~used].sum())
+    return c / u if u else 1.0
+
+
+def aji(true: np.ndarray, pred: np.ndarray) -> float:
+    """Aggregated Jaccard index of one image (Kumar et al., IEEE TMI 2017).
+
+    Each true object is paired with the predicted object of highest IoU with it (a
+    predicted object may serve several); AJI = sum of the pairs' intersections / sum of
+    their unions plus the areas of true objects that touch no prediction and of
+    predicted objects paired with none. Both images empty: 1.
+    """
+    return _aji(*overlaps(true, pred))
 
 
 @dataclass
@@ -115,18 +155,25 @@ def evaluate(pairs: Iterable[tuple[np.ndarray, np.ndarray]], thresholds: Sequenc
     """Score (true, pred) label pairs.
 
     Returns pooled AP, F1, PQ, precision and recall at each threshold (counts
-    summed over images), and the DSB score: the per-image mean of AP over IoU
-    0.5:0.05:0.95, averaged over images.
+    summed over images); the DSB score: the per-image mean of AP over IoU
+    0.5:0.05:0.95, averaged over images; and, as histopathology reports them,
+    ``aji`` (:func:`aji`) and ``pq_per_image`` (panoptic quality at IoU 0.5) of each
+    image averaged over images, with the per-image values in ``per_image``.
     """
     all_t = sorted(set(float(t) for t in thresholds) | set(float(t) for t in DSB_THRESHOLDS))
     pooled = {t: MatchCounts() for t in all_t}
     dsb_per_image: list[float] = []
+    per_image: list[dict[str, float]] = []
     n = 0
     for true, pred in pairs:
-        counts = image_counts(true, pred, all_t)
+        inter, area_t, area_p = overlaps(true, pred)
+        iou = _iou(inter, area_t, area_p)
+        counts = {t: match_counts(iou, t) for t in all_t}
         for t, c in counts.items():
             pooled[t] = pooled[t] + c
         dsb_per_image.append(float(np.mean([counts[float(t)].ap for t in DSB_THRESHOLDS])))
+        per_image.append({"aji": _aji(inter, area_t, area_p), "pq": counts[0.5].pq, "ap50": counts[0.5].ap,
+                          "n_true": int(len(area_t)), "n_pred": int(len(area_p))})
         n += 1
     if n == 0:
         raise SeglabError("nothing to evaluate: no image pairs")
@@ -139,4 +186,7 @@ def evaluate(pairs: Iterable[tuple[np.ndarray, np.ndarray]], thresholds: Sequenc
             "tp": c.tp, "fp": c.fp, "fn": c.fn,
         }
     out["dsb_score"] = float(np.mean(dsb_per_image))
+    out["aji"] = float(np.mean([r["aji"] for r in per_image]))
+    out["pq_per_image"] = float(np.mean([r["pq"] for r in per_image]))
+    out["per_image"] = per_image
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +40,38 @@ class Augment:
     intensity: bool = True
     noise_std: float = 0.03
     invert_prob: float = 0.0
+    #: colour (3-channel) images only: stain jitter in HED optical-density space and saturation
+    #: jitter, of this strength (0 = off; 0.05 is mild, 0.1 strong); see :func:`colour_jitter`
+    colour_jitter: float = 0.0
+
+
+# optical densities of haematoxylin, eosin and DAB (rows) in R, G, B (Ruifrok & Johnston 2001,
+# as in skimage.color.rgb_from_hed)
+_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
+
+
+def colour_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Random stain and saturation change of a normalised RGB patch ``(3, H, W)`` (values about 0..1).
+
+    HED jitter (Tellez et al. 2018): the patch's optical density is split into haematoxylin,
+    eosin and residual stains, each scaled by ``1 + U(-2s, 2s)`` and shifted by ``U(-s, s)``,
+    then turned back into RGB; the change is added to the patch, so values outside 0..1 keep
+    their offset. Then saturation: the distance of each pixel from its grey is scaled by
+    ``1 + U(-4s, 4s)``.
+    """
+    if img.shape[0] != 3 or strength <= 0:
+        return img
+    x = np.clip(img, 1e-3, 1.0).astype(np.float64)
+    od = -np.log(x).reshape(3, -1)
+    hed = _HED_FROM_RGB.T @ od
+    alpha = 1.0 + rng.uniform(-2 * strength, 2 * strength, size=(3, 1))
+    beta = rng.uniform(-strength, strength, size=(3, 1))
+    od2 = _RGB_FROM_HED.T @ np.maximum(hed * alpha + beta, 0.0)
+    out = img + (np.exp(-od2).reshape(img.shape) - x).astype(np.float32)
+    grey = out.mean(axis=0, keepdims=True)
+    sat = 1.0 + rng.uniform(-4 * strength, 4 * strength)
+    return (grey + (out - grey) * sat).astype(np.float32)
 
 
 def make_pair(
@@ -131,6 +165,8 @@ class PatchSampler:
             if rng.random() < 0.5:
                 img, lab, val = img[..., ::-1], lab[:, ::-1], val[:, ::-1]
         img = np.array(img, dtype=np.float32)
+        if a.colour_jitter > 0:
+            img = colour_jitter(img, rng, a.colour_jitter)
         if a.intensity:
             if rng.random() < a.invert_prob:
                 img = 1.0 - img
@@ -163,3 +199,59 @@ class PatchSampler:
         v = torch.from_numpy(np.stack(vals)[:, None])
         t = {k: torch.from_numpy(np.stack([d[k] for d in targets])) for k in targets[0]}
         return x, t, v
+
+
+class PrefetchSampler:
+    """Makes the next batches of ``sampler`` in a background thread while the network trains.
+
+    The targets (radial distances, compiled without the GIL) and the augmentation overlap
+    the network's forward/backward. Same ``batch(n, model)`` as :class:`PatchSampler`; the
+    thread is a daemon, stopped by :meth:`close`. Errors in the thread surface in ``batch``.
+    """
+
+    def __init__(self, sampler: PatchSampler, depth: int = 2) -> None:
+        self.sampler = sampler
+        self.depth = depth
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._args: tuple[int, SegmentationModel] | None = None
+        #: batches handed out so far (the training step, for a loop that takes one per step)
+        self.served = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.sampler, name)
+
+    def _work(self, n: int, model: SegmentationModel) -> None:
+        while not self._stop.is_set():
+            try:
+                item = ("ok", self.sampler.batch(n, model))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer
+                item = ("error", exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[0] == "error":
+                return
+
+    def batch(self, n: int, model: SegmentationModel) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        if self._thread is None:
+            self._args = (n, model)
+            self._thread = threading.Thread(target=self._work, args=(n, model), daemon=True)
+            self._thread.start()
+        elif self._args != (n, model):
+            raise SeglabError("a prefetching sampler serves one batch size and model")
+        kind, value = self._queue.get()
+        if kind == "error":
+            raise value
+        self.served += 1
+        return value
+
+    def close(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -6,6 +6,10 @@
         --init-from unet-nuclei --time-budget 5000 --out runs/stardist-nuclei
     python -m seglab.training.recipes maskrcnn-nuclei --data ../shared/data/dsb2018 \
         --time-budget 36000 --out runs/maskrcnn-nuclei [--init runs/maskrcnn-nuclei/best]
+    python -m seglab.training.recipes stardist-he --data ../shared/data/dsb2018 \
+        --monuseg ../shared/data/monuseg-kumar --time-budget 4800 --out runs/stardist-he
+
+(``stardist-he``, the H&E model that reads RGB, is in :mod:`seglab.training.recipe_he`.)
 
 It trains, then tunes the thresholds and scores ``val`` (``finish``); ``finish-<recipe>``
 repeats only that last part for a finished run (``--out`` holding ``best/``).
@@ -266,10 +270,14 @@ def recipe_object_diameter(root: Path, recipe: dict) -> tuple[float | None, list
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seglab.training.recipes")
+    from seglab.training import recipe_he
+
+    he = recipe_he.STARDIST_HE["name"]
     p.add_argument("recipe", choices=[*RECIPES, *(f"finish-{r}" for r in RECIPES),
-                                      *(f"object-diameter-{r}" for r in RECIPES)],
+                                      *(f"object-diameter-{r}" for r in RECIPES), he, f"finish-{he}"],
                    help="train a recipe, finish a run, or print the object diameter its training data gives")
     p.add_argument("--data", default="../shared/data/dsb2018")
+    p.add_argument("--monuseg", default=recipe_he.MONUSEG_DEFAULT, help=f"{he}: the MoNuSeg (Kumar) folder")
     p.add_argument("--out", default=None, help="run folder (default runs/<recipe>)")
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
@@ -299,7 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         d, size_range = recipe_object_diameter(Path(args.data), recipe)
         print(json.dumps({"object_diameter": d, "object_diameter_range": size_range}))
         return 0
-    if args.recipe in RECIPES:
+    if args.recipe == he:
+        if args.steps is None and args.time_budget is None:
+            p.error("give --steps or --time-budget")
+        recipe_he.train_he(args)
+    elif args.recipe == f"finish-{he}":
+        recipe_he.finish_only(args)
+    elif args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
         train_recipe(args, RECIPES[args.recipe])

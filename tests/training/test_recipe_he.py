@@ -1,0 +1,58 @@
+"""Data split and object size of the stardist-he recipe (seglab.training.recipe_he) on tiny fake folders."""
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from seglab.training.recipe_he import MONUSEG_TUNE_COLUMNS, colour_ids, he_data, median_object_diameter
+from seglab.training.recipes import main
+
+
+def _folder(root, rows, shape):
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "split", "height", "width", "channels", "objects"])
+        for rid, split, ch in rows:
+            img = np.full(shape + ((3,) if ch == 3 else ()), 200, np.uint8)
+            lab = np.zeros(shape, np.uint16)
+            lab[2:8, 2:8] = 1
+            lab[2:8, shape[1] - 8 : shape[1] - 2] = 2  # lies in the right strip
+            tifffile.imwrite(root / "images" / f"{rid}.tif", img)
+            tifffile.imwrite(root / "labels" / f"{rid}.tif", lab)
+            w.writerow([rid, split, *shape, ch, 2])
+
+
+def test_he_data_takes_colour_images_and_holds_out_strips(tmp_path):
+    dsb, mo = tmp_path / "dsb", tmp_path / "mo"
+    _folder(dsb, [(f"c{i:02d}", "train", 3) for i in range(12)] + [("g0", "train", 1), ("cv", "val", 3)], (32, 40))
+    _folder(mo, [("t0", "train", 3), ("t1", "train", 3), ("v0", "val", 3)], (20, MONUSEG_TUNE_COLUMNS + 30))
+    assert colour_ids(dsb, "train") == [f"c{i:02d}" for i in range(12)]
+    data = he_data(dsb, mo)
+    assert [it.name for it in data["tune_dsb"]] == ["c05"]
+    assert len(data["train_dsb"]) == 11 and all(it.channel_axis is not None for it in data["train_dsb"])
+    assert len(data["train_monuseg"]) == len(data["tune_monuseg"]) == 2
+    tr, tu = data["train_monuseg"][0], data["tune_monuseg"][0]
+    assert tr.labels.shape == (20, 30) and tu.labels.shape == (20, MONUSEG_TUNE_COLUMNS)
+    assert tr.image.shape == (20, 30, 3)
+    # each part keeps only its own objects, numbered from 1
+    assert set(np.unique(tr.labels)) == {0, 1} and set(np.unique(tu.labels)) == {0, 1}
+
+
+def test_median_object_diameter_by_hand():
+    lab = np.zeros((40, 40), np.int32)
+    lab[0:10, 0:10] = 1  # 100 px: d = sqrt(400 / pi) = 11.28
+    lab[20:24, 20:24] = 2  # 16 px
+    lab[30:40, 30:40] = 5  # 100 px
+    assert median_object_diameter([lab]) == pytest.approx(np.sqrt(400 / np.pi))
+    with pytest.raises(ValueError):
+        median_object_diameter([np.zeros((4, 4), np.int32)])
+
+
+def test_recipe_cli_knows_stardist_he(capsys):
+    with pytest.raises(SystemExit):
+        main(["stardist-he"])  # neither --steps nor --time-budget
+    assert "give --steps or --time-budget" in capsys.readouterr().err
