@@ -15,8 +15,6 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
-import torch
-from torch import nn
 
 from conftest import disc_image
 from seglab.cli import main
@@ -27,27 +25,14 @@ from seglab.models.base import ModelConfig
 from seglab.models.registry import get_model
 from seglab.models.storage import load_model
 from seglab.models.unet import UNetModel
-
-
-class DiscNet(nn.Module):
-    """Foreground = bright pixels; 'distance' = blurred brightness (peaks inside the discs)."""
-
-    divisor = 8
-
-    def __init__(self):
-        super().__init__()
-        self.blur = nn.Conv2d(1, 1, 9, padding=4, bias=False)
-        nn.init.constant_(self.blur.weight, 1 / 81)
-
-    def forward(self, x):
-        return torch.cat([(x - 0.5) * 20, (self.blur(self.blur(x)) - 0.5) * 20], 1)
+from tests_helpers import threshold_net
 
 
 @pytest.fixture(scope="module")
 def disc_model():
     cfg = ModelConfig(name="discs", family="unet", tile_context=16,
                       thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
-    return UNetModel(cfg, network=DiscNet())
+    return UNetModel(cfg, network=threshold_net())
 
 
 IMG, _ = disc_image()  # (128, 160) uint8, three discs

@@ -7,6 +7,7 @@ from seglab.errors import SeglabError
 from seglab.inference.engine import ProgressEvent, segment, segment_iter
 from seglab.models.base import ModelConfig
 from seglab.models.unet import UNetModel
+from tests_helpers import threshold_net
 
 
 class LocalNet(nn.Module):
@@ -22,22 +23,6 @@ class LocalNet(nn.Module):
 
     def forward(self, x):
         return self.body(x)
-
-
-class ThresholdNet(nn.Module):
-    """Foreground = bright pixels; 'distance' = local mean of brightness (peaks inside blobs)."""
-
-    divisor = 8
-
-    def __init__(self):
-        super().__init__()
-        self.blur = nn.Conv2d(1, 1, 9, padding=4, bias=False)
-        nn.init.constant_(self.blur.weight, 1 / 81)
-
-    def forward(self, x):
-        fg = (x - 0.5) * 20
-        d = (self.blur(self.blur(x)) - 0.5) * 20
-        return torch.cat([fg, d], 1)
 
 
 def _model(net, context=16):
@@ -64,7 +49,7 @@ def test_tiled_instances_equal_untiled_no_cut_or_duplicate_objects():
     from tests_helpers import blob_image
 
     img, truth = blob_image((300, 340), n=40, seed=3)
-    model = _model(ThresholdNet(), context=24)
+    model = _model(threshold_net(), context=24)
     a = segment(model, img, tile_size=1024, amp=False, device="cpu")
     b = segment(model, img, tile_size=96, amp=False, device="cpu")
     assert a.n_objects > 30
@@ -73,7 +58,7 @@ def test_tiled_instances_equal_untiled_no_cut_or_duplicate_objects():
 
 def test_progress_events_and_cancel(discs):
     img, _ = discs
-    model = _model(ThresholdNet())
+    model = _model(threshold_net())
     gen = segment_iter(model, img, tile_size=64, amp=False, device="cpu")
     events = []
     for ev in gen:
@@ -95,7 +80,7 @@ def test_progress_events_and_cancel(discs):
 def test_stack_ids_unique_across_planes(discs):
     img, truth = discs
     stack = np.stack([img, img[::-1], img])
-    model = _model(ThresholdNet())
+    model = _model(threshold_net())
     res = segment(model, stack, amp=False, device="cpu")
     assert res.labels.shape == stack.shape
     per_plane = [set(np.unique(p)) - {0} for p in res.labels]
@@ -107,7 +92,7 @@ def test_stack_ids_unique_across_planes(discs):
 
 def test_found_objects_and_table(discs):
     img, truth = discs
-    res = segment(_model(ThresholdNet()), img, amp=False, device="cpu")
+    res = segment(_model(threshold_net()), img, amp=False, device="cpu")
     assert res.n_objects == 3
     t = res.table
     assert set(t) >= {"label", "score", "centroid_y", "centroid_x", "area"}
@@ -120,7 +105,7 @@ def test_found_objects_and_table(discs):
 @pytest.mark.parametrize("image", [np.zeros((64, 64)), np.full((50, 40), 7, np.uint16), np.zeros((1, 1)),
                                    np.full((30, 30), np.nan)])
 def test_empty_constant_tiny_and_nan_images_give_no_objects(image):
-    res = segment(_model(ThresholdNet()), image, amp=False, device="cpu")
+    res = segment(_model(threshold_net()), image, amp=False, device="cpu")
     assert res.labels.shape == image.shape and res.n_objects == 0
 
 
@@ -128,12 +113,12 @@ def test_nan_pixels_do_not_break_segmentation(discs):
     img, _ = discs
     f = img.astype(np.float32)
     f[:5, :5] = np.nan
-    res = segment(_model(ThresholdNet()), f, amp=False, device="cpu")
+    res = segment(_model(threshold_net()), f, amp=False, device="cpu")
     assert res.n_objects == 3
 
 
 def test_bad_inputs_are_clear():
-    model = _model(ThresholdNet())
+    model = _model(threshold_net())
     with pytest.raises(SeglabError, match="fewer than two spatial axes"):
         segment(model, np.zeros(10), device="cpu")
     with pytest.raises(SeglabError, match="at most T, Z, Y, X"):
@@ -151,13 +136,13 @@ def test_bad_inputs_are_clear():
 def test_rgb_given_to_grey_model_is_converted(discs):
     img, _ = discs
     rgb = np.stack([img, img, img], -1)
-    res = segment(_model(ThresholdNet()), rgb, channel_axis=-1, amp=False, device="cpu")
+    res = segment(_model(threshold_net()), rgb, channel_axis=-1, amp=False, device="cpu")
     assert res.labels.shape == img.shape and res.n_objects == 3
 
 
 def test_model_predict_is_the_engine(discs):
     img, _ = discs
-    model = _model(ThresholdNet())
+    model = _model(threshold_net())
     a = model.predict(img, amp=False, device="cpu")
     b = segment(model, img, amp=False, device="cpu")
     np.testing.assert_array_equal(a.labels, b.labels)

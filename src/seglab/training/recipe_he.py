@@ -34,6 +34,7 @@ from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
+from seglab.training.recipes import _log, run_logged
 
 STARDIST_HE = {
     "name": "stardist-he",
@@ -58,10 +59,6 @@ STARDIST_HE = {
 MONUSEG_TUNE_COLUMNS = 200
 DSB_DEFAULT = "../shared/data/dsb2018"
 MONUSEG_DEFAULT = "../shared/data/monuseg-kumar"
-
-
-def _log(msg: str) -> None:
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
 def colour_ids(root: str | Path, split: str) -> list[str]:
@@ -179,14 +176,7 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     gen = train_iter(model, sampler, settings, device=args.device, validate=validate, on_best=on_best,
                      report_every=50)
     try:
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as s:
-                result = s.value
-                break
-            _log(f"step {ev.step} loss {ev.loss:.4f} {json.dumps({k: round(v, 4) for k, v in ev.parts.items()})} "
-                 f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s")
+        result = run_logged(gen)
     finally:
         sampler.close()
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune score {result.best_score} "

@@ -134,6 +134,18 @@ def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
+def run_logged(gen):
+    """Drive a :func:`train_iter` generator to its end, logging each reported step; its result."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as s:
+            return s.value
+        _log(f"step {ev.step} loss {ev.loss:.4f} {json.dumps({k: round(v, 4) for k, v in ev.parts.items()})} "
+             f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s"
+             + (f" val {ev.val_score:.4f}" if ev.val_score is not None else ""))
+
+
 def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     """Train a built-in from its recipe (or from ``--init``), then :func:`finish` it."""
     root = Path(args.data)
@@ -188,16 +200,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     gen = train_iter(model, sampler, settings, device=args.device,
                      validate=lambda m: ap50(m, tune_items, device=args.device), on_best=on_best,
                      report_every=50)
-    result = None
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as s:
-            result = s.value
-            break
-        _log(f"step {ev.step} loss {ev.loss:.4f} {json.dumps({k: round(v, 4) for k, v in ev.parts.items()})} "
-             f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s"
-             + (f" val {ev.val_score:.4f}" if ev.val_score is not None else ""))
+    result = run_logged(gen)
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
