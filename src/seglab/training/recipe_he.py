@@ -91,8 +91,9 @@ def _relabel_cut(labels: np.ndarray) -> np.ndarray:
     return out if ids[0] == 0 else out + 1
 
 
-def median_object_diameter(labels: list[np.ndarray]) -> float:
-    """Median equivalent diameter (pixels, ``sqrt(4 area / pi)``) of all objects in ``labels``."""
+def object_diameter_stats(labels: list[np.ndarray]) -> tuple[float, list[float]]:
+    """Median equivalent diameter (pixels, ``sqrt(4 area / pi)``) of all objects in ``labels``, and
+    their 10th and 90th percentiles (``training["object_diameter_range"]``)."""
     diam = []
     for lab in labels:
         area = np.bincount(np.asarray(lab).ravel())[1:]
@@ -100,7 +101,13 @@ def median_object_diameter(labels: list[np.ndarray]) -> float:
     d = np.concatenate(diam) if diam else np.zeros(0)
     if d.size == 0:
         raise ValueError("no objects")
-    return float(np.median(d))
+    p10, p50, p90 = np.percentile(d, [10, 50, 90])
+    return float(p50), [round(float(p10), 2), round(float(p90), 2)]
+
+
+def median_object_diameter(labels: list[np.ndarray]) -> float:
+    """Median equivalent diameter (pixels) of all objects in ``labels``."""
+    return object_diameter_stats(labels)[0]
 
 
 def he_scores(model: SegmentationModel, tune_mo, tune_dsb, *, device="auto", thresholds=None,
@@ -211,7 +218,7 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         best_th, best_s = model.thresholds(), base
     _log(f"tuned thresholds {best_th}: {json.dumps(best_s)}")
     model.config.thresholds = dict(best_th)
-    diameter = median_object_diameter([it.labels for it in data["train_dsb"] + data["train_monuseg"]])
+    diameter, size_range = object_diameter_stats([it.labels for it in data["train_dsb"] + data["train_monuseg"]])
     model.config.object_diameter = round(diameter, 2)
     val_mo = load_split(args.monuseg, "val")
     val_dsb = load_split(args.data, "val", colour_ids(args.data, "val"))
@@ -240,6 +247,7 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         "tune_tuned_thresholds": best_s,
         "object_diameter": "median equivalent diameter of the training objects, at the scale trained "
                            f"(augmentation scales {a['scale_range'][0]}-{a['scale_range'][1]} around it)",
+        "object_diameter_range": size_range,
         "patch_size": recipe["patch_size"],
         "batch_size": args.batch_size or recipe["batch_size"],
         "lr": args.lr or recipe["lr"],
