@@ -4,3 +4,15 @@ import pytest
 
 if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
     pytest.skip("napari tests need a display: run them under xvfb-run", allow_module_level=True)
+
+
+@pytest.fixture
+def grey_builtins(tmp_path):
+    """A built-in folder holding only the grey built-ins (no RGB model such as stardist-he)."""
+    from seglab.models.registry import BUILTIN_DIR
+
+    folder = tmp_path / "grey-builtins"
+    folder.mkdir()
+    for name in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
+        (folder / name).symlink_to(BUILTIN_DIR / name)
+    return folder

@@ -69,6 +69,7 @@ def _ready(widget):
 def test_segment_widget_layers_with_a_result(qtbot, seg, notes, data, kwargs, shape):
     viewer, widget = seg
     widget.image.value = viewer.add_image(data, name="in", **kwargs)
+    widget.model.value = "tiny"  # the user's choice wins over the proposal for RGB layers
     assert _run(qtbot, widget) is not None
     assert not notes["error"], notes["error"]
     (out,) = _labels(viewer)

@@ -35,13 +35,20 @@ def test_unreadable_model_gives_a_message_not_an_error():
     assert describe_name(ModelRegistry(), "no-such-model").startswith("cannot read this model: unknown model")
 
 
-def test_rgb_proposal(models_dir):
-    reg = ModelRegistry()
+def test_rgb_proposal(models_dir, grey_builtins):
+    reg = ModelRegistry(builtin_dir=grey_builtins)
     assert rgb_proposal(reg, "unet-nuclei") is None  # no RGB model installed
     model = new_model("stardist", "he-model", input_channels=3, training={"data": "H&E tissue"},
                       architecture={"widths": [4, 8], "convs_per_block": 1, "n_rays": 8, "grid": 2,
                                     "head_width": 8})
     save_model(model, models_dir / "he-model")
-    name, reason = rgb_proposal(ModelRegistry(), "unet-nuclei")
+    name, reason = rgb_proposal(ModelRegistry(builtin_dir=grey_builtins), "unet-nuclei")
     assert name == "he-model" and "trained on H&E tissue" in reason and "override" in reason
     assert rgb_proposal(ModelRegistry(), "he-model") is None  # already an RGB model
+
+
+def test_builtin_he_model_is_proposed_with_its_data_and_licence():
+    name, reason = rgb_proposal(ModelRegistry(), "stardist-nuclei")
+    assert name == "stardist-he"
+    assert reason == ("RGB image: proposing stardist-he, trained on DSB2018 colour + MoNuSeg (non-commercial use: "
+                      "CC BY-NC-SA 4.0); choose another model to override")

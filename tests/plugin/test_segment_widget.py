@@ -313,18 +313,6 @@ def _rgb_model(models_dir, name="he-test"):
     return save_model(model, models_dir / name)
 
 
-def _only_grey_builtins(widget, tmp_path):
-    """Let the widget's registry see only the grey built-ins (no stardist-he)."""
-    from seglab.models.registry import BUILTIN_DIR
-
-    folder = tmp_path / "builtins"
-    folder.mkdir()
-    for name in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
-        (folder / name).symlink_to(BUILTIN_DIR / name)
-    widget._registry.builtin_dir = folder
-    widget.reset_choices()
-
-
 def test_rgb_layer_proposes_the_builtin_he_model(viewer_widget):
     viewer, widget = viewer_widget
     widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
@@ -332,10 +320,11 @@ def test_rgb_layer_proposes_the_builtin_he_model(viewer_widget):
     assert widget.proposal.value.startswith("RGB image: proposing stardist-he, trained on ")
 
 
-def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget, tmp_path):
+def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget, grey_builtins):
     _rgb_model(models_dir)
     viewer, widget = viewer_widget
-    _only_grey_builtins(widget, tmp_path)
+    widget._registry.builtin_dir = grey_builtins
+    widget.reset_choices()
     grey = viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
     widget.image.value = grey
     assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
@@ -356,9 +345,10 @@ def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget, tmp_pat
     assert widget.model.value == "he-test"
 
 
-def test_rgb_layer_without_rgb_models_keeps_the_choice(viewer_widget, tmp_path):
+def test_rgb_layer_without_rgb_models_keeps_the_choice(viewer_widget, grey_builtins):
     viewer, widget = viewer_widget
-    _only_grey_builtins(widget, tmp_path)
+    widget._registry.builtin_dir = grey_builtins
+    widget.reset_choices()
     widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
     assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
 

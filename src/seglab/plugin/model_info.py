@@ -119,7 +119,9 @@ def _short_data(cfg: ModelConfig) -> str | None:
     if data and len(data) <= 60:
         return data
     desc = (cfg.description or "").splitlines()[0] if cfg.description else ""
-    return desc[:60] or None
+    if ";" in desc:  # built-ins end their description with "; <data>"
+        return desc.rsplit(";", 1)[1].strip() or None
+    return (data or desc)[:60] or None
 
 
 def layer_is_rgb(layer: Any) -> bool:
