@@ -30,6 +30,7 @@ from seglab.inference.normalize import model_input
 from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
+from seglab.progress import run_to_end  # noqa: F401 - also seglab.inference.engine.run_to_end
 from seglab.torch_env import autocast
 
 DEFAULT_TILE_SIZE = 1024
@@ -371,17 +372,6 @@ def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:
     shapes = dict(extras["shapes"])
     shapes["label"] = np.asarray(shapes["label"]) + offset
     return {**extras, "shapes": shapes}
-
-
-def run_to_end(gen: Generator[Any, None, Any], on_event: Callable[[Any], Any] | None = None) -> Any:
-    """Exhaust a progress generator and return its result; ``on_event`` sees each event."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(event)
 
 
 def segment(model: SegmentationModel, image: np.ndarray, **kwargs: Any) -> Segmentation:

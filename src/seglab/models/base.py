@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seglab.progress import run_to_end
 from seglab.errors import SeglabError
 from seglab.models.config import ModelConfig
 
@@ -215,12 +216,7 @@ class SegmentationModel(ABC):
         """:meth:`postprocess_iter` run to the end."""
         if type(self).postprocess_iter is SegmentationModel.postprocess_iter:
             raise NotImplementedError(f"{type(self).__name__} implements neither postprocess nor postprocess_iter")
-        gen = self.postprocess_iter(maps, thresholds, shape)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return run_to_end(self.postprocess_iter(maps, thresholds, shape))
 
     # ---- training -----------------------------------------------------
     @abstractmethod

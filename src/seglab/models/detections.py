@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from seglab.progress import run_to_end
 from seglab.triton_guard import guard_triton
 
 guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
@@ -196,12 +197,7 @@ def mask_in_box(dets: Detections, i: int, shape: tuple[int, int], mask_thresh: f
 
 def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
     """:func:`paste_detections_iter` run to the end."""
-    gen = paste_detections_iter(dets, shape, thresholds)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(paste_detections_iter(dets, shape, thresholds))
 
 
 def paste_detections_iter(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]

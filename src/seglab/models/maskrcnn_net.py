@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seglab.progress import run_to_end
 from seglab.triton_guard import guard_triton
 
 guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
@@ -254,12 +255,7 @@ class MaskRCNNNet(nn.Module):
     def detect(self, x: torch.Tensor, score_thresh: float, nms_thresh: float) -> list[dict[str, torch.Tensor]]:
         """Detections on ``(B, C, H, W)``: boxes (x0, y0, x1, y1) in pixels, scores, labels,
         and mask probabilities ``(N, M, M)`` over each box (not pasted into the image)."""
-        gen = self.detect_iter(x, score_thresh, nms_thresh)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return run_to_end(self.detect_iter(x, score_thresh, nms_thresh))
 
     def detect_iter(
         self, x: torch.Tensor, score_thresh: float, nms_thresh: float,

@@ -9,11 +9,12 @@ label image take well under a second (see docs/benchmarks.md).
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
 
 import numba
 import numpy as np
 from scipy import ndimage as ndi
+
+from seglab.progress import run_to_end
 
 
 def ray_directions(n_rays: int) -> np.ndarray:
@@ -301,7 +302,7 @@ def polygon_nms(
     dists: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`polygon_nms_iter` run to the end."""
-    return _run(polygon_nms_iter(coords, scores, thresh, points, dists))
+    return run_to_end(polygon_nms_iter(coords, scores, thresh, points, dists))
 
 
 def polygon_nms_iter(
@@ -356,14 +357,6 @@ def polygon_nms_iter(
     return order[keep]
 
 
-def _run(gen: Generator[Any, None, Any]) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 @numba.njit(cache=True, nogil=True)
 def _render_range(labels, coords, i0, i1):
     h, w = labels.shape
@@ -392,7 +385,7 @@ def _render_range(labels, coords, i0, i1):
 
 def render_polygons(coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """:func:`render_polygons_iter` run to the end."""
-    return _run(render_polygons_iter(coords, shape))
+    return run_to_end(render_polygons_iter(coords, shape))
 
 
 def render_polygons_iter(coords: np.ndarray, shape: tuple[int, int]) -> Generator[tuple[int, int], None, np.ndarray]:

@@ -14,6 +14,7 @@ from skimage.segmentation import watershed
 from torch import nn
 from torch.nn import functional as F
 
+from seglab.progress import run_to_end
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.targets import normalized_distance, touching_boundaries
 from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
@@ -146,12 +147,7 @@ def instances_from_maps(
     seed_h: float = 0.0,
 ) -> np.ndarray:
     """:func:`instances_from_maps_iter` run to the end."""
-    gen = instances_from_maps_iter(prob, dist, prob_thresh, seed_thresh, min_area, seed_h)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(instances_from_maps_iter(prob, dist, prob_thresh, seed_thresh, min_area, seed_h))
 
 
 class UNetModel(BatchNormFolding, SegmentationModel):
