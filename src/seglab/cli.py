@@ -63,14 +63,6 @@ def _parse_diameter(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _describe_size(result) -> str:
-    """How a result was rescaled, for the per-file line."""
-    if result.diameter is None:
-        return "diameter unknown, not rescaled"
-    text = f"diameter {result.diameter:.1f} px"
-    return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
-
-
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
     th = dict(args.threshold or [])
     if getattr(args, "prob_thresh", None) is not None:
@@ -217,27 +209,30 @@ def _progress(gen, desc: str, quiet: bool, postfix=None):
         gen.close()
 
 
-BOX_COLUMNS = {"label": "label", "score": "score", "class": "class", "y0": "bbox_y0", "x0": "bbox_x0",
-               "y1": "bbox_y1", "x1": "bbox_x1"}
+def segment_outputs(args: argparse.Namespace) -> list[str]:
+    """The output kinds ``seglab segment`` options ask for (labels always)."""
+    names = [] if args.no_table else ["objects"]
+    names += ["rois"] if args.rois else []
+    names += ["boxes"] if args.boxes else []
+    return names
 
 
-def boxes_table(table: dict) -> dict:
-    """The box columns of an object table, renamed for ``<stem>_boxes.csv``."""
-    missing = [c for c in BOX_COLUMNS.values() if c not in table]
-    if missing:
-        raise SeglabError(f"the result has no box column(s) {', '.join(missing)}")
-    out = {name: table[col] for name, col in BOX_COLUMNS.items()}
-    if "plane" in table:
-        out["plane"] = table["plane"]
-    return out
+def segment_options(args: argparse.Namespace, model) -> "SegmentOptions":
+    """The per-file settings of ``seglab segment``."""
+    from seglab.files import SegmentOptions
+
+    return SegmentOptions(channels=args.channels, axes=args.axes, channel_axis=args.channel_axis,
+                          tile_size=args.tile_size, batch_size=args.batch_size, device=args.device,
+                          amp=not args.no_amp, thresholds=model.thresholds(_thresholds(args)),
+                          diameter=args.diameter)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from seglab.inference.engine import segment_iter
-    from seglab.io import list_images, write_labels, write_table_csv
+    from seglab.files import segment_file_iter
+    from seglab.io import list_images
     from seglab.io.atomic import check_writable_folder
-    from seglab.io.images import read_image_data
     from seglab.models.registry import get_model
+    from seglab.outputs import output_paths, resolve_outputs
 
     paths = list_images(args.inputs)
     outdir = Path(args.outdir)
@@ -247,99 +242,27 @@ def cmd_segment(args: argparse.Namespace) -> int:
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
-    targets = [outdir / f"{p.stem}_labels.tif" for p in paths]
-    outputs = targets + ([outdir / f"{p.stem}_boxes.csv" for p in paths] if args.boxes else [])
-    if not args.overwrite:
-        outputs += [] if args.no_table else [outdir / f"{p.stem}_objects.csv" for p in paths]
-        outputs += [outdir / f"{p.stem}_rois.zip" for p in paths] if args.rois else []
-        existing = [t for t in outputs if t.exists()]
-        if existing:
-            raise SeglabError(f"{existing[0]} already exists (use --overwrite to replace it)")
     model = get_model(args.model)
-    if args.rois and model.shape_type is None:
-        raise SeglabError(f"model {model.config.name!r} ({model.family}) gives no outlines, so --rois cannot be used")
-    if args.boxes and not model.has_boxes:
-        raise SeglabError(f"model {model.config.name!r} ({model.family}) does not detect boxes; drop --boxes")
-    th = model.thresholds(_thresholds(args))
+    kinds = resolve_outputs(segment_outputs(args), model)
+    if not args.overwrite:
+        existing = [t for p in paths for t in output_paths(p.stem, outdir, kinds).values() if t.exists()]
+        if existing:
+            more = f", as do {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
+            raise SeglabError(f"{existing[-1]} already exists{more} (use --overwrite to replace them)")
+    options = segment_options(args, model)
     check_writable_folder(outdir)  # before any inference: a run is never lost to an unwritable folder
     failures = 0
-    for i, (path, target) in enumerate(zip(paths, targets)):
+    for i, path in enumerate(paths):
         try:
-            data = read_image_data(path)
-            run = _input_axes(data, args, path.name)
-            gen = segment_iter(model, data.array, channels=args.channels, tile_size=args.tile_size,
-                               batch_size=args.batch_size, device=args.device, amp=not args.no_amp, thresholds=th,
-                               diameter=args.diameter, **run)
-            result = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
-            scale, label_axes = _labels_calibration(data, run, result.labels.ndim)
-            write_labels(target, result.labels, scale=scale, unit=data.unit if scale else None, axes=label_axes)
-            if not args.no_table:
-                write_table_csv(outdir / f"{path.stem}_objects.csv", result.table)
-            if args.rois:
-                _write_rois(outdir / f"{path.stem}_rois.zip", result)
-            if args.boxes:
-                write_table_csv(outdir / f"{path.stem}_boxes.csv", boxes_table(result.table))
+            gen = segment_file_iter(model, path, outdir, kinds, options)
+            done = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
             if not args.quiet:
-                print(f"{path.name}: {result.n_objects} objects ({_describe_size(result)}) -> {target}",
+                print(f"{path.name}: {done.n_objects} objects ({done.size}) -> {done.outputs['labels']}",
                       file=sys.stderr)
         except SeglabError as e:
             failures += 1
             print(f"seglab: error: {path.name}: {e}", file=sys.stderr)
     return EXIT_FAILED if failures else 0
-
-
-def _input_axes(data, args: argparse.Namespace, name: str) -> dict:
-    """How ``segment_iter`` should read an input's axes: ``--axes``, else ``--channel-axis``, else
-    what the file declares; axes that could be channels or planes are an error, not a guess."""
-    from seglab.axes import check_declared, parse_axes
-
-    shape = data.array.shape
-    if args.axes:
-        axes = parse_axes(args.axes, len(shape))
-        return {"axes": axes, "rgb": "S" in axes and shape[axes.index("S")] in (3, 4)}
-    axes = data.axes
-    if args.channel_axis is not None:
-        ca = args.channel_axis
-        if not -len(shape) <= ca < len(shape):
-            raise SeglabError(f"channel axis {ca} does not exist for an image of shape {shape}")
-        ca %= len(shape)
-        rest = "".join("Z" if i != ca and a in "CS" else a for i, a in enumerate(axes))  # one channel axis
-        axes = rest[:ca] + ("S" if data.rgb and axes[ca] == "S" else "C") + rest[ca + 1:]
-    check_declared(axes, shape, name)
-    return {"axes": axes, "rgb": data.rgb and "S" in axes}
-
-
-def _labels_calibration(data, run: dict, ndim: int) -> tuple[list[float] | None, str | None]:
-    """Pixel size per labels axis (None when the input has none) and the labels' ImageJ axes."""
-    axes = run["axes"]
-    stack = [a for a in axes if a not in "YXCS"]
-    label_axes = "".join(stack) + "YX"
-    ij_axes = label_axes if len(label_axes) == ndim and _imagej_order(label_axes) else None
-    if data.pixel_size is None:
-        return None, ij_axes
-    z = data.z_spacing or 1.0
-    scale = [z if a == "Z" else 1.0 for a in label_axes[:-2]] + list(data.pixel_size)
-    return (scale if len(scale) == ndim else None), ij_axes
-
-
-def _imagej_order(axes: str) -> bool:
-    """Axes ImageJ hyperstacks can hold, in ImageJ's order (T, Z, Y, X)."""
-    order = "TZYX"
-    return all(a in order for a in axes) and list(axes) == sorted(axes, key=order.index)
-
-
-def _write_rois(path: Path, result) -> None:
-    from seglab.io.rois import write_roi_zip
-    from seglab.outlines import collect_outlines
-
-    outlines = collect_outlines(result)
-    if outlines is None or len(outlines) == 0:
-        print(f"seglab: no objects, so no {path.name}", file=sys.stderr)
-        return
-    if result.labels.ndim > 3:
-        raise SeglabError("ROI sets hold 2D outlines or outlines on the slices of one stack axis")
-    positions = outlines.plane.tolist() if result.labels.ndim == 3 else None
-    write_roi_zip(path, [d[:, -2:] for d in outlines.data], outlines.label.tolist(), positions)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -372,6 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_rescaled_iter(model, items, args):
     """Like ``evaluate_model_iter``, segmenting each image with ``--diameter`` (printing the size used)."""
+    from seglab.files import describe_size
     from seglab.inference.engine import ProgressEvent, segment_iter, run_to_end
     from seglab.metrics import evaluate
 
@@ -383,7 +307,7 @@ def _evaluate_rescaled_iter(model, items, args):
                                          thresholds=th, diameter=args.diameter))
         preds.append(result.labels)
         if not args.quiet and not args.json:
-            print(f"{it.name}: {_describe_size(result)}", file=sys.stderr)
+            print(f"{it.name}: {describe_size(result)}", file=sys.stderr)
         yield ProgressEvent("image", i + 1, len(items))
     metrics = evaluate(zip([it.labels for it in items], preds))
     metrics["model_thresholds"] = th
@@ -474,14 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _one_line_warnings(previous_showwarning)
     try:
-        if args.command == "models":
-            return cmd_models(args)
-        if args.command == "segment":
-            return cmd_segment(args)
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        if args.command == "train":
-            return cmd_train(args)
+        command = COMMANDS.get(args.command) or getattr(args, "func", None)
+        if command is not None:
+            return command(args)
     except SeglabError as e:
         print(f"seglab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -496,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = previous_showwarning
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+COMMANDS = {"models": cmd_models, "segment": cmd_segment, "evaluate": cmd_evaluate, "train": cmd_train}
+"""Built-in subcommands; others register with ``parser.set_defaults(func=...)`` in :func:`build_parser`."""
 
 
 if __name__ == "__main__":

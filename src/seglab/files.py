@@ -1,0 +1,94 @@
+"""Segment one image file into output files: read, segment, write (the unit of every batch).
+
+``seglab segment``, folder batches (local or on Dask) and the napari *Batch* widget all call
+:func:`segment_file_iter`, a progress generator whose return value is a :class:`FileResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seglab.errors import SeglabError
+from seglab.outputs import OutputContext, OutputKind, output_paths, write_outputs
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How to read and segment each file (the CLI's ``segment`` options)."""
+
+    channels: Sequence[int] | None = None
+    axes: str | None = None  # overrides what the file declares
+    channel_axis: int | None = None
+    tile_size: int = 1024
+    batch_size: int = 4
+    device: str = "auto"
+    amp: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+    diameter: float | str | None = "auto"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one file gave: its outputs, its object count and the size it was segmented at."""
+
+    path: Path
+    outputs: dict[str, Path]
+    n_objects: int
+    size: str  # e.g. "diameter 18.2 px estimated, rescaled x0.88"
+    result: Any = None  # the SegmentationResult, when kept
+
+
+def input_axes(data: Any, name: str, axes: str | None = None, channel_axis: int | None = None) -> dict:
+    """How ``segment_iter`` should read an input's axes: ``axes``, else ``channel_axis``, else
+    what the file declares; axes that could be channels or planes are an error, not a guess."""
+    from seglab.axes import check_declared, parse_axes
+
+    shape = data.array.shape
+    if axes:
+        parsed = parse_axes(axes, len(shape))
+        return {"axes": parsed, "rgb": "S" in parsed and shape[parsed.index("S")] in (3, 4)}
+    declared = data.axes
+    if channel_axis is not None:
+        ca = channel_axis
+        if not -len(shape) <= ca < len(shape):
+            raise SeglabError(f"channel axis {ca} does not exist for an image of shape {shape}")
+        ca %= len(shape)
+        rest = "".join("Z" if i != ca and a in "CS" else a for i, a in enumerate(declared))  # one channel axis
+        declared = rest[:ca] + ("S" if data.rgb and declared[ca] == "S" else "C") + rest[ca + 1:]
+    check_declared(declared, shape, name)
+    return {"axes": declared, "rgb": data.rgb and "S" in declared}
+
+
+def describe_size(result: Any) -> str:
+    """How a result was rescaled, in words (for a per-file line)."""
+    if result.diameter is None:
+        return "diameter unknown, not rescaled"
+    text = f"diameter {result.diameter:.1f} px"
+    return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
+
+
+def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind]) -> bool:
+    """Whether ``path`` was done by an earlier run: its label image (written last) exists."""
+    return output_paths(Path(path).stem, outdir, [k for k in kinds if k.name == "labels"])["labels"].exists()
+
+
+def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],
+                      options: SegmentOptions = SegmentOptions(), keep_result: bool = False,
+                      ) -> Generator[Any, None, FileResult]:
+    """Read ``path``, segment it with ``model`` (progress events), write ``kinds`` into ``outdir``."""
+    from seglab.inference.engine import segment_iter
+    from seglab.io.images import read_image_data
+
+    path = Path(path)
+    data = read_image_data(path)
+    run = input_axes(data, path.name, options.axes, options.channel_axis)
+    result = yield from segment_iter(
+        model, data.array, channels=options.channels, tile_size=options.tile_size,
+        batch_size=options.batch_size, device=options.device, amp=options.amp,
+        thresholds=options.thresholds, diameter=options.diameter, **run)
+    ctx = OutputContext(data=data, axes=run["axes"], stem=path.stem, model=model)
+    written = write_outputs(result, ctx, Path(outdir), kinds)
+    return FileResult(path, written, result.n_objects, describe_size(result), result if keep_result else None)
