@@ -1,0 +1,65 @@
+"""The output registry: which files a segmented image gives, in which order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seglab.errors import SeglabError
+from seglab.outputs import (LABELS, OutputContext, OutputKind, labels_calibration, output_paths, register_output,
+                            resolve_outputs, write_outputs)
+
+
+class _Model:
+    shape_type = None
+    has_boxes = False
+    family = "unet"
+
+    class config:
+        name = "m"
+
+
+def test_labels_always_resolved_and_last():
+    kinds = resolve_outputs(["labels", "objects"])
+    assert [k.name for k in kinds] == ["objects", LABELS]
+    assert [k.name for k in resolve_outputs([])] == [LABELS]
+
+
+def test_unknown_output_and_model_checks_are_clear_errors():
+    with pytest.raises(SeglabError, match="unknown output 'nope'"):
+        resolve_outputs(["nope"])
+    with pytest.raises(SeglabError, match="gives no outlines"):
+        resolve_outputs(["rois"], _Model())
+    with pytest.raises(SeglabError, match="does not detect boxes"):
+        resolve_outputs(["boxes"], _Model())
+
+
+def test_write_outputs_writes_labels_last(tmp_path, monkeypatch):
+    order = []
+
+    def recorder(name):
+        return lambda path, result, ctx: order.append((name, path.name))
+
+    import seglab.outputs as outputs
+
+    monkeypatch.setattr(outputs, "_OUTPUTS", dict(outputs._OUTPUTS))
+    register_output(OutputKind(LABELS, "_labels.tif", recorder(LABELS)))
+    register_output(OutputKind("extra", "_extra.txt", recorder("extra")))
+    ctx = OutputContext(data=None, axes="YX", stem="img", model=None)
+    paths = write_outputs(object(), ctx, tmp_path, [outputs._OUTPUTS[LABELS], outputs._OUTPUTS["extra"]])
+    assert order == [("extra", "img_extra.txt"), (LABELS, "img_labels.tif")]
+    assert paths == output_paths("img", tmp_path, resolve_outputs(["extra"]))
+
+
+def test_labels_calibration_stack_axes():
+    class Data:
+        pixel_size = (0.5, 0.25)
+        z_spacing = 2.0
+
+    assert labels_calibration(Data, "ZYX", 3) == ([2.0, 0.5, 0.25], "ZYX")
+    assert labels_calibration(Data, "YXC", 2) == ([0.5, 0.25], "YX")
+    Data.pixel_size = None
+    assert labels_calibration(Data, "TZYX", 4) == (None, "TZYX")
+    assert labels_calibration(Data, "ZTYX", 4) == (None, None)  # not ImageJ's order
