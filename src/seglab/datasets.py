@@ -10,7 +10,7 @@ import numpy as np
 
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage
-from seglab.io.images import IMAGE_SUFFIXES, guess_channel_axis, read_image
+from seglab.io.images import IMAGE_SUFFIXES, read_image_data
 from seglab.io.labels import read_labels
 
 
@@ -40,14 +40,33 @@ def pair_folders(images_dir: str | os.PathLike, labels_dir: str | os.PathLike) -
 
 
 def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
-    """Read one pair; the channel axis is guessed (RGB/RGBA last)."""
-    image = read_image(image_path)
+    """Read one pair; the labels' shape says which image axis holds the channels."""
+    data = read_image_data(image_path)
     labels = read_labels(labels_path)
-    ca = guess_channel_axis(image)
-    spatial = image.shape if ca is None else image.shape[:ca] + image.shape[ca + 1 :]
-    if tuple(spatial) != labels.shape:
-        raise SeglabError(f"{image_path.name}: image {spatial} and labels {labels.shape} differ in shape")
-    return AnnotatedImage(image=image, labels=labels.astype(np.int32), channel_axis=ca, name=image_path.stem)
+    ca = channel_axis_for(data.array.shape, labels.shape, data.axes, image_path.name)
+    return AnnotatedImage(image=np.asarray(data.array), labels=labels.astype(np.int32), channel_axis=ca,
+                          name=image_path.stem)
+
+
+def channel_axis_for(image_shape: tuple[int, ...], labels_shape: tuple[int, ...], axes: str | None = None,
+                     name: str = "image") -> int | None:
+    """The image axis that the labels lack (its channels), or None when the shapes are equal.
+
+    A (2, H, W) image with (H, W) labels has its channels first, an (H, W, 3) one last, whatever the
+    file declares; where several axes could be it (e.g. (3, 3, 3) with (3, 3)), the declared C/S
+    axis decides. Any other pair is a clear error.
+    """
+    image_shape, labels_shape = tuple(image_shape), tuple(labels_shape)
+    if image_shape == labels_shape:
+        return None
+    if len(image_shape) == len(labels_shape) + 1:
+        fits = [k for k in range(len(image_shape)) if image_shape[:k] + image_shape[k + 1:] == labels_shape]
+        if len(fits) > 1 and axes:
+            fits = [k for k in fits if axes[k] in "CS"] or fits
+        if fits:
+            return fits[-1]  # still several: the last, where RGB keeps its colours
+    raise SeglabError(f"{name}: image {image_shape} and labels {labels_shape} differ in shape "
+                      "(labels must have the image's shape without its channel axis)")
 
 
 def image_kind(item: AnnotatedImage) -> str:

@@ -1,0 +1,39 @@
+"""Annotated folders: which image axis holds the channels is read from the labels' shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from seglab.datasets import channel_axis_for, load_annotated
+from seglab.errors import SeglabError
+
+
+@pytest.mark.parametrize("shape, axis", [((2, 20, 30), 0), ((20, 30, 3), 2), ((20, 2, 30), 1), ((20, 30), None)])
+def test_channel_axis_from_labels_shape(shape, axis):
+    assert channel_axis_for(shape, (20, 30)) == axis
+
+
+def test_ambiguous_shapes_follow_the_declared_axes():
+    assert channel_axis_for((3, 3, 3), (3, 3), "CYX") == 0
+    assert channel_axis_for((3, 3, 3), (3, 3), "YXS") == 2
+    assert channel_axis_for((3, 3, 3), (3, 3)) == 2
+
+
+def test_mismatch_is_a_clear_error():
+    with pytest.raises(SeglabError, match="differ in shape"):
+        channel_axis_for((2, 20, 31), (20, 30), name="a.tif")
+    with pytest.raises(SeglabError, match="a.tif"):
+        channel_axis_for((20, 30, 2, 2), (20, 30), name="a.tif")
+
+
+def test_two_channel_stack_is_not_taken_for_rgb(tmp_path):
+    """A (2, H, W) fluorescence pair used to be read without a channel axis (shape mismatch)."""
+    img = np.stack([np.full((20, 30), 10, np.uint16), np.full((20, 30), 200, np.uint16)])
+    lab = np.zeros((20, 30), np.uint16)
+    lab[5:10, 5:10] = 1
+    tifffile.imwrite(tmp_path / "a.tif", img)
+    tifffile.imwrite(tmp_path / "a_labels.tif", lab)
+    item = load_annotated(tmp_path / "a.tif", tmp_path / "a_labels.tif")
+    assert item.channel_axis == 0 and item.image.shape == (2, 20, 30) and item.labels.max() == 1
