@@ -26,6 +26,11 @@ from seglab.outputs import output_kinds, resolve_outputs
 
 from seglab.batch.options import DEFAULT_PROCESSES  # noqa: F401 (re-exported)
 
+#: how often the Dask loop looks for ended files, and how often it yields a "wait" event meanwhile
+#: (the consumer can only close a generator at a yield: this bounds the cancel delay)
+POLL_SECONDS = 0.05
+HEARTBEAT_SECONDS = 0.25
+
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -45,7 +50,8 @@ class BatchSettings:
 @dataclass(frozen=True)
 class BatchEvent:
     """Progress of a batch: ``stage`` "start" (workers ready), "segment" (a file in this process
-    is ``within`` done) or "file" (``outcome`` ended); ``done`` of ``total`` files ended."""
+    is ``within`` done), "wait" (Dask: no file ended lately) or "file" (``outcome`` ended);
+    ``done`` of ``total`` files ended."""
 
     stage: str
     done: int
@@ -200,17 +206,19 @@ def _on_dask(model: Any, model_ref: str | None, jobs: list[Job], outputs: Sequen
                                  cancel.name, key=f"seglab-{batch}-{i}", pure=False): j for i, j in enumerate(jobs)}
         finished = False
         try:
-            for fut in as_completed(futures, loop=client.loop):
-                if fut.status == "finished":
-                    outcome = fut.result()
-                else:
-                    exc = fut.exception() if fut.status == "error" else None
-                    from seglab.batch.one_file import error_text
-
-                    outcome = FileOutcome(futures[fut].path, "failed",
-                                          error=error_text(exc) if exc is not None else f"task {fut.status}")
-                done += 1
-                yield BatchEvent("file", done, total, outcome)
+            pending = as_completed(futures, loop=client.loop)
+            last = time.monotonic()
+            while not pending.is_empty():
+                if not pending.has_ready():  # a heartbeat now and then: the consumer may close (cancel) us
+                    time.sleep(POLL_SECONDS)
+                    if time.monotonic() - last >= HEARTBEAT_SECONDS:
+                        last = time.monotonic()
+                        yield BatchEvent("wait", done, total)
+                    continue
+                for fut in pending.next_batch(block=False):
+                    done += 1
+                    last = time.monotonic()
+                    yield BatchEvent("file", done, total, _task_outcome(fut, futures[fut].path))
             finished = True
         finally:
             if not finished:  # cancelled: running tasks stop at their next step, pending ones never start
@@ -219,3 +227,13 @@ def _on_dask(model: Any, model_ref: str | None, jobs: list[Job], outputs: Sequen
                     client.cancel([f for f in futures if not f.done()])
                 except Exception:  # noqa: BLE001 - the cluster is going away anyway
                     pass
+
+
+def _task_outcome(fut: Any, path: Path) -> FileOutcome:
+    """A finished task's outcome; a task that raised (e.g. its worker died) is a failed file."""
+    from seglab.batch.one_file import error_text
+
+    if fut.status == "finished":
+        return fut.result()
+    exc = fut.exception() if fut.status == "error" else None
+    return FileOutcome(path, "failed", error=error_text(exc) if exc is not None else f"task {fut.status}")
