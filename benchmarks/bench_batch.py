@@ -11,6 +11,9 @@ run. A warm-up of three images in this process comes first (numba compiles, torc
 worker processes pay their own warm-up inside their run. Configurations run in order, then in reverse order for the next round, so that a load that
 changes over time on a shared machine weighs on all of them alike. Also records the CPU model,
 the cores, and the load average before and after each run.
+
+``--thread-check`` instead times this process alone on the same images (after one pass over all
+of them): in the main thread with 2 and with 1 torch threads, and in another thread.
 """
 
 from __future__ import annotations
@@ -81,12 +84,39 @@ def run_one(model, ref: str, paths: list[Path], workers: int, processes: bool, o
             "where": summary.where, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
+def thread_check(model, ref: str, paths: list[Path], options) -> dict:
+    """Files/s in this process: in the main thread with 2 and 1 torch threads, and in another thread."""
+    import threading
+
+    import torch
+
+    run_one(model, ref, paths, 0, False, options)  # every image shape seen once
+    before = torch.get_num_threads()
+    out = {}
+    for label, n, in_thread in [("main thread, 2 torch threads", 2, False), ("main thread, 1 torch thread", 1, False),
+                                ("another thread (torch threads 2)", 2, True)]:
+        torch.set_num_threads(n)
+        box: dict = {}
+        if in_thread:
+            t = threading.Thread(target=lambda: box.update(r=run_one(model, ref, paths, 0, False, options)))
+            t.start()
+            t.join()
+        else:
+            box["r"] = run_one(model, ref, paths, 0, False, options)
+        out[label] = box["r"]
+        print(f"{label}: {box['r']['files_per_s']:.2f} files/s (load {box['r']['load_before']})", flush=True)
+    torch.set_num_threads(before)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--model", default="unet-nuclei")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--thread-check", action="store_true",
+                   help="instead: files/s in this process, main thread with 2 or 1 torch threads, and another thread")
     args = p.parse_args()
 
     from seglab.batch.cluster import model_reference
@@ -97,6 +127,14 @@ def main() -> None:
     ref = model_reference(args.model)
     options = SegmentOptions(device="cpu", diameter=None, thresholds=model.thresholds({}))
     paths = val_images(args.n)
+    if args.thread_check:
+        res = thread_check(model, ref, paths, options)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"benchmark": "batch thread check", "model": args.model,
+                                                  "n_images": len(paths), "cpu": cpu_model(), "cores": os.cpu_count(),
+                                                  "note": "shared machine: other jobs ran at the same time",
+                                                  "runs": res}, indent=2) + "\n")
+        return
     warm = run_one(model, ref, paths[:3], 0, False, options)  # first calls: numba compiles, torch warms up
     print(f"warm-up (3 images in this process, not counted): {warm['total_s']:.1f} s", flush=True)
     runs: dict[str, list[dict]] = {}

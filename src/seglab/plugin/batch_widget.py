@@ -262,13 +262,17 @@ class BatchWidget(ScrollableContainer):
 
     def _on_event(self, event: Any) -> None:
         self._job.update(event.fraction, f"seglab: batch, {event.done}/{event.total} files")
-        if event.outcome is not None:
-            self._rows.append(event.outcome)
-            self.table.value = {"data": [outcome_row(o) for o in self._rows], "columns": list(COLUMNS)}
+        if event.outcome is not None and self.summary is None:  # a late event after the result changes nothing
+            self._rows = [o for o in self._rows if o.path != event.outcome.path] + [event.outcome]
+            self._fill_table()
 
     def _show(self, outcomes: list[FileOutcome]) -> None:
         self._rows = list(outcomes)
-        self.table.value = {"data": [outcome_row(o) for o in self._rows], "columns": list(COLUMNS)}
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        rows = [outcome_row(o) for o in self._rows]
+        self.table.value = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}
 
     def _on_done(self, summary: BatchSummary) -> None:
         self.summary = summary
