@@ -161,3 +161,23 @@ def test_every_field_has_a_tooltip(viewer_widget):
     widget.advanced.expanded = True
     missing = [f.label or f.name or getattr(f, "text", "") for f in fields(widget) if not f.tooltip]
     assert not missing, f"fields without a tooltip: {missing}"
+
+
+def test_cancel_on_a_local_dask_cluster_within_2_s(tmp_path, qtbot, viewer_widget, notes):
+    viewer, widget = viewer_widget
+    folder = write_folder(tmp_path / "imgs", 10, shape=(256, 256))
+    widget.folder.value = folder
+    widget.workers.value = 1
+    worker = widget.start()
+    files = []
+    worker.yielded.connect(lambda ev: files.append(ev) if ev.outcome is not None else None)
+    qtbot.waitUntil(lambda: len(files) >= 1, timeout=120_000)
+    widget.cancel()
+    t0 = time.monotonic()
+    with qtbot.waitSignal(worker.finished, timeout=5_000):  # the cluster is closed too
+        pass
+    print(f"Dask batch stopped {time.monotonic() - t0:.2f} s after Cancel")
+    assert time.monotonic() - t0 < 2.0
+    finished = sorted(p.name for p in folder.glob("img*_labels.tif"))
+    qtbot.wait(500)
+    assert sorted(p.name for p in folder.glob("img*_labels.tif")) == finished and len(finished) < 10
