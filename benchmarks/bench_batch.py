@@ -8,7 +8,8 @@ cluster of 1 and 2 workers as threads and as processes. For each it reports the 
 (call to the cluster being ready: the ``start`` event), the time from there to the last file
 (which includes each worker loading the model once), files/s over that time and over the whole
 run. A warm-up of three images in this process comes first (numba compiles, torch's first calls);
-worker processes pay their own warm-up inside their run. Configurations run in order, then in reverse order for the next round, so that a load that
+worker processes pay their own warm-up inside their run. Configurations run in order, then in
+reverse order for the next round, so that a load that
 changes over time on a shared machine weighs on all of them alike. Also records the CPU model,
 the cores, and the load average before and after each run.
 

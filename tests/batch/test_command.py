@@ -83,7 +83,8 @@ def test_resume_after_the_batch_is_killed(tmp_path, tiny_model_dir, make_images)
         assert (out / name.replace("_labels.tif", "_objects.csv")).exists()  # side files come first
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(images) - len(finished)} segmented, {len(finished)} skipped (finished earlier), 0 failed" in rerun.stderr
+    counts = f"{len(images) - len(finished)} segmented, {len(finished)} skipped (finished earlier), 0 failed"
+    assert counts in rerun.stderr
     assert sorted(p.name for p in out.glob("img*_labels.tif")) == sorted(f"img{i}_labels.tif" for i in range(12))
     for i in range(12):
         labels = tifffile.imread(out / f"img{i}_labels.tif")

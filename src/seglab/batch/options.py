@@ -20,6 +20,8 @@ def add_batch_options(p: argparse.ArgumentParser) -> None:
                    help="segment on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers need seglab "
                         "and the input and output paths)")
     g.add_argument("--worker-kind", choices=["processes", "threads"], default=None,
-                   help=f"local workers as processes or threads (default {'processes' if DEFAULT_PROCESSES else 'threads'})")
+                   help="local workers as processes or threads (default "
+                        f"{'processes' if DEFAULT_PROCESSES else 'threads'}: they start in a fraction of a second "
+                        "and share this process's loaded model code)")
 
 

@@ -14,8 +14,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
-from magicgui.widgets import Table
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    Table,
+)
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from seglab.batch.core import BatchSettings, BatchSummary, batch_inputs, batch_iter
@@ -206,7 +216,10 @@ class BatchWidget(ScrollableContainer):
         values.update(read_config(self._registry.resolve(self.model.value)).thresholds)
         for key, val in values.items():
             spec = family.threshold_specs.get(key)
-            low, high, step = (-1e9, 1e9, 0.05) if spec is None else (max(spec.low, -1e9), min(spec.high, 1e9), spec.step)
+            if spec is None:  # a config threshold the family does not declare: shown, not range-checked
+                low, high, step = -1e9, 1e9, 0.05
+            else:
+                low, high, step = max(spec.low, -1e9), min(spec.high, 1e9), spec.step
             tip = "" if spec is None else f"{spec.help} (range {spec.low:g} to {spec.high:g})"
             field = FloatSpinBox(name=key, label=key, value=min(max(float(val), low), high), min=low, max=high,
                                  step=step, tooltip=tip or None)
