@@ -92,3 +92,13 @@ def test_resume_after_the_batch_is_killed(tmp_path, tiny_model_dir, make_images)
     # only complete outputs carry output names (a write killed mid-way leaves at most a hidden temporary file)
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
         f"img{i}{s}" for i in range(12) for s in ("_labels.tif", "_objects.csv")}
+
+
+def test_worker_processes(tmp_path, image_folder, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(image_folder), "--workers", "1",
+               "--worker-kind", "processes", *FAST])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "local Dask cluster: 1 worker process" in err and "4 segmented" in err
+    assert len(list(out.glob("img*_labels.tif"))) == 4

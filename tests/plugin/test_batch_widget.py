@@ -181,3 +181,34 @@ def test_cancel_on_a_local_dask_cluster_within_2_s(tmp_path, qtbot, viewer_widge
     finished = sorted(p.name for p in folder.glob("img*_labels.tif"))
     qtbot.wait(500)
     assert sorted(p.name for p in folder.glob("img*_labels.tif")) == finished and len(finished) < 10
+
+
+def test_fields_reach_the_batch(tmp_path, qtbot, viewer_widget, notes, monkeypatch):
+    from seglab.batch.core import BatchSummary
+
+    seen = {}
+
+    def fake_batch_iter(model, paths, outdir, outputs, options, settings, model_ref=None):
+        seen.update(paths=paths, outdir=outdir, outputs=outputs, options=options, settings=settings, ref=model_ref)
+        return BatchSummary([], "nowhere", 0.0)
+        yield  # a generator
+
+    monkeypatch.setattr(bw, "batch_iter", fake_batch_iter)
+    viewer, widget = viewer_widget
+    folder = write_folder(tmp_path / "imgs", 2)
+    widget.folder.value = folder
+    widget.diameter.value = "25"
+    widget.channels.value = "0"
+    widget.tile_size.value = 512
+    widget.workers.value = 2
+    widget.overwrite.value = True
+    name = widget.thresholds[0].name
+    widget.thresholds[0].value = 0.35
+    run(qtbot, widget, timeout=30_000)
+    assert [p.name for p in seen["paths"]] == ["img0.tif", "img1.tif"] and seen["outdir"] is None
+    assert seen["outputs"] == ["objects"]
+    opts = seen["options"]
+    assert opts.diameter == 25.0 and list(opts.channels) == [0] and opts.tile_size == 512 and opts.device == "cpu"
+    assert opts.thresholds[name] == pytest.approx(0.35)
+    assert seen["settings"].workers == 2 and not seen["settings"].processes and seen["settings"].overwrite
+    assert seen["ref"].endswith("tiny-unet")

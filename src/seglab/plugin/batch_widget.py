@@ -151,9 +151,12 @@ class BatchWidget(ScrollableContainer):
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto",
                                tooltip="where the network runs; auto: a GPU when there is one, else the CPU")
         self.amp = CheckBox(text="Mixed precision", value=True, tooltip="16-bit precision where the device has it")
+        self.channels = LineEdit(label="Channels", value="",
+                                 tooltip="channels of multichannel images to use, e.g. '0' or '0,1' (empty: all; "
+                                         "colour images become grey for grey models)")
         self.thresholds = Container(labels=True, label="Thresholds")
         self.advanced = Collapsible("Advanced", [self.workers, self.scheduler, self.tile_size, self.batch_size,
-                                                 self.device, self.amp, self.thresholds],
+                                                 self.device, self.amp, self.channels, self.thresholds],
                                     tooltip="workers, cluster, tile size, batch size, device, precision, thresholds")
         self.extend([self.folder, self.model, self.model_info, self.diameter, self.outputs, self.destination,
                      self.outdir, self.overwrite, button_row(self.run_button, self.cancel_button), self.progress,
@@ -245,7 +248,10 @@ class BatchWidget(ScrollableContainer):
             if not self.outdir.value or str(self.outdir.value) in ("", "."):
                 raise SeglabError("choose the output folder")
             outdir = str(self.outdir.value)
-        options = dict(tile_size=int(self.tile_size.value), batch_size=int(self.batch_size.value),
+        from seglab.plugin.segment_widget import parse_channels
+
+        options = dict(channels=parse_channels(self.channels.value),
+                       tile_size=int(self.tile_size.value), batch_size=int(self.batch_size.value),
                        device=self.device.value, amp=bool(self.amp.value),
                        diameter=parse_diameter(self.diameter.value))
         settings = BatchSettings(workers=int(self.workers.value), scheduler=self.scheduler.value.strip() or None,
