@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for models that detect boxes; pixel k spans [k, k+1)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from seglab.batch.options import add_batch_options
+
+    add_batch_options(s)
 
     e = sub.add_parser("evaluate", help="score a model against ground-truth labels")
     _add_run_options(e)
@@ -244,6 +247,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
     model = get_model(args.model)
     kinds = resolve_outputs(segment_outputs(args), model)
+    if getattr(args, "workers", None) is not None or getattr(args, "scheduler", None):  # seglab.batch
+        from seglab.batch.command import run_segment_batch
+
+        return run_segment_batch(args, outdir, model, [k.name for k in kinds], segment_options(args, model))
     if not args.overwrite:
         existing = [t for p in paths for t in output_paths(p.stem, outdir, kinds).values() if t.exists()]
         if existing:

@@ -1,0 +1,78 @@
+"""One file of a batch: segment it and write its outputs, a failure becoming its outcome.
+
+Runs in this process (``--workers 0``, one file, the napari widget's in-process mode) or inside a
+Dask task (:mod:`seglab.batch.worker`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.batch.outcome import FileOutcome
+from seglab.errors import SeglabError
+from seglab.files import SegmentOptions, segment_file_iter
+from seglab.outputs import resolve_outputs
+
+
+class Cancelled(Exception):
+    """A task noticed that its batch was cancelled."""
+
+
+def mean_area(table: dict) -> float | None:
+    """Mean object area in pixels (None without objects or without an area column)."""
+    area = table.get("area") if table else None
+    if area is None or len(area) == 0:
+        return None
+    return float(np.mean(np.asarray(area, dtype=float)))
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a failed file: the message of a SeglabError, else the exception's type too."""
+    if isinstance(exc, SeglabError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def segment_one_iter(model: Any, path: Path, outdir: Path, outputs: Sequence[str],
+                     options: SegmentOptions) -> Generator[Any, None, FileOutcome]:
+    """Segment one file (its progress events) into a :class:`FileOutcome`; a failure becomes a
+    ``failed`` outcome with its error instead of an exception (closing the generator still stops)."""
+    t0 = time.perf_counter()
+    try:
+        kinds = resolve_outputs(outputs, model)
+        done = yield from segment_file_iter(model, path, outdir, kinds, options, keep_result=True)
+    except (Exception, Cancelled) as e:  # noqa: BLE001 - any failure is this file's, reported at the end
+        if isinstance(e, Cancelled):
+            return FileOutcome(Path(path), "cancelled", seconds=time.perf_counter() - t0)
+        return FileOutcome(Path(path), "failed", error=error_text(e), seconds=time.perf_counter() - t0)
+    return FileOutcome(Path(path), "done", outputs=dict(done.outputs), n_objects=done.n_objects,
+                       mean_area=mean_area(done.result.table), size=done.size, seconds=time.perf_counter() - t0)
+
+
+def run_file(model: Any, path: Path, outdir: Path, outputs: Sequence[str], options: SegmentOptions,
+             should_stop: Callable[[], bool] | None = None) -> FileOutcome:
+    """:func:`segment_one_iter` to its end, asking ``should_stop`` at each progress event."""
+    gen = segment_one_iter(model, path, outdir, outputs, options)
+    try:
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if should_stop is not None and should_stop():
+                try:
+                    gen.throw(Cancelled())
+                except StopIteration as stop:
+                    return stop.value
+    finally:
+        gen.close()
+
+
