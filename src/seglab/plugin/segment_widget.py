@@ -359,7 +359,10 @@ class SegmentWidget(ScrollableContainer):
         self._source, self._source_channel_axis = layer, ca
         if (note := ambiguous_axes_note(layer, data.shape, ca)) is not None:
             show_info(note)
-        kwargs["calibration"] = layer_calibration(spatial_geometry(layer, ca))
+        try:
+            kwargs["calibration"] = layer_calibration(spatial_geometry(layer, ca))
+        except ValueError:  # a channel axis out of range: the engine says so in one message
+            kwargs["calibration"] = {}
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
                                returned=self._on_result)
