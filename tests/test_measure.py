@@ -186,3 +186,36 @@ def test_bad_labels():
     with pytest.raises(SeglabError, match="at least 2 axes"):
         measure(np.ones(4, np.int32))
     assert measure(np.ones((4, 4), np.float32))["area"].tolist() == [16]
+
+
+def _irregular_labels(seed=0, shape=(90, 110)):
+    """Touching blobs, random shapes (thresholded smoothed noise), objects at the border, squares."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    noise = ndi.gaussian_filter(rng.normal(size=shape), 3)
+    lab, _ = ndi.label(noise > 0.02)
+    _, blobs = blob_image(shape, n=8, seed=seed)
+    lab = np.where(blobs > 0, blobs + lab.max(), lab)  # blobs over (and touching) the random shapes
+    lab[70:80, 5:15] = lab.max() + 1  # a square: a degenerate orientation
+    lab[0:4, 100:110] = lab.max() + 1  # a bar at the border
+    lab[40, 50] = lab.max() + 1  # one pixel
+    return lab.astype(np.int32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shape_columns_equal_regionprops_table(seed):
+    from seglab.measure import REGIONPROPS_NAMES
+
+    lab = _irregular_labels(seed)
+    ref = regionprops_table(lab, properties=("label", "area", "perimeter", "centroid", "bbox",
+                                             "equivalent_diameter_area", "eccentricity", "solidity", "orientation"))
+    got = measure(lab)
+    assert len(got["label"]) > 20
+    for name, col in REGIONPROPS_NAMES.items():
+        if col == "orientation":  # an axis: pi/2 and -pi/2 are the same one (scikit-image's rounding picks either)
+            turn = np.mod(got[col] - ref[name] + np.pi / 2, np.pi) - np.pi / 2
+            np.testing.assert_allclose(turn, 0, atol=1e-9, err_msg=col)
+            assert np.all(np.abs(got[col]) <= np.pi / 2)
+        else:
+            np.testing.assert_allclose(got[col], ref[name], rtol=1e-9, atol=1e-9, err_msg=col)
