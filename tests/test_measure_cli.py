@@ -133,3 +133,22 @@ def test_segment_outputs_names(flag):
 
     args = build_parser().parse_args(["segment", "-m", "x", "-o", "o", "in.tif", *flag])
     assert ("measurements" in segment_outputs(args)) == bool(flag)
+
+
+def test_measure_command_stacks_and_rgb(tmp_path):
+    images, labels = tmp_path / "i", tmp_path / "l"
+    images.mkdir(), labels.mkdir()
+    img, lab = blob_image((40, 50), n=3, seed=5)
+    zimg, zlab = np.stack([img, img[:, ::-1]]), np.stack([lab, np.where(lab[:, ::-1] > 0, lab[:, ::-1] + 10, 0)])
+    tifffile.imwrite(images / "z.tif", zimg, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(labels / "z_masks.tif", zlab.astype(np.uint16))
+    rgb = np.stack([img, img // 2, 255 - img], axis=-1)
+    tifffile.imwrite(images / "c.tif", rgb, photometric="rgb")
+    tifffile.imwrite(labels / "c.tif", lab.astype(np.uint16))
+    assert main(["measure", "--images", str(images), "--labels", str(labels), "-o", str(tmp_path / "o"), "-q"]) == 0
+    z = _read_csv(tmp_path / "o" / "z_measurements.csv")
+    assert [int(r["plane"]) for r in z] == [0] * 3 + [1] * 3
+    assert [int(r["label"]) for r in z] == [1, 2, 3, 11, 12, 13]
+    c = _read_csv(tmp_path / "o" / "c_measurements.csv")
+    want = measure(lab, rgb)
+    assert [int(r["sum_intensity_ch2"]) for r in c] == want["sum_intensity_ch2"].tolist()

@@ -191,3 +191,35 @@ def test_save_without_a_table_is_one_message(dock, tmp_path, monkeypatch):
     assert errors == ["seglab: 'empty' has no object table; click Measure first"]
     assert not (tmp_path / "x.csv").exists()
     assert isinstance(widget.model.df, pd.DataFrame)
+
+
+def test_measure_a_plain_labels_layer_with_an_rgb_image(dock, qtbot):
+    viewer, widget = dock
+    lab, _ = _objects()
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[..., 2] = 50
+    rgb[lab == 2, 2] = 250
+    viewer.add_image(rgb, name="colour", rgb=True)
+    layer = viewer.add_labels(lab, name="drawn")  # no features yet
+    assert "click Measure" in widget.info.text()
+    widget.image.setCurrentText("colour")
+    assert widget.measure() is not None
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=30_000)
+    table = layer.features.set_index("index")
+    assert list(table.index) == [1, 2, 3]
+    assert table.loc[2, "mean_intensity_ch2"] == 250 and table.loc[1, "mean_intensity_ch2"] == 50
+    assert widget.model.rowCount() == 3 and "3 objects" in widget.info.text()
+
+
+def test_measure_with_an_image_that_does_not_fit_is_one_message(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    lab, _ = _objects()
+    viewer.add_image(np.zeros((10, 10), np.uint8), name="small")
+    layer = viewer.add_labels(lab, name="drawn")
+    widget.image.setCurrentText("small")
+    errors = []
+    monkeypatch.setattr(md, "show_error", errors.append)
+    widget.measure()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=30_000)
+    assert errors == ["seglab: image 'small' (10, 10) does not fit labels (60, 80)"]
+    assert "perimeter" not in layer.features.columns
