@@ -157,6 +157,23 @@ def test_measure_again_after_an_edit(dock, qtbot):
     assert not keeper.pending
 
 
+def test_saved_integers_keep_every_digit_after_an_edit(dock, qtbot, tmp_path):
+    viewer, widget = dock
+    lab, _ = _objects()
+    bright = np.full(lab.shape, 65000, np.uint16)
+    layer = viewer.add_labels(lab, name="objs", features=measured_features(lab, bright))
+    keeper = keep_table_fresh(layer)
+    layer.brush_size = 3
+    layer.paint((10, 10), 0)
+    qtbot.waitUntil(lambda: not keeper.pending, timeout=5_000)
+    assert layer.features["sum_intensity_ch0"].dtype.kind == "f"  # NaN for the edited object
+    widget.save(tmp_path / "m.csv")
+    with open(tmp_path / "m.csv", newline="") as f:
+        rows = {int(r["label"]): r for r in csv.DictReader(f)}
+    assert rows[2]["sum_intensity_ch0"] == str(65000 * 100)  # 6500000, not 6.5e+06
+    assert rows[3]["sum_intensity_ch0"] == str(65000 * 108) and rows[1]["sum_intensity_ch0"] == ""
+
+
 def test_save_measurements_writes_csv_atomically(dock, tmp_path, monkeypatch):
     viewer, widget = dock
     lab, image = _objects()

@@ -44,6 +44,17 @@ NO_IMAGE = "(no intensities)"
 SORT_ROLE = Qt.ItemDataRole.UserRole
 
 
+def _exact_integers(values: np.ndarray) -> np.ndarray:
+    """Whole numbers stored as floats (integer columns of unchanged objects after an edit, next
+    to NaN for edited ones) as Python ints, so the CSV keeps every digit (floats get 6)."""
+    if values.dtype.kind != "f":
+        return values
+    finite = np.isfinite(values)
+    if not finite.any() or np.any(values[finite] != np.round(values[finite])) or np.abs(values[finite]).max() >= 2**53:
+        return values
+    return np.array([int(v) if ok else np.nan for v, ok in zip(values, finite)], dtype=object)
+
+
 class FeaturesModel(QAbstractTableModel):
     """A read-only view of a DataFrame; numbers sort as numbers (``SORT_ROLE``), NaN last."""
 
@@ -307,7 +318,7 @@ class MeasurementsDock(QWidget):
         df = pd.DataFrame(self.layer.features).rename(columns={"index": "label"})
         if "label" not in df.columns:
             raise SeglabError(f"'{self.layer.name}' has no object table; click Measure first")
-        table = {c: df[c].to_numpy() for c in df.columns}
+        table = {c: _exact_integers(df[c].to_numpy()) for c in df.columns}
         return write_table_csv(Path(path), table)
 
     def _on_save_clicked(self, *_: Any) -> None:
