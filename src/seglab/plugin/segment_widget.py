@@ -70,7 +70,7 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
         model = ModelRegistry().load(model_ref)
         data = np.asarray(data)
         result = yield from segment_iter(model, data, **kwargs)
-        yield ProgressEvent("measure", 0, 1)
+        yield ProgressEvent("measure", 0, 0)  # not counted: the bar stays full, the stage says "measure"
         features = measured_features(result.labels, data, kwargs.get("channel_axis"), calibration,
                                      table_to_features(result.table))
     except SeglabError as e:  # the user's input: reported as a notification, no traceback
