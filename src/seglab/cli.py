@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--boxes", action="store_true",
                    help="also write <stem>_boxes.csv (label, score, class, y0, x0, y1, x1; plane for stacks) "
                         "for models that detect boxes; pixel k spans [k, k+1)")
+    s.add_argument("--measure", action="store_true",
+                   help="also write <stem>_measurements.csv: per object area, perimeter, centroid, box, shape, "
+                        "intensity of every channel, physical sizes from the file's pixel size (see seglab measure)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from seglab.batch.options import add_batch_options
@@ -121,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_train_parser(sub)
+    from seglab.measure_cli import add_measure_parser
+
+    add_measure_parser(sub)
     return p
 
 
@@ -217,6 +223,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
     names = [] if args.no_table else ["objects"]
     names += ["rois"] if args.rois else []
     names += ["boxes"] if args.boxes else []
+    names += ["measurements"] if getattr(args, "measure", False) else []
     return names
 
 

@@ -168,3 +168,13 @@ register_output(OutputKind("objects", "_objects.csv", _write_objects, "object ta
 register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines))
 register_output(OutputKind("boxes", "_boxes.csv", _write_boxes,
                            "boxes (label, score, class, y0, x0, y1, x1; plane for stacks)", _needs_boxes))
+
+
+def _write_measurements(path: Path, result: Any, ctx: OutputContext) -> None:
+    from seglab.measure_files import write_measurements
+
+    write_measurements(path, result, ctx)
+
+
+register_output(OutputKind("measurements", "_measurements.csv", _write_measurements,
+                           "measurements per object: shape, intensity per channel, physical sizes (CSV)"))

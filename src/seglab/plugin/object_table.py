@@ -258,3 +258,89 @@ def keep_table_fresh(layer: Any) -> TableKeeper:
     if keeper is None:
         keeper = _KEEPERS[layer] = TableKeeper(layer)
     return keeper
+
+
+# --- full measurements (seglab.measure) as the layer's features --------------------------------
+
+def layer_calibration(geometry: dict[str, Any]) -> dict[str, Any]:
+    """``pixel_size`` and ``unit`` for :func:`seglab.measure.measure` from a layer's ``scale`` and
+    ``units`` (as :func:`seglab.plugin.layers.spatial_geometry` gives them); empty when the
+    units are not a known length (napari's default 'pixel')."""
+    from seglab.io.images import normalize_unit
+
+    units = geometry.get("units")
+    scale = geometry.get("scale")
+    if units is None or scale is None or len(scale) < 2:
+        return {}
+    unit = normalize_unit(str(units[-1]))
+    if unit is None or normalize_unit(str(units[-2])) != unit:
+        return {}
+    return {"pixel_size": (float(scale[-2]), float(scale[-1])), "unit": unit}
+
+
+def _one_row_per_id(df: pd.DataFrame) -> pd.DataFrame:
+    """napari looks objects up by ``index``: an id measured in several planes keeps the row of
+    its largest plane (the saved CSV of ``seglab measure`` has them all)."""
+    if not df["index"].duplicated().any():
+        return df
+    order = df.sort_values(["index", "area"], ascending=[True, False], kind="stable")
+    return order.drop_duplicates("index").reset_index(drop=True)
+
+
+def measured_features(labels: np.ndarray, image: np.ndarray | None = None, channel_axis: int | None = None,
+                      calibration: dict[str, Any] | None = None, old: Any = None) -> pd.DataFrame:
+    """The layer's features: :func:`seglab.measure.measure` of ``labels`` (``index`` = label id),
+    with the columns of ``old`` (score, class, edited, ...) that it does not compute, by id."""
+    from seglab.measure import measure as measure_objects
+
+    table = measure_objects(np.asarray(labels), image, channel_axis=channel_axis, **(calibration or {}))
+    df = _one_row_per_id(pd.DataFrame(table).rename(columns={"label": "index"}))
+    old = _as_table(old)
+    if "index" in old.columns:
+        extra = [c for c in old.columns if c not in df.columns]
+        if extra:
+            df = df.merge(old[["index", *extra]], on="index", how="left")
+    return df.sort_values("index", kind="stable").reset_index(drop=True)
+
+
+def intensity_image(layer: Any, labels_shape: tuple[int, ...]) -> tuple[np.ndarray, int | None]:
+    """The data of an image layer to measure a labels layer of ``labels_shape`` with, and its
+    channel axis (RGB: the last; otherwise the one axis whose removal gives the labels' shape)."""
+    from seglab.errors import SeglabError
+    from seglab.plugin.layers import image_array
+
+    data = image_array(layer)
+    shape = tuple(data.shape)
+    if getattr(layer, "rgb", False):
+        if shape[:-1] != tuple(labels_shape):
+            raise SeglabError(f"image '{layer.name}' {shape[:-1]} and labels {tuple(labels_shape)} differ in shape")
+        return np.asarray(data), len(shape) - 1
+    if shape == tuple(labels_shape):
+        return np.asarray(data), None
+    axes = [i for i in range(len(shape)) if shape[:i] + shape[i + 1:] == tuple(labels_shape)]
+    if len(axes) == 1:
+        return np.asarray(data), axes[0]
+    raise SeglabError(f"image '{layer.name}' {shape} does not fit labels {tuple(labels_shape)}"
+                      + (" (which axis holds channels is ambiguous)" if axes else ""))
+
+
+def remeasured(layer: Any, image_layer: Any = None) -> pd.DataFrame:
+    """Fresh measurements of a labels layer's current data (intensities of ``image_layer``),
+    keeping its other feature columns (score, class, edited) by id."""
+    from seglab.plugin.layers import spatial_geometry
+
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    labels = np.asarray(data)
+    image = channel_axis = None
+    if image_layer is not None:
+        image, channel_axis = intensity_image(image_layer, labels.shape)
+    return measured_features(labels, image, channel_axis, layer_calibration(spatial_geometry(layer, None)),
+                             layer.features)
+
+
+def set_features(layer: Any, features: pd.DataFrame) -> None:
+    """Give ``layer`` new features that are not a user's edit (the keeper's reference moves)."""
+    layer.features = features
+    keeper = _KEEPERS.get(layer)
+    if keeper is not None:
+        keeper.discard_pending()

@@ -44,7 +44,7 @@ from seglab.plugin.layers import (
     table_to_features,
 )
 from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal
-from seglab.plugin.object_table import keep_table_fresh
+from seglab.plugin.object_table import keep_table_fresh, layer_calibration, measured_features
 from seglab.plugin.outline_layers import new_run_id, tag_run, update_outlines
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
 from seglab.plugin.sections import (
@@ -60,15 +60,22 @@ if TYPE_CHECKING:
 
 
 def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
-    """Worker body (runs off the GUI thread): load the model and segment, yielding progress."""
-    from seglab.inference.engine import segment_iter
+    """Worker body (runs off the GUI thread): load the model, segment and measure the objects
+    (the layer's features; ``kwargs["calibration"]``: pixel size and unit), yielding progress."""
+    from seglab.inference.engine import ProgressEvent, segment_iter
 
+    kwargs = dict(kwargs)
+    calibration = kwargs.pop("calibration", None)
     try:
         model = ModelRegistry().load(model_ref)
-        result = yield from segment_iter(model, np.asarray(data), **kwargs)
+        data = np.asarray(data)
+        result = yield from segment_iter(model, data, **kwargs)
+        yield ProgressEvent("measure", 0, 0)  # not counted: the bar stays full, the stage says "measure"
+        features = measured_features(result.labels, data, kwargs.get("channel_axis"), calibration,
+                                     table_to_features(result.table))
     except SeglabError as e:  # the user's input: reported as a notification, no traceback
         return UserInputProblem(str(e))
-    return model.config.name, result
+    return model.config.name, result, features
 
 
 def _run_estimate(model_ref: str, data: Any, kwargs: dict):
@@ -352,6 +359,10 @@ class SegmentWidget(ScrollableContainer):
         self._source, self._source_channel_axis = layer, ca
         if (note := ambiguous_axes_note(layer, data.shape, ca)) is not None:
             show_info(note)
+        try:
+            kwargs["calibration"] = layer_calibration(spatial_geometry(layer, ca))
+        except ValueError:  # a channel axis out of range: the engine says so in one message
+            kwargs["calibration"] = {}
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
                                returned=self._on_result)
@@ -411,15 +422,15 @@ class SegmentWidget(ScrollableContainer):
             self.status.value = "failed"
             show_error(f"seglab: could not show the result: {type(e).__name__}: {e}")
 
-    def _on_done(self, value: tuple[str, Any]) -> None:
-        model_name, result = value
+    def _on_done(self, value: tuple) -> None:
+        model_name, result, *measured = value
         src, self._source = self._source, None
         if src is None:
             return
         geometry = spatial_geometry(src, self._source_channel_axis)
         name = f"{src.name} [seglab]"
         meta = output_metadata(src.name, model_name, result.thresholds, result.labels)
-        features = table_to_features(result.table)
+        features = measured[0] if measured else table_to_features(result.table)
         target = None
         for lyr in self._viewer.layers:
             if lyr.__class__.__name__ == "Labels" and is_own_unedited(lyr, src.name):
