@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--boxes", action="store_true",
                    help="also write <stem>_boxes.csv (label, score, class, y0, x0, y1, x1; plane for stacks) "
                         "for models that detect boxes; pixel k spans [k, k+1)")
+    s.add_argument("--geojson", action="store_true",
+                   help="also write <stem>_objects.geojson: one polygon per object (the model's polygons, else "
+                        "the label outlines) with label, score and measurements, for QuPath's Import objects")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -214,6 +217,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
     names = [] if args.no_table else ["objects"]
     names += ["rois"] if args.rois else []
     names += ["boxes"] if args.boxes else []
+    names += ["geojson"] if getattr(args, "geojson", False) else []
     return names
 
 

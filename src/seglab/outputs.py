@@ -163,8 +163,17 @@ def _write_boxes(path: Path, result: Any, ctx: OutputContext) -> None:
     write_table_csv(path, boxes_table(result.table))
 
 
+def _write_geojson(path: Path, result: Any, ctx: OutputContext) -> None:
+    from seglab.io.geojson import segmentation_features, write_geojson
+
+    stack_axes = "".join(a for a in ctx.axes if a not in "YXCS")
+    write_geojson(path, segmentation_features(result, stack_axes=stack_axes))
+
+
 register_output(OutputKind(LABELS, "_labels.tif", _write_labels, "label image (TIFF, ImageJ-compatible)"))
 register_output(OutputKind("objects", "_objects.csv", _write_objects, "object table (label, area, centroid, ...)"))
 register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines))
 register_output(OutputKind("boxes", "_boxes.csv", _write_boxes,
                            "boxes (label, score, class, y0, x0, y1, x1; plane for stacks)", _needs_boxes))
+register_output(OutputKind("geojson", "_objects.geojson", _write_geojson,
+                           "objects as GeoJSON polygons with their measurements, for QuPath (File > Import objects)"))

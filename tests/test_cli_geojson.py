@@ -1,0 +1,85 @@
+"""``seglab segment --geojson`` end to end: the file QuPath imports, read back with json + shapely."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from shapely.geometry import shape
+
+from seglab.cli import main
+from seglab.models import families
+from tests_helpers import blob_image
+
+
+@pytest.fixture
+def flows_dir(tmp_path, monkeypatch):
+    """A model whose objects are the bright regions (no training): known outlines."""
+    from flows_helpers import FlowsModel
+    from seglab.models.storage import new_model, save_model
+
+    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, "flows_helpers:FlowsModel")
+    return save_model(new_model("test-flows", "flows", tile_context=8), tmp_path / "flows")
+
+
+def _read(path):
+    data = json.loads(path.read_text())
+    assert data["type"] == "FeatureCollection"
+    return data["features"]
+
+
+def test_segment_geojson_from_labels(tmp_path, flows_dir):
+    img, _ = blob_image((80, 96), n=6, seed=3)
+    img[30:50, 30:50] = 220  # an object with a hole
+    img[38:42, 38:42] = 20
+    tifffile.imwrite(tmp_path / "a.tif", img)
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(flows_dir), "-o", str(out), str(tmp_path / "a.tif"), "--device", "cpu",
+                 "--diameter", "none", "--geojson", "-q"]) == 0
+    labels = tifffile.imread(out / "a_labels.tif")
+    feats = _read(out / "a_objects.geojson")
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert sorted(f["properties"]["label"] for f in feats) == ids.tolist() and len(ids) >= 6
+    holes = 0
+    for f in feats:
+        g = shape(f["geometry"])
+        n = counts[ids.tolist().index(f["properties"]["label"])]
+        assert g.is_valid and g.area == n == f["properties"]["measurements"]["area"]
+        assert f["properties"]["objectType"] == "detection" and "score" in f["properties"]
+        holes += sum(len(p.interiors) for p in getattr(g, "geoms", [g]))
+    assert holes == 1
+    # like the other outputs: kept unless --overwrite
+    (out / "a_labels.tif").unlink()
+    assert main(["segment", "-m", str(flows_dir), "-o", str(out), str(tmp_path / "a.tif"), "--geojson", "-q"]) == 2
+
+
+def test_segment_geojson_stack_planes(tmp_path, flows_dir):
+    img, _ = blob_image((64, 64), n=4, seed=1)
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([img, img[::-1], np.zeros_like(img)]), metadata={"axes": "ZYX"})
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(flows_dir), "-o", str(out), str(tmp_path / "s.tif"), "--device", "cpu",
+                 "--diameter", "none", "--geojson", "-q"]) == 0
+    labels = tifffile.imread(out / "s_labels.tif")
+    feats = _read(out / "s_objects.geojson")
+    assert len(feats) == len(np.unique(labels)) - 1 == 8
+    for f in feats:
+        z = f["properties"]["plane"]
+        assert f["geometry"]["plane"] == {"c": -1, "z": z, "t": 0}
+        assert np.any(labels[z] == f["properties"]["label"])
+
+
+def test_segment_geojson_polygons_of_a_stardist_model(tmp_path, tiny_star_dir):
+    img, _ = blob_image((70, 90), n=5, seed=0)
+    tifffile.imwrite(tmp_path / "b.tif", img)
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(tmp_path / "b.tif"), "--device", "cpu",
+                 "--geojson", "-q"]) == 0
+    labels = tifffile.imread(out / "b_labels.tif")
+    feats = _read(out / "b_objects.geojson")
+    assert len(feats) == len(np.unique(labels)) - 1 > 0
+    for f in feats:  # the model's polygon, on the pixel-edge grid: it covers its object's pixels
+        g = shape(f["geometry"])
+        ys, xs = np.nonzero(labels == f["properties"]["label"])
+        assert g.is_valid and g.geom_type == "Polygon"
+        inside = g.buffer(1.0).contains(shape({"type": "MultiPoint", "coordinates": np.c_[xs + 0.5, ys + 0.5]}))
+        assert inside
