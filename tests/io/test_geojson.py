@@ -116,6 +116,7 @@ def test_stack_planes_as_properties_and_qupath_plane():
     assert f["geometry"]["plane"] == {"c": -1, "z": 2, "t": 1}
     assert plane_position(3, (4,), "T") == {"c": -1, "z": 0, "t": 3}
     assert plane_position(3, (4,), "Q") == {"c": -1, "z": 3, "t": 0}  # a lone undeclared axis: Z
+    assert plane_position(5, (2, 3), "QQ") == {"c": -1, "z": 2, "t": 1}  # napari's order: T, Z
 
 
 def test_outlines_move_to_pixel_edges():

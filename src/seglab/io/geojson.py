@@ -269,20 +269,26 @@ def outline_geometry(vertices: np.ndarray, shape_type: str = "polygon") -> dict[
 
 # --- features ----------------------------------------------------------------------------------
 
-def plane_position(plane: int, stack_shape: Sequence[int], stack_axes: str) -> dict[str, int]:
-    """QuPath's plane ``{"c": -1, "z", "t"}`` of a flat plane index: Z and T from ``stack_axes``
-    (one letter per stack axis); a single stack axis that is not T counts as Z."""
-    idx = np.unravel_index(int(plane), tuple(stack_shape)) if stack_shape else ()
-    axes = stack_axes if len(stack_axes) == len(idx) else ""
-    z = t = 0
-    for i, a in enumerate(axes):
-        if a == "Z":
-            z = int(idx[i])
-        elif a == "T":
-            t = int(idx[i])
-    if len(idx) == 1 and axes != "T":
-        z = int(idx[0])
+def qupath_plane(index: Sequence[int], stack_axes: str) -> dict[str, int]:
+    """QuPath's plane ``{"c": -1, "z", "t"}`` of a plane's index along each stack axis: Z and T
+    from ``stack_axes`` (one letter per axis); other letters follow napari's order (..., T, Z):
+    the last unknown axis is Z when there is no Z, the one before it T when there is no T."""
+    index = [int(i) for i in index]
+    axes = stack_axes if len(stack_axes) == len(index) else "Q" * len(index)
+    z = index[axes.index("Z")] if "Z" in axes else 0
+    t = index[axes.index("T")] if "T" in axes else 0
+    unknown = [i for a, i in zip(axes, index) if a not in "ZT"]
+    if "Z" not in axes and unknown:
+        z = unknown.pop()
+    if "T" not in axes and unknown:
+        t = unknown.pop()
     return {"c": -1, "z": z, "t": t}
+
+
+def plane_position(plane: int, stack_shape: Sequence[int], stack_axes: str) -> dict[str, int]:
+    """:func:`qupath_plane` of a flat plane index (C order over ``stack_shape``)."""
+    idx = np.unravel_index(int(plane), tuple(stack_shape)) if len(stack_shape) else ()
+    return qupath_plane(idx, stack_axes)
 
 
 def _table_rows(table: Mapping[str, Any] | None) -> tuple[dict[tuple[int, int], int], list[str], bool]:
