@@ -5,7 +5,7 @@ import pytest
 
 from seglab.errors import SeglabError
 from seglab.inference.engine import Segmentation
-from seglab.linking import link_planes, link_segmentation, relabel_table, z_axis
+from seglab.linking import link_planes, link_segmentation, one_row_per_object, relabel_table, z_axis
 from seglab.objects import concat_tables, object_table
 
 
@@ -107,6 +107,11 @@ def test_link_segmentation_keeps_table_and_outlines_consistent():
     for p, extra in enumerate(seg.extras):
         rows = t["plane"] == p
         assert list(extra["shapes"]["label"]) == list(t["label"][rows])
+    merged = one_row_per_object(t)  # napari's layer features: one row per object
+    assert list(merged["label"]) == [1, 2, 3] and list(merged["n_planes"]) == [4, 4, 4]
+    for lab, area, cy in zip(merged["label"], merged["area"], merged["centroid_y"]):
+        zs, ys, _ = np.nonzero(seg.labels == lab)
+        assert area == zs.size and cy == pytest.approx(ys.mean())
     # a table without planes works when ids were unique over the stack
     flat = relabel_table({"label": table["label"]}, link_planes(labels))
     assert np.array_equal(flat["label"], t["label"])
@@ -131,7 +136,7 @@ def test_more_than_65535_objects_get_unique_uint32_ids():
 
 def test_z_axis_and_bad_inputs():
     assert z_axis("TZ") == 1 and z_axis("Z") == 0 and z_axis("Q") == 0
-    assert z_axis("T") is None and z_axis("") is None and z_axis("TQ") is None
+    assert z_axis("T") is None and z_axis("") is None and z_axis("TQ") == 1 and z_axis("QQ") == 1
     stack = np.zeros((2, 5, 5), np.int32)
     with pytest.raises(SeglabError, match="stack of planes"):
         link_planes(stack[0])

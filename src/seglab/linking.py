@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,13 +167,47 @@ def relabel_table(table: Mapping[str, Any], linking: Linking) -> dict[str, np.nd
 
 
 def z_axis(stack_axes: str) -> int | None:
-    """Which stack axis to link along: Z; else a lone stack axis that is not T (an undeclared
-    axis of planes); None when there is none."""
+    """Which stack axis to link along: Z; else the last stack axis that is not T (an undeclared
+    axis of planes; napari's order is T, Z); None when there is none."""
     if "Z" in stack_axes:
         return stack_axes.index("Z")
-    if len(stack_axes) == 1 and stack_axes != "T":
-        return 0
-    return None
+    others = [i for i, a in enumerate(stack_axes) if a != "T"]
+    return others[-1] if others else None
+
+
+Z_NAMES = ("z", "depth", "plane", "slice")
+T_NAMES = ("t", "time", "frame")
+
+
+def stack_letters(names: Sequence[str]) -> str:
+    """Axis names (napari's ``axis_labels``) as axis letters: Z, T, or Q for a name that says neither."""
+    return "".join("Z" if n in Z_NAMES else "T" if n in T_NAMES else "Q" for n in (str(a).lower() for a in names))
+
+
+def one_row_per_object(table: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A linked table (a row per object and plane) with one row per object, as napari's layer
+    features want: ``area`` summed, ``plane`` and every other numeric column area-weighted means
+    (``plane`` rounded), ``n_planes`` the planes the object spans; rows ordered by label."""
+    cols = {k: np.asarray(v) for k, v in table.items()}
+    if "label" not in cols or "area" not in cols:
+        raise SeglabError("the table needs label and area columns")
+    ids, inv, n_planes = np.unique(cols["label"], return_inverse=True, return_counts=True)
+    area = np.bincount(inv, weights=cols["area"].astype(np.float64), minlength=ids.size)
+    out: dict[str, np.ndarray] = {"label": ids}
+    for key, col in cols.items():
+        if key in ("label", "area") or col.dtype.kind not in "iufb":
+            continue
+        w = cols["area"].astype(np.float64)
+        vals = col.astype(np.float64)
+        ok = np.isfinite(vals)
+        num = np.bincount(inv, weights=np.where(ok, vals * w, 0.0), minlength=ids.size)
+        den = np.bincount(inv, weights=np.where(ok, w, 0.0), minlength=ids.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        out[key] = np.rint(mean).astype(np.int64) if key == "plane" else mean
+    out["area"] = area.astype(np.int64)
+    out["n_planes"] = n_planes.astype(np.int64)
+    return out
 
 
 def link_segmentation(seg: Any, *, axis: int = 0, min_iou: float = DEFAULT_MIN_IOU) -> Any:

@@ -57,16 +57,12 @@ def write_rois(path: str, data: Any, meta: dict) -> list[str]:
     return [str(out)]
 
 
-_Z_NAMES = ("z", "depth", "plane", "slice")
-_T_NAMES = ("t", "time", "frame")
-
-
 def _stack_axes(meta: dict, n_stack: int) -> str:
     """Letters (Z, T, or Q for unknown) of a layer's stack axes from its axis labels."""
-    labels = [str(a).lower() for a in (meta.get("axis_labels") or ())][:n_stack]
-    if len(labels) != n_stack:
-        return "Q" * n_stack
-    return "".join("Z" if a in _Z_NAMES else "T" if a in _T_NAMES else "Q" for a in labels)
+    from seglab.linking import stack_letters
+
+    labels = list(meta.get("axis_labels") or ())[:n_stack]
+    return stack_letters(labels) if len(labels) == n_stack else "Q" * n_stack
 
 
 def _features_table(meta: dict, id_column: str) -> dict[str, np.ndarray] | None:
