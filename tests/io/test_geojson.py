@@ -114,6 +114,12 @@ def test_stack_planes_as_properties_and_qupath_plane():
     (f,) = labels_features(lab, table=table, stack_axes="TZ")
     assert f["properties"]["plane"] == 5 and f["properties"]["measurements"]["area"] == 9
     assert f["geometry"]["plane"] == {"c": -1, "z": 2, "t": 1}
+    # an object spanning planes: rows per plane (a linked table), or one row for all its planes
+    lab[0, 1, 1:4, 1:4] = 5
+    per_plane = {"label": np.array([5, 5]), "plane": np.array([1, 5]), "area": np.array([9, 8])}
+    assert [f["properties"]["measurements"]["area"] for f in labels_features(lab, table=per_plane)] == [9, 8]
+    one_row = {"label": np.array([5]), "plane": np.array([3]), "area": np.array([18])}
+    assert [f["properties"]["measurements"]["area"] for f in labels_features(lab, table=one_row)] == [18, 18]
     assert plane_position(3, (4,), "T") == {"c": -1, "z": 0, "t": 3}
     assert plane_position(3, (4,), "Q") == {"c": -1, "z": 3, "t": 0}  # a lone undeclared axis: Z
     assert plane_position(5, (2, 3), "QQ") == {"c": -1, "z": 2, "t": 1}  # napari's order: T, Z

@@ -292,12 +292,13 @@ def plane_position(plane: int, stack_shape: Sequence[int], stack_axes: str) -> d
 
 
 def _table_rows(table: Mapping[str, Any] | None) -> tuple[dict[tuple[int, int], int], list[str], bool]:
-    """Row of each (label, plane) in the table, its numeric measurement columns, and whether it
-    has a plane column."""
+    """Row of each (label, plane) in the table (plane 0 when rows are keyed by label alone), its
+    numeric measurement columns, and whether rows are keyed by plane too."""
     if not table or "label" not in table:
         return {}, [], False
     labels = np.asarray(table["label"]).astype(np.int64)
-    has_plane = "plane" in table
+    # rows by (label, plane) where an id has a row per plane (linked stacks); else by label alone
+    has_plane = "plane" in table and np.unique(labels).size != labels.size
     planes = np.asarray(table["plane"]).astype(np.int64) if has_plane else np.zeros(len(labels), dtype=np.int64)
     rows = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(labels.tolist(), planes.tolist()))}
     cols = [k for k, c in table.items() if k not in NOT_MEASUREMENTS and np.asarray(c).dtype.kind in "iufb"
