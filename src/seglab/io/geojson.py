@@ -19,11 +19,13 @@ they are, moved from napari's pixel-centre coordinates to pixel edges (+0.5).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,19 @@ Ring = list  # [[x, y], ...], closed (first == last)
 
 # --- outlines of labels --------------------------------------------------------------------------
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Build many small lists without the garbage collector scanning them all again and again
+    (they hold no cycles); 2-5x faster for images with many objects."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def label_geometries(labels: np.ndarray) -> dict[int, dict[str, Any]]:
     """GeoJSON geometries (``Polygon``/``MultiPolygon`` dicts) of every object of a 2D label image.
 
@@ -64,8 +79,9 @@ def label_geometries(labels: np.ndarray) -> dict[int, dict[str, Any]]:
     if labels.size and labels.min() < 0:
         raise SeglabError("label images cannot hold negative ids")
     out: dict[int, dict[str, Any]] = {}
-    for lab, loops in _label_loops(labels):
-        out[lab] = _assemble(lab, loops, labels)
+    with _gc_paused():
+        for lab, loops in _label_loops(labels):
+            out[lab] = _assemble(lab, loops, labels)
     return out
 
 
@@ -373,16 +389,17 @@ def labels_features(
     stack_shape = labels.shape[:-2]
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     feats = []
+    columns = {c: np.asarray(table[c]).tolist() for c in [*cols, "class"] if c in (table or {})}
     for p, idx in enumerate(indices):
         plane = p if stack_shape else None
         qp = plane_position(p, stack_shape, stack_axes) if stack_shape else None
-        for lab, geom in label_geometries(labels[idx]).items():
-            i = rows.get((lab, p if has_plane else 0))
-            row = {c: table[c][i] for c in cols} if i is not None else {}
-            if i is not None and "class" in table:
-                row["class"] = table["class"][i]
-            feats.append(make_feature(geom, lab, plane=plane, qupath_plane=qp, row=row, object_type=object_type,
-                                      class_names=class_names))
+        geoms = label_geometries(labels[idx])
+        with _gc_paused():
+            for lab, geom in geoms.items():
+                i = rows.get((lab, p if has_plane else 0))
+                row = {c: v[i] for c, v in columns.items()} if i is not None else {}
+                feats.append(make_feature(geom, lab, plane=plane, qupath_plane=qp, row=row,
+                                          object_type=object_type, class_names=class_names))
     return feats
 
 
@@ -429,7 +446,7 @@ def write_geojson(path: str | os.PathLike, features: Iterable[dict[str, Any]]) -
     path = Path(path)
     collection = feature_collection(features)
     with atomic_file(path, suffix=".geojson") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(collection, f, allow_nan=False, separators=(",", ":"))
+        f.write(json.dumps(collection, allow_nan=False, separators=(",", ":")))  # the C encoder: ~10x json.dump
     return path
 
 
