@@ -83,3 +83,26 @@ def test_segment_geojson_polygons_of_a_stardist_model(tmp_path, tiny_star_dir):
         assert g.is_valid and g.geom_type == "Polygon"
         inside = g.buffer(1.0).contains(shape({"type": "MultiPoint", "coordinates": np.c_[xs + 0.5, ys + 0.5]}))
         assert inside
+
+
+def test_segment_geojson_of_a_box_model_traces_masks_and_classifies(tmp_path):
+    from maskrcnn_helpers import tiny_maskrcnn
+    from seglab.models.storage import save_model
+
+    model = tiny_maskrcnn()
+    # untrained: keep every detection and its whole box, so there are objects to write
+    model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0, "mask_thresh": 0.0}
+    model_dir = save_model(model, tmp_path / "tiny-maskrcnn")
+    img, _ = blob_image((70, 90), n=5, seed=0)
+    tifffile.imwrite(tmp_path / "c.tif", img)
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(model_dir), "-o", str(out), str(tmp_path / "c.tif"), "--device", "cpu",
+                 "--no-amp", "--geojson", "-q"]) == 0
+    labels = tifffile.imread(out / "c_labels.tif")
+    feats = _read(out / "c_objects.geojson")
+    assert len(feats) == len(np.unique(labels)) - 1 > 0
+    for f in feats:
+        p = f["properties"]
+        assert shape(f["geometry"]).area == np.count_nonzero(labels == p["label"])  # the mask, not the box
+        assert p["classification"]["name"] == "Class 1"
+        assert {"bbox_y0", "bbox_x1", "score", "area"} <= set(p["measurements"])
