@@ -149,6 +149,11 @@ def test_segmentation_features_sources():
                          extras=[{"shapes": {"type": "rectangle", "data": [tri], "label": [1]}}])
     assert shape(segmentation_features(boxes)[0]["geometry"]).area == 16  # a box is not the object's shape
     assert shape(segmentation_features(boxes, source="outlines")[0]["geometry"]).area == pytest.approx(36)
+    # a measurements table joins the result's own table: its columns added, the score kept
+    (joined,) = segmentation_features(seg, source="labels", table={"label": np.array([1]),
+                                                                  "mean_intensity": np.array([7.5])})
+    assert joined["properties"]["measurements"]["mean_intensity"] == 7.5
+    assert joined["properties"]["measurements"]["area"] == 16
     with pytest.raises(SeglabError, match="no outlines"):
         segmentation_features(Segmentation(lab, object_table(lab)), source="outlines")
 
@@ -181,3 +186,18 @@ def test_bad_labels_refused():
         label_geometries(-np.ones((3, 3), dtype=np.int32))
     with pytest.raises(SeglabError, match="2D"):
         label_geometries(np.zeros((2, 3, 3), dtype=np.int32))
+
+
+def test_join_tables_by_label_and_plane():
+    from seglab.io.geojson import join_tables
+
+    base = {"label": np.array([1, 1, 2]), "plane": np.array([0, 1, 1]), "score": np.array([0.5, 0.6, 0.7])}
+    extra = {"label": np.array([1, 2]), "plane": np.array([1, 1]), "area_um2": np.array([3, 4]),
+             "name": np.array(["a", "b"])}
+    out = join_tables(base, extra)
+    assert np.isnan(out["area_um2"][0]) and list(out["area_um2"][1:]) == [3, 4]
+    assert "name" not in out and list(out["score"]) == [0.5, 0.6, 0.7]
+    whole = join_tables({"label": np.array([2, 1])}, {"label": np.array([1, 2]), "n": np.array([10, 20])})
+    assert list(whole["n"]) == [20, 10] and whole["n"].dtype.kind == "i"
+    with pytest.raises(SeglabError, match="label column"):
+        join_tables(base, {"area": np.array([1])})

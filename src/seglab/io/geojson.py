@@ -437,6 +437,33 @@ def outline_features(
     return feats
 
 
+def join_tables(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``base``'s rows with ``extra``'s columns added (or replaced) by ``label`` (and ``plane``
+    when both have one); rows of ``base`` missing from ``extra`` get NaN there."""
+    out = {k: np.asarray(v) for k, v in base.items()}
+    if "label" not in extra or "label" not in base:
+        raise SeglabError("both tables need a label column")
+    by_plane = "plane" in base and "plane" in extra
+
+    def keys(t: Mapping[str, Any]) -> list[tuple[int, int]]:
+        lab = np.asarray(t["label"]).astype(np.int64).tolist()
+        pl = np.asarray(t["plane"]).astype(np.int64).tolist() if by_plane else [0] * len(lab)
+        return list(zip(lab, pl))
+
+    where = {k: i for i, k in enumerate(keys(extra))}
+    idx = np.array([where.get(k, -1) for k in keys(base)], dtype=np.int64)
+    for key, col in extra.items():
+        if key in ("label", "plane"):
+            continue
+        col = np.asarray(col)
+        if col.dtype.kind not in "iufb":
+            continue
+        vals = col[np.maximum(idx, 0)].astype(np.float64) if len(col) else np.full(len(idx), np.nan)
+        vals[idx < 0] = np.nan
+        out[key] = vals if (idx < 0).any() or col.dtype.kind == "f" else col[idx]
+    return out
+
+
 def feature_collection(features: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": list(features)}
 
@@ -461,6 +488,8 @@ def segmentation_features(
 ) -> list[dict[str, Any]]:
     """Features of a :class:`~seglab.inference.engine.Segmentation`.
 
+    ``table`` (e.g. a measurements table keyed by ``label``, and ``plane`` in stacks) is joined onto
+    the result's own object table (its columns win), which is used alone without it.
     ``source``: ``"labels"`` traces the label image; ``"outlines"`` writes the polygons or boxes
     the model gave; ``"auto"`` (default) writes polygons where the model gives polygons
     (StarDist), else traces the labels (a Mask R-CNN box is not its object's shape). ``table``
@@ -470,7 +499,7 @@ def segmentation_features(
 
     if source not in ("auto", "labels", "outlines"):
         raise SeglabError(f"GeoJSON source must be auto, labels or outlines, got {source!r}")
-    table = seg.table if table is None else table
+    table = seg.table if table is None else join_tables(seg.table, table)
     kw = dict(table=table, stack_axes=stack_axes, object_type=object_type, class_names=class_names)
     outlines = collect_outlines(seg) if source != "labels" else None
     if source == "outlines" and outlines is None:
