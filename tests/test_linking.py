@@ -99,7 +99,7 @@ def test_link_segmentation_keeps_table_and_outlines_consistent():
     table = concat_tables(tables, {"plane": list(range(4))})
     extras = [{"shapes": {"type": "polygon", "data": [np.zeros((3, 2))] * 3, "label": t["label"]}} for t in tables]
     seg = link_segmentation(Segmentation(labels, table, extras=extras))
-    assert set(np.unique(seg.labels)) == {0, 1, 2, 3}
+    assert set(np.unique(seg.labels)) == {0, 1, 2, 3} and seg.n_objects == 3  # objects, not object-planes
     t = seg.table
     assert list(t["plane"]) == list(table["plane"]) and np.array_equal(t["score"], table["score"])
     for lab, plane, area in zip(t["label"], t["plane"], t["area"]):  # each row still describes its object
