@@ -186,3 +186,18 @@ def test_segment_link_z_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(np.unique(tifffile.imread(out / "z_labels.tif"))) == 16
     assert main(args + ["--overwrite", "--link-z", "--link-iou", "0"]) == 2
     assert "--link-iou must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_link_stack_picks_z_and_leaves_other_images_alone():
+    from seglab.errors import SeglabWarning
+    from seglab.linking import link_stack
+
+    planes = moving_discs(3)
+    labels = _engine_like(planes)
+    seg = Segmentation(labels, concat_tables([object_table(p) for p in labels], {"plane": [0, 1, 2]}))
+    assert link_stack(seg, "ZYX").n_objects == 3
+    assert link_stack(seg, "ZCYX").n_objects == 3  # channels are not planes
+    with pytest.warns(SeglabWarning, match="no Z axis"):
+        assert link_stack(seg, "TYX") is seg
+    flat = Segmentation(labels[0], object_table(labels[0]))
+    assert link_stack(flat, "YX") is flat
