@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--measure", action="store_true",
                    help="also write <stem>_measurements.csv: per object area, perimeter, centroid, box, shape, "
                         "intensity of every channel, physical sizes from the file's pixel size (see seglab measure)")
+    s.add_argument("--geojson", action="store_true",
+                   help="also write <stem>_objects.geojson: one polygon per object (the model's polygons, else "
+                        "the label outlines) with label, score and measurements, for QuPath's Import objects")
+    s.add_argument("--link-z", action="store_true",
+                   help="Z stacks: link objects of consecutive planes by overlap, so that one object keeps one id "
+                        "through the stack (see --link-iou)")
+    s.add_argument("--link-iou", type=_finite_float, default=0.3, metavar="IOU",
+                   help="with --link-z: the smallest overlap (intersection over union, 0-1] that links two objects "
+                        "(default 0.3)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from seglab.batch.options import add_batch_options
@@ -224,6 +233,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
     names += ["rois"] if args.rois else []
     names += ["boxes"] if args.boxes else []
     names += ["measurements"] if getattr(args, "measure", False) else []
+    names += ["geojson"] if getattr(args, "geojson", False) else []
     return names
 
 
@@ -231,10 +241,14 @@ def segment_options(args: argparse.Namespace, model) -> "SegmentOptions":
     """The per-file settings of ``seglab segment``."""
     from seglab.files import SegmentOptions
 
+    link_iou = getattr(args, "link_iou", 0.3)
+    if not 0 < link_iou <= 1:
+        raise SeglabError(f"--link-iou must be in (0, 1], got {link_iou:g}")
     return SegmentOptions(channels=args.channels, axes=args.axes, channel_axis=args.channel_axis,
                           tile_size=args.tile_size, batch_size=args.batch_size, device=args.device,
                           amp=not args.no_amp, thresholds=model.thresholds(_thresholds(args)),
-                          diameter=args.diameter)
+                          diameter=args.diameter, link_z=bool(getattr(args, "link_z", False)),
+                          link_min_iou=link_iou)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ class SegmentOptions:
     amp: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
     diameter: float | str | None = "auto"
+    link_z: bool = False  # link objects across Z planes by overlap (seglab.linking)
+    link_min_iou: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,
         thresholds=options.thresholds, diameter=options.diameter, **run)
+    if options.link_z:
+        from seglab.linking import link_stack
+
+        result = link_stack(result, run["axes"], options.link_min_iou, path.name)
     ctx = OutputContext(data=data, axes=run["axes"], stem=path.stem, model=model)
     written = write_outputs(result, ctx, Path(outdir), kinds)
     return FileResult(path, written, result.n_objects, describe_size(result), result if keep_result else None)

@@ -43,11 +43,19 @@ def measure_data(labels: np.ndarray, data: Any, axes: str, table: dict | None = 
     return measure(labels, image, **calibration(data), table=table)
 
 
+def shared_measurements(result: Any, ctx: Any) -> dict[str, np.ndarray]:
+    """The measurements of a result, computed once per image for every output that needs them
+    (the CSV, GeoJSON properties): kept in ``ctx.shared`` (see :class:`seglab.outputs.OutputContext`)."""
+    if "measurements" not in ctx.shared:
+        ctx.shared["measurements"] = measure_data(result.labels, ctx.data, ctx.axes, result.table)
+    return ctx.shared["measurements"]
+
+
 def write_measurements(path: Path, result: Any, ctx: Any) -> None:
     """The ``measurements`` output of ``seglab segment`` (see :mod:`seglab.outputs`)."""
     from seglab.io import write_table_csv
 
-    write_table_csv(path, measure_data(result.labels, ctx.data, ctx.axes, result.table))
+    write_table_csv(path, shared_measurements(result, ctx))
 
 
 def measure_pair(image_path: Path, labels_path: Path, axes: str | None = None) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class OutputContext:
     axes: str  # the axes the image was segmented with (see seglab.axes)
     stem: str
     model: Any  # the SegmentationModel
+    shared: dict = field(default_factory=dict, compare=False)  # computed once for several writers
+
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,16 @@ def _write_boxes(path: Path, result: Any, ctx: OutputContext) -> None:
     write_table_csv(path, boxes_table(result.table))
 
 
+def _write_geojson(path: Path, result: Any, ctx: OutputContext) -> None:
+    from seglab.io.geojson import segmentation_features, write_geojson
+
+    from seglab.measure_files import shared_measurements
+
+    stack_axes = "".join(a for a in ctx.axes if a not in "YXCS")
+    table = shared_measurements(result, ctx)
+    write_geojson(path, segmentation_features(result, stack_axes=stack_axes, table=table))
+
+
 register_output(OutputKind(LABELS, "_labels.tif", _write_labels, "label image (TIFF, ImageJ-compatible)"))
 register_output(OutputKind("objects", "_objects.csv", _write_objects, "object table (label, area, centroid, ...)"))
 register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines))
@@ -178,3 +190,5 @@ def _write_measurements(path: Path, result: Any, ctx: OutputContext) -> None:
 
 register_output(OutputKind("measurements", "_measurements.csv", _write_measurements,
                            "measurements per object: shape, intensity per channel, physical sizes (CSV)"))
+register_output(OutputKind("geojson", "_objects.geojson", _write_geojson,
+                           "objects as GeoJSON polygons with their measurements, for QuPath (File > Import objects)"))

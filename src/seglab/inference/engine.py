@@ -75,7 +75,8 @@ class Segmentation:
 
     @property
     def n_objects(self) -> int:
-        return int(len(self.table["label"]))
+        """Distinct objects (a linked stack's table has a row per object and plane)."""
+        return int(np.unique(self.table["label"]).size)
 
 
 def predict_maps_iter(

@@ -66,10 +66,16 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
 
     kwargs = dict(kwargs)
     calibration = kwargs.pop("calibration", None)
+    link_axis = kwargs.pop("link_axis", None)
     try:
         model = ModelRegistry().load(model_ref)
         data = np.asarray(data)
         result = yield from segment_iter(model, data, **kwargs)
+        if link_axis is not None:  # one id per object through the Z stack; one feature row per object
+            from seglab.linking import link_segmentation, one_row_per_object
+
+            result = link_segmentation(result, axis=link_axis)
+            result.table = one_row_per_object(result.table)
         yield ProgressEvent("measure", 0, 0)  # not counted: the bar stays full, the stage says "measure"
         features = measured_features(result.labels, data, kwargs.get("channel_axis"), calibration,
                                      table_to_features(result.table))
@@ -129,6 +135,8 @@ class SegmentWidget(ScrollableContainer):
         self.finish_layout()
         self.model.changed.connect(self._on_model_changed)
         self.image.changed.connect(self._on_image_changed)
+        self.image.changed.connect(self._update_link_option)
+        self.channel_axis.changed.connect(self._update_link_option)
         self.outlines.changed.connect(self._on_outlines_toggled)
         self.run_button.changed.connect(self.start)
         self.estimate_button.changed.connect(self.estimate)
@@ -140,6 +148,7 @@ class SegmentWidget(ScrollableContainer):
         self.reset_choices()
         self._on_model_changed()
         self._on_image_changed()
+        self._update_link_option()
         _LIVE.add(self)
 
     def _build_fields(self) -> None:
@@ -183,9 +192,12 @@ class SegmentWidget(ScrollableContainer):
         self.amp = CheckBox(text="Mixed precision", value=True,
                             tooltip="run the network in 16-bit precision where the device supports it: "
                                     "faster, same results to within rounding; untick if results look wrong")
+        self.link_z = CheckBox(text="Link objects across Z", value=False, enabled=False,
+                               tooltip="Z stacks: give an object one id through the stack, linking objects of "
+                                       "consecutive planes that overlap (IoU >= 0.3)")
         self.thresholds = Container(labels=True, label="Thresholds")
         self.advanced = Collapsible("Advanced", [self.tile_size, self.batch_size, self.device, self.amp,
-                                                 self.thresholds],
+                                                 self.link_z, self.thresholds],
                                     tooltip="tile size, batch size, device, precision and the model's thresholds")
         channel_row = Container(layout="horizontal", labels=True, label="Channel axis",
                                 widgets=[self.channel_axis, self.channels])
@@ -307,6 +319,23 @@ class SegmentWidget(ScrollableContainer):
             self._setting_model = False
         self._show_proposal(reason)
 
+    def link_axis(self, layer: Any = None) -> int | None:
+        """The labels' stack axis that *Link objects across Z* links along (None: no Z stack)."""
+        from seglab.linking import stack_letters, z_axis
+
+        layer = self.image.value if layer is None else layer
+        if layer is None:
+            return None
+        ndim = len(layer.data.shape) if not getattr(layer, "multiscale", False) else len(layer.data[0].shape)
+        ca = channel_axis_of(layer, ndim, None if self.channel_axis.value < 0 else int(self.channel_axis.value))
+        keep = [i for i in range(ndim) if ca is None or i != ca % ndim][:-2]
+        names = list(getattr(layer, "axis_labels", ()) or ())
+        names = [names[i] if i < len(names) else "" for i in keep]
+        return z_axis(stack_letters(names))
+
+    def _update_link_option(self, *_: Any) -> None:
+        self.link_z.enabled = self.link_axis() is not None
+
     def _show_proposal(self, text: str) -> None:
         self.proposal.value = text
         self.proposal.visible = bool(text)
@@ -353,6 +382,7 @@ class SegmentWidget(ScrollableContainer):
         try:
             data, ca, kwargs = self._run_inputs(layer)
             kwargs["diameter"] = parse_diameter(self.diameter.value)
+            kwargs["link_axis"] = self.link_axis(layer) if self.link_z.value and self.link_z.enabled else None
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None

@@ -55,3 +55,92 @@ def write_rois(path: str, data: Any, meta: dict) -> list[str]:
     except SeglabError as e:
         raise ValueError(str(e)) from None
     return [str(out)]
+
+
+def _stack_axes(meta: dict, n_stack: int) -> str:
+    """Letters (Z, T, or Q for unknown) of a layer's stack axes from its axis labels."""
+    from seglab.linking import stack_letters
+
+    labels = list(meta.get("axis_labels") or ())[:n_stack]
+    return stack_letters(labels) if len(labels) == n_stack else "Q" * n_stack
+
+
+def _features_table(meta: dict, id_column: str) -> dict[str, np.ndarray] | None:
+    """A layer's features as an object table keyed by ``label`` (numeric columns only)."""
+    features = meta.get("features")
+    if features is None or id_column not in features or len(features) == 0:
+        return None
+    table = {"label": np.asarray(features[id_column])}
+    for key in features:
+        if key in (id_column, "label"):
+            continue
+        col = np.asarray(features[key])
+        if col.dtype.kind in "iufb":
+            table[str(key)] = col
+    return table
+
+
+def _geojson_path(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p if p.suffix.lower() in (".geojson", ".json") else p.with_name(p.name + ".geojson"))
+
+
+def write_labels_geojson(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Labels layer as GeoJSON polygons (pixel-edge outlines, one per object and plane)
+    with the layer's numeric features as measurements, for QuPath's *Import objects*."""
+    from seglab.io.geojson import labels_features, write_geojson
+
+    try:
+        arr = np.asarray(data[0] if meta.get("multiscale") else data)
+        table = _features_table(meta, "index")
+        if table is not None and arr.ndim > 2 and "plane" not in table:
+            table = None if np.unique(table["label"]).size != table["label"].size else table
+        feats = labels_features(arr, table=table, stack_axes=_stack_axes(meta, arr.ndim - 2))
+        out = write_geojson(_geojson_path(path), feats)
+    except SeglabError as e:
+        raise ValueError(str(e)) from None
+    return [str(out)]
+
+
+def write_shapes_geojson(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Shapes layer (polygons, rectangles, ellipses) as GeoJSON polygons for QuPath; the
+    features' ``label`` is each object's id (else 1..n), numeric features become measurements."""
+    from seglab.io.geojson import make_feature, outline_geometry, qupath_plane, write_geojson
+
+    try:
+        shapes = [np.asarray(d, dtype=np.float64) for d in data]
+        types = list(meta.get("shape_type") or ["polygon"] * len(shapes))
+        bad = sorted({t for t in types if t not in ("polygon", "rectangle", "ellipse")})
+        if bad:
+            raise SeglabError(f"only polygons, rectangles and ellipses can be saved as GeoJSON, not {', '.join(bad)}")
+        table = _features_table(meta, "label")
+        if table is None or len(table["label"]) != len(shapes):
+            table = {"label": np.arange(1, len(shapes) + 1)}
+        cols = [k for k in table if k != "label"]
+        ndim = shapes[0].shape[1] if shapes else 2
+        axes = _stack_axes(meta, ndim - 2)
+        feats = []
+        for i, (verts, kind) in enumerate(zip(shapes, types)):
+            if kind == "ellipse":
+                verts, kind = _ellipse_polygon(verts), "polygon"
+            geom = outline_geometry(verts, kind)
+            if geom is None:
+                continue
+            lead = [int(round(v)) for v in shapes[i][0, :-2]]  # the shape's plane in a stack
+            row = {c: table[c][i] for c in cols}
+            feats.append(make_feature(geom, int(table["label"][i]), plane=lead[0] if len(lead) == 1 else None,
+                                      qupath_plane=qupath_plane(lead, axes) if lead else None, row=row))
+        out = write_geojson(_geojson_path(path), feats)
+    except SeglabError as e:
+        raise ValueError(str(e)) from None
+    return [str(out)]
+
+
+def _ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
+    """napari's ellipse (the 4 corners of its bounding box, possibly rotated) as an n-gon."""
+    c = corners.mean(axis=0)
+    a, b = (corners[1] - corners[0]) / 2, (corners[3] - corners[0]) / 2
+    th = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]
+    return c + np.cos(th) * a + np.sin(th) * b

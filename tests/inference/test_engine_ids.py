@@ -1,0 +1,58 @@
+"""Object ids at scale (issue 13): more than 65,535 objects in one image and over a stack's planes,
+kept by the in-memory engine and by label TIFFs (uint32)."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from seglab.inference.engine import segment
+from seglab.io import labels_dtype, read_labels, write_labels
+from seglab.models import families
+
+
+@pytest.fixture
+def flows(monkeypatch):
+    """Objects = connected bright regions (no training, fast postprocessing)."""
+    from flows_helpers import FlowsModel
+    from seglab.models.storage import new_model
+
+    monkeypatch.setitem(families.FAMILIES, FlowsModel.family, "flows_helpers:FlowsModel")
+    return new_model("test-flows", "flows", tile_context=8)
+
+
+def dots(n: int, shift: int = 0) -> np.ndarray:
+    """An image of n x n bright 2x2 squares on a 3 px pitch."""
+    img = np.full((3 * n, 3 * n), 10, dtype=np.uint8)
+    for dy in range(2):
+        for dx in range(2):
+            img[dy::3, (dx + shift) % 3::3] = 220
+    return img
+
+
+def test_more_than_65535_objects_in_one_image(flows, tmp_path):
+    n = 266  # 70,756 objects
+    res = segment(flows, dots(n), device="cpu", amp=False, diameter=None, tile_size=512)
+    assert res.n_objects == n * n > 65535
+    ids = np.unique(res.labels)[1:]
+    assert ids.size == n * n and ids.max() == n * n  # every object its own id, none wrapped round
+    assert np.iinfo(res.labels.dtype).max >= n * n
+    assert np.array_equal(np.sort(res.table["label"]), ids)
+    assert labels_dtype(res.labels) is np.uint32
+    path = write_labels(tmp_path / "many_labels.tif", res.labels)
+    assert tifffile.imread(path).dtype == np.uint32
+    assert np.array_equal(read_labels(path), res.labels)
+
+
+def test_ids_unique_over_the_planes_of_a_stack_beyond_65535(flows, tmp_path):
+    n = 200  # 40,000 objects per plane, 80,000 in the stack
+    stack = np.stack([dots(n), dots(n, shift=1)])
+    res = segment(flows, stack, axes="ZYX", device="cpu", amp=False, diameter=None)
+    first, second = (set(np.unique(p).tolist()) - {0} for p in res.labels)
+    assert len(first) == len(second) == n * n and not first & second
+    assert max(second) == 2 * n * n > 65535
+    t = res.table
+    assert t["label"].size == 2 * n * n and np.unique(t["label"]).size == 2 * n * n
+    assert set(t["label"][t["plane"] == 1].tolist()) == second
+    path = write_labels(tmp_path / "stack_labels.tif", res.labels, axes="ZYX")
+    back = tifffile.imread(path)
+    assert back.dtype == np.uint32 and np.array_equal(back, res.labels)
