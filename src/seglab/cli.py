@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_train_parser(sub)
+    from seglab.bmz.commands import add_parsers as add_bmz_parsers  # export-bmz, import-bmz
+
+    add_bmz_parsers(sub)
     return p
 
 
@@ -482,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "train":
             return cmd_train(args)
+        if args.command in ("export-bmz", "import-bmz"):
+            from seglab.bmz.commands import run as run_bmz
+
+            return run_bmz(args)
     except SeglabError as e:
         print(f"seglab: error: {e}", file=sys.stderr)
         return EXIT_USAGE

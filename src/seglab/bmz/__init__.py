@@ -5,11 +5,24 @@ bioimage.io consumers, test tensors, cover, model card, licence, citations, and 
 own config and safetensors weights as attachments); ``import_bmz("out.zip")`` reads those
 attachments back into a seglab model folder (no code from the package is run). The
 bioimage.io libraries are needed only to validate or test a package (:mod:`seglab.bmz.validation`).
+
+Names are imported on first use, so that ``seglab.bmz.commands`` (the CLI's parsers) stays light.
 """
 
 from __future__ import annotations
 
-from seglab.bmz.export import ExportResult, export_bmz
-from seglab.bmz.importer import import_bmz, load_bmz
+from typing import Any
 
 __all__ = ["ExportResult", "export_bmz", "import_bmz", "load_bmz"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ExportResult", "export_bmz"):
+        from seglab.bmz import export
+
+        return getattr(export, name)
+    if name in ("import_bmz", "load_bmz"):
+        from seglab.bmz import importer
+
+        return getattr(importer, name)
+    raise AttributeError(f"module 'seglab.bmz' has no attribute {name!r}")

@@ -161,9 +161,9 @@ def package_notes(config: ModelConfig, family_outputs: str, licence: str) -> str
 Exported by napari-seglab from the model `{config.name}` (family `{config.family}`); licence `{licence}`.
 
 - **Input** `raw`: `(batch, channel, y, x)`, {config.input_channels} channel(s), the image's pixel values.
-  Pre-processing (in the package): each channel of each image scaled so that its
-  {config.normalization.get('low', 1.0):g}th / {config.normalization.get('high', 99.8):g}th percentiles map to 0 / 1
-  (`scale_range`), exactly seglab's normalisation. seglab's channel handling (RGB to grey for
+  Pre-processing (in the package): each channel of each image scaled so that its percentiles
+  {config.normalization.get('low', 1.0):g} and {config.normalization.get('high', 99.8):g} map to 0 and 1
+  (`scale_range`), as seglab normalises. seglab's channel handling (RGB to grey for
   one-channel models, a grey image repeated for three-channel models) is not in the package:
   give the channels the model takes.
 - **Output**: {family_outputs}

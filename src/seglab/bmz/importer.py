@@ -129,5 +129,9 @@ def import_bmz(
     if name in builtins:
         raise SeglabError(f"{name!r} is the name of a built-in model; import under another name (--name)")
     folder = Path(models_dir) if models_dir is not None else user_models_dir()
+    original = model.config.name
     model.config.name = name
+    if isinstance(model.config.training, dict):
+        model.config.training = {**model.config.training,
+                                 "imported_from_bmz": {"package": Path(path).name, "model": original}}
     return save_model(model, folder / name, overwrite=overwrite)

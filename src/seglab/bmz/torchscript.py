@@ -51,8 +51,11 @@ def dense_module(model) -> nn.Module:
 
 def trace_dense(model, example: torch.Tensor) -> torch.jit.ScriptModule:
     """A traced dense network (works for any input size that is a multiple of the divisor)."""
+    import warnings
+
     module = dense_module(model)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 calls TorchScript deprecated
         return torch.jit.trace(module, example, check_trace=False)
 
 
@@ -193,6 +196,15 @@ def script_maskrcnn(model, thresholds: dict[str, float]) -> torch.jit.ScriptModu
     except Exception as e:  # noqa: BLE001  TorchScript raises many kinds
         raise SeglabError(f"the Mask R-CNN network of {model.config.name!r} cannot be exported to TorchScript "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def save_torchscript(module: torch.jit.ScriptModule, path) -> None:
+    """``torch.jit.save`` without its deprecation warning (bioimage.io runs TorchScript)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(module, str(path))
 
 
 def export_torchscript(model, example: torch.Tensor, thresholds: dict[str, float]) -> torch.jit.ScriptModule:
