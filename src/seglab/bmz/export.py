@@ -366,6 +366,9 @@ def export_bmz(
     raw = test_image(model, image)
     x = normalised(model, raw)
     expected, labels = seglab_outputs(model, x, thresholds)
+    if model.family == "maskrcnn" and not labels.any():
+        raise SeglabError(f"{cfg.name!r} finds no objects in the test image, and a bioimage.io package needs a "
+                          f"test output with objects: give a test image with objects (--image, or image=)")
     scripted = export_torchscript(model, torch.from_numpy(x)[None], thresholds)
     check_reproduced(scripted, model, x, expected)
     inp, out, out_text = tensors(model)
