@@ -347,6 +347,8 @@ def export_bmz(
     if path.is_dir():
         raise SeglabError(f"{path} is a folder; give the path of the .zip file to write")
     model, folder = resolve_model(model)
+    if folder is not None:  # the name seglab lists it under (a folder may hold a config of another name)
+        model.config.name = folder.name
     if model.family not in POSTPROCESSING:
         raise SeglabError(f"models of family {model.family!r} cannot be exported to the BioImage Model Zoo: "
                           f"seglab exports unet, stardist and maskrcnn models")

@@ -31,13 +31,17 @@ def ask_package_path(parent: Any, model_name: str) -> Path | None:
     return path if path.suffix.lower() == ".zip" else path.with_name(path.name + ".zip")
 
 
+class ExportProblem(str):
+    """What the worker returns when the export was refused (a worker must not return an exception)."""
+
+
 def _export(model_name: str, path: Path):
     from seglab.bmz.export import export_bmz
 
     try:
         return export_bmz(model_name, path, overwrite=True)
     except SeglabError as e:
-        return e
+        return ExportProblem(str(e))
 
 
 def start_export(model_name: str, path: Path, done: Callable[[str], None]) -> Any:
@@ -45,7 +49,7 @@ def start_export(model_name: str, path: Path, done: Callable[[str], None]) -> An
     from napari.qt.threading import create_worker
 
     def returned(result: Any) -> None:
-        if isinstance(result, SeglabError):
+        if isinstance(result, ExportProblem):
             show_error(f"seglab: export to the BioImage Model Zoo failed: {result}")
             done(f"export failed: {result}")
             return
