@@ -12,7 +12,7 @@ def untrained_star(share: float = 0.01):
     are raised by 5 px (polygons of a few pixels)."""
     import torch
 
-    from seglab.bmz.export import normalised, test_image
+    from seglab.bmz.export import normalised, example_input
     from seglab.models.storage import new_model
 
     torch.manual_seed(0)
@@ -21,7 +21,7 @@ def untrained_star(share: float = 0.01):
                                     "head_width": 8}, tile_context=16)
     with torch.no_grad():
         model.network.head[-1].bias[1:] += 5.0
-    x = normalised(model, test_image(model))
+    x = normalised(model, example_input(model))
     with torch.no_grad():
         prob = model.forward_tiles(torch.from_numpy(x)[None])[0, 0].numpy()
     model.config.thresholds["prob_thresh"] = float(np.quantile(prob[16:-16, 16:-16], 1.0 - share))

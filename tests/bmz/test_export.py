@@ -171,3 +171,18 @@ def test_package_config_json_is_the_models_config(tmp_path, tiny_model_dir):
         packed = json.loads(zf.read("seglab_config.json"))
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
     assert packed == load_model(tiny_model_dir).config.to_dict() == rdf["config"]["seglab"]["model"]
+
+
+def test_given_test_image_is_used_and_a_stack_is_refused(tmp_path):
+    from seglab.models.storage import new_model
+    from seglab.samples import load_sample
+
+    model = new_model("unet", "no-context", architecture={"widths": [4, 8], "convs_per_block": 1}, tile_context=0)
+    rgb = load_sample("stained")[0]  # (256, 320, 3) colour: luma for a one-channel model
+    result = export_bmz(model, tmp_path / "p.zip", image=rgb)  # validated: no halo field when there is no context
+    raw = _npy(result.path, TEST_INPUT)
+    luma = rgb[:, 32:288].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(raw[0, 0], luma, rtol=1e-5)
+    assert "halo" not in _rdf(result.path)["outputs"][0]["axes"][2]
+    with pytest.raises(SeglabError, match="one plane"):
+        export_bmz(model, tmp_path / "q.zip", image=np.zeros((5, 64, 64), np.uint8))

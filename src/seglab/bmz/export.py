@@ -93,7 +93,7 @@ def _min_input_size(model: SegmentationModel) -> int:
     return int(math.ceil(need / d) * d)
 
 
-def test_image(model: SegmentationModel, image: np.ndarray | None = None) -> np.ndarray:
+def example_input(model: SegmentationModel, image: np.ndarray | None = None) -> np.ndarray:
     """The raw test input ``(C, H, W)`` float32: ``image`` (a plane ``(H, W)`` or ``(H, W, C)``
     colour, or ``(C, H, W)``) or a shipped sample (grey fluorescence, or the RGB stained sample for a
     three-channel model), cropped/padded to a square the model takes."""
@@ -105,6 +105,9 @@ def test_image(model: SegmentationModel, image: np.ndarray | None = None) -> np.
         key = "stained" if model.config.input_channels == 3 else "fluorescence"
         image = load_sample(key)[0]
     arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and min(arr.shape[0], arr.shape[-1]) > 4):
+        raise SeglabError(f"the test image must be one plane, (height, width) or with a channel axis of at most "
+                          f"4 entries, not shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[0] == model.config.input_channels and arr.shape[-1] not in (3, 4):
         x = select_channels(arr, model.config.input_channels, channel_axis=0, rgb=False)
     elif arr.ndim == 3:
@@ -172,6 +175,8 @@ def check_reproduced(scripted: torch.jit.ScriptModule, model: SegmentationModel,
 
 # ---------------------------------------------------------------- description
 def _space(axis: str, size: Any, **extra: Any) -> dict[str, Any]:
+    if extra.get("halo") == 0:  # the spec's halo is at least 1: none at all is no halo field
+        del extra["halo"]
     return {"type": "space", "id": axis, "size": size, **extra}
 
 
@@ -365,7 +370,7 @@ def export_bmz(
     card_info = {"name": _safe_name(cfg.name), "authors": list(authors or cards.DEFAULT_AUTHORS),
                  "license": licence, "cite": cards.citations(cfg.family, data), "data": data}
 
-    raw = test_image(model, image)
+    raw = example_input(model, image)
     x = normalised(model, raw)
     expected, labels = seglab_outputs(model, x, thresholds)
     if model.family == "maskrcnn" and not labels.any():
