@@ -139,12 +139,15 @@ def generated_card(config: ModelConfig, data: dict[str, Any]) -> str:
              "## What it is", f"- Family `{config.family}`; input channels: {config.input_channels}.",
              f"- Architecture: `{json.dumps(config.architecture)}`.",
              f"- Thresholds: `{json.dumps(config.thresholds)}`.",
-             f"- Object size it was trained on (median equivalent diameter): {config.object_diameter} px.",
+             "- Object size it was trained on (median equivalent diameter): "
+             + (f"{config.object_diameter:g} px." if config.object_diameter else "not recorded."),
              f"- Validation: {_scores_line(config)}.", "", "## Data"]
     for k in data["datasets"]:
         lines.append(f"- {DATASETS[k][0]} ({DATASETS[k][1]}). {DATASETS[k][2]}")
     if data["user_images"]:
-        lines.append("- The user's own annotated images (see `config.json`, `training.pairs`).")
+        lines.append("- The user's own annotated images (see `config.json`, `training.pairs`); the package's "
+                     "licence follows the data seglab knows of, so state your images' terms with "
+                     "`seglab export-bmz --license` where they differ.")
     if data["parents"]:
         lines.append(f"- Fine-tuned from: {' <- '.join(data['parents'])}.")
     training = {k: v for k, v in config.training.items() if k not in ("pairs",)} if isinstance(config.training, dict) else {}
