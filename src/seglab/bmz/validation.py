@@ -40,7 +40,10 @@ def offline_validation(path: str | os.PathLike, perform_io_checks: bool = True) 
         from bioimageio.spec import InvalidDescr, load_description
     except ImportError:
         raise SeglabError("validating a package needs bioimageio.spec: pip install 'napari-seglab[bmz]'") from None
-    descr = load_description(Path(path), perform_io_checks=perform_io_checks, format_version="discover")
+    try:
+        descr = load_description(Path(path), perform_io_checks=perform_io_checks, format_version="discover")
+    except Exception as e:  # noqa: BLE001  whatever the validator trips on, the user gets one line
+        raise SeglabError(f"bioimageio.spec could not check {Path(path).name}: {type(e).__name__}: {e}") from None
     if isinstance(descr, InvalidDescr) or getattr(descr, "type", None) != "model":
         raise SeglabError(f"bioimageio.spec found the package invalid: {_errors(descr.validation_summary)}")
     return descr
