@@ -32,3 +32,21 @@ def test_errors_are_one_line(tmp_path, tiny_model_dir, capsys):
     assert err.count("\n") == 1 and "already exists" in err
     assert main(["export-bmz", "nope", str(tmp_path / "x.zip")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_export_takes_a_test_image_file(tmp_path, tiny_model_dir, capsys):
+    import io
+
+    import numpy as np
+    import tifffile
+
+    image = (np.random.default_rng(1).random((100, 90)) * 200).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "mine.tif", image)
+    out = tmp_path / "pkg.zip"
+    assert main(["export-bmz", str(tiny_model_dir), str(out), "--image", str(tmp_path / "mine.tif"),
+                 "--no-validate"]) == 0
+    with zipfile.ZipFile(out) as zf:
+        test_input = np.load(io.BytesIO(zf.read("test_input.npy")))
+    # a 100 x 90 image padded to a 100 x 100 test input (the tiny U-Net takes multiples of 4)
+    assert test_input.shape == (1, 1, 100, 100)
+    np.testing.assert_array_equal(test_input[0, 0, :100, :90], image)

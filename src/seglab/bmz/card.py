@@ -159,6 +159,10 @@ def package_notes(config: ModelConfig, family_outputs: str, licence: str) -> str
     """The section every package's README gets: what the tensors are and what seglab does after them."""
     t = json.dumps(config.thresholds)
     return f"""
+## Validation
+
+{_scores_line(config)} (seglab's instances; see `scores` in `config.seglab.model` for all of them).
+
 ## This bioimage.io package
 
 Exported by napari-seglab from the model `{config.name}` (family `{config.family}`); licence `{licence}`.

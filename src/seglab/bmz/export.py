@@ -36,6 +36,9 @@ TORCHSCRIPT = "weights_torchscript.pt"
 TEST_INPUT = "test_input.npy"
 TEST_OUTPUT = "test_output.npy"
 COVER = "cover.png"
+#: the test tensors as TIFF (without the batch axis), for people and image viewers (spec ``sample_tensor``)
+SAMPLE_INPUT = "sample_input.tif"
+SAMPLE_OUTPUT = "sample_output.tif"
 README = "README.md"
 #: ``config.seglab.format``: what :mod:`seglab.bmz.importer` understands
 SEGLAB_PACKAGE_FORMAT = 1
@@ -96,7 +99,8 @@ def _min_input_size(model: SegmentationModel) -> int:
 def example_input(model: SegmentationModel, image: np.ndarray | None = None) -> np.ndarray:
     """The raw test input ``(C, H, W)`` float32: ``image`` (a plane ``(H, W)`` or ``(H, W, C)``
     colour, or ``(C, H, W)``) or a shipped sample (grey fluorescence, or the RGB stained sample for a
-    three-channel model), cropped/padded to a square the model takes."""
+    three-channel model), its centre cropped to a square of at most 256 px (or the model's minimum
+    input size) and padded to a size the model takes."""
     from seglab.inference.normalize import select_channels
 
     if image is None:
@@ -114,10 +118,10 @@ def example_input(model: SegmentationModel, image: np.ndarray | None = None) -> 
         x = select_channels(arr, model.config.input_channels, channel_axis=2, rgb=arr.shape[2] in (3, 4))
     else:
         x = select_channels(arr, model.config.input_channels)
-    size = max(TEST_SIZE, _min_input_size(model))
     d = max(int(model.size_divisor), 1)
-    size = int(math.ceil(size / d) * d)
     h, w = x.shape[1:]
+    size = max(min(TEST_SIZE, max(h, w)), _min_input_size(model))
+    size = int(math.ceil(size / d) * d)
     y0, x0 = max((h - size) // 2, 0), max((w - size) // 2, 0)
     x = x[:, y0 : y0 + size, x0 : x0 + size]
     ph, pw = size - x.shape[1], size - x.shape[2]
@@ -194,6 +198,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
         "axes": [{"type": "batch"}, {"type": "channel", "channel_names": names},
                  _space("y", dict(size)), _space("x", dict(size))],
         "test_tensor": {"source": TEST_INPUT},
+        "sample_tensor": {"source": SAMPLE_INPUT},
         "data": {"type": "float32"},
         "preprocessing": [
             {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
@@ -210,6 +215,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["foreground", "distance"]},
                      _space("y", ref("y"), halo=halo), _space("x", ref("x"), halo=halo)],
             "test_tensor": {"source": TEST_OUTPUT},
+            "sample_tensor": {"source": SAMPLE_OUTPUT},
             "data": {"type": "float32"},
             "postprocessing": [{"id": "sigmoid"}],
         }
@@ -228,6 +234,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
                      _space("y", ref("y"), halo=halo, scale=float(grid)),
                      _space("x", ref("x"), halo=halo, scale=float(grid))],
             "test_tensor": {"source": TEST_OUTPUT},
+            "sample_tensor": {"source": SAMPLE_OUTPUT},
             "data": {"type": "float32"},
         }
         text = (f"`prob_dist` `(batch, channel, y, x)` at 1/{grid} of the input size: object probability, then "
@@ -242,6 +249,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["labels"]},
                      _space("y", ref("y")), _space("x", ref("x"))],
             "test_tensor": {"source": TEST_OUTPUT},
+            "sample_tensor": {"source": SAMPLE_OUTPUT},
             "data": {"type": "int32"},
         }
         text = ("`labels` `(batch, channel, y, x)` int32: instance labels. The TorchScript runs torchvision's "
@@ -387,6 +395,10 @@ def export_bmz(
     try:
         np.save(tmp / TEST_INPUT, raw[None].astype(np.float32))
         np.save(tmp / TEST_OUTPUT, expected)
+        import tifffile
+
+        tifffile.imwrite(tmp / SAMPLE_INPUT, raw)
+        tifffile.imwrite(tmp / SAMPLE_OUTPUT, expected[0])
         save_torchscript(scripted, tmp / TORCHSCRIPT)
         render_cover(raw, labels, tmp / COVER)
         (tmp / README).write_text(text, encoding="utf-8")
@@ -396,7 +408,8 @@ def export_bmz(
         (tmp / RDF).write_text(_dump_yaml(rdf), encoding="utf-8")
         with atomic_file(path, suffix=".zip") as target:
             with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for name in (RDF, README, COVER, TEST_INPUT, TEST_OUTPUT, TORCHSCRIPT, SEGLAB_CONFIG, SEGLAB_WEIGHTS):
+                for name in (RDF, README, COVER, TEST_INPUT, TEST_OUTPUT, SAMPLE_INPUT, SAMPLE_OUTPUT, TORCHSCRIPT,
+                             SEGLAB_CONFIG, SEGLAB_WEIGHTS):
                     zf.write(tmp / name, arcname=name)
             if validate:
                 validate_package(target)
