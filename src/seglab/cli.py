@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     from seglab.measure_cli import add_measure_parser
 
     add_measure_parser(sub)
+    from seglab.bmz.commands import add_parsers as add_bmz_parsers  # export-bmz, import-bmz
+
+    add_bmz_parsers(sub)
     return p
 
 
@@ -429,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = COMMANDS.get(args.command) or getattr(args, "func", None)
         if command is not None:
             return command(args)
+        if args.command in ("export-bmz", "import-bmz"):
+            from seglab.bmz.commands import run as run_bmz
+
+            return run_bmz(args)
     except SeglabError as e:
         print(f"seglab: error: {e}", file=sys.stderr)
         return EXIT_USAGE

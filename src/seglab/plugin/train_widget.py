@@ -30,6 +30,9 @@ from napari.utils.notifications import show_error, show_info
 from seglab.errors import SeglabError
 from seglab.models.families import FAMILIES, family_class
 from seglab.models.registry import ModelRegistry, user_models_dir
+from seglab.plugin.bmz_export import BUTTON_TOOLTIP as BMZ_TOOLTIP
+from seglab.plugin.bmz_export import ask_package_path as ask_bmz_path
+from seglab.plugin.bmz_export import start_export as start_bmz_export
 from seglab.plugin.events import EVENTS, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import channel_axis_of, image_array
@@ -130,6 +133,7 @@ class TrainWidget(ScrollableContainer):
         self.train_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.segment_button.changed.connect(self.segment_with_new_model)
+        self.bmz_button.changed.connect(self.export_bmz)
         self._shown_lr = self.lr.value
         self.start_model.changed.connect(self._on_start_model_changed)
         viewer.layers.events.inserted.connect(self.reset_choices)
@@ -168,6 +172,7 @@ class TrainWidget(ScrollableContainer):
         self.segment_button = PushButton(text="Segment current image with new model", enabled=False,
                                          tooltip="segment the selected image layer (or the first training image) "
                                                  "with the model just saved, in the Segment widget")
+        self.bmz_button = PushButton(text="Export to BioImage Model Zoo…", enabled=False, tooltip=BMZ_TOOLTIP)
         self.progress = ProgressPanel(label="")
         self.status = Label(value="")
         self.plot = TrainPlot()
@@ -205,6 +210,7 @@ class TrainWidget(ScrollableContainer):
                      self.start_info, self.budget_unit, self.budget, self.model_name, self.overwrite,
                      button_row(self.train_button, self.cancel_button), self.progress, self.status, plot_box,
                      self.segment_button, self.advanced])
+        self.insert(self.index(self.segment_button) + 1, self.bmz_button)
         self._job = BackgroundJob("training", self.train_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg), panel=self.progress)
 
@@ -229,6 +235,7 @@ class TrainWidget(ScrollableContainer):
         self._show_start_info()
 
     def _show_start_info(self) -> None:
+        self.bmz_button.enabled = self.bmz_model() is not None
         choice = self.start_model.value
         if not choice:
             self.start_info.value = ""
@@ -337,6 +344,7 @@ class TrainWidget(ScrollableContainer):
         self.status.value = f"saved '{name}': {result.steps} steps" + (" (stopped early)" if result.stopped else "")
         EVENTS.models_changed.emit(name)
         self.segment_button.enabled = True
+        self.bmz_button.enabled = True
         show_info(f"seglab: model '{name}' saved to {result.path}")
 
     # ---- using the new model -------------------------------------------------
@@ -351,3 +359,27 @@ class TrainWidget(ScrollableContainer):
         seg.image.value = layer  # first: choosing the image may propose a model; the new model wins
         seg.model.value = self.new_model
         return seg.start()
+
+    # ---- BioImage Model Zoo ----------------------------------------------------
+    def bmz_model(self) -> str | None:
+        """The model *Export to BioImage Model Zoo* writes: the one just trained, else the chosen start model."""
+        choice = self.start_model.value
+        return self.new_model or (choice[1] if choice and choice[0] == "model" else None)
+
+    def export_bmz(self, *_: Any, path: Any = None):
+        """Export :meth:`bmz_model` as a bioimage.io package (asks for the file unless ``path``); the worker."""
+        name = self.bmz_model()
+        if name is None:
+            return None
+        path = path if path is not None else ask_bmz_path(self.native, name)
+        if path is None:
+            return None
+        self.bmz_button.enabled = False
+        self.status.value = f"exporting '{name}' to the BioImage Model Zoo format…"
+
+        def done(message: str) -> None:
+            self.status.value = message
+            self.bmz_button.enabled = self.bmz_model() is not None
+
+        self._bmz_worker = start_bmz_export(name, path, done)
+        return self._bmz_worker
