@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +36,8 @@ from seglab.datasets import load_split
 from seglab.models.storage import new_model
 from seglab.torch_env import autocast
 from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
+
+from machine import cpu_model  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
@@ -50,12 +50,6 @@ ARCHITECTURES = {
 }
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001 - a description only
-        return platform.processor() or "unknown"
 
 
 def med(times: list[float]) -> float:

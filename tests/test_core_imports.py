@@ -8,6 +8,9 @@ CORE_MODULES = [
     "seglab.training.loop", "seglab.training.recipes", "seglab.training.finetune", "seglab.training.folders",
     "seglab.evaluation", "seglab.datasets", "seglab.samples", "seglab.outlines", "seglab.io.rois",
     "seglab.models.stardist", "seglab.models.maskrcnn", "seglab.triton_guard",
+    "seglab.files", "seglab.outputs", "seglab.measure", "seglab.measure_files", "seglab.io.geojson", "seglab.linking",
+    "seglab.batch", "seglab.batch.core", "seglab.batch.worker", "seglab.batch.cluster", "seglab.batch.command",
+    "seglab.batch.one_file", "seglab.batch.options", "seglab.bmz",
 ]
 
 
