@@ -1,6 +1,6 @@
 """Take the docs screenshot of the Train widget: fine-tune stardist-nuclei on one annotated corner.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_train_screenshot.py [OUT.png] [SECONDS]
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_train_screenshot.py [OUT.png] [SECONDS]
 
 Opens the brightfield sample with its ground truth, marks the top-left quarter as the
 completely annotated region, fine-tunes ``stardist-nuclei`` on it (replay on, the default)
@@ -24,11 +24,11 @@ def main() -> int:
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     os.environ["SEGLAB_MODELS_DIR"] = tempfile.mkdtemp(prefix="seglab-screenshot-")
     import napari
-    from make_screenshot import save_window, wait_for  # the same folder
+    from make_screenshot import WINDOW, save_window, wait_for  # the same folder
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari-seglab")
-    viewer.window._qt_window.resize(1500, 1000)
+    viewer.window._qt_window.resize(*WINDOW)
     viewer.open_sample("napari-seglab", "brightfield")
     image = next(lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Image))
     truth = next(lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels))
