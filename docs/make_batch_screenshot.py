@@ -2,7 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_batch_screenshot.py [OUT.png] [MODEL]
 
-Copies three images of ``src/seglab/sample_data/images`` into a temporary folder, runs the
+Copies three images of ``src/seglab/sample_data/images`` (all but the 1024x1024 brightfield one,
+on which ``--diameter auto`` finds whole cells instead of nuclei) into a temporary folder, runs the
 Batch widget over it with the results written into another temporary folder (label image and
 object table per image), then opens the first result as layers (what a double-click on its
 row does). The real widget in a real napari window (under Xvfb when there is no display).
@@ -30,7 +31,7 @@ def main() -> int:
     folder, outdir = work / "screen", work / "results"
     folder.mkdir()
     outdir.mkdir()
-    for path in sorted(SAMPLES.glob("*.tif"))[:3]:
+    for path in sorted(SAMPLES.glob("*.tif"))[1:4]:
         shutil.copy(path, folder / path.name)
     viewer = new_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-seglab", "Batch")

@@ -4,7 +4,7 @@
 
 The Measurements dock (docked below the viewer) shows the new labels layer's table. With a
 model that gives outlines (``stardist-nuclei``) the polygons are added as a Shapes layer.
-PNGs over 400 kB are saved with a 256-colour palette.
+PNGs over 400 kB are saved with a palette of 256 colours (fewer if still too large).
 
 Runs the real widgets in a real napari window (under Xvfb when there is no display).
 """
@@ -56,12 +56,12 @@ def dock_below(viewer: napari.Viewer, dock, height: int) -> None:
 
 
 def shrink_png(path: Path, limit: int = MAX_BYTES) -> None:
-    """Re-save ``path`` with a palette of 256 (then 128, 64) colours while it is over ``limit`` bytes."""
+    """Re-save ``path`` with a palette of 256 (then 128, 64, 32) colours while it is over ``limit`` bytes."""
     from PIL import Image
 
     with Image.open(path) as im:
         rgb = im.convert("RGB")
-    for colors in (256, 128, 64):
+    for colors in (256, 128, 64, 32):
         if path.stat().st_size <= limit:
             return
         small = rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)

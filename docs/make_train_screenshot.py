@@ -5,7 +5,8 @@
 Opens the brightfield sample with its ground truth, marks the top-left quarter as the
 completely annotated region, fine-tunes ``stardist-nuclei`` on it (replay on, the default)
 into a temporary models folder, then segments the image with the new model: the real
-widgets in a real napari window (under Xvfb when there is no display).
+widgets in a real napari window (under Xvfb when there is no display). The image is segmented
+with Diameter 'none' (no rescaling; 'auto' finds whole cells on this image).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def main() -> int:
     shapes = viewer.add_shapes([rect], shape_type="rectangle", name="annotated here", edge_color="yellow",
                                face_color="transparent", edge_width=6)
     _, train = viewer.window.add_plugin_dock_widget("napari-seglab", "Train")
+    # the Segment widget that *Segment current image with new model* uses; Diameter 'none': on this
+    # image 'auto' estimates the cells' size (~95 px), not the nuclei's, and the model outlines cells
+    _, segment = viewer.window.add_plugin_dock_widget("napari-seglab", "Segment")
+    segment.diameter.value = "none"
     row = train.pairs[0]
     row.image.value, row.labels.value, row.regions.value = image, truth, shapes
     train.start_model.value = ("model", "stardist-nuclei")
