@@ -4,7 +4,7 @@
 
 The Measurements dock (docked below the viewer) shows the new labels layer's table. With a
 model that gives outlines (``stardist-nuclei``) the polygons are added as a Shapes layer.
-PNGs over 400 kB are saved with a palette of 256 colours (fewer if still too large).
+PNGs over 400 kB are saved with a palette (and smaller if still too large).
 
 Runs the real widgets in a real napari window (under Xvfb when there is no display).
 """
@@ -56,15 +56,18 @@ def dock_below(viewer: napari.Viewer, dock, height: int) -> None:
 
 
 def shrink_png(path: Path, limit: int = MAX_BYTES) -> None:
-    """Re-save ``path`` with a palette of 256 (then 128, 64, 32) colours while it is over ``limit`` bytes."""
+    """Re-save ``path`` as a palette PNG while it is over ``limit`` bytes: fewer colours first (down
+    to 64: text and images stay clean), then a smaller size (textured images such as brightfield)."""
     from PIL import Image
 
     with Image.open(path) as im:
         rgb = im.convert("RGB")
-    for colors in (256, 128, 64, 32):
+    for scale, colors in ((1, 256), (1, 128), (1, 64), (0.85, 128), (0.85, 64), (0.75, 64), (0.75, 32)):
         if path.stat().st_size <= limit:
             return
-        small = rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        size = (round(rgb.width * scale), round(rgb.height * scale))
+        small = rgb if scale == 1 else rgb.resize(size, Image.Resampling.LANCZOS)
+        small = small.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         small.save(path, optimize=True)
 
 
