@@ -143,7 +143,7 @@ def test_outputs_come_from_the_registry(monkeypatch, viewer_widget):
                         OutputKind("geojson", ".geojson", lambda *a: None, "GeoJSON polygons"))
     widget._on_model_changed()
     box = next(w for w in widget.outputs if w.name == "geojson")
-    assert box.enabled and "GeoJSON polygons" in box.text
+    assert box.enabled and box.text == "geojson" and "GeoJSON polygons" in box.tooltip
     box.value = True
     assert "geojson" in widget.selected_outputs() and "labels" not in widget.selected_outputs()
 

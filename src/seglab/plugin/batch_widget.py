@@ -27,6 +27,7 @@ from magicgui.widgets import (
     Table,
 )
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QStyledItemDelegate
 
 from seglab.batch.core import BatchSettings, BatchSummary, batch_inputs, batch_iter
 from seglab.batch.one_file import error_text
@@ -141,6 +142,9 @@ class BatchWidget(ScrollableContainer):
         self.table.read_only = True
         self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
         self.table.native.setMinimumHeight(160)
+        # show the cells' text as it is (magicgui's delegate reformats numbers: "7783.8" -> "7783.8000")
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
+        self.table.native.verticalHeader().setVisible(False)
         self.table.tooltip = "one row per image; double-click a row (or Open) to show the image and its labels"
         self.open_button = PushButton(text="Open selected result",
                                       tooltip="add the selected image and its labels to the viewer as new layers")
@@ -194,9 +198,9 @@ class BatchWidget(ScrollableContainer):
                                 has_boxes=bool(getattr(family, "has_boxes", False)),
                                 config=SimpleNamespace(name=self.model.value))
         for kind in output_kinds().values():
-            box = CheckBox(name=kind.name, text=f"{kind.name}: {kind.help}" if kind.help else kind.name,
+            box = CheckBox(name=kind.name, text=kind.name,  # the help as tooltip keeps the dock narrow
                            value=kind.name == LABELS or kind.name in wanted or (not wanted and kind.name == "objects"),
-                           tooltip=f"write <image>{kind.suffix}")
+                           tooltip=(f"{kind.help}: " if kind.help else "") + f"writes <image>{kind.suffix}")
             if kind.name == LABELS:
                 box.enabled = False
                 box.tooltip += " (always: it marks an image as finished)"
@@ -292,6 +296,7 @@ class BatchWidget(ScrollableContainer):
     def _fill_table(self) -> None:
         rows = [outcome_row(o) for o in self._rows]
         self.table.value = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}
+        self.table.native.resizeColumnsToContents()
 
     def _on_done(self, summary: BatchSummary) -> None:
         self.summary = summary

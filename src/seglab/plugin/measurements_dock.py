@@ -195,6 +195,14 @@ class MeasurementsDock(QWidget):
         self.image.setCurrentText(pick or (names[1] if len(names) == 2 else NO_IMAGE))
         self.image.blockSignals(False)
 
+    def _fit_headers(self) -> None:
+        """Columns at least as wide as their names (cheap for 10,000 rows: the header text only)."""
+        header = self.table.horizontalHeader()
+        metrics = header.fontMetrics()
+        for col in range(self.model.columnCount()):
+            name = str(self.model.headerData(col, Qt.Orientation.Horizontal, Qt.ItemDataRole.DisplayRole))
+            header.resizeSection(col, max(header.sectionSize(col), metrics.horizontalAdvance(name) + 24))
+
     def _show(self, *_: Any) -> None:
         layer = self.layer
         if layer is None:
@@ -203,6 +211,7 @@ class MeasurementsDock(QWidget):
             return
         df = pd.DataFrame(layer.features)
         self.model.set_frame(df)
+        self._fit_headers()
         stale = int(df["edited"].sum()) if "edited" in df.columns and "perimeter" in df.columns else 0
         text = f"'{layer.name}': {len(df)} objects"
         if "perimeter" not in df.columns:
