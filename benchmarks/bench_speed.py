@@ -7,7 +7,7 @@ The image is a 2048x2048 mosaic of real grey fluorescence nuclei: 256x256 crops 
 DSB2018 ``val`` images with a dark background (``seglab.datasets.image_kind``), in id order,
 placed on an 8x8 grid (the ``sample_data`` fluorescence image when the data set is missing).
 For each model, after one warm-up run of each column, the median (and min) of ``--repeats``
-runs of:
+runs (wall clock, and the process's CPU seconds, which a shared machine inflates less) of:
 
 - ``segment(model, image, diameter=None)``: end to end, no rescaling (the model's own scale);
 - ``segment(model, image)``: the default ``diameter="auto"`` (estimate + rescale + segment);
@@ -93,22 +93,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _timed(fn, repeats: int) -> tuple[list[float], object]:
+def _timed(fn, repeats: int) -> tuple[list[float], list[float], object]:
+    """Wall-clock and process-CPU seconds of ``repeats`` runs after one warm-up, and the last result."""
     fn()  # warm-up
-    times, out = [], None
+    times, cpu, out = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return times, out
+        cpu.append(time.process_time() - c0)
+    return times, cpu, out
 
 
-def run_one(model_name: str, repeats: int, threads: int, auto: bool = True) -> dict:
+def _summary(times: list[float], cpu: list[float]) -> dict:
+    return {"median_s": statistics.median(times), "min_s": min(times), "cpu_median_s": statistics.median(cpu),
+            "runs": times}
+
+
+def run_one(model_name: str, repeats: int, threads: int, auto: bool = True, tile_size: int | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from seglab.inference.device import resolve_device
-    from seglab.inference.engine import TileRun, place_network, segment
+    from seglab.inference.engine import DEFAULT_TILE_SIZE, TileRun, place_network, segment
     from seglab.inference.normalize import model_input
     from seglab.models.registry import get_model
     from seglab.progress import run_to_end
@@ -123,7 +130,8 @@ def run_one(model_name: str, repeats: int, threads: int, auto: bool = True) -> d
     dev = resolve_device("cpu")
     th = model.thresholds(None)
     place_network(model, dev)
-    run = TileRun(device=dev)
+    tile = int(tile_size or DEFAULT_TILE_SIZE)
+    run = TileRun(device=dev, tile_size=tile)
 
     def normalise() -> np.ndarray:
         return model_input(image, cfg.input_channels, cfg.normalization, ca, None, None)
@@ -139,27 +147,25 @@ def run_one(model_name: str, repeats: int, threads: int, auto: bool = True) -> d
         return run_to_end(model.postprocess_iter(raw, th, x.shape[-2:]))
 
     def end_to_end(diameter):
-        return lambda: segment(model, image, channel_axis=ca, device="cpu", diameter=diameter)
+        return lambda: segment(model, image, channel_axis=ca, device="cpu", diameter=diameter, tile_size=tile)
 
     parts = {}
     for name, fn in (("normalise", normalise), ("network", network), ("postprocess", post)):
-        t, _ = _timed(fn, repeats)
-        parts[name] = {"median_s": statistics.median(t), "min_s": min(t), "runs": t}
-    t_none, seg = _timed(end_to_end(None), repeats)
+        t, c, _ = _timed(fn, repeats)
+        parts[name] = _summary(t, c)
+    t_none, c_none, seg = _timed(end_to_end(None), repeats)
     out = {
         "model": model_name, "image": f"{SIZE}x{SIZE} mosaic of {CROP}x{CROP} crops of {n_src} DSB2018 val "
         "fluorescence images" + (" (grey repeated to RGB)" if ca is not None else ""),
         "architecture": cfg.architecture, "tile_context": cfg.tile_context,
         "parameters": int(sum(p.numel() for p in model.network.parameters())),
-        "torch_threads": torch.get_num_threads(), "repeats": repeats,
-        "diameter_none": {"median_s": statistics.median(t_none), "min_s": min(t_none), "runs": t_none,
-                          "objects": seg.n_objects},
+        "torch_threads": torch.get_num_threads(), "repeats": repeats, "tile_size": tile,
+        "diameter_none": {**_summary(t_none, c_none), "objects": seg.n_objects},
         "parts": parts,
     }
     if auto:
-        t_auto, seg_a = _timed(end_to_end("auto"), repeats)
-        out["diameter_auto"] = {"median_s": statistics.median(t_auto), "min_s": min(t_auto), "runs": t_auto,
-                                "objects": seg_a.n_objects, "diameter": seg_a.diameter,
+        t_auto, c_auto, seg_a = _timed(end_to_end("auto"), repeats)
+        out["diameter_auto"] = {**_summary(t_auto, c_auto), "objects": seg_a.n_objects, "diameter": seg_a.diameter,
                                 "scale_factor": seg_a.scale_factor}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["load_avg_before"] = load_before
@@ -173,18 +179,20 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-auto", action="store_true", help="skip the diameter='auto' column")
+    p.add_argument("--tile-size", type=int, default=None, help="tile size (default: the engine's)")
     p.add_argument("--json", default=None, help="write results here (e.g. benchmarks/results/speed.json)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.repeats, args.threads, not args.no_auto)))
+        print(json.dumps(run_one(args.one, args.repeats, args.threads, not args.no_auto, args.tile_size)))
         return 0
     import torch
 
     results = []
     for name in args.models:
         r = subprocess.run([sys.executable, __file__, "--one", name, "--repeats", str(args.repeats),
-                            "--threads", str(args.threads), *(["--no-auto"] if args.no_auto else [])],
+                            "--threads", str(args.threads), *(["--no-auto"] if args.no_auto else []),
+                            *(["--tile-size", str(args.tile_size)] if args.tile_size else [])],
                            capture_output=True, text=True, check=False)
         if r.returncode:
             print(r.stderr[-3000:], file=sys.stderr)
@@ -193,10 +201,12 @@ def main() -> int:
         results.append(res)
         pt = res["parts"]
         auto = res.get("diameter_auto")
-        print(f"{name:<16} none {res['diameter_none']['median_s']:.3f} s (min {res['diameter_none']['min_s']:.3f})"
+        print(f"{name:<16} none {res['diameter_none']['median_s']:.3f} s (min {res['diameter_none']['min_s']:.3f}, "
+              f"cpu {res['diameter_none']['cpu_median_s']:.3f})"
               + (f"  auto {auto['median_s']:.3f} s (factor {auto['scale_factor']:.2f})" if auto else "")
               + f"  | normalise {pt['normalise']['median_s']:.3f}  network {pt['network']['median_s']:.3f}"
-              f"  postprocess {pt['postprocess']['median_s']:.3f}  | {res['diameter_none']['objects']} objects"
+              f" (cpu {pt['network']['cpu_median_s']:.3f})  postprocess {pt['postprocess']['median_s']:.3f}"
+              f" (cpu {pt['postprocess']['cpu_median_s']:.3f})  | {res['diameter_none']['objects']} objects"
               f"  peak RSS {res['peak_rss_mb']:.0f} MB  load {res['load_avg_before'][0]:.2f}->"
               f"{res['load_avg_after'][0]:.2f}", flush=True)
     if args.json:
