@@ -89,6 +89,10 @@ CANDIDATES: dict[str, dict] = {
                                                  "full": 16},
     "unet-s2 stem 32, 64-128-256-256, full 16": {"widths": [64, 128, 256, 256], "kind": "unet", "stem": 32,
                                                   "full": 16},
+    # narrower at half resolution: what a <= 0.95 s budget allows
+    "star-s2 stem 16, 16-32-64-128-256": {"widths": [16, 32, 64, 128, 256], "kind": "star", "stem": 16},
+    "unet-s2 stem 16, 16-32-64-128-256, full 16": {"widths": [16, 32, 64, 128, 256], "kind": "unet", "stem": 16,
+                                                    "full": 16},
 }
 
 
