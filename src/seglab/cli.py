@@ -73,7 +73,7 @@ def _thresholds(args: argparse.Namespace) -> dict[str, float]:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="built-in model name or path of a model folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
-    p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels for large images (default 1024)")
+    p.add_argument("--tile-size", type=int, default=2048, help="tile size in pixels for large images (default 2048)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per batch (default 4)")
     p.add_argument("--prob-thresh", type=_number, default=None, help="object probability threshold (overrides the model's)")
     p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",

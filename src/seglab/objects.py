@@ -26,14 +26,17 @@ def object_table(labels: np.ndarray, scores: np.ndarray | None = None) -> dict[s
     counts = np.bincount(flat, minlength=n)
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
-    yy, xx = np.indices(labels.shape, dtype=np.float64)
+    # sums over object pixels only (background holds most pixels of many images)
+    where = np.flatnonzero(flat)
+    fg = flat[where]
+    yy, xx = np.divmod(where, labels.shape[1])
     area = counts[ids].astype(np.float64)
-    cy = np.bincount(flat, weights=yy.ravel(), minlength=n)[ids] / area
-    cx = np.bincount(flat, weights=xx.ravel(), minlength=n)[ids] / area
+    cy = np.bincount(fg, weights=yy.astype(np.float64), minlength=n)[ids] / area
+    cx = np.bincount(fg, weights=xx.astype(np.float64), minlength=n)[ids] / area
     if scores is None:
         sc = np.full(ids.size, np.nan)
     elif np.ndim(scores) == labels.ndim:
-        sc = np.bincount(flat, weights=np.asarray(scores, dtype=np.float64).ravel(), minlength=n)[ids] / area
+        sc = np.bincount(fg, weights=np.asarray(scores, dtype=np.float64).ravel()[where], minlength=n)[ids] / area
     else:
         sc = np.asarray(scores, dtype=np.float64)[ids]
     return {

@@ -147,3 +147,12 @@ def test_model_predict_is_the_engine(discs):
     b = segment(model, img, amp=False, device="cpu")
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.n_objects == 3 and list(a.table["label"]) == [1, 2, 3]
+
+
+def test_default_tile_size_makes_a_2048_image_one_tile():
+    """Issue 11 (speed): the context is computed once around a 2048x2048 image, not four times."""
+    from seglab.inference.engine import DEFAULT_TILE_SIZE
+    from seglab.inference.tiling import make_grid
+
+    assert make_grid(2048, 2048, DEFAULT_TILE_SIZE, 112, 16).n_tiles == 1
+    assert make_grid(2049, 2048, DEFAULT_TILE_SIZE, 112, 16).n_tiles == 2

@@ -33,7 +33,9 @@ from seglab.objects import concat_tables
 from seglab.progress import run_to_end  # noqa: F401 - also seglab.inference.engine.run_to_end
 from seglab.torch_env import autocast
 
-DEFAULT_TILE_SIZE = 1024
+#: a 2048x2048 image is one tile (its context computed once, not four times: ~20 % fewer pixels
+#: through the network than four 1024 px tiles, docs/benchmarks.md "Speed per 2048x2048")
+DEFAULT_TILE_SIZE = 2048
 #: on the CPU, a batch holds at most this many tile pixels (at least one tile), so that one
 #: network step stays well under the 2 s a cancel may take
 CPU_BATCH_PIXELS = 1_300_000

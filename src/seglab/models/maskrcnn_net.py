@@ -302,6 +302,10 @@ class MaskRCNNNet(nn.Module):
             finally:
                 rpn.score_thresh = 0.0
         del objectness, deltas, anchors
+        with context():
+            # RoIAlign reads contiguous (NCHW) features: convert once here, not on every call of
+            # every chunk (the same values; the RPN above ran on the channels-last ones)
+            features = OrderedDict((k, v.contiguous()) for k, v in features.items())
         logits, regression = [], []
         for k, props in enumerate(proposals):
             for i in range(0, len(props), chunk):

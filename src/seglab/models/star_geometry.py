@@ -249,7 +249,7 @@ def _nms_buckets(bbox, cell):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, order, starts, y0, x0, gh, gw, half,
+def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, outer, order, starts, y0, x0, gh, gw, half,
                suppressed, keep, i0, i1):
     """Greedy suppression by candidates ``i0 .. i1 - 1`` (best first), updating ``suppressed``
     and ``keep``; calls over consecutive ranges equal one call over all candidates."""
@@ -281,10 +281,15 @@ def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, order, starts,
                            * (min(bbox[i, 3], bbox[j, 3]) - max(bbox[i, 1], bbox[j, 1])))
                     if box <= thresh * small:
                         continue
+                    dy, dx = centres[i, 0] - centres[j, 0], centres[i, 1] - centres[j, 1]
                     # the discs inscribed around the centres bound it from below: enough to suppress
-                    if _lens_area(centres[i, 0] - centres[j, 0], centres[i, 1] - centres[j, 1],
-                                  inner[i], inner[j]) > thresh * small:
+                    if _lens_area(dy, dx, inner[i], inner[j]) > thresh * small:
                         suppressed[j] = True
+                        continue
+                    # the discs around the centres that hold the polygons bound it from above (with a
+                    # margin for rounding): too small to suppress, keep without computing
+                    if (outer[i] < np.inf and outer[j] < np.inf
+                            and _lens_area(dy, dx, outer[i], outer[j]) < thresh * small * (1.0 - 1e-9) - 1e-9):
                         continue
                     if intersection_area(coords[i], coords[j]) > thresh * small:
                         suppressed[j] = True
@@ -316,10 +321,11 @@ def polygon_nms_iter(
 
     A polygon is suppressed when its overlap with a kept, higher-scoring polygon —
     intersection area over the smaller of the two areas — exceeds ``thresh``. The
-    decision is the exact polygon overlap; two bounds only save work: the bounding boxes'
+    decision is the exact polygon overlap; bounds only save work: the bounding boxes'
     overlap (too small: keep without computing) and, for star-convex polygons given with
     their centres ``points`` and radial ``dists``, the overlap of the discs they contain
-    (large enough: suppress without computing). Yields ``(done, total)`` candidates every
+    (large enough: suppress without computing) and of the discs that contain them (too
+    small: keep without computing). Yields ``(done, total)`` candidates every
     :data:`CHUNK`, so that it can be cancelled.
     """
     coords = np.asarray(coords, dtype=np.float64)
@@ -338,10 +344,14 @@ def polygon_nms_iter(
     if points is not None and dists is not None:
         centres = np.ascontiguousarray(np.asarray(points, dtype=np.float64)[order])
         # a star polygon holds the disc of its shortest ray shortened to the chord between rays
-        inner = np.asarray(dists, dtype=np.float64)[order].min(axis=1) * np.cos(np.pi / coords.shape[1])
-    else:
-        centres, inner = np.zeros((len(c), 2)), np.zeros(len(c))
-    inner = np.ascontiguousarray(inner)
+        sorted_dists = np.asarray(dists, dtype=np.float64)[order]
+        inner = sorted_dists.min(axis=1) * np.cos(np.pi / coords.shape[1])
+        # and lies inside the disc of its longest ray (every vertex does, and the disc is convex)
+        outer = sorted_dists.max(axis=1)
+        del sorted_dists
+    else:  # no centres: bounds that never decide
+        centres, inner, outer = np.zeros((len(c), 2)), np.zeros(len(c)), np.full(len(c), np.inf)
+    inner, outer = np.ascontiguousarray(inner), np.ascontiguousarray(outer)
     cell = max(size, 4.0)
     yield (0, n)
     areas = polygon_areas(c)
@@ -351,7 +361,7 @@ def polygon_nms_iter(
     suppressed = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
     for i0 in range(0, n, CHUNK):
-        _nms_range(c, areas, bbox, cell, float(thresh), centres, inner, *buckets, suppressed, keep, i0,
+        _nms_range(c, areas, bbox, cell, float(thresh), centres, inner, outer, *buckets, suppressed, keep, i0,
                    min(i0 + CHUNK, n))
         yield (min(i0 + CHUNK, n), n)
     return order[keep]

@@ -144,8 +144,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         coords, scores = coords[keep], scores[keep]
         labels = yield from _scaled(render_polygons_iter(coords, shape), 1)
         # drop objects painted over entirely, relabel 1..n in score order
-        present = np.zeros(len(keep) + 1, dtype=bool)
-        present[np.unique(labels)] = True
+        present = np.bincount(labels.ravel(), minlength=len(keep) + 1) > 0
         present[0] = False
         remap = np.zeros(len(keep) + 1, dtype=np.int32)
         remap[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)

@@ -9,13 +9,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 from torch import nn
 from torch.nn import functional as F
 
 from seglab.progress import run_to_end
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
+from seglab.models.grey_reconstruction import reconstruction_dilation
 from seglab.models.targets import normalized_distance, touching_boundaries
 from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
 from seglab.objects import object_table
@@ -27,7 +27,7 @@ STEP_SECONDS = 0.1
 
 def _h_maxima(sub: np.ndarray, mask: np.ndarray, h: float) -> np.ndarray:
     """Regional maxima at least ``h`` high of one component's distances ``sub`` (0 outside ``mask``)."""
-    rec = reconstruction(sub - h, sub, method="dilation")
+    rec = reconstruction_dilation(sub - h, sub)
     return ((sub - rec) >= h - 1e-6) & mask
 
 

@@ -182,7 +182,7 @@ class SegmentWidget(ScrollableContainer):
         self.progress = ProgressPanel(label="")
         self.status = Label(value="")
         # advanced
-        self.tile_size = SpinBox(label="Tile size", value=1024, min=128, max=8192, step=64,
+        self.tile_size = SpinBox(label="Tile size", value=2048, min=128, max=8192, step=64,
                                  tooltip="images are segmented in tiles of this many pixels a side: smaller "
                                          "tiles need less memory, larger ones are a little faster")
         self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=64,
