@@ -168,3 +168,17 @@ register_output(OutputKind("objects", "_objects.csv", _write_objects, "object ta
 register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines))
 register_output(OutputKind("boxes", "_boxes.csv", _write_boxes,
                            "boxes (label, score, class, y0, x0, y1, x1; plane for stacks)", _needs_boxes))
+
+
+def _write_ome_zarr(path: Path, result: Any, ctx: OutputContext) -> None:
+    from seglab.inference.lazy_files import labels_geometry
+    from seglab.io.zarr_io import LabelsGeometry, write_ome_zarr_labels
+
+    geometry = labels_geometry(ctx.data, ctx.axes)
+    if len(geometry.axes) != result.labels.ndim:
+        geometry = LabelsGeometry("TZYX"[-result.labels.ndim:], ctx.data.pixel_size, ctx.data.unit)
+    write_ome_zarr_labels(path, result.labels, geometry)
+
+
+register_output(OutputKind("ome-zarr", "_labels.ome.zarr", _write_ome_zarr,
+                           "labels as OME-Zarr (multiscale pyramid, with the pixel size)"))

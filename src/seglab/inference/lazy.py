@@ -285,13 +285,16 @@ def segment_lazy_iter(
     diameter: float | str | None = AUTO,
     overwrite: bool = True,
     block_fn: BlockFn | None = None,
+    before_finish: Callable[[LazyResult], None] | None = None,
 ) -> Generator[ProgressEvent, None, LazyResult]:
     """Segment a lazy image block by block into the zarr store ``out`` (see the module docstring).
 
     ``axes``: one letter per axis of ``image`` (default :func:`default_axes`); ``ome``: write
     OME-Zarr labels with this geometry (else a plain zarr array); ``block_size``: block core in
     pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels around each core
-    (default :func:`block_margin`). Other arguments as for
+    (default :func:`block_margin`); ``before_finish(result)`` runs while the store still has its
+    ``.partial`` name (side outputs, written before the labels mark the run finished). Other
+    arguments as for
     :func:`~seglab.inference.engine.segment_iter`.
     """
     from seglab.inference.device import resolve_device
@@ -387,14 +390,18 @@ def segment_lazy_iter(
             if stats.area[a] > 0:
                 store.relabel(indices[int(stats.plane[a])], box.tolist(), {a: root})
             stats.merge(a, root)
+        result = LazyResult(store.partial, store.array, stats.table(stack=bool(stack_shape)), th, size.diameter,
+                            factor, blocks=k, merged=len(absorbed))
+        if before_finish is not None:
+            before_finish(result)
         path = store.finish(overwrite=overwrite)
     except BaseException:
         store.abort()
         raise
     from seglab.io.zarr_io import open_labels
 
-    return LazyResult(path, open_labels(path), stats.table(stack=bool(stack_shape)), th, size.diameter, factor,
-                      blocks=k, merged=len(absorbed))
+    result.path, result.labels = path, open_labels(path)
+    return result
 
 
 def _scores(table: dict[str, np.ndarray], n: int) -> np.ndarray | None:

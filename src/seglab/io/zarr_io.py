@@ -318,3 +318,26 @@ def open_labels(path: str | os.PathLike) -> Any:
         ms = _ome_attrs(image)
         return image[ms["multiscales"][0]["datasets"][0]["path"]] if ms else image["0"]
     raise SeglabError(f"{Path(path).name} holds no label image")
+
+
+def write_ome_zarr_labels(path: str | os.PathLike, labels: np.ndarray, geometry: LabelsGeometry,
+                          overwrite: bool = True) -> Path:
+    """Write an in-memory label image as OME-Zarr labels (see :class:`LabelsStore`), atomically:
+    into ``<path>.partial``, renamed at the end."""
+    import itertools
+
+    labels = np.asarray(labels)
+    if labels.ndim < 2 or len(geometry.axes) != labels.ndim:
+        raise SeglabError(f"labels of shape {labels.shape} do not fit the axes {geometry.axes!r}")
+    if labels.size and (labels.min() < 0 or labels.max() >= 2**32):
+        raise SeglabError("OME-Zarr labels hold ids from 0 to 4,294,967,295")
+    if Path(path).exists() and not overwrite:
+        raise SeglabError(f"{path} already exists")
+    store = LabelsStore(path, labels.shape, ome=geometry, levels=pyramid_levels(labels.shape, 1 << 12))
+    try:
+        for index in itertools.product(*[range(s) for s in labels.shape[:-2]]):
+            store.write(tuple(index), 0, 0, labels[index])
+        return store.finish(overwrite=overwrite)
+    except BaseException:
+        store.abort()
+        raise
