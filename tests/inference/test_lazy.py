@@ -203,3 +203,31 @@ def test_helpers_and_errors(tmp_path):
         segment_lazy(m, zarr.zeros((100, 100)), tmp_path / "x.zarr", block_size=8, diameter=None)
     with pytest.raises(SeglabError, match="axes"):
         segment_lazy(m, zarr.zeros((100, 100)), tmp_path / "x.zarr", axes="ZYX", diameter=None)
+
+
+def _cc_block(x, p):
+    """Connected components of a normalised window: a block segmenter with known answers."""
+    yield None
+    lab, n = ndi.label(x[0] > 0.5)
+    return Prediction(lab, {"label": np.arange(1, n + 1), "score": np.ones(n)})
+
+
+def test_more_than_65535_objects_get_unique_uint32_ids(tmp_path):
+    img, truth = disc_grid((2700, 2700), spacing=10, rmin=2, rmax=2, drop=0.05, seed=4)
+    assert truth.max() > 65_535  # discs 1 px apart at least: never touching
+    res = segment_lazy(_model(), _zarr(tmp_path, img, chunks=(1024, 1024)), tmp_path / "many.zarr",
+                       block_size=1024, margin=16, block_fn=_cc_block, diameter=None, device="cpu")
+    out = np.asarray(res.labels)
+    assert out.dtype == np.uint32 and res.n_objects == truth.max() and out.max() == truth.max()
+    assert _n_pairs(truth.ravel(), out.ravel()) == truth.max() + 1
+
+
+def test_dask_input_gives_the_zarr_input_result(tmp_path):
+    import dask.array as da
+
+    img, _ = disc_grid((900, 1300), seed=6)
+    a = segment_lazy(_model(), _zarr(tmp_path, img), tmp_path / "a.zarr", block_size=512, block_fn=_cc_block,
+                     diameter=None, device="cpu")
+    b = segment_lazy(_model(), da.from_array(img, chunks=(300, 300)), tmp_path / "b.zarr", block_size=512,
+                     block_fn=_cc_block, diameter=None, device="cpu")
+    np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
