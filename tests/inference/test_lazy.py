@@ -231,3 +231,31 @@ def test_dask_input_gives_the_zarr_input_result(tmp_path):
     b = segment_lazy(_model(), da.from_array(img, chunks=(300, 300)), tmp_path / "b.zarr", block_size=512,
                      block_fn=_cc_block, diameter=None, device="cpu")
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+
+
+def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
+    """Discs of about 32 px for a model of 16 px objects: "auto" finds the size on a few windows,
+    every block is rescaled by the same factor, and the objects come out whole at full size."""
+    img, truth = disc_grid((1400, 1300), spacing=56, rmin=14, rmax=17, seed=7)
+    cfg = ModelConfig(name="t", family="unet", tile_context=24, object_diameter=16.0,
+                      thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
+    model = UNetModel(cfg, network=threshold_net())
+    gen = segment_lazy_iter(model, _zarr(tmp_path, img), tmp_path / "d.zarr", block_size=512, diameter="auto",
+                            device="cpu", amp=False)
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            res = stop.value
+            break
+    assert any(e.stage == "estimate" for e in events)
+    fr = [e.fraction for e in events]
+    assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
+    true_d = float(np.median(2 * np.sqrt(np.bincount(truth.ravel())[1:] / np.pi)))
+    assert res.diameter == pytest.approx(true_d, rel=0.25)
+    assert res.scale_factor == pytest.approx(16.0 / res.diameter)
+    out = np.asarray(res.labels)
+    n_pieces, n_ids, pairs = _components_match_ids(out)
+    assert n_pieces == n_ids == pairs and abs(res.n_objects - truth.max()) <= 0.03 * truth.max()
+    assert np.median(res.table["area"]) == pytest.approx(np.median(np.bincount(truth.ravel())[1:]), rel=0.2)

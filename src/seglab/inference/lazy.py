@@ -254,6 +254,16 @@ def _estimate_windows(inp: _Input, index: tuple[int, ...]) -> list[tuple[slice, 
     return [c[1] for c in cands[:3]]
 
 
+def _quiet(gen: Generator[Any, None, Any]) -> Generator[ProgressEvent, None, Any]:
+    """Re-yield the size estimate's events as counting nothing of the bar (blocks fill it)."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield NormalizeEvent(ev.stage, ev.done, ev.total, 0, 1)
+
+
 def _events(gen: Generator[Any, None, Any], block: int, n_blocks: int, p: int,
             n_planes: int) -> Generator[ProgressEvent, None, Any]:
     """Re-yield a block's inner events as one ``'block'`` stage (1000 steps per block)."""
@@ -328,7 +338,7 @@ def segment_lazy_iter(
         for i in sample_planes(n_planes):
             yield from inp.normalizer_iter(indices[i], i, n_planes)
             wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
-        size = yield from estimate_diameter_iter(model, wins, th, **run)
+        size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
         size.reusable = {}
     factor = size.factor
     m = int(margin) if margin is not None else block_margin(model, factor)
