@@ -159,6 +159,21 @@ def one(args: argparse.Namespace) -> dict:
             "tile_size": args.tile_size, "diameter": args.diameter, **extra}
 
 
+def table(paths: list[Path]) -> str:
+    """A markdown table of the runs in result files."""
+    lines = ["| model | path | image | MP | wall s | MP/s (wall) | CPU s | MP per CPU s | peak RSS (VmHWM) GB | objects | load avg (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        for r in json.loads(Path(path).read_text())["runs"]:
+            cpu = f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "-"
+            per_cpu = f"{r['mp_per_cpu_s']:.3f}" if "mp_per_cpu_s" in r else "-"
+            kind = "in memory" if r["mode"] == "mem" else f"out of core, blocks {r.get('block_size')}"
+            lines.append(f"| {r['model']} | {kind} | {r['shape'][0]} x {r['shape'][1]} | {r['megapixels']:.1f} | "
+                         f"{r['seconds']:.0f} | {r['mp_per_s']:.3f} | {cpu} | {per_cpu} | {r['peak_rss_gb']:.2f} | "
+                         f"{r['objects']} | {r['loadavg'][0]} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--make", type=Path, help="write the 20k x 20k OME-Zarr here and exit")
@@ -172,6 +187,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/seglab-ooc-bench"))
     p.add_argument("--json", type=Path)
+    p.add_argument("--table", type=Path, nargs="+", help="print a markdown table of these result files and exit")
     p.add_argument("--one", choices=["ooc", "mem"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -182,6 +198,9 @@ def main() -> None:
         return
     if args.one:
         print(json.dumps(one(args)))
+        return
+    if args.table:
+        print(table(args.table))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")

@@ -34,6 +34,13 @@ def test_ome_zarr_labels_uint32_pyramid_and_pixel_size(tmp_path):
         assert node.metadata["coordinateTransformations"][k][0]["scale"] == pytest.approx([0.4 * 2**k, 0.3 * 2**k])
     assert node.data[0].dtype == np.uint32
     np.testing.assert_array_equal(open_labels(path)[:], lab)
+    # the NGFF 0.5 models validate the labels group and its label image
+    from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels
+
+    group = zarr.open_group(str(path), mode="r")
+    Labels.from_zarr(group)
+    ImageLabel.from_zarr(group["img"])
 
 
 def test_stack_geometry_and_z_spacing(tmp_path):

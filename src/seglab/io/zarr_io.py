@@ -206,13 +206,16 @@ class LabelsStore:
                 for k in range(self.levels):
                     f = 2 ** k
                     lvl = self.shape[:-2] + (math.ceil(self.shape[-2] / f), math.ceil(self.shape[-1] / f))
-                    self.arrays.append(self._create(image, str(k), lvl, chunk))
+                    self.arrays.append(self._create(image, str(k), lvl, chunk, [a.lower() for a in ome.axes]))
         except OSError as e:
             raise SeglabError(f"cannot write {self.partial}: {e.strerror or e}") from None
 
     @staticmethod
-    def _create(group: Any, name: str, shape: tuple[int, ...], chunk: int) -> Any:
-        return group.create_array(name, shape=shape, chunks=_chunks(shape, chunk), dtype="uint32", fill_value=0)
+    def _create(group: Any, name: str, shape: tuple[int, ...], chunk: int, dims: list[str]) -> Any:
+        if len(dims) != len(shape):
+            raise SeglabError(f"labels axes {''.join(dims)!r} do not fit the shape {shape}")
+        return group.create_array(name, shape=shape, chunks=_chunks(shape, chunk), dtype="uint32", fill_value=0,
+                                  dimension_names=dims)
 
     @property
     def array(self) -> Any:
