@@ -157,6 +157,14 @@ class NormalizeEvent(ProgressEvent):
 
 
 @dataclass
+class StoreEvent(ProgressEvent):
+    """Yielded once, when the labels store exists: ``labels`` is its (partial) full-resolution
+    zarr array, which fills block by block (a viewer can show it while the run goes on)."""
+
+    labels: Any = None
+
+
+@dataclass
 class LazyResult:
     """What an out-of-core run gave: the labels store (path and lazy array) and the object table."""
 
@@ -349,6 +357,11 @@ def segment_lazy_iter(
     stack_shape = src.stack_shape
     levels = pyramid_levels((h, w), block_size) if ome is not None else 1
     store = LabelsStore(out, stack_shape + (h, w), ome=ome, levels=levels)
+    try:
+        yield StoreEvent("block", 0, n_blocks * 1000, 0, n_planes, labels=store.array)
+    except BaseException:
+        store.abort()
+        raise
     union = IdUnion()
     stats = ObjectStats()
     next_id = 1
