@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--link-iou", type=_finite_float, default=0.3, metavar="IOU",
                    help="with --link-z: the smallest overlap (intersection over union, 0-1] that links two objects "
                         "(default 0.3)")
+    s.add_argument("--ome-zarr", action="store_true",
+                   help="also write the labels as OME-Zarr, <stem>_labels.ome.zarr (multiscale, with the pixel size)")
+    s.add_argument("--out-of-core", action=argparse.BooleanOptionalAction, default=None,
+                   help="read TIFFs lazily and segment them block by block into <stem>_labels.zarr (default: "
+                        "only TIFFs over 1 GiB; zarr and OME-Zarr inputs always)")
+    s.add_argument("--block-size", type=int, default=4096,
+                   help="block size in pixels for out-of-core inputs (default 4096)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from seglab.batch.options import add_batch_options
@@ -237,6 +244,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
     names += ["boxes"] if args.boxes else []
     names += ["measurements"] if getattr(args, "measure", False) else []
     names += ["geojson"] if getattr(args, "geojson", False) else []
+    names += ["ome-zarr"] if getattr(args, "ome_zarr", False) else []
     return names
 
 
@@ -251,21 +259,24 @@ def segment_options(args: argparse.Namespace, model) -> "SegmentOptions":
                           tile_size=args.tile_size, batch_size=args.batch_size, device=args.device,
                           amp=not args.no_amp, thresholds=model.thresholds(_thresholds(args)),
                           diameter=args.diameter, link_z=bool(getattr(args, "link_z", False)),
-                          link_min_iou=link_iou)
+                          link_min_iou=link_iou, out_of_core=getattr(args, "out_of_core", None),
+                          block_size=getattr(args, "block_size", 4096))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from seglab.files import segment_file_iter
+    from seglab.inference.lazy_files import output_targets
     from seglab.io import list_images
     from seglab.io.atomic import check_writable_folder
+    from seglab.io.images import image_stem
     from seglab.models.registry import get_model
-    from seglab.outputs import output_paths, resolve_outputs
+    from seglab.outputs import resolve_outputs
 
     paths = list_images(args.inputs)
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise SeglabError(f"output {outdir} exists and is not a folder")
-    stems = [p.stem for p in paths]
+    stems = [image_stem(p) for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
@@ -276,7 +287,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         return run_segment_batch(args, outdir, model, [k.name for k in kinds], segment_options(args, model))
     if not args.overwrite:
-        existing = [t for p in paths for t in output_paths(p.stem, outdir, kinds).values() if t.exists()]
+        existing = [t for p in paths for t in output_targets(p, outdir, kinds, args.out_of_core).values()
+                    if t.exists()]
         if existing:
             more = f", as do {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
             raise SeglabError(f"{existing[-1]} already exists{more} (use --overwrite to replace them)")

@@ -30,6 +30,10 @@ class SegmentOptions:
     diameter: float | str | None = "auto"
     link_z: bool = False  # link objects across Z planes by overlap (seglab.linking)
     link_min_iou: float = 0.3
+    #: large inputs (zarr stores; TIFFs when True, or when None and over the size limit) are
+    #: segmented out of core in blocks of ``block_size`` pixels (seglab.inference.lazy)
+    out_of_core: bool | None = None
+    block_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,13 @@ def describe_size(result: Any) -> str:
     return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
 
 
-def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind]) -> bool:
-    """Whether ``path`` was done by an earlier run: its label image (written last) exists."""
-    return output_paths(Path(path).stem, outdir, [k for k in kinds if k.name == "labels"])["labels"].exists()
+def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None) -> bool:
+    """Whether ``path`` was done by an earlier run: its label image (written last) exists
+    (for large inputs, its labels store under its final name)."""
+    from seglab.inference.lazy_files import output_targets
+
+    labels = [k for k in kinds if k.name in ("labels", "ome-zarr")]
+    return output_targets(path, outdir, labels, out_of_core)["labels"].exists()
 
 
 def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],
@@ -82,11 +90,20 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
                       ) -> Generator[Any, None, FileResult]:
     """Read ``path``, segment it with ``model`` (progress events), write ``kinds`` into ``outdir``."""
     from seglab.inference.engine import segment_iter
-    from seglab.io.images import read_image_data
+    from seglab.inference.lazy import is_lazy
+    from seglab.io.images import image_stem, read_image_data
 
     path = Path(path)
-    data = read_image_data(path)
+    data = read_image_data(path, lazy=options.out_of_core)
     run = input_axes(data, path.name, options.axes, options.channel_axis)
+    if is_lazy(data.array):  # too large to load whole: block by block into a zarr store
+        from seglab.inference.lazy_files import segment_large_file_iter
+
+        if options.link_z:
+            raise SeglabError(f"{path.name}: linking objects across Z (--link-z) is not available for images "
+                              "segmented out of core; link the planes of a smaller stack, or leave it off")
+
+        return (yield from segment_large_file_iter(model, path, outdir, kinds, options, data, run))
     result = yield from segment_iter(
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,
@@ -95,6 +112,6 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
         from seglab.linking import link_stack
 
         result = link_stack(result, run["axes"], options.link_min_iou, path.name)
-    ctx = OutputContext(data=data, axes=run["axes"], stem=path.stem, model=model)
+    ctx = OutputContext(data=data, axes=run["axes"], stem=image_stem(path), model=model)
     written = write_outputs(result, ctx, Path(outdir), kinds)
     return FileResult(path, written, result.n_objects, describe_size(result), result if keep_result else None)

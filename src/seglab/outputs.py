@@ -192,3 +192,15 @@ register_output(OutputKind("measurements", "_measurements.csv", _write_measureme
                            "measurements per object: shape, intensity per channel, physical sizes (CSV)"))
 register_output(OutputKind("geojson", "_objects.geojson", _write_geojson,
                            "objects as GeoJSON polygons with their measurements, for QuPath (File > Import objects)"))
+def _write_ome_zarr(path: Path, result: Any, ctx: OutputContext) -> None:
+    from seglab.inference.lazy_files import labels_geometry
+    from seglab.io.zarr_io import LabelsGeometry, write_ome_zarr_labels
+
+    geometry = labels_geometry(ctx.data, ctx.axes)
+    if len(geometry.axes) != result.labels.ndim:
+        geometry = LabelsGeometry("TZYX"[-result.labels.ndim:], ctx.data.pixel_size, ctx.data.unit)
+    write_ome_zarr_labels(path, result.labels, geometry)
+
+
+register_output(OutputKind("ome-zarr", "_labels.ome.zarr", _write_ome_zarr,
+                           "labels as OME-Zarr (multiscale pyramid, with the pixel size)"))

@@ -16,6 +16,37 @@ from seglab.errors import SeglabError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
+#: TIFFs larger than this (bytes on disk) are read lazily (memory-mapped or page by page) and
+#: segmented out of core; the environment variable ``SEGLAB_LARGE_TIFF_BYTES`` overrides it
+LARGE_TIFF_BYTES = 1 << 30
+
+
+def large_tiff_bytes() -> int:
+    """The size above which TIFFs are read lazily (:data:`LARGE_TIFF_BYTES` or the environment's)."""
+    try:
+        return int(os.environ.get("SEGLAB_LARGE_TIFF_BYTES", LARGE_TIFF_BYTES))
+    except ValueError:
+        return LARGE_TIFF_BYTES
+
+
+def is_large_input(path: str | os.PathLike, out_of_core: bool | None = None) -> bool:
+    """Whether ``path`` is read lazily and segmented out of core: a zarr store always, a TIFF when
+    ``out_of_core`` says so or (None) when it is larger than :func:`large_tiff_bytes`."""
+    from seglab.io.zarr_io import is_zarr_path
+
+    p = Path(path)
+    if is_zarr_path(p):
+        return True
+    if p.suffix.lower() not in TIFF_SUFFIXES or not p.is_file():
+        return False
+    return bool(out_of_core) if out_of_core is not None else p.stat().st_size > large_tiff_bytes()
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """The name outputs are named after (``big.ome.zarr`` and ``big.zarr`` -> ``big``)."""
+    from seglab.io.zarr_io import is_zarr_path, zarr_stem
+
+    return zarr_stem(path) if is_zarr_path(path) else Path(path).stem
 
 
 @dataclass
@@ -131,10 +162,23 @@ def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
     return axes.replace("C", "Q"), True  # one channel axis: RGB samples; other "channels" undeclared
 
 
-def read_image_data(path: str | os.PathLike) -> ImageData:
+def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> ImageData:
     """Read an image file with its axes and calibration; a clear :class:`SeglabError` when it
-    is missing, unsupported, corrupt or empty."""
+    is missing, unsupported, corrupt or empty.
+
+    A zarr or OME-Zarr store is always opened lazily (``array`` is a zarr array). A TIFF is read
+    lazily when ``lazy`` is true, or when None and it is large (:func:`is_large_input`): memory-mapped
+    when its pixels are stored uncompressed in one piece, else as a zarr array over its tiles or
+    strips (tifffile's ``aszarr``)."""
     path = Path(path)
+    from seglab.io.zarr_io import is_zarr_path, read_zarr_image
+
+    if is_zarr_path(path):
+        return read_zarr_image(path)
+    if lazy is None:
+        lazy = is_large_input(path)
+    if lazy and path.is_file() and path.suffix.lower() in TIFF_SUFFIXES:
+        return _read_tiff_lazy(path)
     if not path.is_file():
         raise SeglabError(f"no such file: {path}")
     suffix = path.suffix.lower()
@@ -168,6 +212,47 @@ def read_image_data(path: str | os.PathLike) -> ImageData:
     return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
 
 
+def _read_tiff_lazy(path: Path) -> ImageData:
+    """A TIFF's first series without loading it: ``np.memmap`` or a zarr array over its pages."""
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as e:
+        raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
+    try:
+        if not tif.series:
+            raise SeglabError(f"{path.name} holds no image")
+        series = tif.series[0]
+        try:
+            arr = tifffile.memmap(path, series=0, mode="r")
+        except Exception:  # compressed or scattered pixels: chunk by tile/strip through zarr
+            import zarr
+
+            arr = zarr.open(series.aszarr(level=0), mode="r")
+        if tuple(arr.shape) != tuple(series.shape):
+            raise SeglabError(f"{path.name}: cannot map the image lazily (shape {arr.shape} vs {series.shape})")
+        axes, rgb = _tiff_axes(tif, series, _ShapeOnly(arr.shape, arr.dtype))
+        try:
+            pixel_size, unit, z_spacing = _tiff_calibration(tif)
+        except Exception:
+            pixel_size = unit = z_spacing = None
+    except SeglabError:
+        tif.close()
+        raise
+    except Exception as e:
+        tif.close()
+        raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
+    if isinstance(arr, np.memmap):
+        tif.close()  # the map keeps its own handle; the zarr view needs the file open
+    return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
+
+
+class _ShapeOnly:
+    """What :func:`_tiff_axes` looks at of an array (shape, ndim, dtype), without its pixels."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.shape, self.ndim, self.dtype = tuple(shape), len(shape), np.dtype(dtype)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an array (see :func:`read_image_data` for its axes and pixel size)."""
     return read_image_data(path).array
@@ -185,13 +270,18 @@ def guess_channel_axis(arr: np.ndarray) -> int | None:
 
 def list_images(inputs: list[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (their image files, sorted) into a list of image paths."""
+    from seglab.io.zarr_io import is_zarr_path
+
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        if is_zarr_path(p):  # a zarr store is one image, not a folder of images
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(q for q in p.iterdir() if (q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+                           or (q.is_dir() and q.suffix.lower() == ".zarr"))
             if not found:
-                raise SeglabError(f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+                raise SeglabError(f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)}, .zarr)")
             out.extend(found)
         elif p.is_file():
             out.append(p)

@@ -35,6 +35,7 @@ from seglab.plugin.docking import docked_widget, same_viewer
 from seglab.plugin.events import alive, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.layers import (
+    OWNER_KEY,
     ambiguous_axes_note,
     channel_axis_of,
     image_array,
@@ -61,14 +62,25 @@ if TYPE_CHECKING:
 
 def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
     """Worker body (runs off the GUI thread): load the model, segment and measure the objects
-    (the layer's features; ``kwargs["calibration"]``: pixel size and unit), yielding progress."""
+    (the layer's features; ``kwargs["calibration"]``: pixel size and unit), yielding progress.
+    Lazy (dask, zarr) data is segmented block by block into a zarr store and not measured."""
     from seglab.inference.engine import ProgressEvent, segment_iter
+    from seglab.inference.lazy import is_lazy
 
     kwargs = dict(kwargs)
     calibration = kwargs.pop("calibration", None)
     link_axis = kwargs.pop("link_axis", None)
     try:
         model = ModelRegistry().load(model_ref)
+        if is_lazy(data):  # dask / zarr layers: block by block into a zarr store, never whole
+            from seglab.plugin.lazy_layers import segment_lazily_iter
+
+            if link_axis is not None:
+                raise SeglabError("linking objects across Z is not available for layers segmented out of core "
+                                  "(dask or zarr data); untick 'Link objects across Z'")
+            result = yield from segment_lazily_iter(model, data, kwargs)
+            # measuring would read every pixel: the object table only (Measurements > Measure on demand)
+            return model.config.name, result, table_to_features(result.table)
         data = np.asarray(data)
         result = yield from segment_iter(model, data, **kwargs)
         if link_axis is not None:  # one id per object through the Z stack; one feature row per object
@@ -127,6 +139,7 @@ class SegmentWidget(ScrollableContainer):
         self.output_layer = None
         self.outlines_layer = None
         self._source = None
+        self._live_layer = None  # the Labels layer a lazy run fills as it goes
         self._source_channel_axis: int | None = None
         self._setting_model = False  # True while the widget itself changes the model choice
         self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
@@ -439,10 +452,42 @@ class SegmentWidget(ScrollableContainer):
         """Stop now: the widget is idle at once, the result is discarded, the run's memory freed."""
         self._job.cancel()
         self._source = None
+        if self._live_layer is not None and self._live_layer in self._viewer.layers:
+            self._viewer.layers.remove(self._live_layer)  # its store is removed with the run
+        self._live_layer = None
 
     def _on_progress(self, event: Any) -> None:
+        live = getattr(event, "labels", None)
+        if live is not None and self._source is not None:  # a lazy run's store exists: show it filling
+            from seglab.plugin.lazy_layers import LAZY_ROLE
+
+            src = self._source
+            self._live_layer = self._viewer.add_labels(
+                live, name=f"{src.name} [seglab]", **spatial_geometry(src, self._source_channel_axis),
+                metadata={OWNER_KEY: {"source": src.name, "model": self.model.value, "role": LAZY_ROLE}})
+        elif self._live_layer is not None and event.stage == "block" and event.done and event.done % 1000 == 0:
+            self._live_layer.refresh()  # a block was written
         info = progress_info(event)  # any stage the core reports, shown by name
         self._job.update(info.fraction or 0.0, f"seglab: {info.text()}")
+
+    def _show_lazy_result(self, src: Any, model_name: str, result: Any) -> None:
+        from seglab.plugin.lazy_layers import LAZY_ROLE
+
+        target, self._live_layer = self._live_layer, None
+        meta = {OWNER_KEY: {"source": src.name, "model": model_name, "thresholds": dict(result.thresholds),
+                            "role": LAZY_ROLE, "path": str(result.path)}}
+        features = table_to_features(result.table)
+        if target is None or target not in self._viewer.layers:
+            target = self._viewer.add_labels(result.labels, name=f"{src.name} [seglab]", metadata=meta,
+                                             features=features, **spatial_geometry(src, self._source_channel_axis))
+        else:
+            target.data = result.labels
+            target.metadata.update(meta)
+            target.features = features
+        self.output_layer = target
+        self.status.value = f"{result.n_objects} objects ({model_name}; labels in {result.path})"
+        self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
+        show_info(f"seglab: {result.n_objects} objects in '{src.name}' (out of core)")
 
     def _on_result(self, value: tuple[str, Any]) -> None:
         """Show the result; any failure ends in the status 'failed' and one message, never 'running…'."""
@@ -456,6 +501,9 @@ class SegmentWidget(ScrollableContainer):
         model_name, result, *measured = value
         src, self._source = self._source, None
         if src is None:
+            return
+        if hasattr(result, "path"):  # out of core: the lazy layer takes the finished store
+            self._show_lazy_result(src, model_name, result)
             return
         geometry = spatial_geometry(src, self._source_channel_axis)
         name = f"{src.name} [seglab]"

@@ -1,0 +1,445 @@
+"""Out-of-core segmentation: images larger than memory, block by block, into a zarr store.
+
+:func:`segment_lazy_iter` takes an image that is never loaded whole (a zarr array, a dask
+array, a memory-mapped TIFF, or any array-like that returns numpy pixels when sliced) and
+writes uint32 labels into a zarr store (plain array, or OME-Zarr labels with a pyramid; see
+:class:`seglab.io.zarr_io.LabelsStore`) block by block:
+
+* **Normalisation** is the in-memory path's: per plane and channel, the model's low/high
+  percentiles of the same strided sample (every ``step``-th row and column, ``step`` chosen as
+  :func:`~seglab.inference.normalize.percentile_normalize` does), read band by band.
+* **Size**: ``diameter`` as in :func:`~seglab.inference.engine.segment_iter`: a number, None, or
+  ``"auto"``, estimated once (:func:`~seglab.inference.diameter.estimate_diameter_iter`) on the
+  three most structured of nine windows of 1024 px spread over the image (a few planes of a
+  stack); every block is then rescaled by the same factor.
+* **Blocks**: cores of ``block_size`` pixels (a multiple of the 1024 px output chunks, so a block
+  writes whole chunks) in raster order, each run on a window of its core plus a margin of the
+  model's tile context and two object diameters on every side, through the family's own plane path
+  (:func:`~seglab.inference.diameter.scaled_plane_iter`), with a tile size chosen so that the
+  window takes as many tiles as its core would in memory.
+* **Stitching**: each block writes its core only; objects crossing into the blocks already
+  written take their ids by overlap (:mod:`seglab.inference.stitching`), so an object cut by a
+  block border keeps one id; ids are unique over the whole image and stack (uint32).
+* **Progress and cancel**: ``'normalize'``, ``'estimate'`` and ``'block'`` events; closing the
+  generator removes the unfinished store (written as ``<path>.partial``, renamed at the end).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.errors import SeglabError
+from seglab.inference.diameter import (
+    AUTO, DiameterEstimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor, scaled_plane_iter,
+)
+from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
+from seglab.inference.normalize import select_channels
+from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
+from seglab.inference.tiling import tile_context
+from seglab.io.zarr_io import LABEL_CHUNK, LabelsGeometry, LabelsStore, pyramid_levels
+from seglab.models.base import Prediction, SegmentationModel
+
+#: default block core (pixels per side); a multiple of the output chunks
+DEFAULT_BLOCK_SIZE = 4096
+#: number of pixels of a plane a percentile sample holds (as in ``percentile_normalize``)
+SAMPLE_PIXELS = 1_000_000
+#: side of the windows the diameter estimate looks at
+ESTIMATE_WINDOW = 1024
+
+#: ``block_fn(x, plane_index)``: a generator of progress events returning the Prediction of a
+#: normalised ``(C, h, w)`` window (tests use it to run the stitching on known labels)
+BlockFn = Callable[[np.ndarray, int], Generator[Any, None, Prediction]]
+
+
+def is_lazy(array: Any) -> bool:
+    """Whether an image must go through the out-of-core engine: anything but an in-memory numpy
+    array (zarr and dask arrays, memory-mapped files)."""
+    return isinstance(array, np.memmap) or not isinstance(array, np.ndarray)
+
+
+@dataclass
+class LazyPlanes:
+    """Windows of the planes of a lazy array: axes letters of the array (``Y``, ``X``; ``C``/``S``
+    channels; anything else a stack axis)."""
+
+    array: Any
+    axes: str
+
+    def __post_init__(self) -> None:
+        if len(self.axes) != len(self.array.shape):
+            raise SeglabError(f"axes {self.axes!r} do not fit an image of shape {tuple(self.array.shape)}")
+        if "Y" not in self.axes or "X" not in self.axes:
+            raise SeglabError(f"axes {self.axes!r} have no Y and X")
+        chans = [i for i, a in enumerate(self.axes) if a in "CS"]
+        if len(chans) > 1:
+            raise SeglabError(f"axes {self.axes!r} have more than one channel axis")
+        self.channel = chans[0] if chans else None
+        self.stack_axes = [i for i, a in enumerate(self.axes) if a not in "YXCS"]
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[self.axes.index("Y")])
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[self.axes.index("X")])
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return tuple(int(self.array.shape[i]) for i in self.stack_axes)
+
+    def indices(self) -> list[tuple[int, ...]]:
+        return list(itertools.product(*[range(s) for s in self.stack_shape])) if self.stack_axes else [()]
+
+    def row_chunk(self) -> int:
+        """Rows per stored chunk (zarr ``chunks``, dask ``chunksize``), else 1024."""
+        chunks = getattr(self.array, "chunksize", None) or getattr(self.array, "chunks", None)
+        try:
+            c = int(chunks[self.axes.index("Y")])
+        except (TypeError, IndexError, ValueError):
+            c = 1024
+        return max(1, min(c, 4096))
+
+    def read(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+        """Pixels of plane ``index`` in rows ``ys`` and columns ``xs``: ``(h, w)`` or ``(h, w, C)``."""
+        key: list[Any] = []
+        it = iter(index)
+        for a in self.axes:
+            key.append(ys if a == "Y" else xs if a == "X" else slice(None) if a in "CS" else next(it))
+        out = np.asarray(self.array[tuple(key)])
+        kept = [a for a in self.axes if a in "YXCS"]
+        order = [kept.index("Y"), kept.index("X")] + ([kept.index(self.axes[self.channel])]
+                                                       if self.channel is not None else [])
+        return np.transpose(out, order) if order != list(range(out.ndim)) else out
+
+
+def default_axes(shape: Sequence[int]) -> str:
+    """Axes of an array without metadata: ``YX``, ``YXS`` for a last axis of 3-4, else stacks."""
+    n = len(shape)
+    if n == 3 and shape[-1] in (3, 4):
+        return "YXS"
+    return "Q" * (n - 2) + "YX"
+
+
+@dataclass
+class Normalizer:
+    """Per-channel ``lo``/``hi`` of a plane: pixels map to ``(v - lo) / (hi - lo)``."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, np.float32)
+        for c in range(x.shape[0]):
+            span = float(self.hi[c] - self.lo[c])
+            if not math.isfinite(span) or span < 1e-6:
+                out[c] = 0.0
+                continue
+            np.subtract(x[c], self.lo[c], out=out[c])
+            out[c] *= 1.0 / span
+        out[~np.isfinite(out)] = 0.0
+        return out
+
+
+class NormalizeEvent(ProgressEvent):
+    """Reading a plane's percentile sample: counts as nothing of the plane's share of the bar."""
+
+    @property
+    def fraction(self) -> float:
+        return self.plane / max(self.n_planes, 1)
+
+
+@dataclass
+class StoreEvent(ProgressEvent):
+    """Yielded once, when the labels store exists: ``labels`` is its (partial) full-resolution
+    zarr array, which fills block by block (a viewer can show it while the run goes on)."""
+
+    labels: Any = None
+
+
+@dataclass
+class LazyResult:
+    """What an out-of-core run gave: the labels store (path and lazy array) and the object table."""
+
+    path: Path
+    labels: Any  # the zarr array of full-resolution labels
+    table: dict[str, np.ndarray]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    diameter: float | None = None
+    scale_factor: float = 1.0
+    extras: list[dict[str, Any]] = field(default_factory=list)
+    blocks: int = 0
+    merged: int = 0  # ids joined after the fact (an object two finished blocks had given two ids)
+
+    @property
+    def n_objects(self) -> int:
+        return int(len(self.table["label"]))
+
+
+class _Input:
+    """A lazy image with the model's channel handling and per-plane normalisation."""
+
+    def __init__(self, src: LazyPlanes, model: SegmentationModel, channels: Sequence[int] | None, rgb: bool | None):
+        self.src, self.model, self.channels = src, model, channels
+        self.rgb = rgb if rgb is not None else (src.channel is not None and src.axes[src.channel] == "S"
+                                                and src.array.shape[src.channel] in (3, 4))
+        self.norms: dict[tuple[int, ...], Normalizer] = {}
+
+    def channels_of(self, pixels: np.ndarray) -> np.ndarray:
+        return select_channels(pixels, self.model.config.input_channels, 2 if pixels.ndim == 3 else None,
+                               self.channels, self.rgb)
+
+    def normalizer_iter(self, index: tuple[int, ...], p: int, n_planes: int) -> Generator[ProgressEvent, None, Normalizer]:
+        """The plane's percentiles from the in-memory path's strided sample, read in bands."""
+        if index in self.norms:
+            return self.norms[index]
+        h, w = self.src.height, self.src.width
+        step = int(math.ceil(math.sqrt(h * w / SAMPLE_PIXELS))) if h * w > SAMPLE_PIXELS else 1
+        band = max(step, (self.src.row_chunk() // step) * step)
+        samples: list[np.ndarray] = []
+        n_bands = -(-h // band)
+        for i, r0 in enumerate(range(0, h, band)):
+            rows = self.src.read(index, slice(r0, min(h, r0 + band)), slice(0, w))
+            samples.append(self.channels_of(rows[::step, ::step]).reshape(self.model.config.input_channels, -1))
+            yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
+        sample = np.concatenate(samples, axis=1)
+        norm = self.model.config.normalization
+        low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
+        lo, hi = np.zeros(sample.shape[0]), np.zeros(sample.shape[0])
+        for c in range(sample.shape[0]):
+            ch = sample[c][np.isfinite(sample[c])]
+            if ch.size:
+                lo[c], hi[c] = np.percentile(ch, [low, high])
+        self.norms[index] = Normalizer(lo, hi)
+        return self.norms[index]
+
+    def window(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+        """A normalised ``(C, h, w)`` window (the plane's normaliser must exist)."""
+        return self.norms[index](self.channels_of(self.src.read(index, ys, xs)))
+
+
+def block_starts(n: int, block: int) -> list[tuple[int, int]]:
+    """Half-open ranges of block cores along an axis of ``n`` pixels."""
+    return [(s, min(n, s + block)) for s in range(0, n, block)]
+
+
+def block_margin(model: SegmentationModel, factor: float) -> int:
+    """Margin (original pixels) around a block core: the tile context plus two object diameters at
+    the model's scale, so that core pixels see what they would in one piece and objects crossing
+    the core border lie whole in the window."""
+    d = float(model.config.object_diameter or 16.0)
+    need = (tile_context(model) + max(32.0, 2.0 * d)) / max(factor, 1e-6)
+    return int(math.ceil(need / 16.0) * 16)
+
+
+def inner_tile_size(window: tuple[int, int], core: tuple[int, int], factor: float, tile_size: int,
+                    divisor: int) -> int:
+    """Tile size for a window so that it takes as many tiles per axis as its core would in memory."""
+    size = 0
+    for n, c in zip(window, core):
+        k = max(1, math.ceil(c * factor / tile_size))
+        size = max(size, math.ceil(n * factor / k))
+    return int(math.ceil(size / divisor) * divisor)
+
+
+def _estimate_windows(inp: _Input, index: tuple[int, ...]) -> list[tuple[slice, slice]]:
+    """The three most structured (standard deviation) of nine windows spread over a plane."""
+    h, w = inp.src.height, inp.src.width
+    wh, ww = min(h, ESTIMATE_WINDOW), min(w, ESTIMATE_WINDOW)
+    cands = []
+    for y0 in sorted({int(v) for v in np.linspace(0, h - wh, 3)}):
+        for x0 in sorted({int(v) for v in np.linspace(0, w - ww, 3)}):
+            win = inp.window(index, slice(y0, y0 + wh), slice(x0, x0 + ww))
+            cands.append((float(win[:, ::4, ::4].std()), (slice(y0, y0 + wh), slice(x0, x0 + ww))))
+    cands.sort(key=lambda c: -c[0])
+    return [c[1] for c in cands[:3]]
+
+
+def _quiet(gen: Generator[Any, None, Any]) -> Generator[ProgressEvent, None, Any]:
+    """Re-yield the size estimate's events as counting nothing of the bar (blocks fill it)."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield NormalizeEvent(ev.stage, ev.done, ev.total, 0, 1)
+
+
+def _events(gen: Generator[Any, None, Any], block: int, n_blocks: int, p: int,
+            n_planes: int) -> Generator[ProgressEvent, None, Any]:
+    """Re-yield a block's inner events as one ``'block'`` stage (1000 steps per block)."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        frac = ProgressEvent(ev.stage, ev.done, ev.total).fraction if isinstance(ev, ProgressEvent) else 0.0
+        yield ProgressEvent("block", block * 1000 + min(999, int(frac * 1000)), n_blocks * 1000, p, n_planes)
+
+
+def segment_lazy_iter(
+    model: SegmentationModel,
+    image: Any,
+    out: str | Path,
+    *,
+    axes: str | None = None,
+    rgb: bool | None = None,
+    channels: Sequence[int] | None = None,
+    ome: LabelsGeometry | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    margin: int | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 4,
+    device: Any = "auto",
+    amp: bool = True,
+    thresholds: dict[str, float] | None = None,
+    diameter: float | str | None = AUTO,
+    overwrite: bool = True,
+    block_fn: BlockFn | None = None,
+    before_finish: Callable[[LazyResult], None] | None = None,
+) -> Generator[ProgressEvent, None, LazyResult]:
+    """Segment a lazy image block by block into the zarr store ``out`` (see the module docstring).
+
+    ``axes``: one letter per axis of ``image`` (default :func:`default_axes`); ``ome``: write
+    OME-Zarr labels with this geometry (else a plain zarr array); ``block_size``: block core in
+    pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels around each core
+    (default :func:`block_margin`); ``before_finish(result)`` runs while the store still has its
+    ``.partial`` name (side outputs, written before the labels mark the run finished). Other
+    arguments as for
+    :func:`~seglab.inference.engine.segment_iter`.
+    """
+    from seglab.inference.device import resolve_device
+
+    axes = (axes or default_axes(image.shape)).upper()
+    src = LazyPlanes(image, axes)
+    if src.height < 1 or src.width < 1:
+        raise SeglabError(f"image is empty (shape {tuple(image.shape)})")
+    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
+        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    block_size = int(block_size)
+    if block_size < 64:
+        raise SeglabError(f"block size {block_size} is too small (at least 64 pixels)")
+    inp = _Input(src, model, channels, rgb)
+    indices = src.indices()
+    n_planes = len(indices)
+    th = model.thresholds(thresholds)
+    dev = resolve_device(device)
+    if block_fn is None:
+        place_network(model, dev)
+    run = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
+
+    # ---- the size, once per image or stack ----
+    size = DiameterEstimate(None, 1.0)
+    d = parse_diameter(diameter)
+    target = model.config.object_diameter
+    if isinstance(d, float):
+        size = DiameterEstimate(d, scale_factor(target, d) if target else 1.0)
+    elif d == AUTO and target and block_fn is None:
+        wins = []
+        for i in sample_planes(n_planes):
+            yield from inp.normalizer_iter(indices[i], i, n_planes)
+            wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
+        size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
+        size.reusable = {}
+    factor = size.factor
+    m = int(margin) if margin is not None else block_margin(model, factor)
+
+    h, w = src.height, src.width
+    rows, cols = block_starts(h, block_size), block_starts(w, block_size)
+    n_blocks = len(rows) * len(cols)  # per plane
+    stack_shape = src.stack_shape
+    levels = pyramid_levels((h, w), block_size) if ome is not None else 1
+    store = LabelsStore(out, stack_shape + (h, w), ome=ome, levels=levels)
+    try:
+        yield StoreEvent("block", 0, n_blocks * 1000, 0, n_planes, labels=store.array)
+    except BaseException:
+        store.abort()
+        raise
+    union = IdUnion()
+    stats = ObjectStats()
+    next_id = 1
+    k = 0
+    try:
+        for p, index in enumerate(indices):
+            yield from inp.normalizer_iter(index, p, n_planes)
+            for b, ((y0, y1), (x0, x1)) in enumerate(itertools.product(rows, cols)):
+                wy0, wy1, wx0, wx1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+                x = inp.window(index, slice(wy0, wy1), slice(wx0, wx1))
+                if block_fn is not None:
+                    gen = block_fn(x, p)
+                else:
+                    t_in = inner_tile_size((wy1 - wy0, wx1 - wx0), (y1 - y0, x1 - x0), factor, tile_size,
+                                           model.size_divisor)
+                    gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in})
+                pred = yield from _events(gen, b, n_blocks, p, n_planes)
+                del x
+                lab = np.asarray(pred.labels)
+                core = (slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
+                final = store.read(index, slice(wy0, wy1), slice(wx0, wx1))
+                matches = match_seam_objects(lab, final, core, union)
+                del final
+                n = int(lab.max()) if lab.size else 0
+                lut = np.zeros(n + 1, np.uint32)
+                core_lab = np.ascontiguousarray(lab[core])
+                present = np.unique(core_lab)
+                for l in present[present > 0].tolist():
+                    found = matches.get(l)
+                    if found:
+                        root = found[0]
+                        for f in found[1:]:
+                            root = union.union(root, f)
+                        lut[l] = union.find(root)
+                    else:
+                        lut[l] = next_id
+                        next_id += 1
+                if next_id >= 2**32:
+                    raise SeglabError("more than 4,294,967,295 objects: uint32 labels cannot hold them")
+                store.write(index, y0, x0, lut[core_lab])
+                stats.add_block(core_lab, lut, (y0, x0), _scores(pred.table, n), p)
+                del lab, core_lab
+                k += 1
+                yield ProgressEvent("block", (b + 1) * 1000, n_blocks * 1000, p, n_planes)
+        absorbed = union.absorbed()
+        for a, root in sorted(absorbed.items()):
+            stats._grow(max(a, root))
+            box = stats.box[a]
+            if stats.area[a] > 0:
+                store.relabel(indices[int(stats.plane[a])], box.tolist(), {a: root})
+            stats.merge(a, root)
+        result = LazyResult(store.partial, store.array, stats.table(stack=bool(stack_shape)), th, size.diameter,
+                            factor, blocks=k, merged=len(absorbed))
+        if before_finish is not None:
+            before_finish(result)
+        path = store.finish(overwrite=overwrite)
+    except BaseException:
+        store.abort()
+        raise
+    from seglab.io.zarr_io import open_labels
+
+    result.path, result.labels = path, open_labels(path)
+    return result
+
+
+def _scores(table: dict[str, np.ndarray], n: int) -> np.ndarray | None:
+    """Per block id score (NaN where none) from a prediction's table."""
+    if "score" not in table or "label" not in table:
+        return None
+    out = np.full(n + 1, np.nan)
+    ids = np.asarray(table["label"], dtype=np.int64)
+    ok = (ids >= 0) & (ids <= n)
+    out[ids[ok]] = np.asarray(table["score"], dtype=np.float64)[ok]
+    return out
+
+
+def segment_lazy(model: SegmentationModel, image: Any, out: str | Path, **kwargs: Any) -> LazyResult:
+    """:func:`segment_lazy_iter` run to the end."""
+    from seglab.progress import run_to_end
+
+    return run_to_end(segment_lazy_iter(model, image, out, **kwargs))
