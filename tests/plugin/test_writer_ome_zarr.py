@@ -62,6 +62,23 @@ def test_save_selected_labels_layer_as_ome_zarr_with_scale_and_unit(make_napari_
     for k, arr in enumerate(arrays):
         np.testing.assert_array_equal(arr[:], lab[:: 2**k, :: 2**k])  # nearest neighbour pyramid
 
+    from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels
+
+    Labels.from_zarr(zarr.open_group(paths[0], mode="r"))  # valid NGFF 0.5 labels
+    ImageLabel.from_zarr(image)
+
+
+def test_multiscale_labels_layer_saves_its_full_resolution_level(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    lab = np.zeros((600, 500), np.int32)
+    lab[10:100, 20:60] = 5
+    viewer.add_labels([lab, lab[::2, ::2]], scale=(0.5, 0.5))  # napari hands the writer MultiScaleData
+    (out,) = viewer.layers.save(str(tmp_path / "ms.ome.zarr"), selected=False, plugin="napari-seglab")
+    _, arrays, datasets = _levels(out)
+    np.testing.assert_array_equal(arrays[0][:], lab)
+    assert datasets[0]["coordinateTransformations"][0]["scale"] == pytest.approx([0.5, 0.5])
+
 
 def test_plain_zarr_name_and_3d_stack_keeps_z_spacing(tmp_path):
     lab = np.zeros((3, 40, 50), np.uint16)
@@ -152,7 +169,7 @@ def test_failure_midway_leaves_no_store(tmp_path):
                 raise OSError("disk gone")
             return np.ones((min(1024, 1500 - key[0].start), min(1024, 1500 - key[1].start)), np.uint32)
 
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError, match="cannot write .*b.ome.zarr: disk gone"):
         write_ome_zarr(str(tmp_path / "b.ome.zarr"), Broken(), {})
     assert list(tmp_path.iterdir()) == []
 

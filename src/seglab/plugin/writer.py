@@ -119,7 +119,7 @@ def write_ome_zarr(path: str, data: Any, meta: dict, block: int = ZARR_WRITE_BLO
     from seglab.io.zarr_io import LabelsStore, pyramid_levels
 
     try:
-        if meta.get("multiscale") and isinstance(data, (list, tuple)):
+        if meta.get("multiscale"):  # napari's MultiScaleData (or a list): its full-resolution level
             data = data[0]
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             data = np.asarray(data)
@@ -141,6 +141,9 @@ def write_ome_zarr(path: str, data: Any, meta: dict, block: int = ZARR_WRITE_BLO
                             raise SeglabError("OME-Zarr labels hold ids from 0 to 4,294,967,295")
                         store.write(tuple(index), y0, x0, part)
             out = store.finish(overwrite=True)
+        except OSError as e:
+            store.abort()
+            raise SeglabError(f"cannot write {target}: {e.strerror or e}") from None
         except BaseException:
             store.abort()
             raise
