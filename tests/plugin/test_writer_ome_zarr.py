@@ -80,6 +80,33 @@ def test_multiscale_labels_layer_saves_its_full_resolution_level(make_napari_vie
     assert datasets[0]["coordinateTransformations"][0]["scale"] == pytest.approx([0.5, 0.5])
 
 
+def test_file_save_selected_layers_dialog_offers_and_uses_the_writer(make_napari_viewer, tmp_path, monkeypatch):
+    from napari._qt import qt_viewer
+
+    viewer = make_napari_viewer()
+    lab = np.zeros((40, 60), np.uint8)
+    lab[5:15, 5:25] = 2
+    viewer.add_image(np.zeros((40, 60), np.float32))
+    layer = viewer.add_labels(lab, scale=(0.5, 0.25), units=("µm", "µm"))
+    viewer.layers.selection = {layer}
+    offered = {}
+
+    def choose(*args, filter="", **kwargs):  # the user picks our entry and types a name
+        offered["filters"] = filter.split(";;")
+        ours = [f for f in offered["filters"] if "OME-Zarr labels" in f]
+        return (str(tmp_path / "picked.ome.zarr"), ours[0]) if ours else ("", "")  # else: Cancel
+
+    monkeypatch.setattr(qt_viewer.QFileDialog, "getSaveFileName", staticmethod(choose))
+    viewer.window._qt_viewer._save_layers_dialog(selected=True)  # File > Save Selected Layer(s)...
+    assert "seglab OME-Zarr labels (multiscale pyramid) (*.ome.zarr *.zarr)" in offered["filters"]
+    np.testing.assert_array_equal(_levels(tmp_path / "picked.ome.zarr")[1][0][:], lab)
+
+    viewer.layers.selection = {viewer.layers[0]}  # an Image layer: the writer is not offered
+    offered.clear()
+    viewer.window._qt_viewer._save_layers_dialog(selected=True)
+    assert offered["filters"] and not any("OME-Zarr labels" in f for f in offered["filters"])
+
+
 def test_plain_zarr_name_and_3d_stack_keeps_z_spacing(tmp_path):
     lab = np.zeros((3, 40, 50), np.uint16)
     lab[1, 5:9, 5:20] = 7
