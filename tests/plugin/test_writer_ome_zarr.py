@@ -182,6 +182,11 @@ def test_existing_store_replaced_atomically_but_other_folders_refused(tmp_path):
     with pytest.raises(ValueError, match="not an OME-Zarr labels store; it is left as it is"):
         write_ome_zarr(str(image_store), first, {})
     assert (image_store / "raw").is_dir()
+    array_store = tmp_path / "raw.zarr"  # a plain zarr array, e.g. an image
+    zarr.create_array(store=str(array_store), shape=(4, 4), dtype="uint32")[:] = 5
+    with pytest.raises(ValueError, match="not an OME-Zarr labels store"):
+        write_ome_zarr(str(array_store), first, {})
+    assert zarr.open_array(str(array_store), mode="r")[0, 0] == 5
     (tmp_path / "f.zarr").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         write_ome_zarr(str(tmp_path / "f.zarr"), first, {})

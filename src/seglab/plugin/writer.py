@@ -101,13 +101,16 @@ def _check_ome_zarr_target(path: Path) -> None:
         return
     if not path.is_dir():
         raise SeglabError(f"{path} exists and is a file, not an OME-Zarr store; choose another name")
-    from seglab.io.zarr_io import open_labels
+    import zarr
 
     try:
-        open_labels(path)
-    except SeglabError:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # not a group: a plain zarr array (an image, or labels of another kind), or no zarr
+        attrs = {}
+    ome = attrs.get("ome", attrs)
+    if not (isinstance(ome, dict) and ome.get("labels")):
         raise SeglabError(f"{path} exists and is not an OME-Zarr labels store; it is left as it is, "
-                          "choose another name") from None
+                          "choose another name")
 
 
 def write_ome_zarr(path: str, data: Any, meta: dict, block: int = ZARR_WRITE_BLOCK) -> list[str]:
