@@ -117,6 +117,17 @@ def test_plain_zarr_name_and_3d_stack_keeps_z_spacing(tmp_path):
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx([2.0, 0.5, 0.5])
     np.testing.assert_array_equal(np.asarray(node.data[0]), lab)
 
+    lab4 = np.arange(2 * 3 * 8 * 9, dtype=np.uint32).reshape(2, 3, 8, 9)
+    (out,) = write_ome_zarr(str(tmp_path / "tcz.ome.zarr"), lab4,
+                            {"scale": (1.0, 1.0, 0.5, 0.5), "axis_labels": ("time", "c", "y", "x")})
+    (node,) = _label_nodes(out)
+    assert [(a["name"], a["type"]) for a in node.metadata["axes"]] == \
+        [("t", "time"), ("c", "channel"), ("y", "space"), ("x", "space")]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), lab4)
+    with pytest.raises(ValueError, match="order t, c, z, y, x; this layer's axes are c, t, y, x"):
+        write_ome_zarr(str(tmp_path / "ct.ome.zarr"), lab4, {"axis_labels": ("c", "t", "y", "x")})
+    assert not (tmp_path / "ct.ome.zarr").exists()
+
 
 def test_dask_layer_bigger_than_a_block_saved_through_napari(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()

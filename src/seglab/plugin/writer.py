@@ -72,7 +72,10 @@ def _stack_axes(meta: dict, n: int) -> str:
     named = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z"}
     letters = [named.get(a) for a in names] if len(names) == n else [None] * n
     if None in letters or len(set(letters)) != n:
-        letters = list({1: "Z", 2: "TZ", 3: "TCZ"}[n]) if n <= 3 else []
+        return {0: "", 1: "Z", 2: "TZ", 3: "TCZ"}[n]
+    if letters != sorted(letters, key="TCZ".index):
+        raise SeglabError(f"OME-Zarr axes go in the order t, c, z, y, x; this layer's axes are "
+                          f"{', '.join(names)}, y, x: transpose it first")
     return "".join(letters)  # type: ignore[arg-type]
 
 
