@@ -145,7 +145,7 @@ def test_dask_layer_bigger_than_a_block_saved_through_napari(make_napari_viewer,
 
 
 def test_lazy_layer_is_written_block_by_block_not_loaded_whole(tmp_path):
-    shape = (4096, 4096)  # 64 MiB as uint32; the writer reads 4 MiB blocks
+    shape = (4096, 6144)  # 96 MiB as uint32; the writer reads 4 MiB blocks
     lazy = da.fromfunction(lambda y, x: (1 + (y // 40) * 100 + x // 40).astype(np.uint32), shape=shape,
                            chunks=(512, 512), dtype=np.uint32)
     whole = int(np.prod(shape)) * 4
