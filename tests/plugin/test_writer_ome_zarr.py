@@ -145,7 +145,9 @@ def test_dask_layer_bigger_than_a_block_saved_through_napari(make_napari_viewer,
 
 
 def test_lazy_layer_is_written_block_by_block_not_loaded_whole(tmp_path):
-    shape = (4096, 6144)  # 96 MiB as uint32; the writer reads 4 MiB blocks
+    # 192 MiB as uint32; the writer reads 4 MiB blocks and the store rewrites up to one 4 MiB chunk
+    # per pyramid level (about 40 MiB traced at most, whatever the layer's size)
+    shape = (8192, 6144)
     lazy = da.fromfunction(lambda y, x: (1 + (y // 40) * 100 + x // 40).astype(np.uint32), shape=shape,
                            chunks=(512, 512), dtype=np.uint32)
     whole = int(np.prod(shape)) * 4
@@ -155,7 +157,7 @@ def test_lazy_layer_is_written_block_by_block_not_loaded_whole(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < whole / 2, f"peak {peak / 2**20:.1f} MiB for a {whole / 2**20:.0f} MiB layer"
+    assert peak < whole / 3, f"peak {peak / 2**20:.1f} MiB for a {whole / 2**20:.0f} MiB layer"
     _, arrays, _ = _levels(out)
     assert arrays[0][1000:1010, 2040:2060].tolist() == \
         np.asarray(lazy[1000:1010, 2040:2060]).tolist()
