@@ -248,7 +248,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def segment_options(args: argparse.Namespace, model) -> "SegmentOptions":
+def segment_options(args: argparse.Namespace, model):
     """The per-file settings of ``seglab segment``."""
     from seglab.files import SegmentOptions
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seglab.errors import SeglabError
-from seglab.outputs import OutputContext, OutputKind, output_paths, write_outputs
+from seglab.outputs import OutputContext, OutputKind, write_outputs
 
 
 @dataclass(frozen=True)

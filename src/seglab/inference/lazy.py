@@ -43,7 +43,7 @@ from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_netw
 from seglab.inference.normalize import select_channels
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
 from seglab.inference.tiling import tile_context
-from seglab.io.zarr_io import LABEL_CHUNK, LabelsGeometry, LabelsStore, pyramid_levels
+from seglab.io.zarr_io import LabelsGeometry, LabelsStore, pyramid_levels
 from seglab.models.base import Prediction, SegmentationModel
 
 #: default block core (pixels per side); a multiple of the output chunks

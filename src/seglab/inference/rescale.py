@@ -14,7 +14,6 @@ instance families' detections are scaled instead and pasted at full resolution b
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch

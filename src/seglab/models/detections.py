@@ -126,11 +126,6 @@ def suppress_duplicates(dets: Detections, iou: float) -> Detections:
     """
     if len(dets) < 2:
         return dets
-    from seglab.triton_guard import guard_triton
-
-    guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
-    from torchvision.ops import batched_nms  # here, so U-Net/StarDist runs never import torchvision
-
     keep = batched_nms(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores),
                        torch.from_numpy(dets.classes), float(iou)).numpy()
     return dets.select(np.sort(keep))

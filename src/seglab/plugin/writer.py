@@ -1,7 +1,9 @@
-"""napari writer: a Labels layer as a compressed uint16/uint32 TIFF with its pixel size."""
+"""napari writers: a Labels layer as a compressed uint16/uint32 TIFF or as OME-Zarr labels with its pixel
+size; a Shapes layer as an ImageJ ROI set."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,3 +146,100 @@ def _ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
     a, b = (corners[1] - corners[0]) / 2, (corners[3] - corners[0]) / 2
     th = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]
     return c + np.cos(th) * a + np.sin(th) * b
+#: file names the OME-Zarr labels writer accepts (napari picks the writer by the longest match)
+OME_ZARR_EXTENSIONS = (".ome.zarr", ".zarr")
+#: rows and columns read from the layer and written at a time (a multiple of the store's chunk)
+ZARR_WRITE_BLOCK = 1024
+
+
+def _ome_stack_axes(meta: dict, n: int) -> str:
+    """Letters of the ``n`` leading (stack) axes of a Labels layer: from its axis labels where they
+    name t, c or z, else z for one axis, t, z for two, t, c, z for three."""
+    names = [str(a).strip().lower() for a in (meta.get("axis_labels") or ())][:n]
+    named = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z"}
+    letters = [named.get(a) for a in names] if len(names) == n else [None] * n
+    if None in letters or len(set(letters)) != n:
+        return {0: "", 1: "Z", 2: "TZ", 3: "TCZ"}[n]
+    if letters != sorted(letters, key="TCZ".index):
+        raise SeglabError(f"OME-Zarr axes go in the order t, c, z, y, x; this layer's axes are "
+                          f"{', '.join(names)}, y, x: transpose it first")
+    return "".join(letters)  # type: ignore[arg-type]
+
+
+def _ome_geometry(meta: dict, ndim: int) -> Any:
+    """The :class:`~seglab.io.zarr_io.LabelsGeometry` of a Labels layer: its axes, its Y/X scale
+    as the pixel size, its unit and (for a z axis) its z spacing."""
+    from seglab.io.zarr_io import LabelsGeometry
+
+    if ndim < 2 or ndim > 5:
+        raise SeglabError(f"OME-Zarr labels have 2 to 5 axes; this layer has {ndim}")
+    axes = _ome_stack_axes(meta, ndim - 2) + "YX"
+    scale = meta.get("scale")
+    scale = [float(s) for s in scale] if scale is not None and len(scale) == ndim else [1.0] * ndim
+    if any(not np.isfinite(s) or s <= 0 for s in scale):
+        raise SeglabError(f"the layer scale {tuple(scale)} is not positive")
+    z = scale[axes.index("Z")] if "Z" in axes else None
+    return LabelsGeometry(axes, (scale[-2], scale[-1]), layer_unit(meta), z)
+
+
+def _check_ome_zarr_target(path: Path) -> None:
+    """Refuse a bad name, and any existing file or folder but an OME-Zarr labels store (which the
+    save dialog asked to replace)."""
+    if not path.name.lower().endswith(OME_ZARR_EXTENSIONS):
+        raise SeglabError(f"OME-Zarr labels are saved under a name ending in .ome.zarr or .zarr, not {path.name!r}")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise SeglabError(f"{path} exists and is a file, not an OME-Zarr store; choose another name")
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # not a group: a plain zarr array (an image, or labels of another kind), or no zarr
+        attrs = {}
+    ome = attrs.get("ome", attrs)
+    if not (isinstance(ome, dict) and ome.get("labels")):
+        raise SeglabError(f"{path} exists and is not an OME-Zarr labels store; it is left as it is, "
+                          "choose another name")
+
+
+def write_ome_zarr(path: str, data: Any, meta: dict, block: int = ZARR_WRITE_BLOCK) -> list[str]:
+    """Write one Labels layer as OME-Zarr labels (uint32, multiscale pyramid, the layer's scale and
+    unit as the pixel size) with :class:`seglab.io.zarr_io.LabelsStore`: block by block, so a dask-
+    or zarr-backed layer is never loaded whole, into ``<path>.partial`` renamed at the end."""
+    import itertools
+
+    from seglab.io.zarr_io import LabelsStore, pyramid_levels
+
+    try:
+        if meta.get("multiscale"):  # napari's MultiScaleData (or a list): its full-resolution level
+            data = data[0]
+        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+            data = np.asarray(data)
+        dtype = np.dtype(data.dtype)
+        if not (np.issubdtype(dtype, np.integer) or dtype == bool):
+            raise SeglabError(f"labels must hold integer ids, not {dtype}")
+        target = Path(path)
+        _check_ome_zarr_target(target)
+        shape = tuple(int(s) for s in data.shape)
+        geometry = _ome_geometry(meta, len(shape))
+        store = LabelsStore(target, shape, ome=geometry, levels=pyramid_levels(shape, block))
+        try:
+            for index in itertools.product(*[range(s) for s in shape[:-2]]):
+                for y0 in range(0, shape[-2], block):
+                    for x0 in range(0, shape[-1], block):
+                        part = np.asarray(data[index + (slice(y0, y0 + block), slice(x0, x0 + block))])
+                        if part.size and ((dtype.kind == "i" and part.min() < 0)
+                                          or (dtype.itemsize > 4 and part.max() >= 2**32)):
+                            raise SeglabError("OME-Zarr labels hold ids from 0 to 4,294,967,295")
+                        store.write(tuple(index), y0, x0, part)
+            out = store.finish(overwrite=True)
+        except OSError as e:
+            store.abort()
+            raise SeglabError(f"cannot write {target}: {e.strerror or e}") from None
+        except BaseException:
+            store.abort()
+            raise
+    except SeglabError as e:
+        raise ValueError(str(e)) from None
+    return [str(out)]
