@@ -33,7 +33,7 @@ from seglab.evaluation import AnnotatedImage
 from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
 from seglab.io.atomic import atomic_file
-from seglab.metrics import evaluate
+from seglab.metrics import evaluate, image_counts
 from seglab.models.registry import get_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"
@@ -64,7 +64,7 @@ def cpu_model() -> str:
 
 def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> dict:
     """Score one (model, factor, mode) cell."""
-    preds, seconds, diameters, factors = [], 0.0, [], []
+    preds, seconds, diameters, factors, times = [], 0.0, [], [], []
     for it in items:
         if mode == "auto":
             d: object = "auto"
@@ -74,7 +74,8 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
             d = None
         t0 = time.perf_counter()
         seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=d)
-        seconds += time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+        seconds += times[-1]
         preds.append(seg.labels)
         diameters.append(seg.diameter)
         factors.append(seg.scale_factor)
@@ -82,7 +83,17 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
     m = metrics["thresholds"]["0.50"]
     return {"ap50": m["ap"], "tp": m["tp"], "fp": m["fp"], "fn": m["fn"], "seconds": round(seconds, 2),
             "diameters": [None if v is None else round(float(v), 2) for v in diameters],
-            "scale_factors": [round(float(v), 4) for v in factors]}
+            "scale_factors": [round(float(v), 4) for v in factors],
+            "per_image": per_image_records(items, preds, times)}
+
+
+def per_image_records(items: list[AnnotatedImage], preds: list[np.ndarray], times: list[float]) -> list[dict]:
+    """Each image's name, matches at IoU 0.5 and seconds: which images decide the pooled AP."""
+    out = []
+    for it, pred, sec in zip(items, preds, times):
+        c = image_counts(it.labels, pred, (0.5,))[0.5]
+        out.append({"name": str(it.name)[:12], "tp": c.tp, "fp": c.fp, "fn": c.fn, "seconds": round(sec, 3)})
+    return out
 
 
 def markdown_table(results: dict) -> str:
@@ -148,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     res[f"{factor:g}/{mode}"] = {"skipped": "slow; see --skip-none"}
                     continue
                 cell = run_cell(model, scaled, mode, factor)
+                cell["load_avg_1min"] = round(os.getloadavg()[0], 2)
                 res[f"{factor:g}/{mode}"] = cell
                 print(f"{name} x{factor:g} {mode:5s} AP@0.5 {cell['ap50']:.3f} {cell['seconds']:.1f}s "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
