@@ -49,8 +49,17 @@ def test_scale_factor_and_band():
     assert dm.scale_factor(None, 32.0) == 1.0 and dm.scale_factor(16.0, None) == 1.0
     # auto: tolerated sizes untouched, others brought to the model's size
     assert dm.auto_factor(16.0, 20.0) == 1.0
-    assert dm.auto_factor(16.0, 64.0) == pytest.approx(0.25)
-    assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)
+    assert dm.auto_factor(16.0, 64.0) == pytest.approx(20.0 / 64.0)  # large: to 1.25x the model's size
+    assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)  # small: to the model's size
+    assert dm.auto_factor(16.0, 64.0, (0.75, 1.1)) == pytest.approx(16.0 * 1.1 / 64.0)  # aim within the band
+
+
+def test_tolerated_range_follows_the_training_sizes():
+    model = get_model("unet-nuclei")
+    assert dm.tolerated_range(model) == dm.AUTO_TOLERANCE  # the built-ins trained on 8-31 px: wider
+    model.config.training["object_diameter_range"] = [14.0, 20.0]  # a model trained on one size
+    lo, hi = dm.tolerated_range(model)
+    assert lo == pytest.approx(14.0 / model.config.object_diameter) and hi == pytest.approx(20.0 / model.config.object_diameter)
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -135,9 +144,11 @@ def test_fragment_cover_tells_fragments_from_objects_inside_larger_ones():
     big[(yy - 50) ** 2 + (xx - 50) ** 2 <= 40 ** 2] = 1  # one 80 px object at the coarse scale
     quarters = np.where(big > 0, 1 + (yy > 50) * 2 + (xx > 50), 0)  # cut into four at the fine scale
     nucleus = np.where((yy - 50) ** 2 + (xx - 50) ** 2 <= 10 ** 2, 1, 0)  # a 20 px object inside it
-    assert dm.fragment_cover(quarters, big, 30.0) > 0.9
-    assert dm.fragment_cover(nucleus, big, 30.0) < dm.FRAGMENT_COVER
-    assert dm.fragment_cover(quarters, big, 100.0) == 0.0  # nothing larger than 100 px
+    cover, pieces = dm.fragment_cover(quarters, big, 30.0)
+    assert cover > 0.9 and pieces == 4
+    cover, pieces = dm.fragment_cover(nucleus, big, 30.0)
+    assert cover < dm.FRAGMENT_COVER_SPLIT and pieces == 1
+    assert dm.fragment_cover(quarters, big, 100.0) == (0.0, 0.0)  # nothing larger than 100 px
 
 
 def test_estimate_without_objects_or_object_size():

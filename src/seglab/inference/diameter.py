@@ -39,11 +39,16 @@ AUTO = "auto"
 #: middle of what it saw, and resampling would only cost time and a little sharpness
 NO_RESCALE_BAND = (0.9, 1.1)
 #: ``"auto"`` leaves images alone while the estimated diameter is within these multiples of the
-#: model's: the scale augmentation of training (0.7x-1.4x) makes the model tolerate them, and the
-#: estimate errs by 10-20 %. Shrinking loses detail while enlarging costs only time, so objects
-#: smaller than 0.9x are enlarged (on DSB2018 ``val`` resized by 0.5, enlarging every image back
-#: gained 0.05 AP@0.5 with U-Net; rescaling large native nuclei down to 16 px lost a little)
-AUTO_TOLERANCE = (0.9, 1.4)
+#: model's. Measured on DSB2018 ``val`` (U-Net, per image, at rescale factors 0.35-2 of the native
+#: images): the models do best on each kind of image at its own size, lose little when large
+#: nuclei are shrunk (40-80 px nuclei: AP@0.5 0.84-0.89 from 0.35x to 1x) and much when small
+#: ones are (nuclei under 20 px: 0.67 -> 0.54 at 0.5x), or when nuclei of 13-20 px are enlarged
+#: 2x (0.67 -> 0.53). The top of the band is lower than the largest sizes trained on (31 px for
+#: the built-ins), since 2x-enlarged small nuclei reach that size
+AUTO_TOLERANCE = (0.75, 1.5)
+#: where ``"auto"`` brings objects from outside :data:`AUTO_TOLERANCE`: small ones to the model's
+#: size, large ones a little above it (shrinking further loses detail and gains nothing)
+AUTO_AIM = (1.0, 1.25)
 #: ratio of the median equivalent diameter to the median diameter of the largest inscribed
 #: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
 INSCRIBED_TO_EQUIVALENT = 1.27
@@ -205,6 +210,11 @@ CHECK_RATIO = 1.5
 #: object tile it, while small objects inside larger structures (nuclei in the cells of a brightfield
 #: image, which the model takes for nuclei when they are shrunk to its size) cover a small part of them
 FRAGMENT_COVER = 0.4
+#: ... or at least this fraction when there are, per larger object, this many objects at factor 1
+#: (U-Net's fragments leave gaps: 0.27-0.35 covered on DSB2018 nuclei enlarged 3x, 2-3.5 per
+#: object; nuclei in brightfield cells: 0.17-0.25, 1.3-1.4 per cell)
+FRAGMENT_COVER_SPLIT = 0.28
+FRAGMENT_PIECES = 2.0
 #: an estimate that would rescale by a factor within this ratio of a factor already run on the whole
 #: plane takes that run instead (the model tolerates 0.7-1.4x; this saves the pass)
 REUSE_BAND = (0.87, 1.15)
@@ -269,47 +279,62 @@ def measure(labels: np.ndarray) -> tuple[float | None, int]:
     return d_obj, n
 
 
-def fragment_cover(fine: np.ndarray, coarse: np.ndarray, min_diameter: float) -> float:
-    """Fraction of the pixels of ``coarse``'s objects larger than ``min_diameter`` that ``fine``'s
-    objects cover (both label images on the same grid); 0 without such objects."""
-    d = equivalent_diameters(coarse)
-    ids = np.flatnonzero(np.bincount(coarse.ravel().astype(np.int64)) > 0)
+def fragment_cover(fine: np.ndarray, coarse: np.ndarray, min_diameter: float) -> tuple[float, float]:
+    """How much ``fine``'s objects make up ``coarse``'s objects larger than ``min_diameter`` (both
+    label images on the same grid): the fraction of those objects' pixels that fine objects cover,
+    and the mean number of fine objects (most of whose pixels lie inside) per such object; (0, 0)
+    without such objects."""
+    coarse = np.asarray(coarse).astype(np.int64)
+    fine = np.asarray(fine).astype(np.int64)
+    areas = np.bincount(coarse.ravel())
+    ids = np.flatnonzero(areas)
     ids = ids[ids > 0]
-    big = ids[d > min_diameter] if d.size == ids.size else ids[:0]
+    big = ids[2.0 * np.sqrt(areas[ids] / math.pi) > min_diameter]
     if big.size == 0:
-        return 0.0
+        return 0.0, 0.0
     inside = np.isin(coarse, big)
-    return float((fine[inside] > 0).mean())
+    cover = float((fine[inside] > 0).mean())
+    pairs = fine[inside] * (int(coarse.max()) + 1) + coarse[inside]
+    pairs = pairs[fine[inside] > 0]
+    fine_area = np.bincount(fine.ravel())
+    u, c = np.unique(pairs, return_counts=True)
+    owner_fine = u // (int(coarse.max()) + 1)
+    mostly = c > 0.5 * fine_area[owner_fine]
+    per_object = np.bincount(np.searchsorted(big, (u % (int(coarse.max()) + 1))[mostly]), minlength=big.size)
+    return cover, float(per_object.mean())
 
 
 def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
     """Multiples of the model's ``object_diameter`` that ``"auto"`` leaves alone.
 
-    :data:`AUTO_TOLERANCE`, widened at the top to the 90th percentile of the sizes the model was
-    trained on when its config records them (``training["object_diameter_range"]``: 10th and 90th
-    percentile, pixels): a model trained on nuclei of 8-31 px handles 30 px nuclei as they are.
+    :data:`AUTO_TOLERANCE`, narrowed to the 10th-90th percentile of the sizes the model was trained
+    on when its config records them (``training["object_diameter_range"]``, pixels) and they are
+    narrower (a model trained on one size only tolerates less).
     """
     lo, hi = AUTO_TOLERANCE
     target = model.config.object_diameter
     seen = model.config.training.get("object_diameter_range") if isinstance(model.config.training, dict) else None
     if target and isinstance(seen, (list, tuple)) and len(seen) == 2:
         try:
-            hi = max(hi, float(seen[1]) / float(target))
+            lo = min(max(lo, float(seen[0]) / float(target)), 1.0)
+            hi = max(min(hi, float(seen[1]) / float(target)), 1.0)
         except (TypeError, ValueError):
             pass
     return lo, hi
 
 
 def auto_factor(model_diameter: float | None, diameter: float | None,
-                tolerance: tuple[float, float] = AUTO_TOLERANCE) -> float:
+                tolerance: tuple[float, float] = AUTO_TOLERANCE, aim: tuple[float, float] = AUTO_AIM) -> float:
     """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
-    times the model's size, else the factor that brings objects to the model's size."""
+    times the model's size, else the factor that brings objects to ``aim`` times the model's size
+    (``aim[0]`` from below, ``aim[1]`` from above, each kept within ``tolerance``)."""
     if not model_diameter or not diameter:
         return 1.0
     ratio = float(diameter) / float(model_diameter)
     if tolerance[0] <= ratio <= tolerance[1]:
         return 1.0
-    return 1.0 / ratio
+    goal = max(aim[0], tolerance[0]) if ratio < tolerance[0] else min(aim[1], tolerance[1])
+    return goal / ratio
 
 
 @dataclass
@@ -396,14 +421,18 @@ def estimate_diameter_iter(
         # fragments? look at half scale, around the same windows, while the objects keep growing
         while len(passes) < MAX_PASSES and f > 1.0 / 64:
             coarse = yield from probe(f / 2, around=fine)
+            step = 2.0
             d_half = size_of(coarse)
+            if d_half is None and len(passes) < MAX_PASSES:  # objects too large for the window: coarser
+                coarse = yield from probe(f / 4, around=fine)
+                step, d_half = 4.0, size_of(coarse)
             if d_half is None or d_half <= CHECK_RATIO * d:
                 break
-            cover = _cover(fine, coarse, CHECK_RATIO * d)
-            passes[-1]["cover"] = cover
-            if cover < FRAGMENT_COVER:
+            cover, count = _cover(fine, coarse, CHECK_RATIO * d)
+            passes[-1].update(cover=cover, pieces=count)
+            if not (cover >= FRAGMENT_COVER or (cover >= FRAGMENT_COVER_SPLIT and count >= FRAGMENT_PIECES)):
                 break
-            d, f, fine = d_half, f / 2, coarse
+            d, f, fine = d_half, f / step, coarse
             if d * f < CHECK_BELOW * target:
                 break
     lo, hi = tolerated_range(model)
@@ -425,9 +454,9 @@ def estimate_diameter_iter(
     return DiameterEstimate(d, factor, passes, seconds, dict(reuse))
 
 
-def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> float:
-    """Median over planes of :func:`fragment_cover` on the overlap of each plane's two windows."""
-    covers = []
+def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> tuple[float, float]:
+    """Medians over planes of :func:`fragment_cover` on the overlap of each plane's two windows."""
+    covers, counts = [], []
     for a, b in zip(fine, coarse):
         r0, r1 = max(a.rows.start, b.rows.start), min(a.rows.stop, b.rows.stop)
         c0, c1 = max(a.cols.start, b.cols.start), min(a.cols.stop, b.cols.stop)
@@ -435,8 +464,10 @@ def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> flo
             continue
         fa = a.labels[r0 - a.rows.start:r1 - a.rows.start, c0 - a.cols.start:c1 - a.cols.start]
         fb = b.labels[r0 - b.rows.start:r1 - b.rows.start, c0 - b.cols.start:c1 - b.cols.start]
-        covers.append(fragment_cover(fa, fb, min_diameter))
-    return float(np.median(covers)) if covers else 0.0
+        cover, count = fragment_cover(fa, fb, min_diameter)
+        covers.append(cover)
+        counts.append(count)
+    return (float(np.median(covers)), float(np.median(counts))) if covers else (0.0, 0.0)
 
 
 def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
