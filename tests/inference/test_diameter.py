@@ -135,7 +135,7 @@ def test_brightfield_nuclei_are_not_taken_for_their_cells(family):
     true = float(np.median(dm.equivalent_diameters(truth)))  # 20.4 px
     est = _estimate(model, image)
     assert est.diameter == pytest.approx(true, rel=0.3), est.passes
-    assert est.factor == 1.0  # 20 px is within the sizes the model was trained on
+    assert est.factor >= 0.8  # at most a slight shrink (it was x0.17)
 
 
 def test_fragment_cover_tells_fragments_from_objects_inside_larger_ones():
@@ -216,7 +216,8 @@ def test_stack_estimates_once(monkeypatch):
     seg = segment(model, stack, device="cpu")
     assert seen == [3]  # once, on three planes
     assert seg.labels.shape == stack.shape
-    assert seg.scale_factor == pytest.approx(model.config.object_diameter / seg.diameter)
+    lo, hi = dm.tolerated_range(model)  # 40 px discs arrive within the sizes the model tolerates
+    assert lo <= seg.scale_factor * seg.diameter / model.config.object_diameter <= hi
     assert (seg.labels[0] > 0).sum() == pytest.approx((seg.labels[4] > 0).sum(), rel=0.01)
 
 
