@@ -98,7 +98,7 @@ def per_image_records(items: list[AnnotatedImage], preds: list[np.ndarray], time
     return out
 
 
-def cost_cell(model, items: list[AnnotatedImage], factor: float, repeats: int = 2) -> dict:
+def cost_cell(model, items: list[AnnotatedImage], factor: float, repeats: int = 1) -> dict:
     """``auto`` against one pass with the true diameter, image by image and interleaved (true, auto,
     true, auto, ...; the faster of ``repeats`` runs each), so that both see the same load."""
     t_true, t_auto, per = 0.0, 0.0, []
