@@ -102,6 +102,8 @@ def cost_cell(model, items: list[AnnotatedImage], factor: float, repeats: int = 
     """``auto`` against one pass with the true diameter, image by image and interleaved (true, auto,
     true, auto, ...; the faster of ``repeats`` runs each), so that both see the same load."""
     t_true, t_auto, per = 0.0, 0.0, []
+    if items:  # warm-up outside the timing (first calls of a network are slower)
+        segment(model, items[0].image, channel_axis=items[0].channel_axis, diameter="auto")
     for it in items:
         best = {"true": float("inf"), "auto": float("inf")}
         for _ in range(repeats):
