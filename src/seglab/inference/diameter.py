@@ -5,17 +5,16 @@ pixels) of the objects it was trained on. Segmenting with ``diameter=D`` rescale
 by ``object_diameter / D`` so that objects arrive at the model's size; ``diameter="auto"``
 estimates ``D`` first (:func:`estimate_diameter_iter`).
 
-The estimate is a fixed point found with the model itself: segment a probe of the image at a
-scale, measure the objects, rescale so that they would arrive at the model's size, and
-repeat until the objects found already have it. The size measured is robust to the model's
-failure at the wrong scale: objects too large for the model come out cut into fragments of
-about the model's own size, which would look like a fixed point. The fragments of one object
-still cover it together, so the size is measured on the foreground of the prediction (the
-union of all objects): each connected piece of foreground gives the diameter of the largest
+The estimate segments the image with the model itself (:func:`estimate_diameter_iter`): at its
+own scale first (the whole plane when it is small, so that this is the run's own pass when no
+rescaling follows), then at half scale to check that the objects found are not fragments of
+larger objects that the model cut at its own size. The size measured is robust to such
+fragments when they touch: each connected piece of foreground gives the diameter of the largest
 disc inside it, and the median over pieces, times a constant measured on nuclei
-(:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter. Touching objects that merge
-into one piece of foreground do not enlarge it much (the largest disc inside two touching
-nuclei is one nucleus), so where the objects found are small the per-object median is used.
+(:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter (:func:`measure`). Fragments with
+gaps between them are found by the half-scale check (:func:`fragment_cover`): larger objects
+there that the first objects make up. Sizes within :data:`AUTO_TOLERANCE` of the model's are left
+alone; others are brought to :data:`AUTO_AIM` (:func:`auto_factor`).
 """
 
 from __future__ import annotations
@@ -363,10 +362,11 @@ def estimate_diameter_iter(
        that the model cut at its own size: segment a window twice as large at half scale. Larger
        objects there (:data:`CHECK_RATIO`) that the objects at factor 1 cover
        (:data:`FRAGMENT_COVER`, :func:`fragment_cover`) mean fragments: the size is the half
-       scale's, checked again at half of that while it keeps growing.
+       scale's, checked again at half of that while it keeps growing. A half scale that finds
+       nothing (objects too large for its window) is followed by a quarter scale.
     3. With no object at factor 1 the estimate probes coarser (0.25: large objects), then finer (2).
-    4. Objects smaller than the model's size are measured again enlarged to it (they are few pixels
-       at factor 1).
+    4. Objects below :data:`AUTO_TOLERANCE` are measured again enlarged to the model's size (they
+       are few pixels at factor 1).
 
     The factor applied is :func:`auto_factor`'s; a factor near one already run on whole planes
     (:data:`REUSE_BAND`) takes that run, whose predictions are reused.
@@ -476,7 +476,7 @@ def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, 
                        **run: Any) -> Generator[Any, None, Prediction]:
     """A window segmented at factor ``f`` on its own grid (a window larger than :data:`PROBE_SIZE`
     at that scale is resized to exactly ``PROBE_SIZE`` on that side: one input shape for probes)."""
-    from seglab.inference.engine import TileRun, plane_prediction_iter, postprocess_events
+    from seglab.inference.engine import TileRun, postprocess_events
 
     shape = tuple(win.shape[-2:])
     if f == 1.0:
