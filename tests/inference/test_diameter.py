@@ -52,6 +52,7 @@ def test_scale_factor_and_band():
     assert dm.auto_factor(16.0, 64.0) == pytest.approx(20.0 / 64.0)  # large: to 1.25x the model's size
     assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)  # small: to the model's size
     assert dm.auto_factor(16.0, 64.0, (0.75, 1.1)) == pytest.approx(16.0 * 1.1 / 64.0)  # aim within the band
+    assert dm.auto_factor(16.0, 1.3) == dm.AUTO_MAX_ENLARGE  # specks: not enlarged 12x
 
 
 def test_tolerated_range_follows_the_training_sizes():
