@@ -11,7 +11,9 @@ nearest neighbour; predictions are scored against the resized labels with pooled
 the model's ``object_diameter`` x factor: the rescale that undoes the resize) and ``none``
 (no rescaling, what every model did before). Times are the seconds of ``segment`` summed over
 images (the image already in memory); ``auto`` includes its estimate. ``--skip-none
-FAMILY:F`` skips the slow no-rescale runs at factors >= F for that model.
+FAMILY:F`` skips the slow no-rescale runs at factors >= F for that model. ``--cost`` only times
+``auto`` against the true-diameter pass, interleaved image by image so that both see the same
+load (the figure for "auto costs at most 1.3x one pass"); per-image records in every cell.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from seglab.evaluation import AnnotatedImage
 from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
 from seglab.io.atomic import atomic_file
-from seglab.metrics import evaluate
+from seglab.metrics import evaluate, image_counts
 from seglab.models.registry import get_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"
@@ -64,7 +66,7 @@ def cpu_model() -> str:
 
 def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> dict:
     """Score one (model, factor, mode) cell."""
-    preds, seconds, diameters, factors = [], 0.0, [], []
+    preds, seconds, diameters, factors, times = [], 0.0, [], [], []
     for it in items:
         if mode == "auto":
             d: object = "auto"
@@ -74,7 +76,8 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
             d = None
         t0 = time.perf_counter()
         seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=d)
-        seconds += time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+        seconds += times[-1]
         preds.append(seg.labels)
         diameters.append(seg.diameter)
         factors.append(seg.scale_factor)
@@ -82,7 +85,37 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
     m = metrics["thresholds"]["0.50"]
     return {"ap50": m["ap"], "tp": m["tp"], "fp": m["fp"], "fn": m["fn"], "seconds": round(seconds, 2),
             "diameters": [None if v is None else round(float(v), 2) for v in diameters],
-            "scale_factors": [round(float(v), 4) for v in factors]}
+            "scale_factors": [round(float(v), 4) for v in factors],
+            "per_image": per_image_records(items, preds, times)}
+
+
+def per_image_records(items: list[AnnotatedImage], preds: list[np.ndarray], times: list[float]) -> list[dict]:
+    """Each image's name, matches at IoU 0.5 and seconds: which images decide the pooled AP."""
+    out = []
+    for it, pred, sec in zip(items, preds, times):
+        c = image_counts(it.labels, pred, (0.5,))[0.5]
+        out.append({"name": str(it.name)[:12], "tp": c.tp, "fp": c.fp, "fn": c.fn, "seconds": round(sec, 3)})
+    return out
+
+
+def cost_cell(model, items: list[AnnotatedImage], factor: float, repeats: int = 1) -> dict:
+    """``auto`` against one pass with the true diameter, image by image and interleaved (true, auto,
+    true, auto, ...; the faster of ``repeats`` runs each), so that both see the same load."""
+    t_true, t_auto, per = 0.0, 0.0, []
+    if items:  # warm-up outside the timing (first calls of a network are slower)
+        segment(model, items[0].image, channel_axis=items[0].channel_axis, diameter="auto")
+    for it in items:
+        best = {"true": float("inf"), "auto": float("inf")}
+        for _ in range(repeats):
+            for mode, d in (("true", float(model.config.object_diameter) * factor), ("auto", "auto")):
+                t0 = time.perf_counter()
+                segment(model, it.image, channel_axis=it.channel_axis, diameter=d)
+                best[mode] = min(best[mode], time.perf_counter() - t0)
+        t_true += best["true"]
+        t_auto += best["auto"]
+        per.append({"name": str(it.name)[:12], "true": round(best["true"], 3), "auto": round(best["auto"], 3)})
+    return {"seconds_true": round(t_true, 2), "seconds_auto": round(t_auto, 2),
+            "ratio": round(t_auto / t_true, 3) if t_true else None, "per_image": per}
 
 
 def markdown_table(results: dict) -> str:
@@ -122,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared, oversubscribed machine two threads spin "
                         "against other jobs and every network call costs seconds)")
+    p.add_argument("--cost", action="store_true",
+                   help="only time auto against the true-diameter pass, interleaved per image (cost_cell)")
     p.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of result files and exit")
     args = p.parse_args(argv)
     if args.table:
@@ -141,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         res = out["results"].setdefault(name, {"object_diameter": model.config.object_diameter})
         for factor in args.factors:
             scaled = [resize_item(it, factor) for it in items]
+            if args.cost:
+                cell = cost_cell(model, scaled, factor)
+                cell["load_avg_1min"] = round(os.getloadavg()[0], 2)
+                res[f"{factor:g}/cost"] = cell
+                print(f"{name} x{factor:g} cost: auto {cell['seconds_auto']:.1f}s, true {cell['seconds_true']:.1f}s, "
+                      f"ratio {cell['ratio']}", flush=True)
+                if args.json:
+                    with atomic_file(args.json) as tmp:
+                        Path(tmp).write_text(json.dumps(out, indent=1))
+                continue
             for mode in args.modes:
                 if mode == "true" and factor == 1:
                     continue  # the same run as "none"
@@ -148,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     res[f"{factor:g}/{mode}"] = {"skipped": "slow; see --skip-none"}
                     continue
                 cell = run_cell(model, scaled, mode, factor)
+                cell["load_avg_1min"] = round(os.getloadavg()[0], 2)
                 res[f"{factor:g}/{mode}"] = cell
                 print(f"{name} x{factor:g} {mode:5s} AP@0.5 {cell['ap50']:.3f} {cell['seconds']:.1f}s "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)

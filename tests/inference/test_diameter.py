@@ -49,8 +49,18 @@ def test_scale_factor_and_band():
     assert dm.scale_factor(None, 32.0) == 1.0 and dm.scale_factor(16.0, None) == 1.0
     # auto: tolerated sizes untouched, others brought to the model's size
     assert dm.auto_factor(16.0, 20.0) == 1.0
-    assert dm.auto_factor(16.0, 64.0) == pytest.approx(0.25)
-    assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)
+    assert dm.auto_factor(16.0, 64.0) == pytest.approx(20.0 / 64.0)  # large: to 1.25x the model's size
+    assert dm.auto_factor(16.0, 8.0) == pytest.approx(2.0)  # small: to the model's size
+    assert dm.auto_factor(16.0, 64.0, (0.75, 1.1)) == pytest.approx(16.0 * 1.1 / 64.0)  # aim within the band
+    assert dm.auto_factor(16.0, 1.3) == dm.AUTO_MAX_ENLARGE  # specks: not enlarged 12x
+
+
+def test_tolerated_range_follows_the_training_sizes():
+    model = get_model("unet-nuclei")
+    assert dm.tolerated_range(model) == dm.AUTO_TOLERANCE  # the built-ins trained on 8-31 px: wider
+    model.config.training["object_diameter_range"] = [14.0, 20.0]  # a model trained on one size
+    lo, hi = dm.tolerated_range(model)
+    assert lo == pytest.approx(14.0 / model.config.object_diameter) and hi == pytest.approx(20.0 / model.config.object_diameter)
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -114,6 +124,32 @@ def test_estimate_on_a_real_sample_resized():
         big = resize_image(image[None].astype(np.float32), hw)[0]
         est = _estimate(model, big)
         assert est.diameter == pytest.approx(true * factor, rel=0.2), (factor, est.passes)
+
+
+@pytest.mark.parametrize("family", ["stardist-nuclei", "maskrcnn-nuclei"])
+def test_brightfield_nuclei_are_not_taken_for_their_cells(family):
+    """The brightfield sample: 20 px nuclei inside 100-150 px cells. Shrunk to the model's size the
+    cells look like nuclei to it; the estimate must stay with the nuclei (it gave 96 px and 90 px
+    before, shrinking the image x0.17 and losing most nuclei)."""
+    model = get_model(family)
+    image, truth = load_sample("brightfield")
+    true = float(np.median(dm.equivalent_diameters(truth)))  # 20.4 px
+    est = _estimate(model, image)
+    assert est.diameter == pytest.approx(true, rel=0.3), est.passes
+    assert est.factor >= 0.8  # at most a slight shrink (it was x0.17)
+
+
+def test_fragment_cover_tells_fragments_from_objects_inside_larger_ones():
+    big = np.zeros((100, 100), np.int32)
+    yy, xx = np.indices(big.shape)
+    big[(yy - 50) ** 2 + (xx - 50) ** 2 <= 40 ** 2] = 1  # one 80 px object at the coarse scale
+    quarters = np.where(big > 0, 1 + (yy > 50) * 2 + (xx > 50), 0)  # cut into four at the fine scale
+    nucleus = np.where((yy - 50) ** 2 + (xx - 50) ** 2 <= 10 ** 2, 1, 0)  # a 20 px object inside it
+    cover, pieces = dm.fragment_cover(quarters, big, 30.0)
+    assert cover > 0.9 and pieces == 4
+    cover, pieces = dm.fragment_cover(nucleus, big, 30.0)
+    assert cover < dm.FRAGMENT_COVER_SPLIT and pieces == 1
+    assert dm.fragment_cover(quarters, big, 100.0) == (0.0, 0.0)  # nothing larger than 100 px
 
 
 def test_estimate_without_objects_or_object_size():
@@ -181,7 +217,8 @@ def test_stack_estimates_once(monkeypatch):
     seg = segment(model, stack, device="cpu")
     assert seen == [3]  # once, on three planes
     assert seg.labels.shape == stack.shape
-    assert seg.scale_factor == pytest.approx(model.config.object_diameter / seg.diameter)
+    lo, hi = dm.tolerated_range(model)  # 40 px discs arrive within the sizes the model tolerates
+    assert lo <= seg.scale_factor * seg.diameter / model.config.object_diameter <= hi
     assert (seg.labels[0] > 0).sum() == pytest.approx((seg.labels[4] > 0).sum(), rel=0.01)
 
 

@@ -5,17 +5,16 @@ pixels) of the objects it was trained on. Segmenting with ``diameter=D`` rescale
 by ``object_diameter / D`` so that objects arrive at the model's size; ``diameter="auto"``
 estimates ``D`` first (:func:`estimate_diameter_iter`).
 
-The estimate is a fixed point found with the model itself: segment a probe of the image at a
-scale, measure the objects, rescale so that they would arrive at the model's size, and
-repeat until the objects found already have it. The size measured is robust to the model's
-failure at the wrong scale: objects too large for the model come out cut into fragments of
-about the model's own size, which would look like a fixed point. The fragments of one object
-still cover it together, so the size is measured on the foreground of the prediction (the
-union of all objects): each connected piece of foreground gives the diameter of the largest
+The estimate segments the image with the model itself (:func:`estimate_diameter_iter`): at its
+own scale first (the whole plane when it is small, so that this is the run's own pass when no
+rescaling follows), then at half scale to check that the objects found are not fragments of
+larger objects that the model cut at its own size. The size measured is robust to such
+fragments when they touch: each connected piece of foreground gives the diameter of the largest
 disc inside it, and the median over pieces, times a constant measured on nuclei
-(:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter. Touching objects that merge
-into one piece of foreground do not enlarge it much (the largest disc inside two touching
-nuclei is one nucleus), so where the objects found are small the per-object median is used.
+(:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter (:func:`measure`). Fragments with
+gaps between them are found by the half-scale check (:func:`fragment_cover`): larger objects
+there that the first objects make up. Sizes within :data:`AUTO_TOLERANCE` of the model's are left
+alone; others are brought to :data:`AUTO_AIM` (:func:`auto_factor`).
 """
 
 from __future__ import annotations
@@ -39,20 +38,21 @@ AUTO = "auto"
 #: middle of what it saw, and resampling would only cost time and a little sharpness
 NO_RESCALE_BAND = (0.9, 1.1)
 #: ``"auto"`` leaves images alone while the estimated diameter is within these multiples of the
-#: model's: the scale augmentation of training (0.7x-1.4x) makes the model tolerate them, and the
-#: estimate errs by 10-20 %. Shrinking loses detail while enlarging costs only time, so objects
-#: smaller than 0.9x are enlarged (on DSB2018 ``val`` resized by 0.5, enlarging every image back
-#: gained 0.05 AP@0.5 with U-Net; rescaling large native nuclei down to 16 px lost a little)
-AUTO_TOLERANCE = (0.9, 1.4)
-#: a first pass at factor 1 whose objects are within these multiples of the model's size ends the
-#: estimate (objects too large come out as fragments of 1.5-3x the model's size, so they go on)
-SURE_AT_ONE = (0.6, 1.5)
-#: the fixed point is reached when the next factor is within this ratio of one already tried
-SETTLE_BAND = (0.85, 1.18)
-#: a fixed point whose objects are at least this fraction of the model's size is checked at half scale
-CHECK_BELOW = 0.75
-#: at half scale, objects this much larger (in original pixels) than at the fixed point mean fragments
-CHECK_RATIO = 1.5
+#: model's. Measured on DSB2018 ``val`` (U-Net, per image, at rescale factors 0.35-2 of the native
+#: images): the models do best on each kind of image at its own size, lose little when large
+#: nuclei are shrunk (40-80 px nuclei: AP@0.5 0.84-0.89 from 0.35x to 1x) and much when small
+#: ones are (nuclei under 20 px: 0.67 -> 0.54 at 0.5x), or when nuclei of 13-20 px are enlarged
+#: 2x (0.67 -> 0.53), and nuclei under 13 px gain nothing from being enlarged 1.4x (0.65 -> 0.63).
+#: The top of the band is lower than the largest sizes trained on (31 px for the built-ins), since
+#: 2x-enlarged small nuclei reach that size; the bottom (10 px for the built-ins) leaves DSB2018's
+#: own small nuclei alone (enlarging them costs 2-4x the time for no gain)
+AUTO_TOLERANCE = (0.6, 1.5)
+#: where ``"auto"`` brings objects from outside :data:`AUTO_TOLERANCE`: small ones to the model's
+#: size, large ones a little above it (shrinking further loses detail and gains nothing)
+AUTO_AIM = (1.0, 1.25)
+#: ``"auto"`` never enlarges more than this: an estimate of a pixel or two is specks, not nuclei
+#: (Mask R-CNN on a DSB2018 image enlarged 4x measured 1.3 px and enlarged it 12.8x, finding nothing)
+AUTO_MAX_ENLARGE = 4.0
 #: ratio of the median equivalent diameter to the median diameter of the largest inscribed
 #: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
 INSCRIBED_TO_EQUIVALENT = 1.27
@@ -192,16 +192,36 @@ def scaled_plane_iter(
 
 
 # ---- the estimate -----------------------------------------------------------------------------
-#: side (pixels at the probe's scale) of the window of each plane the estimate segments
+#: side (pixels at the probe's scale) of the window of a plane that a probe segments; every probe of a
+#: plane larger than that has this one input shape
 PROBE_SIZE = 256
+#: planes of at most this many pixels are probed whole at factor 1: that probe is the run's own pass
+#: when no rescaling is needed, so ``"auto"`` then costs one pass
+WHOLE_PROBE_AREA = 2 * PROBE_SIZE * PROBE_SIZE
 #: most probe passes before the estimate gives its best guess
-MAX_PASSES = 8
+MAX_PASSES = 6
 #: foreground measure over per-object median above which objects are taken to be cut into fragments
 #: (on correct segmentations of nuclei the two agree: their median ratio is 1 by construction of
 #: :data:`INSCRIBED_TO_EQUIVALENT`, and 1.27 for isolated round objects)
 SPLIT_RATIO = 1.4
 #: fewest objects (not touching the probe's border) a measurement needs
 MIN_OBJECTS = 3
+#: objects at factor 1 at least this fraction of the model's size are checked for fragments at half scale
+CHECK_BELOW = 0.75
+#: at half scale, objects this much larger (original pixels) than at factor 1 may mean fragments ...
+CHECK_RATIO = 1.5
+#: ... and do, when the objects at factor 1 cover at least this fraction of theirs: fragments of one
+#: object tile it, while small objects inside larger structures (nuclei in the cells of a brightfield
+#: image, which the model takes for nuclei when they are shrunk to its size) cover a small part of them
+FRAGMENT_COVER = 0.4
+#: ... or at least this fraction when there are, per larger object, this many objects at factor 1
+#: (U-Net's fragments leave gaps: 0.27-0.35 covered on DSB2018 nuclei enlarged 3x, 2-3.5 per
+#: object; nuclei in brightfield cells: 0.17-0.25, 1.3-1.4 per cell)
+FRAGMENT_COVER_SPLIT = 0.28
+FRAGMENT_PIECES = 2.0
+#: an estimate that would rescale by a factor within this ratio of a factor already run on the whole
+#: plane takes that run instead (the model tolerates 0.7-1.4x; this saves the pass)
+REUSE_BAND = (0.87, 1.15)
 
 
 @dataclass
@@ -217,17 +237,24 @@ class DiameterEstimate:
     reusable: dict[int, Prediction] = field(default_factory=dict, repr=False)
 
 
-def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE) -> tuple[slice, slice]:
+def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE,
+                 centre: tuple[float, float] | None = None) -> tuple[slice, slice]:
     """The window of a plane (original pixels) whose rescaled version is at most ``size`` square:
-    the whole plane when it fits, else the candidate (3 x 3 positions) with the most structure."""
+    the whole plane when it fits, else the one around ``centre`` (clipped to the plane) or, without
+    it, the candidate (5 x 5 positions) with the most structure (grey standard deviation)."""
     h, w = x.shape[-2:]
-    wh, ww = min(h, max(8, int(math.ceil(size / factor)))), min(w, max(8, int(math.ceil(size / factor))))
+    side = max(8, int(math.ceil(size / factor)))
+    wh, ww = min(h, side), min(w, side)
     if (wh, ww) == (h, w):
         return slice(0, h), slice(0, w)
+    if centre is not None:
+        y0 = int(min(max(round(centre[0] - wh / 2), 0), h - wh))
+        x0 = int(min(max(round(centre[1] - ww / 2), 0), w - ww))
+        return slice(y0, y0 + wh), slice(x0, x0 + ww)
     best, best_score = (0, 0), -1.0
     grey = x.mean(axis=0)
-    for y0 in np.linspace(0, h - wh, 3).astype(int):
-        for x0 in np.linspace(0, w - ww, 3).astype(int):
+    for y0 in np.unique(np.linspace(0, h - wh, 5).astype(int)):
+        for x0 in np.unique(np.linspace(0, w - ww, 5).astype(int)):
             win = grey[y0:y0 + wh:4, x0:x0 + ww:4]
             score = float(win.std())
             if score > best_score:
@@ -256,34 +283,74 @@ def measure(labels: np.ndarray) -> tuple[float | None, int]:
     return d_obj, n
 
 
+def fragment_cover(fine: np.ndarray, coarse: np.ndarray, min_diameter: float) -> tuple[float, float]:
+    """How much ``fine``'s objects make up ``coarse``'s objects larger than ``min_diameter`` (both
+    label images on the same grid): the fraction of those objects' pixels that fine objects cover,
+    and the mean number of fine objects (most of whose pixels lie inside) per such object; (0, 0)
+    without such objects."""
+    coarse = np.asarray(coarse).astype(np.int64)
+    fine = np.asarray(fine).astype(np.int64)
+    areas = np.bincount(coarse.ravel())
+    ids = np.flatnonzero(areas)
+    ids = ids[ids > 0]
+    big = ids[2.0 * np.sqrt(areas[ids] / math.pi) > min_diameter]
+    if big.size == 0:
+        return 0.0, 0.0
+    inside = np.isin(coarse, big)
+    cover = float((fine[inside] > 0).mean())
+    pairs = fine[inside] * (int(coarse.max()) + 1) + coarse[inside]
+    pairs = pairs[fine[inside] > 0]
+    fine_area = np.bincount(fine.ravel())
+    u, c = np.unique(pairs, return_counts=True)
+    owner_fine = u // (int(coarse.max()) + 1)
+    mostly = c > 0.5 * fine_area[owner_fine]
+    per_object = np.bincount(np.searchsorted(big, (u % (int(coarse.max()) + 1))[mostly]), minlength=big.size)
+    return cover, float(per_object.mean())
+
+
 def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
     """Multiples of the model's ``object_diameter`` that ``"auto"`` leaves alone.
 
-    :data:`AUTO_TOLERANCE`, widened at the top to the 90th percentile of the sizes the model was
-    trained on when its config records them (``training["object_diameter_range"]``: 10th and 90th
-    percentile, pixels): a model trained on nuclei of 8-31 px handles 30 px nuclei as they are.
+    :data:`AUTO_TOLERANCE`, narrowed to the 10th-90th percentile of the sizes the model was trained
+    on when its config records them (``training["object_diameter_range"]``, pixels) and they are
+    narrower (a model trained on one size only tolerates less).
     """
     lo, hi = AUTO_TOLERANCE
     target = model.config.object_diameter
     seen = model.config.training.get("object_diameter_range") if isinstance(model.config.training, dict) else None
     if target and isinstance(seen, (list, tuple)) and len(seen) == 2:
         try:
-            hi = max(hi, float(seen[1]) / float(target))
+            lo = min(max(lo, float(seen[0]) / float(target)), 1.0)
+            hi = max(min(hi, float(seen[1]) / float(target)), 1.0)
         except (TypeError, ValueError):
             pass
     return lo, hi
 
 
 def auto_factor(model_diameter: float | None, diameter: float | None,
-                tolerance: tuple[float, float] = AUTO_TOLERANCE) -> float:
+                tolerance: tuple[float, float] = AUTO_TOLERANCE, aim: tuple[float, float] = AUTO_AIM) -> float:
     """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
-    times the model's size, else the factor that brings objects to the model's size."""
+    times the model's size, else the factor that brings objects to ``aim`` times the model's size
+    (``aim[0]`` from below, ``aim[1]`` from above, each kept within ``tolerance``)."""
     if not model_diameter or not diameter:
         return 1.0
     ratio = float(diameter) / float(model_diameter)
     if tolerance[0] <= ratio <= tolerance[1]:
         return 1.0
-    return 1.0 / ratio
+    goal = max(aim[0], tolerance[0]) if ratio < tolerance[0] else min(aim[1], tolerance[1])
+    return min(goal / ratio, AUTO_MAX_ENLARGE)
+
+
+@dataclass
+class _Probe:
+    """One plane's probe: its window (original pixels), labels there (original grid), size found."""
+
+    rows: slice
+    cols: slice
+    labels: np.ndarray
+    size: float | None
+    n: int
+    whole: Prediction | None = None
 
 
 def estimate_diameter_iter(
@@ -291,94 +358,142 @@ def estimate_diameter_iter(
 ) -> Generator[Any, None, DiameterEstimate]:
     """Estimate the objects' diameter on normalised ``(C, H, W)`` planes (a few of a stack).
 
-    A fixed point: segment a probe window of every plane at factor ``f`` (start 1), measure the
-    objects (:func:`measure`, in original pixels ``D``), set ``f = object_diameter / D``, and stop
-    when the objects found already had the model's size; the first pass also stops when its objects are within :data:`SURE_AT_ONE` of the
-    model's size (a new ``f`` within :data:`SETTLE_BAND` of one already tried also settles it, so
-    that it does not oscillate). A fixed point at the first pass is then checked at half scale: objects the model cut into
-    fragments of its own size come out much larger there (fragments of fewer pieces, or whole),
-    true objects the same (:data:`CHECK_RATIO`); a failed check goes on from the half scale.
-    With no object found it probes coarser (0.25), then finer (2); with none at all it gives up
-    (no rescaling). The factor applied is :func:`auto_factor`'s; whole planes segmented at that
-    factor during the estimate are reused. At most :data:`MAX_PASSES` passes.
+    1. Segment each plane at factor 1: the whole plane when it has at most :data:`WHOLE_PROBE_AREA`
+       pixels (that prediction is the run's own when no rescaling follows), else a
+       :data:`PROBE_SIZE` window. Measure the objects (:func:`measure`).
+    2. Objects of at least :data:`CHECK_BELOW` of the model's size may be fragments of larger ones
+       that the model cut at its own size: segment a window twice as large at half scale. Larger
+       objects there (:data:`CHECK_RATIO`) that the objects at factor 1 cover
+       (:data:`FRAGMENT_COVER`, :func:`fragment_cover`) mean fragments: the size is the half
+       scale's, checked again at half of that while it keeps growing. A half scale that finds
+       nothing (objects too large for its window) is followed by a quarter scale.
+    3. With no object at factor 1 the estimate probes coarser (0.25: large objects), then finer (2).
+    4. Objects below :data:`AUTO_TOLERANCE` are measured again enlarged to the model's size (they
+       are few pixels at factor 1).
+
+    The factor applied is :func:`auto_factor`'s; a factor near one already run on whole planes
+    (:data:`REUSE_BAND`) takes that run, whose predictions are reused.
     """
     t0 = time.perf_counter()
     target = model.config.object_diameter
     if not target:
         return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
+    target = float(target)
     passes: list[dict[str, float]] = []
     whole: dict[float, dict[int, Prediction]] = {}
 
-    def probe(f: float, side: float) -> Generator[Any, None, tuple[float | None, int]]:
-        found, n_obj = [], 0
+    def probe(f: float, around: list[_Probe] | None = None) -> Generator[Any, None, list[_Probe]]:
+        """Each plane's window at factor ``f`` segmented; sizes in original pixels."""
+        found: list[_Probe] = []
         for i, x in enumerate(planes):
-            rows, cols = probe_window(x, f, int(side))
-            win = x[:, rows, cols]
-            if f == 1.0:  # the run itself may reuse a whole plane's prediction
-                pred = yield from _as_estimate(scaled_plane_iter(model, win, th, f, **run), len(passes))
-                if win.shape[-2:] == x.shape[-2:]:
-                    whole.setdefault(f, {})[i] = pred
-                size, n = measure(pred.labels)
+            h, w = x.shape[-2:]
+            if f == 1.0 and around is None and h * w <= WHOLE_PROBE_AREA:
+                rows, cols = slice(0, h), slice(0, w)
             else:
-                labels = yield from _as_estimate(_probe_labels(model, win, th, f, **run), len(passes))
-                size, n = measure(labels)
-                size = None if size is None else size / f
-            n_obj += n
-            if size is not None:
-                found.append(size)
-        d = float(np.median(found)) if found else None
-        passes.append({"factor": f, "objects": n_obj, "diameter": float("nan") if d is None else d})
-        return d, n_obj
+                centre = None
+                if around is not None:
+                    a = around[i]
+                    centre = ((a.rows.start + a.rows.stop) / 2, (a.cols.start + a.cols.stop) / 2)
+                rows, cols = probe_window(x, f, PROBE_SIZE, centre)
+            win = x[:, rows, cols]
+            is_whole = win.shape[-2:] == (h, w)
+            pred = yield from _as_estimate(_window_prediction(model, win, th, f, **run), len(passes))
+            size, n = measure(pred.labels)  # on the original grid, so in original pixels
+            found.append(_Probe(rows, cols, pred.labels, size, n, pred if is_whole else None))
+            if is_whole:
+                whole.setdefault(f, {})[i] = pred
+        sizes = [p.size for p in found if p.size is not None]
+        d = float(np.median(sizes)) if sizes else None
+        passes.append({"factor": f, "objects": sum(p.n for p in found), "diameter": float("nan") if d is None else d})
+        return found
 
-    f, last = 1.0, None
-    fallback = [0.25, 2.0]
-    while len(passes) < MAX_PASSES:
-        # later passes that enlarge (small objects, so many per window) look at a smaller window
-        side = PROBE_SIZE if not passes or f <= 1.0 else min(
-            PROBE_SIZE, max(96.0, 0.5 * math.sqrt(planes[0].shape[-1] * planes[0].shape[-2]) * f))
-        d, _ = yield from probe(f, side)
-        if d is None:
-            if last is not None or not fallback:
+    def size_of(found: list[_Probe]) -> float | None:
+        sizes = [p.size for p in found if p.size is not None]
+        return float(np.median(sizes)) if sizes else None
+
+    f = 1.0
+    fine = yield from probe(1.0)
+    d = size_of(fine)
+    if d is None:
+        for g in (0.25, 2.0):  # nothing at the model's scale: large objects, or tiny ones
+            found = yield from probe(g)
+            d = size_of(found)
+            if d is not None:
+                f = g
+                fine = found
                 break
-            f = fallback.pop(0)
-            continue
-        last = d
-        f_new = float(target) / d
-        first = len(passes) == 1 and f == 1.0
-        tried = [p["factor"] for p in passes]
-        settled = any(SETTLE_BAND[0] <= f_new / g <= SETTLE_BAND[1] for g in tried) or (
-            first and SURE_AT_ONE[0] <= d / target <= SURE_AT_ONE[1])
-        if not settled:
-            f = f_new
-            continue
-        if not first or d * f < CHECK_BELOW * target or len(passes) >= MAX_PASSES:
-            # only a fixed point at the start can be the model's fragments (reached from finer
-            # scales, a coarser one already saw the objects smaller); objects smaller than the
-            # model's size are not fragments of larger ones
-            break
-        d_half, _ = yield from probe(f / 2, PROBE_SIZE)
-        if d_half is None or d_half <= CHECK_RATIO * d:
-            break
-        last = d_half  # fragments: go on from the half scale
-        f = float(target) / d_half
+    if d is not None and f <= 1.0 and d * f >= CHECK_BELOW * target:
+        # fragments? look at half scale, around the same windows, while the objects keep growing
+        while len(passes) < MAX_PASSES and f > 1.0 / 64:
+            coarse = yield from probe(f / 2, around=fine)
+            step = 2.0
+            d_half = size_of(coarse)
+            if d_half is None and len(passes) < MAX_PASSES:  # objects too large for the window: coarser
+                coarse = yield from probe(f / 4, around=fine)
+                step, d_half = 4.0, size_of(coarse)
+            if d_half is None or d_half <= CHECK_RATIO * d:
+                break
+            cover, count = _cover(fine, coarse, CHECK_RATIO * d)
+            passes[-1].update(cover=cover, pieces=count)
+            if not (cover >= FRAGMENT_COVER or (cover >= FRAGMENT_COVER_SPLIT and count >= FRAGMENT_PIECES)):
+                break
+            d, f, fine = d_half, f / step, coarse
+            if d * f < CHECK_BELOW * target:
+                break
+    lo, hi = tolerated_range(model)
+    if d is not None and d < lo * target and len(passes) < MAX_PASSES:
+        # small objects: measured again where the model sees them at its size
+        g = float(min(target / d, 8.0))
+        again = size_of((yield from probe(g)))
+        if again is not None:
+            d = again
     seconds = time.perf_counter() - t0
-    if last is None:
+    if d is None:
         return DiameterEstimate(None, 1.0, passes, seconds)
-    factor = auto_factor(target, last, tolerated_range(model))
-    reuse = whole.get(factor, {})
-    if len(reuse) != len(planes):
-        reuse = {}
-    return DiameterEstimate(last, factor, passes, seconds, reuse)
+    factor = auto_factor(target, d, (lo, hi))
+    reuse: dict[int, Prediction] = {}
+    for g, preds in whole.items():
+        if len(preds) == len(planes) and REUSE_BAND[0] <= factor / g <= REUSE_BAND[1]:
+            factor, reuse = g, preds
+            break
+    return DiameterEstimate(d, factor, passes, seconds, dict(reuse))
 
 
-def _probe_labels(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
-                  **run: Any) -> Generator[Any, None, np.ndarray]:
-    """Labels of a window rescaled by ``f``, at that scale (measured there: nothing to restore)."""
-    from seglab.inference.engine import TileRun, plane_prediction_iter
+def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> tuple[float, float]:
+    """Medians over planes of :func:`fragment_cover` on the overlap of each plane's two windows."""
+    covers, counts = [], []
+    for a, b in zip(fine, coarse):
+        r0, r1 = max(a.rows.start, b.rows.start), min(a.rows.stop, b.rows.stop)
+        c0, c1 = max(a.cols.start, b.cols.start), min(a.cols.stop, b.cols.stop)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        fa = a.labels[r0 - a.rows.start:r1 - a.rows.start, c0 - a.cols.start:c1 - a.cols.start]
+        fb = b.labels[r0 - b.rows.start:r1 - b.rows.start, c0 - b.cols.start:c1 - b.cols.start]
+        cover, count = fragment_cover(fa, fb, min_diameter)
+        covers.append(cover)
+        counts.append(count)
+    return (float(np.median(covers)), float(np.median(counts))) if covers else (0.0, 0.0)
 
-    small = resize_image(win, scaled_shape(win.shape[-2:], f))
-    pred = yield from plane_prediction_iter(model, small, th, TileRun(**run))
-    return pred.labels
+
+def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
+                       **run: Any) -> Generator[Any, None, Prediction]:
+    """A window segmented at factor ``f`` on its own grid (a window larger than :data:`PROBE_SIZE`
+    at that scale is resized to exactly ``PROBE_SIZE`` on that side: one input shape for probes)."""
+    from seglab.inference.engine import TileRun, postprocess_events
+
+    shape = tuple(win.shape[-2:])
+    if f == 1.0:
+        return (yield from scaled_plane_iter(model, win, th, 1.0, **run))
+    out = tuple(PROBE_SIZE if abs(n * f - PROBE_SIZE) <= 2 else v for n, v in zip(shape, scaled_shape(shape, f)))
+    small = resize_image(win, out)
+    tr = TileRun(**run)
+    raw = yield from model.raw_output_iter(small, th, tr)
+    to_original = getattr(model, "raw_to_original", None)
+    if callable(to_original):
+        sy, sx = small.shape[1] / shape[0], small.shape[2] / shape[1]
+        return (yield from postprocess_events(model, to_original(raw, sy, sx, shape), th, shape, tr))
+    pred = yield from postprocess_events(model, raw, th, tuple(small.shape[-2:]), tr)
+    return restore_prediction(pred, shape)
 
 
 def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:
