@@ -234,6 +234,8 @@ def test_dask_input_gives_the_zarr_input_result(tmp_path):
 
 
 def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
+    from seglab.inference.diameter import auto_factor
+
     """Discs of about 32 px for a model of 16 px objects: "auto" finds the size on a few windows,
     every block is rescaled by the same factor, and the objects come out whole at full size."""
     img, truth = disc_grid((1400, 1300), spacing=56, rmin=14, rmax=17, seed=7)
@@ -254,7 +256,9 @@ def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
     assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
     true_d = float(np.median(2 * np.sqrt(np.bincount(truth.ravel())[1:] / np.pi)))
     assert res.diameter == pytest.approx(true_d, rel=0.25)
-    assert res.scale_factor == pytest.approx(16.0 / res.diameter)
+    assert res.scale_factor == pytest.approx(auto_factor(16.0, res.diameter))  # as "auto" in memory
+    assert res.scale_factor < 0.8
+    assert 16.0 <= res.diameter * res.scale_factor <= 1.25 * 16.0 + 1e-6
     out = np.asarray(res.labels)
     n_pieces, n_ids, pairs = _components_match_ids(out)
     assert n_pieces == n_ids == pairs and abs(res.n_objects - truth.max()) <= 0.03 * truth.max()
