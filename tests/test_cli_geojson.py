@@ -55,7 +55,8 @@ def test_segment_geojson_from_labels(tmp_path, flows_dir):
 
 def test_segment_geojson_stack_planes(tmp_path, flows_dir):
     img, _ = blob_image((64, 64), n=4, seed=1)
-    tifffile.imwrite(tmp_path / "s.tif", np.stack([img, img[::-1], np.zeros_like(img)]), metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([img, img[::-1], np.zeros_like(img)]), metadata={"axes": "ZYX"},
+                     photometric="minisblack")
     out = tmp_path / "out"
     assert main(["segment", "-m", str(flows_dir), "-o", str(out), str(tmp_path / "s.tif"), "--device", "cpu",
                  "--diameter", "none", "--geojson", "-q"]) == 0
