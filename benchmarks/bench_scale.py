@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from machine import cpu_model  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.evaluation import AnnotatedImage
@@ -54,14 +54,6 @@ def resize_item(item: AnnotatedImage, factor: float) -> AnnotatedImage:
     return AnnotatedImage(out, resize_labels(item.labels, hw), ca, item.name)
 
 
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> dict:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model  # benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
 SAMPLE = ROOT / "src" / "seglab" / "sample_data"
@@ -83,14 +85,6 @@ def build_mosaic(size: int = SIZE, crop: int = CROP) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(np.concatenate(rows, axis=0).astype(np.uint8)), len(images)
 
 
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn, repeats: int) -> tuple[list[float], list[float], object]:

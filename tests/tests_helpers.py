@@ -43,3 +43,13 @@ def threshold_net():
             return torch.cat([(x - 0.5) * 20, (self.blur(self.blur(x)) - 0.5) * 20], 1)
 
     return ThresholdNet()
+
+
+def drain(gen):
+    """Run a progress generator to its end: ``(events, returned value)``."""
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value

@@ -5,7 +5,7 @@ import numpy as np
 from maskrcnn_helpers import blob_detector
 from seglab.inference.engine import ProgressEvent, segment, segment_iter
 from seglab.metrics import evaluate
-from tests_helpers import blob_image
+from tests_helpers import blob_image, drain
 
 
 def test_tiled_equals_untiled_nothing_cut_or_duplicated():
@@ -26,13 +26,7 @@ def test_progress_and_box_shapes_for_stacks():
     img, _ = blob_image((120, 130), n=6, seed=1)
     stack = np.stack([img, img[::-1]])
     gen = segment_iter(blob_detector(), stack, tile_size=64, amp=False, device="cpu")
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            res = stop.value
-            break
+    events, res = drain(gen)
     assert all(isinstance(e, ProgressEvent) for e in events)
     assert [e.stage for e in events].count("postprocess") == 4
     assert res.n_objects == 12 and list(res.table["plane"]) == [0] * 6 + [1] * 6

@@ -12,7 +12,7 @@ from seglab.inference.engine import segment
 from seglab.inference.lazy import (block_margin, inner_tile_size, is_lazy, segment_lazy, segment_lazy_iter)
 from seglab.models.base import ModelConfig, Prediction
 from seglab.models.unet import UNetModel
-from tests_helpers import threshold_net
+from tests_helpers import threshold_net, drain
 
 
 def disc_grid(shape, spacing=24, rmin=4, rmax=9, seed=0, drop=0.2):
@@ -244,13 +244,7 @@ def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
     model = UNetModel(cfg, network=threshold_net())
     gen = segment_lazy_iter(model, _zarr(tmp_path, img), tmp_path / "d.zarr", block_size=512, diameter="auto",
                             device="cpu", amp=False)
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            res = stop.value
-            break
+    events, res = drain(gen)
     assert any(e.stage == "estimate" for e in events)
     fr = [e.fraction for e in events]
     assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)

@@ -16,3 +16,24 @@ def grey_builtins(tmp_path):
     for name in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
         (folder / name).symlink_to(BUILTIN_DIR / name)
     return folder
+
+
+@pytest.fixture
+def segment_dock(make_napari_viewer):
+    """A viewer with the Segment widget docked: ``(viewer, widget)``."""
+    from seglab.plugin import segment_widget as sw
+
+    viewer = make_napari_viewer()
+    widget = sw.SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+@pytest.fixture
+def segment_errors(monkeypatch):
+    """The error notifications of the Segment widget, collected instead of shown."""
+    from seglab.plugin import segment_widget as sw
+
+    seen = []
+    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
+    return seen

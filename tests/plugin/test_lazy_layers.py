@@ -6,24 +6,8 @@ import pytest
 napari = pytest.importorskip("napari")
 da = pytest.importorskip("dask.array")
 
-from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.plugin.lazy_layers import LAZY_ROLE, lazy_axes  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = sw.SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    return viewer, widget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
-    return seen
 
 
 def test_lazy_axes():
@@ -32,10 +16,10 @@ def test_lazy_axes():
     assert lazy_axes(3, 2) == "YXC" and lazy_axes(4, 1) == "QCYX"
 
 
-def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, viewer_widget, errors):
+def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, segment_dock, segment_errors):
     import zarr
 
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     image, truth = load_sample("fluorescence")
     layer = viewer.add_image(da.from_array(image, chunks=(128, 128)), name="lazy", scale=(0.5, 0.5))
     widget.image.value = layer
@@ -43,7 +27,7 @@ def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, viewer_w
     widget.diameter.value = "none"
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=300_000)
-    assert not errors, errors
+    assert not segment_errors, segment_errors
     (out,) = [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels)]
     assert isinstance(out.data, zarr.Array) and out.data.dtype == np.uint32
     assert out.metadata["seglab"]["role"] == LAZY_ROLE and not out.metadata["seglab"]["path"].endswith(".partial")
@@ -57,7 +41,7 @@ def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, viewer_w
     assert len(out.features) == ref.max() > 0.6 * truth.max()
 
 
-def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_layer(viewer_widget, tmp_path):
+def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_layer(segment_dock, tmp_path):
     """The first event of a lazy run carries the store's array: a Labels layer shows it while the
     run goes on, and the finished result takes that layer over (no second layer). Driven directly,
     so that it does not depend on how fast the worker is (a one-block run may end before Qt shows
@@ -67,7 +51,7 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
 
     from seglab.inference.lazy import StoreEvent
 
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     src = viewer.add_image(da.zeros((64, 80), chunks=32), name="lazy", scale=(0.5, 0.5))
     widget._source, widget._source_channel_axis = src, None
     store = zarr.open_array(str(tmp_path / "labels.zarr"), mode="w", shape=(64, 80), chunks=(32, 32), dtype="u4")
@@ -86,10 +70,10 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
     assert list(live.features["index"]) == [7]
 
 
-def test_cancel_removes_the_live_layer_and_its_store(qtbot, viewer_widget, errors, tmp_path):
+def test_cancel_removes_the_live_layer_and_its_store(qtbot, segment_dock, segment_errors, tmp_path):
     from pathlib import Path
 
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     image, _ = load_sample("fluorescence")
     layer = viewer.add_image(da.from_array(np.tile(image, (3, 3)), chunks=(256, 256)), name="lazy")
     widget.image.value = layer
@@ -102,4 +86,4 @@ def test_cancel_removes_the_live_layer_and_its_store(qtbot, viewer_widget, error
     widget.cancel()
     assert not any(isinstance(lyr, napari.layers.Labels) for lyr in viewer.layers)
     qtbot.waitUntil(lambda: not store.exists(), timeout=60_000)
-    assert not errors
+    assert not segment_errors

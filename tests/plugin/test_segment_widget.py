@@ -8,21 +8,6 @@ from seglab.samples import load_sample  # noqa: E402
 from tests_helpers import blob_image  # noqa: E402
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = sw.SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    return viewer, widget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
-    return seen
-
-
 def _labels_layers(viewer):
     return [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels)]
 
@@ -33,15 +18,15 @@ def _run(qtbot, widget):
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
 
 
-def test_segment_sample_gives_labels_layer(qtbot, viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_segment_sample_gives_labels_layer(qtbot, segment_dock, segment_errors):
+    viewer, widget = segment_dock
     image, truth = load_sample("fluorescence")
     layer = viewer.add_image(image, name="nuclei", scale=(0.5, 0.5))
     widget.image.value = layer
     widget.model.value = "unet-nuclei"
     assert set(widget.threshold_values()) == {"prob_thresh", "seed_thresh", "seed_h", "min_area"}
     _run(qtbot, widget)
-    assert not errors
+    assert not segment_errors
     out = _labels_layers(viewer)
     assert len(out) == 1
     lab = out[0]
@@ -63,8 +48,8 @@ def test_segment_sample_gives_labels_layer(qtbot, viewer_widget, errors):
     assert (lab.data[:10, :10] == 999).all()
 
 
-def test_user_layer_with_same_name_is_never_touched(qtbot, viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_user_layer_with_same_name_is_never_touched(qtbot, segment_dock, segment_errors):
+    viewer, widget = segment_dock
     image, _ = load_sample("large_nuclei")
     layer = viewer.add_image(image, name="img")
     mine = viewer.add_labels(np.zeros(image.shape, np.int32), name="img [seglab]")
@@ -74,8 +59,8 @@ def test_user_layer_with_same_name_is_never_touched(qtbot, viewer_widget, errors
     assert len(_labels_layers(viewer)) == 2
 
 
-def test_cancel_stops_the_run(qtbot, viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_cancel_stops_the_run(qtbot, segment_dock, segment_errors):
+    viewer, widget = segment_dock
     image, _ = load_sample("brightfield")
     layer = viewer.add_image(np.stack([image] * 6), name="stack")
     widget.image.value = layer
@@ -90,26 +75,26 @@ def test_cancel_stops_the_run(qtbot, viewer_widget, errors):
     assert widget.run_button.enabled
 
 
-def test_bad_layer_gives_notification_not_traceback(qtbot, viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_bad_layer_gives_notification_not_traceback(qtbot, segment_dock, segment_errors):
+    viewer, widget = segment_dock
     layer = viewer.add_image(np.zeros((2, 2, 2, 2, 16, 16), np.float32), name="6d")
     widget.image.value = layer
     assert widget.start() is None
-    assert errors and "expected 2 to 4 spatial axes" in errors[-1]
+    assert segment_errors and "expected 2 to 4 spatial axes" in segment_errors[-1]
     multi = viewer.add_image(np.zeros((5, 32, 32), np.float32), name="multi")
     widget.image.value = multi
     widget.channel_axis.value = 0
     _run(qtbot, widget)
-    assert "pick 1 channel" in errors[-1]
+    assert "pick 1 channel" in segment_errors[-1]
     widget.channels.value = "x"
-    assert widget.start() is None and "channels must be integers" in errors[-1]
+    assert widget.start() is None and "channels must be integers" in segment_errors[-1]
 
 
-def test_polygon_model_gives_labels_and_editable_shapes(models_dir, tiny_star_dir, qtbot, viewer_widget, errors):
+def test_polygon_model_gives_labels_and_editable_shapes(models_dir, tiny_star_dir, qtbot, segment_dock, segment_errors):
     import shutil
 
     shutil.copytree(tiny_star_dir, models_dir / "tiny-star")
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     widget.reset_choices()
     image, truth = blob_image((128, 128), n=10, seed=9)
     layer = viewer.add_image(image, name="nuclei", scale=(0.5, 0.5))
@@ -118,7 +103,7 @@ def test_polygon_model_gives_labels_and_editable_shapes(models_dir, tiny_star_di
     assert widget.outlines.enabled and "polygons" in widget.outlines.text
     widget.outlines.value = True
     _run(qtbot, widget)
-    assert not errors
+    assert not segment_errors
     labels = widget.output_layer
     shapes = widget.outlines_layer
     assert isinstance(shapes, napari.layers.Shapes)
@@ -151,13 +136,13 @@ def _writer_args(layer):
     return data, state
 
 
-def test_models_without_outlines_disable_the_shapes_option(viewer_widget):
-    _, widget = viewer_widget
+def test_models_without_outlines_disable_the_shapes_option(segment_dock):
+    _, widget = segment_dock
     widget.model.value = "unet-nuclei"
     assert not widget.outlines.enabled
 
 
-def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget, errors):
+def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, segment_dock, segment_errors):
     from maskrcnn_helpers import tiny_maskrcnn
 
     from seglab.models.storage import save_model
@@ -166,7 +151,7 @@ def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget,
     # untrained: keep every detection and its whole box, so there are boxes to show
     model.config.thresholds = {**model.config.thresholds, "score_thresh": 0.0, "mask_thresh": 0.0}
     save_model(model, models_dir / "tiny-boxes")
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     widget.reset_choices()
     image, _ = blob_image((96, 96), n=5, seed=3)
     widget.image.value = viewer.add_image(image, name="cells")
@@ -174,7 +159,7 @@ def test_box_model_gives_labels_and_rectangles(models_dir, qtbot, viewer_widget,
     assert widget.outlines.enabled and "boxes" in widget.outlines.text
     widget.outlines.value = True
     _run(qtbot, widget)
-    assert not errors
+    assert not segment_errors
     labels, shapes = widget.output_layer, widget.outlines_layer
     ids = set(np.unique(labels.data)) - {0}
     assert ids and isinstance(shapes, napari.layers.Shapes)
@@ -218,10 +203,10 @@ def test_for_viewer_finds_the_dock_through_any_viewer_proxy(make_napari_viewer):
     assert docked == [first]
 
 
-def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, viewer_widget, errors, monkeypatch):
+def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, segment_dock, segment_errors, monkeypatch):
     import time
 
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     monkeypatch.setattr(sw, "_run_segmentation", _fake_run(np.ones((32, 32), np.int32), steps=10_000,
                                                           step_s=0.05))
     widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
@@ -237,11 +222,11 @@ def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, viewer_wid
     with qtbot.waitSignal(worker.finished, timeout=2_000):  # the run itself ends at its next yield
         pass
     qtbot.wait(50)
-    assert not _labels_layers(viewer) and not errors
+    assert not _labels_layers(viewer) and not segment_errors
 
 
-def test_progress_panel_follows_the_run(qtbot, viewer_widget, errors, monkeypatch):
-    viewer, widget = viewer_widget
+def test_progress_panel_follows_the_run(qtbot, segment_dock, segment_errors, monkeypatch):
+    viewer, widget = segment_dock
     monkeypatch.setattr(sw, "_run_segmentation", _fake_run(np.ones((32, 32), np.int32), steps=3, step_s=0.05))
     widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     worker = widget.start()
@@ -252,7 +237,7 @@ def test_progress_panel_follows_the_run(qtbot, viewer_widget, errors, monkeypatc
     assert widget.status.value == "1 objects (fake)"
 
 
-def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, qtbot, viewer_widget, errors):
+def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, qtbot, segment_dock, segment_errors):
     """StarDist with polygons, then a U-Net on the same image: StarDist's outlines go, the box is
     unticked while greyed out, and comes back ticked with a polygon model."""
     import shutil
@@ -261,7 +246,7 @@ def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, 
 
     shutil.copytree(tiny_star_dir, models_dir / "tiny-star")
     save_model(tiny_model, models_dir / "tiny-unet")
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     widget.reset_choices()
     image, _ = blob_image((96, 96), n=6, seed=4)
     widget.image.value = viewer.add_image(image, name="nuclei")
@@ -273,7 +258,7 @@ def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, 
     widget.model.value = "tiny-unet"
     assert not widget.outlines.enabled and not widget.outlines.value
     _run(qtbot, widget)
-    assert not errors
+    assert not segment_errors
     assert widget.output_layer is labels  # updated in place
     assert labels.metadata["seglab"]["model"] == "tiny-unet"
     assert not [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Shapes)]
@@ -281,8 +266,8 @@ def test_polygons_then_labels_only_model(models_dir, tiny_star_dir, tiny_model, 
     assert widget.outlines.enabled and widget.outlines.value  # the user's wish is remembered
 
 
-def test_object_table_follows_painting_of_the_result(qtbot, viewer_widget, errors, monkeypatch):
-    viewer, widget = viewer_widget
+def test_object_table_follows_painting_of_the_result(qtbot, segment_dock, segment_errors, monkeypatch):
+    viewer, widget = segment_dock
     lab = np.zeros((40, 40), np.int32)
     lab[5:15, 5:15] = 1
     lab[20:30, 20:30] = 2
@@ -313,16 +298,16 @@ def _rgb_model(models_dir, name="he-test"):
     return save_model(model, models_dir / name)
 
 
-def test_rgb_layer_proposes_the_builtin_he_model(viewer_widget):
-    viewer, widget = viewer_widget
+def test_rgb_layer_proposes_the_builtin_he_model(segment_dock):
+    viewer, widget = segment_dock
     widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
     assert widget.model.value == "stardist-he"
     assert widget.proposal.value.startswith("RGB image: proposing stardist-he, trained on ")
 
 
-def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget, grey_builtins):
+def test_rgb_layer_proposes_an_rgb_model_once(models_dir, segment_dock, grey_builtins):
     _rgb_model(models_dir)
-    viewer, widget = viewer_widget
+    viewer, widget = segment_dock
     widget._registry.builtin_dir = grey_builtins
     widget.reset_choices()
     grey = viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
@@ -345,16 +330,16 @@ def test_rgb_layer_proposes_an_rgb_model_once(models_dir, viewer_widget, grey_bu
     assert widget.model.value == "he-test"
 
 
-def test_rgb_layer_without_rgb_models_keeps_the_choice(viewer_widget, grey_builtins):
-    viewer, widget = viewer_widget
+def test_rgb_layer_without_rgb_models_keeps_the_choice(segment_dock, grey_builtins):
+    viewer, widget = segment_dock
     widget._registry.builtin_dir = grey_builtins
     widget.reset_choices()
     widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
     assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
 
 
-def test_model_information_line(viewer_widget):
-    _, widget = viewer_widget
+def test_model_information_line(segment_dock):
+    _, widget = segment_dock
     widget.model.value = "unet-nuclei"
     info = widget.model_info.value
     assert info.startswith("U-Net · trained on DSB2018") and info.endswith("val AP@0.5 0.71")
@@ -363,10 +348,10 @@ def test_model_information_line(viewer_widget):
     assert widget.model_info.value.startswith("Mask R-CNN")
 
 
-def test_every_field_has_a_tooltip(viewer_widget):
+def test_every_field_has_a_tooltip(segment_dock):
     from seglab.plugin.tooltips import fields
 
-    _, widget = viewer_widget
+    _, widget = segment_dock
     widget.advanced.expanded = True
     for model in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
         widget.model.value = model
@@ -375,8 +360,8 @@ def test_every_field_has_a_tooltip(viewer_widget):
         assert not missing, f"fields without a tooltip ({model}): {missing}"
 
 
-def test_advanced_settings_collapse_and_reach_the_run(qtbot, viewer_widget, errors, monkeypatch):
-    viewer, widget = viewer_widget
+def test_advanced_settings_collapse_and_reach_the_run(qtbot, segment_dock, segment_errors, monkeypatch):
+    viewer, widget = segment_dock
     assert not widget.advanced.expanded and widget.advanced.body.native.isHidden()
     assert widget.thresholds in list(widget.advanced.body)
     widget.advanced.header.clicked.emit()  # a click on "▸ Advanced"
@@ -393,4 +378,4 @@ def test_advanced_settings_collapse_and_reach_the_run(qtbot, viewer_widget, erro
     widget.batch_size.value, widget.amp.value, widget.tile_size.value = 2, False, 256
     _run(qtbot, widget)
     assert (seen["batch_size"], seen["amp"], seen["tile_size"]) == (2, False, 256)
-    assert errors == ["seglab: captured"]
+    assert segment_errors == ["seglab: captured"]

@@ -9,21 +9,6 @@ from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widget = sw.SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    return viewer, widget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
-    return seen
-
-
 def _sample(viewer, widget, factor=1):
     image, truth = load_sample("fluorescence")
     if factor != 1:
@@ -34,8 +19,8 @@ def _sample(viewer, widget, factor=1):
     return image, truth
 
 
-def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, viewer_widget, errors, monkeypatch):
-    viewer, widget = viewer_widget
+def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, segment_dock, segment_errors, monkeypatch):
+    viewer, widget = segment_dock
     assert widget.diameter.value == "auto"
     image, _ = _sample(viewer, widget, factor=2)
     seen = {}
@@ -49,7 +34,7 @@ def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, viewer_widg
     widget.diameter.value = "40"
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
-    assert not errors and seen["diameter"] == 40.0
+    assert not segment_errors and seen["diameter"] == 40.0
     out = [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels)][0]
     assert out.data.shape == image.shape  # back on the layer's own grid
     assert widget.diameter_used.value.startswith("diameter 40.0 px (rescaled x0.4")
@@ -59,16 +44,16 @@ def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, viewer_widg
     assert seen["diameter"] is None and "not rescaled" in widget.diameter_used.value
 
 
-def test_bad_diameter_is_a_notification(viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_bad_diameter_is_a_notification(segment_dock, segment_errors):
+    viewer, widget = segment_dock
     _sample(viewer, widget)
     widget.diameter.value = "huge"
     assert widget.start() is None
-    assert "diameter" in errors[-1]
+    assert "diameter" in segment_errors[-1]
 
 
-def test_estimate_button_fills_the_field(qtbot, viewer_widget, errors):
-    viewer, widget = viewer_widget
+def test_estimate_button_fills_the_field(qtbot, segment_dock, segment_errors):
+    viewer, widget = segment_dock
     _, truth = _sample(viewer, widget, factor=3)
     from seglab.inference.diameter import equivalent_diameters
 
@@ -76,6 +61,6 @@ def test_estimate_button_fills_the_field(qtbot, viewer_widget, errors):
     worker = widget.estimate()
     assert worker is not None and not widget.estimate_button.enabled
     qtbot.waitUntil(lambda: widget._estimate_worker is None, timeout=180_000)
-    assert not errors and widget.estimate_button.enabled
+    assert not segment_errors and widget.estimate_button.enabled
     assert float(widget.diameter.value) == pytest.approx(true, rel=0.25)
     assert widget.diameter_used.value.startswith("estimated diameter")
