@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# bioimage.io tests run offline: bioimageio's cache (read when bioimageio.spec is first imported) points
+# into the temporary folder, never the user's; nothing there is downloaded (packages are local)
+os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", os.path.join(tempfile.gettempdir(), "seglab-tests-bioimageio-cache"))
 
 SHARED_DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018"
 

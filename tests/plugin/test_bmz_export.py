@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 
 import pytest
 
-if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-    pytest.skip("napari tests need a display: run them under xvfb-run", allow_module_level=True)
 napari = pytest.importorskip("napari")
 
 from seglab.models.storage import save_model  # noqa: E402
