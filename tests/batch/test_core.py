@@ -131,3 +131,17 @@ def test_closing_the_generator_cancels_the_files_not_done(tmp_path, tiny_model_d
     assert closed < 5
     for p in done:  # whatever counts as finished is complete
         assert tifffile.imread(p).shape == (192, 192)
+
+
+def test_out_of_core_outputs_mark_finished_files(tmp_path):
+    """Large inputs finish as a labels store (``<stem>_labels.zarr``), not a TIFF: a re-run with the
+    same --out-of-core setting skips them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    tifffile.imwrite(src / "x.tif", np.zeros((32, 32), np.uint16))
+    out = tmp_path / "out"
+    (out / "x_labels.zarr").mkdir(parents=True)
+    todo, skipped = plan_batch([src / "x.tif"], out, [], out_of_core=True)
+    assert not todo and skipped[0].outputs["labels"] == out / "x_labels.zarr"
+    todo, skipped = plan_batch([src / "x.tif"], out, [])  # a small TIFF read in memory: its TIFF is missing
+    assert len(todo) == 1 and not skipped

@@ -119,21 +119,27 @@ def batch_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str], overwrite: bool = False,
-               ) -> tuple[list[Job], list[FileOutcome]]:
-    """The files to segment and the finished ones to skip. ``outdir`` None: next to each image."""
+               out_of_core: bool | None = None) -> tuple[list[Job], list[FileOutcome]]:
+    """The files to segment and the finished ones to skip. ``outdir`` None: next to each image;
+    ``out_of_core`` as :class:`~seglab.files.SegmentOptions` (where large inputs' labels go)."""
+    from seglab.inference.lazy_files import output_targets
+    from seglab.io.images import image_stem
+
     kinds = resolve_outputs(outputs)
     jobs = [Job(Path(p), Path(outdir) if outdir is not None else Path(p).parent) for p in paths]
     seen: dict[tuple[Path, str], Path] = {}
     for job in jobs:
-        key = (job.outdir.resolve(), job.path.stem)
+        key = (job.outdir.resolve(), image_stem(job.path))
         if key in seen and seen[key] != job.path:
-            raise SeglabError(f"several inputs share the name {job.path.stem!r}; their outputs would collide")
+            raise SeglabError(f"several inputs share the name {key[1]!r}; their outputs would collide")
         seen[key] = job.path
     if overwrite:
         return jobs, []
-    todo = [j for j in jobs if not is_finished(j.path, j.outdir, kinds)]
-    skipped = [FileOutcome(j.path, "skipped", outputs={"labels": j.outdir / f"{j.path.stem}{kinds[-1].suffix}"})
-               for j in jobs if is_finished(j.path, j.outdir, kinds)]
+    done = {j.path for j in jobs if is_finished(j.path, j.outdir, kinds, out_of_core)}
+    todo = [j for j in jobs if j.path not in done]
+    skipped = [FileOutcome(j.path, "skipped",
+                           outputs={"labels": output_targets(j.path, j.outdir, kinds, out_of_core)["labels"]})
+               for j in jobs if j.path in done]
     return todo, skipped
 
 
@@ -149,7 +155,8 @@ def batch_iter(model: Any, paths: Sequence[str | Path], outdir: str | Path | Non
     t0 = time.perf_counter()
     paths = [Path(p) for p in paths]
     resolve_outputs(outputs, model)  # a model that cannot give an output is refused before any work
-    todo, skipped = plan_batch(paths, None if outdir is None else Path(outdir), outputs, settings.overwrite)
+    todo, skipped = plan_batch(paths, None if outdir is None else Path(outdir), outputs, settings.overwrite,
+                               options.out_of_core)
     outcomes: dict[Path, FileOutcome] = {o.path: o for o in skipped}
     total = len(paths)
     if settings.in_process(len(todo)):
