@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seglab.progress import run_to_end
+
 
 def pool2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 2)``; without gradients, the maximum of the four strided views (the same
@@ -75,17 +77,7 @@ class UNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features at ``1 / out_stride`` of the input size, before the head."""
-        skips = []
-        for i, enc in enumerate(self.encoders):
-            if i > 0:
-                x = pool2(x)
-            x = enc(x)
-            skips.append(x)
-        skips.pop()
-        for red, dec in zip(self.reducers, self.decoders):
-            x = F.interpolate(red(x), scale_factor=2, mode="nearest")
-            x = dec(torch.cat([skips.pop(), x], dim=1))
-        return x
+        return run_to_end(features_iter(self, x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
