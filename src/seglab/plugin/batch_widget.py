@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 NEXT_TO_IMAGES = "next to the images"
 IN_FOLDER = "into a folder"
 COLUMNS = ("file", "objects", "mean area (px)", "status")
+#: widest the file-name column grows (longer names are elided), so the counts stay in view
+FILE_COLUMN_MAX_PX = 180
 #: the metadata key marking layers the widget opened (the source image's path)
 OPENED_KEY = "seglab_batch_source"
 
@@ -297,6 +299,8 @@ class BatchWidget(ScrollableContainer):
         rows = [outcome_row(o) for o in self._rows]
         self.table.value = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}
         self.table.native.resizeColumnsToContents()
+        header = self.table.native.horizontalHeader()  # long file names elided: the counts stay in view
+        header.resizeSection(0, min(header.sectionSize(0), FILE_COLUMN_MAX_PX))
 
     def _on_done(self, summary: BatchSummary) -> None:
         self.summary = summary
