@@ -113,3 +113,38 @@ def test_guarded_closes_the_inner_generator():
         next(g)
     assert stop.value.value is CANCELLED and closed.is_set()
     assert list(guarded(gen, (), threading.Event())) == [1, 2]
+
+
+def test_a_flood_of_events_is_handled_in_order_without_nesting(qtbot, make_napari_viewer, monkeypatch):
+    """napari's progress bar widget calls ``processEvents`` on every update, which delivers the
+    worker's next queued event inside the current one; a fast run used to nest its handlers until
+    Python's recursion limit (the run then never looked finished). Events, result and the end
+    are now handled one after another, in order, each at nesting depth 1."""
+    monkeypatch.setattr(jobs, "show_info", lambda msg: None)
+    make_napari_viewer()  # the activity dialog whose progress bars call processEvents
+    run, cancel, status = PushButton(), PushButton(enabled=False), Label()
+    job = BackgroundJob("flood", run, cancel, status, notify_error=lambda m: None, panel=ProgressPanel())
+    n = 3000
+    depth, deepest, seen, order = [0], [0], [], []
+
+    def flood():
+        for i in range(n):
+            yield SimpleNamespace(stage="train", done=i + 1, total=n, fraction=(i + 1) / n)
+        return "done"
+
+    def on_event(ev):
+        depth[0] += 1
+        deepest[0] = max(deepest[0], depth[0])
+        try:
+            seen.append(ev.done)
+            job.update(ev.fraction, f"step {ev.done}")  # what the widgets do with each event
+            time.sleep(0.0005)  # a GUI slower than the run: events queue up
+        finally:
+            depth[0] -= 1
+
+    job.start(flood, desc="flood", yielded=on_event, returned=lambda v: order.append((v, len(seen))))
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    assert deepest[0] == 1
+    assert seen == list(range(1, n + 1))
+    assert order == [("done", n)]  # the result after every event
+    assert job.status.value != "failed" and job.pbar is None

@@ -9,6 +9,7 @@ napari = pytest.importorskip("napari")
 from seglab.models.storage import load_model, save_model  # noqa: E402
 from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.plugin import train_widget as tw  # noqa: E402
+from seglab.plugin.progress_panel import ProgressPanel  # noqa: E402
 from tests_helpers import blob_image  # noqa: E402
 
 
@@ -184,11 +185,18 @@ def test_every_train_field_has_a_tooltip(setup):
     assert "untrained stardist" in widget.start_info.value
 
 
-def test_training_progress_shows_in_the_widget(qtbot, setup, errors):
+def test_training_progress_shows_in_the_widget(qtbot, setup, errors, monkeypatch):
     _, widget, *_ = setup
-    worker = widget.start()
     stages = []
-    worker.yielded.connect(lambda ev: stages.append((ev.stage, widget.progress.text.value)))
+    shown = ProgressPanel.show_event
+
+    def show_event(panel, ev):  # what the panel shows for each event, as it shows it
+        info = shown(panel, ev)
+        stages.append((ev.stage, panel.text.value))
+        return info
+
+    monkeypatch.setattr(ProgressPanel, "show_event", show_event)
+    widget.start()
     assert widget.progress.active and not widget.plot.isHidden()
     _wait(qtbot, widget)
     assert not errors and not widget.progress.active

@@ -7,11 +7,18 @@ that becomes an error notification, not a traceback.
 Cancelling is immediate on the GUI side: the job detaches from its worker at once (buttons back,
 status "cancelled", later events and the result ignored). The worker thread stops at the core's
 next yield: there the generator is closed, in the worker thread, so the run's arrays are freed.
+
+A worker's signals are handled one at a time, in order: napari's progress bar widget calls
+``QApplication.processEvents()`` on every update, which would otherwise deliver the worker's next
+queued event inside the handler of the current one, nesting deeper with every event of a fast run
+(until Python's recursion limit, after which the run never looked finished).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -31,6 +38,8 @@ class _Cancelled:
 
 
 CANCELLED = _Cancelled()
+#: shortest time between two updates of napari's progress bar (each one repaints)
+UPDATE_INTERVAL_S = 0.05
 #: the Cancel button's text once a graceful stop is under way: a second click discards the run
 STOP_NOW_TEXT = "Stop now (discard)"
 
@@ -73,6 +82,7 @@ class BackgroundJob:
         self._cancel_event: threading.Event | None = None
         self._on_cancel: Callable[[], None] | None = None
         self._cancel_text = str(getattr(cancel_button, "text", ""))
+        self._last_update = -1e9
 
     @property
     def running(self) -> bool:
@@ -96,6 +106,29 @@ class BackgroundJob:
 
         def current() -> bool:
             return self.worker is worker
+
+        pending: deque[Callable[[], None]] = deque()
+        dispatching = [False]
+
+        def serial(handler: Callable[[Any], None]) -> Callable[..., None]:
+            """``handler`` run after the handlers already under way (never nested inside one)."""
+            def queued(*args: Any) -> None:
+                pending.append(lambda: handler(*args))
+                if dispatching[0]:
+                    return  # delivered by processEvents inside a handler: the outer loop runs it next
+                dispatching[0] = True
+                error: Exception | None = None
+                try:
+                    while pending:
+                        try:
+                            pending.popleft()()
+                        except Exception as exc:  # noqa: BLE001 - the later handlers (the end) still run
+                            error = error or exc
+                finally:
+                    dispatching[0] = False
+                if error is not None:
+                    raise error
+            return queued
 
         def on_yielded(event: Any) -> None:
             if current():
@@ -122,11 +155,12 @@ class BackgroundJob:
             if current():
                 self._detach()
 
-        worker.yielded.connect(on_yielded)
-        worker.returned.connect(on_returned)
-        worker.errored.connect(on_errored)
-        worker.finished.connect(on_finished)
+        worker.yielded.connect(serial(on_yielded))
+        worker.returned.connect(serial(on_returned))
+        worker.errored.connect(serial(on_errored))
+        worker.finished.connect(serial(on_finished))
         self.pbar = progress(total=1000, desc=desc)
+        self._last_update = -1e9
         self.worker = worker
         self._cancel_event = cancel
         self._on_cancel = on_cancel
@@ -140,12 +174,18 @@ class BackgroundJob:
 
     def update(self, fraction: float, desc: str | None = None) -> None:
         """Move napari's activity-panel bar to ``fraction`` (0..1)."""
-        pbar = self.pbar  # a local: setting the description may let the 'finished' handler run
+        pbar = self.pbar
         if pbar is None:
             return
+        n = int(min(max(fraction, 0.0), 1.0) * 1000)
+        now = time.monotonic()
+        if n < 1000 and now - self._last_update < UPDATE_INTERVAL_S:
+            return  # each update repaints (processEvents): at most every UPDATE_INTERVAL_S
+        self._last_update = now
         if desc is not None:
             pbar.set_description(desc)
-        pbar.update(int(min(max(fraction, 0.0), 1.0) * 1000) - pbar.n)
+        if n != pbar.n:
+            pbar.update(n - pbar.n)
 
     def cancel(self, *_: Any) -> None:
         """Cancel the run: gracefully through ``on_cancel`` when given, else at once."""
