@@ -186,6 +186,7 @@ def main() -> None:
     p.add_argument("--diameter", default="none")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/seglab-ooc-bench"))
+    p.add_argument("--repeats", type=int, default=1, help="rounds of every run, interleaved; medians are printed")
     p.add_argument("--json", type=Path)
     p.add_argument("--table", type=Path, nargs="+", help="print a markdown table of these result files and exit")
     p.add_argument("--one", choices=["ooc", "mem"], help=argparse.SUPPRESS)
@@ -212,7 +213,7 @@ def main() -> None:
     for model in args.models:
         jobs = ([["--one", "mem", "--mem-side", str(args.mem_side)]] if args.mem_side else [])
         jobs += [["--one", "ooc", "--region", str(r)] for r in args.region]
-        for job in jobs:
+        for job in [j for _ in range(args.repeats) for j in jobs]:
             out = subprocess.run(base + ["--model", model] + job, capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-3000:], file=sys.stderr)
@@ -224,6 +225,28 @@ def main() -> None:
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(results, indent=2))
+    print(medians(results["runs"]))
+
+
+def medians(runs: list[dict]) -> str:
+    """Median wall and CPU throughput per model, path and image side, and out of core / in memory."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["model"], r["mode"], r["shape"][0]), []).append(r)
+    lines = ["| model | path | side | runs | median MP/s (wall) | median MP per CPU s | vs in memory (wall / CPU) |",
+             "|---|---|---|---|---|---|---|"]
+    mem = {m: statistics.median(x["mp_per_s"] for x in g) for (m, mode, _), g in groups.items() if mode == "mem"}
+    mem_cpu = {m: statistics.median(x["mp_per_cpu_s"] for x in g) for (m, mode, _), g in groups.items() if mode == "mem"}
+    for (model, mode, side), g in sorted(groups.items()):
+        wall = statistics.median(x["mp_per_s"] for x in g)
+        cpu = statistics.median(x["mp_per_cpu_s"] for x in g)
+        rel = (f"{wall / mem[model] - 1:+.0%} / {cpu / mem_cpu[model] - 1:+.0%}"
+               if mode == "ooc" and model in mem else "-")
+        lines.append(f"| {model} | {'out of core' if mode == 'ooc' else 'in memory'} | {side} | {len(g)} | "
+                     f"{wall:.3f} | {cpu:.3f} | {rel} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

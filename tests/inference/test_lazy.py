@@ -9,7 +9,9 @@ from scipy import ndimage as ndi
 
 from seglab.errors import SeglabError
 from seglab.inference.engine import segment
-from seglab.inference.lazy import (block_margin, inner_tile_size, is_lazy, segment_lazy, segment_lazy_iter)
+from seglab.inference.lazy import (
+    WrittenEvent, block_margin, inner_tile_size, is_lazy, segment_lazy, segment_lazy_iter,
+)
 from seglab.models.base import ModelConfig, Prediction
 from seglab.models.unet import UNetModel
 from tests_helpers import threshold_net, drain
@@ -177,6 +179,32 @@ def test_progress_fraction_increases_to_one(tmp_path):
     fr = [e.fraction for e in events]
     assert fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
     assert res.n_objects > 500
+
+
+def test_each_block_is_announced_once_it_is_in_the_store(tmp_path):
+    """Blocks are written by a helper thread while the next one is segmented; a WrittenEvent per
+    block says when a viewer may re-read the store: by then the block's objects are there."""
+    img, _ = disc_grid((700, 1100))
+    gen = segment_lazy_iter(_model(), _zarr(tmp_path, img), tmp_path / "w.zarr", block_size=512, diameter=None,
+                            device="cpu", amp=False)
+    snapshots, store = [], None
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            res = stop.value
+            break
+        store = getattr(ev, "labels", store)
+        if isinstance(ev, WrittenEvent):
+            snapshots.append(np.asarray(store[:]) > 0)
+    final = np.asarray(res.labels[:]) > 0
+    cores = [(slice(y, y + 512), slice(x, x + 512)) for y in (0, 512) for x in (0, 512, 1024)]
+    assert len(snapshots) == len(cores) == res.blocks
+    for k, snap in enumerate(snapshots):
+        for core in cores[: k + 1]:  # raster order: every block announced so far is complete
+            np.testing.assert_array_equal(snap[core], final[core])
+        if k + 1 < len(cores):
+            assert not snap[cores[k + 1]].any()  # and nothing of the next one yet
 
 
 def test_stack_ids_unique_across_planes(tmp_path):

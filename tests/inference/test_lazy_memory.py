@@ -24,8 +24,8 @@ def rss():
             return int(line.split()[1]) * 1024
 
 
-def run(h, w):
-    path = f"{TMP}/in_{h}_{w}.zarr"
+def run(h, w, tag=""):
+    path = f"{TMP}/in_{h}_{w}{tag}.zarr"
     z = zarr.create_array(store=path, shape=(h, w), chunks=(1024, 1024), dtype="uint16")
     for y in range(0, h, 512):  # written band by band: the image is never whole in memory
         band, _ = disc_grid((512, w), seed=y)
@@ -41,14 +41,14 @@ def run(h, w):
     base = rss()
     t = threading.Thread(target=sample)
     t.start()
-    res = segment_lazy(_model(), zarr.open_array(path, mode="r"), f"{TMP}/out_{h}_{w}.zarr", block_size=512,
+    res = segment_lazy(_model(), zarr.open_array(path, mode="r"), f"{TMP}/out_{h}_{w}{tag}.zarr", block_size=512,
                        diameter=None, device="cpu", amp=False)
     stop.set()
     t.join()
     return {"pixels": h * w, "growth": peak[0] - base, "objects": res.n_objects}
 
 
-run(512, 512)  # warm-up: imports, first allocations
+run(4096, 3072, "-warm-up")  # imports, first allocations, numba, torch and allocator caches
 print(json.dumps([run(2048, 1024), run(4096, 3072)]))
 '''
 

@@ -49,7 +49,8 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
     import zarr
     from types import SimpleNamespace
 
-    from seglab.inference.lazy import StoreEvent
+    from seglab.inference.engine import ProgressEvent
+    from seglab.inference.lazy import StoreEvent, WrittenEvent
 
     viewer, widget = segment_dock
     src = viewer.add_image(da.zeros((64, 80), chunks=32), name="lazy", scale=(0.5, 0.5))
@@ -59,8 +60,13 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
     live = widget._live_layer
     assert live is not None and live.data is store and list(live.scale) == [0.5, 0.5]
     assert live.metadata["seglab"]["role"] == LAZY_ROLE
-    store[:32, :32] = 7  # a block written: later events refresh the layer
-    widget._on_progress(StoreEvent("block", 1000, 1000))
+    refreshed = []
+    live.refresh = lambda *a, **k: refreshed.append(1)
+    widget._on_progress(ProgressEvent("block", 1000, 2000))  # a block segmented, not yet stored
+    assert not refreshed
+    store[:32, :32] = 7  # a block written: its WrittenEvent refreshes the layer
+    widget._on_progress(WrittenEvent("block", 1000, 2000))
+    assert refreshed == [1]
     result = SimpleNamespace(labels=store, path=tmp_path / "labels.zarr", n_objects=1, thresholds={},
                              table={"label": np.array([7]), "area": np.array([1024])}, diameter=None,
                              scale_factor=1.0)

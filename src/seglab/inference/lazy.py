@@ -20,14 +20,20 @@ writes uint32 labels into a zarr store (plain array, or OME-Zarr labels with a p
 * **Stitching**: each block writes its core only; objects crossing into the blocks already
   written take their ids by overlap (:mod:`seglab.inference.stitching`), so an object cut by a
   block border keeps one id; ids are unique over the whole image and stack (uint32).
-* **Progress and cancel**: ``'normalize'``, ``'estimate'`` and ``'block'`` events; closing the
+* **Overlap**: a helper thread reads and normalises the next block's window and writes the last
+  block's labels and statistics while the network and postprocessing run on the current one (the
+  postprocessing leaves a core idle); a block is stitched once the block before it is stored.
+* **Progress and cancel**: ``'normalize'``, ``'estimate'`` and ``'block'`` events, and a
+  :class:`WrittenEvent` when a block is in the store (a viewer re-reads it then); closing the
   generator removes the unfinished store (written as ``<path>.partial``, renamed at the end).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +170,10 @@ class StoreEvent(ProgressEvent):
     labels: Any = None
 
 
+class WrittenEvent(ProgressEvent):
+    """A block's labels are in the store: a viewer showing it may re-read it now."""
+
+
 @dataclass
 class LazyResult:
     """What an out-of-core run gave: the labels store (path and lazy array) and the object table."""
@@ -272,16 +282,56 @@ def _quiet(gen: Generator[Any, None, Any]) -> Generator[ProgressEvent, None, Any
         yield NormalizeEvent(ev.stage, ev.done, ev.total, 0, 1)
 
 
-def _events(gen: Generator[Any, None, Any], block: int, n_blocks: int, p: int,
-            n_planes: int) -> Generator[ProgressEvent, None, Any]:
-    """Re-yield a block's inner events as one ``'block'`` stage (1000 steps per block)."""
+def _events(gen: Generator[Any, None, Any], block: int, n_blocks: int, p: int, n_planes: int,
+            writing: list[Any]) -> Generator[ProgressEvent, None, Any]:
+    """Re-yield a block's inner events as one ``'block'`` stage (1000 steps per block), and the
+    previous block's :class:`WrittenEvent` as soon as its write is done."""
     while True:
         try:
             ev = next(gen)
         except StopIteration as stop:
             return stop.value
         frac = ProgressEvent(ev.stage, ev.done, ev.total).fraction if isinstance(ev, ProgressEvent) else 0.0
-        yield ProgressEvent("block", block * 1000 + min(999, int(frac * 1000)), n_blocks * 1000, p, n_planes)
+        done = block * 1000 + min(999, int(frac * 1000))
+        yield ProgressEvent("block", done, n_blocks * 1000, p, n_planes)
+        yield from _written(writing, wait=False, at_least=done)
+
+
+def _written(writing: list[Any], wait: bool, at_least: int = 0) -> Generator[ProgressEvent, None, None]:
+    """Yield the :class:`WrittenEvent` of the block being written once its write is done (``wait``:
+    wait for it), its progress no lower than ``at_least`` (the next block may have begun); errors
+    of the write are raised here."""
+    if writing and (wait or writing[0].done()):
+        future, event = writing
+        writing.clear()
+        future.result()
+        event.done = max(event.done, at_least)
+        yield event
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory of freed blocks back to the system (glibc keeps freed heap memory per thread
+    arena otherwise, so that resident memory crept up block by block); nothing elsewhere."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _write_block(store: LabelsStore, stats: ObjectStats, index: tuple[int, ...], p: int, origin: tuple[int, int],
+                 core_lab: np.ndarray, lut: np.ndarray, scores: np.ndarray | None) -> None:
+    """A block's core into the store (final ids) and into the object statistics."""
+    store.write(index, origin[0], origin[1], lut[core_lab])
+    stats.add_block(core_lab, lut, origin, scores, p)
 
 
 def segment_lazy_iter(
@@ -366,46 +416,64 @@ def segment_lazy_iter(
     stats = ObjectStats()
     next_id = 1
     k = 0
+    # one helper thread reads (and normalises) the next block's window and writes the last block's
+    # labels and statistics while this thread runs the network and postprocessing; a block is
+    # stitched only after the block before it is in the store
+    io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglab-block-io")
+    writing: list[Any] = []  # [future, WrittenEvent] of the block being written
     try:
-        for p, index in enumerate(indices):
-            yield from inp.normalizer_iter(index, p, n_planes)
-            for b, ((y0, y1), (x0, x1)) in enumerate(itertools.product(rows, cols)):
-                wy0, wy1, wx0, wx1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
-                x = inp.window(index, slice(wy0, wy1), slice(wx0, wx1))
-                if block_fn is not None:
-                    gen = block_fn(x, p)
-                else:
-                    t_in = inner_tile_size((wy1 - wy0, wx1 - wx0), (y1 - y0, x1 - x0), factor, tile_size,
-                                           model.size_divisor)
-                    gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in})
-                pred = yield from _events(gen, b, n_blocks, p, n_planes)
-                del x
-                lab = np.asarray(pred.labels)
-                core = (slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
-                final = store.read(index, slice(wy0, wy1), slice(wx0, wx1))
-                matches = match_seam_objects(lab, final, core, union)
-                del final
-                n = int(lab.max()) if lab.size else 0
-                lut = np.zeros(n + 1, np.uint32)
-                core_lab = np.ascontiguousarray(lab[core])
-                present = np.unique(core_lab)
-                for l in present[present > 0].tolist():
-                    found = matches.get(l)
-                    if found:
-                        root = found[0]
-                        for f in found[1:]:
-                            root = union.union(root, f)
-                        lut[l] = union.find(root)
+        try:
+            for p, index in enumerate(indices):
+                yield from inp.normalizer_iter(index, p, n_planes)
+                cores = list(itertools.product(rows, cols))
+                wins = [(slice(max(0, y0 - m), min(h, y1 + m)), slice(max(0, x0 - m), min(w, x1 + m)))
+                        for (y0, y1), (x0, x1) in cores]
+                reading = io.submit(inp.window, index, *wins[0])
+                for b, ((y0, y1), (x0, x1)) in enumerate(cores):
+                    x = reading.result()
+                    if b + 1 < len(cores):
+                        reading = io.submit(inp.window, index, *wins[b + 1])
+                    (wy0, wy1), (wx0, wx1) = (wins[b][0].start, wins[b][0].stop), (wins[b][1].start, wins[b][1].stop)
+                    if block_fn is not None:
+                        gen = block_fn(x, p)
                     else:
-                        lut[l] = next_id
-                        next_id += 1
-                if next_id >= 2**32:
-                    raise SeglabError("more than 4,294,967,295 objects: uint32 labels cannot hold them")
-                store.write(index, y0, x0, lut[core_lab])
-                stats.add_block(core_lab, lut, (y0, x0), _scores(pred.table, n), p)
-                del lab, core_lab
-                k += 1
-                yield ProgressEvent("block", (b + 1) * 1000, n_blocks * 1000, p, n_planes)
+                        t_in = inner_tile_size((wy1 - wy0, wx1 - wx0), (y1 - y0, x1 - x0), factor, tile_size,
+                                               model.size_divisor)
+                        gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in})
+                    pred = yield from _events(gen, b, n_blocks, p, n_planes, writing)
+                    del x
+                    yield from _written(writing, wait=True, at_least=b * 1000 + 999)
+                    _release_freed_memory()
+                    lab = np.asarray(pred.labels)
+                    core = (slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
+                    final = store.read(index, slice(wy0, wy1), slice(wx0, wx1))
+                    matches = match_seam_objects(lab, final, core, union)
+                    del final
+                    n = int(lab.max()) if lab.size else 0
+                    lut = np.zeros(n + 1, np.uint32)
+                    core_lab = np.ascontiguousarray(lab[core])
+                    del lab
+                    present = np.unique(core_lab)
+                    for l in present[present > 0].tolist():
+                        found = matches.get(l)
+                        if found:
+                            root = found[0]
+                            for f in found[1:]:
+                                root = union.union(root, f)
+                            lut[l] = union.find(root)
+                        else:
+                            lut[l] = next_id
+                            next_id += 1
+                    if next_id >= 2**32:
+                        raise SeglabError("more than 4,294,967,295 objects: uint32 labels cannot hold them")
+                    done = WrittenEvent("block", (b + 1) * 1000, n_blocks * 1000, p, n_planes)
+                    writing[:] = [io.submit(_write_block, store, stats, index, p, (y0, x0), core_lab, lut,
+                                            _scores(pred.table, n)), done]
+                    del core_lab, pred
+                    k += 1
+                yield from _written(writing, wait=True)  # a plane's events before the next plane's
+        finally:
+            io.shutdown(wait=True, cancel_futures=True)
         absorbed = union.absorbed()
         for a, root in sorted(absorbed.items()):
             stats._grow(max(a, root))

@@ -465,8 +465,11 @@ class SegmentWidget(ScrollableContainer):
             self._live_layer = self._viewer.add_labels(
                 live, name=f"{src.name} [seglab]", **spatial_geometry(src, self._source_channel_axis),
                 metadata={OWNER_KEY: {"source": src.name, "model": self.model.value, "role": LAZY_ROLE}})
-        elif self._live_layer is not None and event.stage == "block" and event.done and event.done % 1000 == 0:
-            self._live_layer.refresh()  # a block was written
+        elif self._live_layer is not None and event.stage == "block":
+            from seglab.inference.lazy import WrittenEvent
+
+            if isinstance(event, WrittenEvent):
+                self._live_layer.refresh()  # a block is in the store
         info = progress_info(event)  # any stage the core reports, shown by name
         self._job.update(info.fraction or 0.0, f"seglab: {info.text()}")
 
