@@ -202,6 +202,31 @@ def test_auto_at_the_models_size_is_one_plain_pass(monkeypatch):
     np.testing.assert_array_equal(auto.labels, plain.labels)
 
 
+def test_size_probes_are_one_tile_with_little_context(monkeypatch):
+    """Probes that only measure sizes run as one tile with :data:`PROBE_CONTEXT` of reflection (a
+    128^2 half-scale probe was 352^2 px with the full 112 px context); the whole-plane probe at
+    factor 1, which the run reuses, keeps the model's full context."""
+    from seglab.inference import engine
+    from seglab.inference.tiling import tile_context
+
+    model = get_model("stardist-nuclei")
+    assert dm.probe_context(model) == 32 < tile_context(model)
+    img, _ = disc_grid(16)  # objects at the model's size: the half-scale check runs
+    calls = []
+    real = engine.predict_maps_iter
+
+    def spy(model, x, **kw):
+        calls.append((tuple(x.shape[-2:]), kw["context"], kw["tile_size"]))
+        return real(model, x, **kw)
+
+    monkeypatch.setattr(engine, "predict_maps_iter", spy)
+    est = _estimate(model, img, tile_size=128)
+    assert [p["factor"] for p in est.passes][:2] == [1.0, 0.5]
+    whole, *checks = calls
+    assert whole[0] == img.shape and whole[1] == tile_context(model)  # tiled as a run (128 px tiles)
+    assert checks and all(c == 32 and t >= max(hw) for hw, c, t in checks)  # one tile each
+
+
 def test_stack_estimates_once(monkeypatch):
     model = get_model("unet-nuclei")
     img, _ = disc_grid(40, n=3)

@@ -198,6 +198,9 @@ PROBE_SIZE = 256
 #: planes of at most this many pixels are probed whole at factor 1: that probe is the run's own pass
 #: when no rescaling is needed, so ``"auto"`` then costs one pass
 WHOLE_PROBE_AREA = 2 * PROBE_SIZE * PROBE_SIZE
+#: reflected pixels around a probe that only measures sizes (the model's full tile context, about
+#: 112 px, would make a 128^2 half-scale probe of a 256^2 image 352^2 px instead of 192^2)
+PROBE_CONTEXT = 32
 #: most probe passes before the estimate gives its best guess
 MAX_PASSES = 6
 #: foreground measure over per-object median above which objects are taken to be cut into fragments
@@ -397,7 +400,8 @@ def estimate_diameter_iter(
                 rows, cols = probe_window(x, f, PROBE_SIZE, centre)
             win = x[:, rows, cols]
             is_whole = win.shape[-2:] == (h, w)
-            pred = yield from _as_estimate(_window_prediction(model, win, th, f, **run), len(passes))
+            reusable = is_whole and f == 1.0  # the run's own pass when no rescaling follows
+            pred = yield from _as_estimate(_window_prediction(model, win, th, f, reusable, **run), len(passes))
             size, n = measure(pred.labels)  # on the original grid, so in original pixels
             found.append(_Probe(rows, cols, pred.labels, size, n, pred if is_whole else None))
             if is_whole:
@@ -475,25 +479,41 @@ def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> tup
     return (float(np.median(covers)), float(np.median(counts))) if covers else (0.0, 0.0)
 
 
+def probe_context(model: SegmentationModel) -> int:
+    """Context (pixels per side) of a probe's single tile: :data:`PROBE_CONTEXT` rounded up to the
+    network's size divisor and output stride, never more than the model's tile context."""
+    from seglab.inference.tiling import tile_context
+
+    step = max(int(model.size_divisor), int(model.output_stride), 1)
+    return min(tile_context(model), -(-PROBE_CONTEXT // step) * step)
+
+
 def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
-                       **run: Any) -> Generator[Any, None, Prediction]:
+                       reusable: bool = False, **run: Any) -> Generator[Any, None, Prediction]:
     """A window segmented at factor ``f`` on its own grid (a window larger than :data:`PROBE_SIZE`
-    at that scale is resized to exactly ``PROBE_SIZE`` on that side: one input shape for probes)."""
+    at that scale is resized to exactly ``PROBE_SIZE`` on that side: one input shape for probes).
+
+    Only a ``reusable`` probe (a whole plane at factor 1: the run's own pass when no rescaling
+    follows) gets the model's full tile context; the others only measure sizes and get
+    :func:`probe_context` (reflected pixels either way: a probe is one tile)."""
     from seglab.inference.engine import TileRun, postprocess_events
 
     shape = tuple(win.shape[-2:])
-    if f == 1.0:
+    if reusable:
         return (yield from scaled_plane_iter(model, win, th, 1.0, **run))
-    out = tuple(PROBE_SIZE if abs(n * f - PROBE_SIZE) <= 2 else v for n, v in zip(shape, scaled_shape(shape, f)))
-    small = resize_image(win, out)
-    tr = TileRun(**run)
+    out = (tuple(PROBE_SIZE if abs(n * f - PROBE_SIZE) <= 2 else v for n, v in zip(shape, scaled_shape(shape, f)))
+           if f != 1.0 else shape)
+    small = resize_image(win, out) if out != shape else win
+    # one tile whatever the run's tile size, so that the estimate does not depend on it
+    one_tile = max(int(run.get("tile_size", 0) or 0), *small.shape[-2:])
+    tr = TileRun(**{**run, "tile_size": one_tile}, tile_context=probe_context(model))
     raw = yield from model.raw_output_iter(small, th, tr)
     to_original = getattr(model, "raw_to_original", None)
     if callable(to_original):
         sy, sx = small.shape[1] / shape[0], small.shape[2] / shape[1]
         return (yield from postprocess_events(model, to_original(raw, sy, sx, shape), th, shape, tr))
     pred = yield from postprocess_events(model, raw, th, tuple(small.shape[-2:]), tr)
-    return restore_prediction(pred, shape)
+    return pred if small.shape[-2:] == shape else restore_prediction(pred, shape)
 
 
 def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:

@@ -91,16 +91,18 @@ def predict_maps_iter(
     amp: bool = True,
     plane: int = 0,
     n_planes: int = 1,
+    context: int | None = None,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
-    by tile (``s`` is the model's output stride)."""
+    by tile (``s`` is the model's output stride); ``context``: pixels around each tile (default
+    :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree)."""
     _, h, w = x.shape
-    context = tile_context(model)
+    context = tile_context(model) if context is None else int(context)
     s = int(model.output_stride)
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     out: np.ndarray | None = None
-    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True)
+    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context)
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
@@ -130,13 +132,12 @@ def predict_maps_iter(
 
 def _tile_batches(
     model: SegmentationModel, x: np.ndarray, tile_size: int, batch_size: int, device: torch.device,
-    channels_last: bool,
+    channels_last: bool, context: int,
 ) -> tuple[int, Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]]:
-    """The plane's tiles (each with the model's context, reflect-padded) in batches on
-    ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
+    """The plane's tiles (each with ``context``, reflect-padded) in batches on ``device``: the
+    number of tiles, and an iterator of (grid, tile corners, batch)."""
     _, h, w = x.shape
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), tile_context(model),
-                     model.size_divisor)
+    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
     padded = pad_plane(x, grid)
     windows = grid.windows()
     step = max(1, int(batch_size))
@@ -182,6 +183,13 @@ class TileRun:
     amp: bool = True
     plane: int = 0
     n_planes: int = 1
+    #: pixels around each tile; None: the model's :func:`~seglab.inference.tiling.tile_context`
+    #: (less only where tiles need not agree with an untiled run, e.g. the size estimate's probes)
+    tile_context: int | None = None
+
+    def context_of(self, model: SegmentationModel) -> int:
+        """The context this run gives each tile of ``model``."""
+        return tile_context(model) if self.tile_context is None else int(self.tile_context)
 
     def event(self, stage: str, done: int, total: int) -> ProgressEvent:
         return ProgressEvent(stage, done, total, self.plane, self.n_planes)
@@ -190,7 +198,7 @@ class TileRun:
         """Maps stitched from tile cores (see :func:`predict_maps_iter`)."""
         return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
                                              device=self.device, amp=self.amp, plane=self.plane,
-                                             n_planes=self.n_planes))
+                                             n_planes=self.n_planes, context=self.context_of(model)))
 
     def context(self) -> contextlib.ExitStack:
         """Inference mode and autocast for one step of a network on this run's device."""
@@ -217,9 +225,9 @@ class TileRun:
         ``'tile'`` event between steps, so that a long batch can be cancelled. ``batch_size``
         overrides the run's (a family whose batches take long on this device)."""
         _, h, w = x.shape
-        context = tile_context(model)
+        context = self.context_of(model)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
-                                       channels_last=channels_last)
+                                       channels_last=channels_last, context=context)
         kept: list[Any] = []
         done = 0
         yield self.event("tile", 0, total)

@@ -10,6 +10,7 @@ untiled runs see the same padding.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,15 @@ def tile_context(model: Any) -> int:
     agree; ``config.tile_context`` can only raise it.
     """
     need = 0
-    radius = getattr(model.network, "receptive_radius", None)
+    net = model.network
+    radius = getattr(net, "receptive_radius", None)
     if callable(radius):
-        need = _round_up(int(radius()), max(int(model.size_divisor), int(model.output_stride), 1))
+        r = _RADII.get(net)
+        if r is None:  # walks the layers: once per network (every tile run and probe asks)
+            r = _RADII[net] = int(radius())
+        need = _round_up(r, max(int(model.size_divisor), int(model.output_stride), 1))
     return max(int(model.config.tile_context), need)
+
+
+#: receptive radius per network (a network's layers do not change once built)
+_RADII: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
