@@ -110,7 +110,7 @@ def test_click_a_row_selects_centres_and_sorting_works(dock, qtbot):
     assert [int(widget.proxy.data(widget.proxy.index(r, 0))) for r in range(3)] == [1, 3, 2]
     widget.select_row(2)  # the row of object 2 as now sorted
     assert layer.selected_label == 2
-    np.testing.assert_allclose(viewer.camera.center[-2:], (39.5, 42.0))
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], (39.5, 42.0))
     # picking a label in the layer selects its row
     layer.selected_label = 3
     rows = widget.table.selectionModel().selectedRows()
@@ -127,7 +127,7 @@ def test_click_in_a_stack_moves_to_the_plane(dock, qtbot):
     widget.select_row(widget.row_of(2))
     assert layer.selected_label == 2
     assert viewer.dims.current_step[0] == 3
-    np.testing.assert_allclose(viewer.camera.center[-2:], (22.5 * 0.5, 11.5 * 0.5))
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], (22.5 * 0.5, 11.5 * 0.5))
     widget.select_row(widget.row_of(1))
     assert viewer.dims.current_step[0] == 1
 

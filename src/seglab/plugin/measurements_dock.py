@@ -265,7 +265,8 @@ class MeasurementsDock(QWidget):
         offset = self._viewer.dims.ndim - len(world)
         for i in range(len(lead)):
             self._viewer.dims.set_point(offset + i, float(world[i]))
-        self._viewer.camera.center = tuple(float(v) for v in world[-2:])
+        camera = getattr(self._viewer, "scene", self._viewer).camera  # napari 0.9: viewer.scene.camera
+        camera.center = tuple(float(v) for v in world[-2:])
 
     def _on_label_picked(self, *_: Any) -> None:
         """The user picked a label in the layer: select its row (no moving)."""
