@@ -37,12 +37,3 @@ def segment_errors(monkeypatch):
     seen = []
     monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
     return seen
-
-
-@pytest.fixture(autouse=True)
-def _report_threads(request):
-    yield
-    from qtpy.QtCore import QThreadPool
-    pool = QThreadPool.globalInstance()
-    with open("/tmp/threads.log", "a") as f:
-        f.write(f"{request.node.nodeid} active={pool.activeThreadCount()} max={pool.maxThreadCount()}\n")
