@@ -156,3 +156,23 @@ def test_default_tile_size_makes_a_2048_image_one_tile():
 
     assert make_grid(2048, 2048, DEFAULT_TILE_SIZE, 112, 16).n_tiles == 1
     assert make_grid(2049, 2048, DEFAULT_TILE_SIZE, 112, 16).n_tiles == 2
+
+
+@pytest.mark.parametrize("tile", [1024, 48])
+def test_a_plane_with_its_surround_gets_the_whole_image_maps(tile):
+    """A block cut out of a larger image brings its surroundings: its tiles take their context from
+    them, so its maps equal the whole image's there, to the block's edge; reflecting the block
+    itself instead differs within the receptive radius of its edges."""
+    from seglab.inference.engine import predict_maps_iter
+    from seglab.inference.tiling import Surround
+    from seglab.progress import run_to_end
+
+    model = _model(LocalNet(), context=8)
+    x = np.random.default_rng(3).random((1, 150, 170)).astype(np.float32)
+    kw = dict(tile_size=tile, device=torch.device("cpu"), amp=False)
+    whole = run_to_end(predict_maps_iter(model, x, **kw))
+    ys, xs = slice(40, 112), slice(0, 120)  # touches the image's left edge
+    block = run_to_end(predict_maps_iter(model, x[:, ys, xs], surround=Surround(x, ys.start, xs.start), **kw))
+    np.testing.assert_allclose(block, whole[:, ys, xs], atol=1e-5)
+    alone = run_to_end(predict_maps_iter(model, x[:, ys, xs], **kw))
+    assert np.abs(alone - whole[:, ys, xs]).max() > 1e-3

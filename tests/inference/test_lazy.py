@@ -9,8 +9,9 @@ from scipy import ndimage as ndi
 
 from seglab.errors import SeglabError
 from seglab.inference.engine import segment
+from seglab.inference.tiling import tile_context
 from seglab.inference.lazy import (
-    WrittenEvent, block_margin, inner_tile_size, is_lazy, segment_lazy, segment_lazy_iter,
+    WrittenEvent, block_margin, context_margin, inner_tile_size, is_lazy, segment_lazy, segment_lazy_iter,
 )
 from seglab.models.base import ModelConfig, Prediction
 from seglab.models.unet import UNetModel
@@ -223,7 +224,9 @@ def test_stack_ids_unique_across_planes(tmp_path):
 def test_helpers_and_errors(tmp_path):
     assert is_lazy(zarr.zeros((4, 4))) and not is_lazy(np.zeros((4, 4)))
     m = _model()
-    assert block_margin(m, 1.0) >= 24 + 32 and block_margin(m, 0.5) >= 2 * (24 + 32) - 16
+    # the segmented margin holds two object diameters; the window read around it the tile context
+    assert block_margin(m, 1.0) >= 32 and block_margin(m, 0.5) >= 64
+    assert context_margin(m, 1.0) > tile_context(m) and context_margin(m, 0.5) > 2 * tile_context(m)
     # a 4096 block with its margin takes 4 x 4 tiles, as its core would in memory
     t = inner_tile_size((4096 + 256, 4096 + 256), (4096, 4096), 1.0, 1024, 16)
     assert t == 1088
@@ -285,3 +288,25 @@ def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
     n_pieces, n_ids, pairs = _components_match_ids(out)
     assert n_pieces == n_ids == pairs and abs(res.n_objects - truth.max()) <= 0.03 * truth.max()
     assert np.median(res.table["area"]) == pytest.approx(np.median(np.bincount(truth.ravel())[1:]), rel=0.2)
+
+
+def test_blocks_cost_the_network_about_what_their_cores_cost_in_memory(tmp_path):
+    """A block's tiles take their context from the real pixels read around it, not from a reflected
+    margin around the margin: the network sees about as many pixels as in memory (4 blocks with
+    seams: 1.057x here; reflecting each block's window instead: 1.12x)."""
+    img, _ = disc_grid((2048, 2048), seed=7)
+    model = _model()
+    seen = []
+    real = model.forward_tiles_iter
+
+    def counting(batch):
+        seen.append(int(np.prod(batch.shape)))
+        return real(batch)
+
+    model.forward_tiles_iter = counting
+    mem = segment(model, img, tile_size=1024, diameter=None, amp=False, device="cpu")
+    in_memory, seen[:] = sum(seen), []
+    res = segment_lazy(model, _zarr(tmp_path, img), tmp_path / "n.zarr", block_size=1024, tile_size=1024,
+                       diameter=None, device="cpu", amp=False)
+    assert res.blocks == 4 and abs(res.n_objects - mem.n_objects) <= 2
+    assert sum(seen) / in_memory < 1.08

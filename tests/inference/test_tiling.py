@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seglab.inference.tiling import make_grid, pad_plane
+from seglab.inference.tiling import Surround, make_grid, pad_plane
 
 
 @pytest.mark.parametrize("h,w,tile,ctx,div", [(100, 130, 64, 16, 8), (37, 300, 96, 16, 16), (5, 5, 64, 8, 8), (1, 1, 64, 8, 8)])
@@ -30,3 +30,26 @@ def test_small_plane_is_one_tile():
     assert grid.n_tiles == 1 and grid.tile_h == 1088
     assert make_grid(2000, 300, 1024, 32, 16).n_tiles == 2
     assert make_grid(2049, 300, 1024, 32, 16).n_tiles == 3
+
+
+@pytest.mark.parametrize("top,left,h,w", [(40, 50, 60, 90), (0, 0, 60, 90), (5, 120, 95, 80), (100, 0, 100, 200)])
+def test_pad_plane_takes_context_from_the_surround(top, left, h, w):
+    """A plane cut out of a larger one pads with the real pixels around it, reflecting only beyond
+    them (at the surround's edge, as the whole plane would be reflected)."""
+    rng = np.random.default_rng(0)
+    big = rng.random((2, 200, 300)).astype(np.float32)
+    x = big[:, top : top + h, left : left + w]
+    grid = make_grid(h, w, 64, 16, 8)
+    padded = pad_plane(x, grid, Surround(big, top, left))
+    assert padded.shape[1:] == grid.padded_shape
+    far = 64  # reflect the surround once, widely, and cut the plane's padded window out of that
+    ref = np.pad(big, ((0, 0), (far, far), (far, far)), mode="reflect")
+    c = grid.context
+    want = ref[:, far + top - c : far + top - c + grid.padded_shape[0], far + left - c : far + left - c + grid.padded_shape[1]]
+    np.testing.assert_array_equal(padded, want)
+
+
+def test_a_plane_outside_its_surround_is_refused():
+    big = np.zeros((1, 50, 50), np.float32)
+    with pytest.raises(ValueError, match="does not lie"):
+        pad_plane(big[:, :30, :30], make_grid(30, 30, 64, 8, 8), Surround(big, 30, 0))

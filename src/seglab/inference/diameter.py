@@ -29,7 +29,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from seglab.errors import SeglabError
-from seglab.inference.rescale import resize_image, restore_prediction, scaled_shape
+from seglab.inference.rescale import rescale_with_surround, resize_image, restore_prediction, scaled_shape
+from seglab.inference.tiling import Surround
 from seglab.models.base import Prediction, SegmentationModel
 
 AUTO = "auto"
@@ -168,20 +169,25 @@ def scale_factor(model_diameter: float | None, diameter: float | None,
 def scaled_plane_iter(
     model: SegmentationModel, x: np.ndarray, th: dict[str, float], factor: float, p: int = 0, n_planes: int = 1,
     *, tile_size: int = 1024, batch_size: int = 4, device: Any = "cpu", amp: bool = True,
+    surround: Surround | None = None,
 ) -> Generator[Any, None, Prediction]:
     """One normalised ``(C, H, W)`` plane segmented at ``factor`` and returned on its own pixel grid.
 
     Dense families are post-processed at the model's scale and their labels, table and outlines
     brought back (:func:`~seglab.inference.rescale.restore_prediction`); instance families' boxes
-    are scaled and their masks pasted at full resolution.
+    are scaled and their masks pasted at full resolution. ``surround``: the plane's real
+    surroundings (in its own pixels), which the tiles take their context from (rescaled with it).
     """
     from seglab.inference.engine import TileRun, plane_prediction_iter, postprocess_events
 
     shape = tuple(x.shape[-2:])
-    run = TileRun(device, tile_size, batch_size, amp, p, n_planes)
+    run = TileRun(device, tile_size, batch_size, amp, p, n_planes, surround=surround)
     if factor == 1.0:
         return (yield from plane_prediction_iter(model, x, th, run))
-    small = resize_image(x, scaled_shape(shape, factor))
+    if surround is None:
+        small = resize_image(x, scaled_shape(shape, factor))
+    else:
+        small, run.surround = rescale_with_surround(surround, shape, factor)
     raw = yield from model.raw_output_iter(small, th, run)
     to_original = getattr(model, "raw_to_original", None)
     if callable(to_original):  # the family brings its raw output back (Mask R-CNN: boxes, masks pasted at full size)

@@ -27,7 +27,7 @@ from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.normalize import model_input
-from seglab.inference.tiling import TileGrid, make_grid, pad_plane, tile_context
+from seglab.inference.tiling import Surround, TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
 from seglab.progress import run_to_end  # noqa: F401 - also seglab.inference.engine.run_to_end
@@ -92,17 +92,20 @@ def predict_maps_iter(
     plane: int = 0,
     n_planes: int = 1,
     context: int | None = None,
+    surround: Surround | None = None,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride); ``context``: pixels around each tile (default
-    :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree)."""
+    :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree);
+    ``surround``: the plane's real surroundings, which tiles take their context from."""
     _, h, w = x.shape
     context = tile_context(model) if context is None else int(context)
     s = int(model.output_stride)
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     out: np.ndarray | None = None
-    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context)
+    total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context,
+                                   surround=surround)
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
@@ -132,13 +135,13 @@ def predict_maps_iter(
 
 def _tile_batches(
     model: SegmentationModel, x: np.ndarray, tile_size: int, batch_size: int, device: torch.device,
-    channels_last: bool, context: int,
+    channels_last: bool, context: int, surround: Surround | None = None,
 ) -> tuple[int, Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]]:
-    """The plane's tiles (each with ``context``, reflect-padded) in batches on ``device``: the
-    number of tiles, and an iterator of (grid, tile corners, batch)."""
+    """The plane's tiles (each with ``context``: from ``surround`` where given, else reflected) in
+    batches on ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
     _, h, w = x.shape
     grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor)
-    padded = pad_plane(x, grid)
+    padded = pad_plane(x, grid, surround)
     windows = grid.windows()
     step = max(1, int(batch_size))
     if device.type == "cpu":  # a batch of large tiles takes seconds on a CPU: cancel waits for it
@@ -186,6 +189,9 @@ class TileRun:
     #: pixels around each tile; None: the model's :func:`~seglab.inference.tiling.tile_context`
     #: (less only where tiles need not agree with an untiled run, e.g. the size estimate's probes)
     tile_context: int | None = None
+    #: the plane's real surroundings (a block cut out of a larger image): tiles take their context
+    #: from them instead of reflecting the plane at its edges
+    surround: Surround | None = None
 
     def context_of(self, model: SegmentationModel) -> int:
         """The context this run gives each tile of ``model``."""
@@ -198,7 +204,8 @@ class TileRun:
         """Maps stitched from tile cores (see :func:`predict_maps_iter`)."""
         return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
                                              device=self.device, amp=self.amp, plane=self.plane,
-                                             n_planes=self.n_planes, context=self.context_of(model)))
+                                             n_planes=self.n_planes, context=self.context_of(model),
+                                             surround=self.surround))
 
     def context(self) -> contextlib.ExitStack:
         """Inference mode and autocast for one step of a network on this run's device."""
@@ -227,7 +234,7 @@ class TileRun:
         _, h, w = x.shape
         context = self.context_of(model)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
-                                       channels_last=channels_last, context=context)
+                                       channels_last=channels_last, context=context, surround=self.surround)
         kept: list[Any] = []
         done = 0
         yield self.event("tile", 0, total)

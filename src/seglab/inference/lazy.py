@@ -13,10 +13,13 @@ writes uint32 labels into a zarr store (plain array, or OME-Zarr labels with a p
   three most structured of nine windows of 1024 px spread over the image (a few planes of a
   stack); every block is then rescaled by the same factor.
 * **Blocks**: cores of ``block_size`` pixels (a multiple of the 1024 px output chunks, so a block
-  writes whole chunks) in raster order, each run on a window of its core plus a margin of the
-  model's tile context and two object diameters on every side, through the family's own plane path
-  (:func:`~seglab.inference.diameter.scaled_plane_iter`), with a tile size chosen so that the
-  window takes as many tiles as its core would in memory.
+  writes whole chunks) in raster order. Each is segmented with a margin of two object diameters on
+  every side (:func:`block_margin`, for the stitching) through the family's own plane path
+  (:func:`~seglab.inference.diameter.scaled_plane_iter`), with a tile size chosen so that it
+  takes as many tiles as its core would in memory; the window read around it is wider by the
+  model's tile context (:func:`context_margin`), and the tiles take their context from those real
+  pixels (:class:`~seglab.inference.tiling.Surround`) instead of reflecting the block, so a block
+  costs the network about what its core costs in memory.
 * **Stitching**: each block writes its core only; objects crossing into the blocks already
   written take their ids by overlap (:mod:`seglab.inference.stitching`), so an object cut by a
   block border keeps one id; ids are unique over the whole image and stack (uint32).
@@ -48,7 +51,7 @@ from seglab.inference.diameter import (
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import select_channels
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
-from seglab.inference.tiling import tile_context
+from seglab.inference.tiling import Surround, tile_context
 from seglab.io.zarr_io import LabelsGeometry, LabelsStore, pyramid_levels
 from seglab.models.base import Prediction, SegmentationModel
 
@@ -241,12 +244,18 @@ def block_starts(n: int, block: int) -> list[tuple[int, int]]:
 
 
 def block_margin(model: SegmentationModel, factor: float) -> int:
-    """Margin (original pixels) around a block core: the tile context plus two object diameters at
-    the model's scale, so that core pixels see what they would in one piece and objects crossing
-    the core border lie whole in the window."""
+    """Margin (original pixels) segmented around a block core: two object diameters at the model's
+    scale (at least 32 px there), so that objects crossing the core border lie whole in it and take
+    their ids from the blocks already written by overlap."""
     d = float(model.config.object_diameter or 16.0)
-    need = (tile_context(model) + max(32.0, 2.0 * d)) / max(factor, 1e-6)
-    return int(math.ceil(need / 16.0) * 16)
+    return int(math.ceil(max(32.0, 2.0 * d) / max(factor, 1e-6) / 16.0) * 16)
+
+
+def context_margin(model: SegmentationModel, factor: float) -> int:
+    """Real pixels (original) read around a block's segmented part: the model's tile context at its
+    scale, plus a pixel for the rescale, so that the block's pixels see what they would in one
+    piece."""
+    return int(math.ceil((tile_context(model) + 1) / max(factor, 1e-6))) + (0 if factor == 1.0 else 1)
 
 
 def inner_tile_size(window: tuple[int, int], core: tuple[int, int], factor: float, tile_size: int,
@@ -359,8 +368,8 @@ def segment_lazy_iter(
 
     ``axes``: one letter per axis of ``image`` (default :func:`default_axes`); ``ome``: write
     OME-Zarr labels with this geometry (else a plain zarr array); ``block_size``: block core in
-    pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels around each core
-    (default :func:`block_margin`); ``before_finish(result)`` runs while the store still has its
+    pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels segmented around each
+    core (default :func:`block_margin`; the tile context is read around that); ``before_finish(result)`` runs while the store still has its
     ``.partial`` name (side outputs, written before the labels mark the run finished). Other
     arguments as for
     :func:`~seglab.inference.engine.segment_iter`.
@@ -400,6 +409,7 @@ def segment_lazy_iter(
         size.reusable = {}
     factor = size.factor
     m = int(margin) if margin is not None else block_margin(model, factor)
+    mc = context_margin(model, factor) if block_fn is None else 0
 
     h, w = src.height, src.width
     rows, cols = block_starts(h, block_size), block_starts(w, block_size)
@@ -426,22 +436,28 @@ def segment_lazy_iter(
             for p, index in enumerate(indices):
                 yield from inp.normalizer_iter(index, p, n_planes)
                 cores = list(itertools.product(rows, cols))
-                wins = [(slice(max(0, y0 - m), min(h, y1 + m)), slice(max(0, x0 - m), min(w, x1 + m)))
-                        for (y0, y1), (x0, x1) in cores]
+                # the part segmented (core + margin) and the window read (that + the tile context)
+                parts = [((max(0, y0 - m), min(h, y1 + m)), (max(0, x0 - m), min(w, x1 + m)))
+                         for (y0, y1), (x0, x1) in cores]
+                wins = [(slice(max(0, py0 - mc), min(h, py1 + mc)), slice(max(0, px0 - mc), min(w, px1 + mc)))
+                        for (py0, py1), (px0, px1) in parts]
                 reading = io.submit(inp.window, index, *wins[0])
                 for b, ((y0, y1), (x0, x1)) in enumerate(cores):
-                    x = reading.result()
+                    win = reading.result()
                     if b + 1 < len(cores):
                         reading = io.submit(inp.window, index, *wins[b + 1])
-                    (wy0, wy1), (wx0, wx1) = (wins[b][0].start, wins[b][0].stop), (wins[b][1].start, wins[b][1].stop)
+                    (wy0, wy1), (wx0, wx1) = parts[b]
+                    top, left = wy0 - wins[b][0].start, wx0 - wins[b][1].start
+                    x = win[:, top : top + wy1 - wy0, left : left + wx1 - wx0]
                     if block_fn is not None:
                         gen = block_fn(x, p)
                     else:
                         t_in = inner_tile_size((wy1 - wy0, wx1 - wx0), (y1 - y0, x1 - x0), factor, tile_size,
                                                model.size_divisor)
-                        gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in})
+                        gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in},
+                                                surround=Surround(win, top, left))
                     pred = yield from _events(gen, b, n_blocks, p, n_planes, writing)
-                    del x
+                    del x, win, gen
                     yield from _written(writing, wait=True, at_least=b * 1000 + 999)
                     _release_freed_memory()
                     lab = np.asarray(pred.labels)

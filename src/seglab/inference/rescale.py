@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from seglab.inference.tiling import Surround
 from seglab.models.base import Prediction
 from seglab.objects import TABLE_COLUMNS, object_table
 
@@ -41,6 +42,20 @@ def resize_image(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     out = F.interpolate(t, size=tuple(int(v) for v in out_hw), mode="bilinear", align_corners=False,
                         antialias=shrink)
     return out[0].numpy()
+
+
+def rescale_with_surround(surround: Surround, shape: tuple[int, int], factor: float
+                          ) -> tuple[np.ndarray, Surround]:
+    """A plane of ``shape`` inside ``surround``, rescaled by ``factor`` together with its
+    surroundings: the rescaled plane (a view of them) and the rescaled surround. The plane's
+    edges land on the rescaled pixel edges nearest to where they fall (within half a pixel)."""
+    src = surround.pixels
+    big = resize_image(src, scaled_shape(src.shape, factor))
+    sy, sx = big.shape[-2] / src.shape[-2], big.shape[-1] / src.shape[-1]
+    t, l = int(round(surround.top * sy)), int(round(surround.left * sx))
+    b = min(big.shape[-2], max(t + 1, int(round((surround.top + shape[0]) * sy))))
+    r = min(big.shape[-1], max(l + 1, int(round((surround.left + shape[1]) * sx))))
+    return big[:, t:b, l:r], Surround(big, t, l)
 
 
 def nearest_index(n_out: int, n_in: int) -> np.ndarray:

@@ -5,7 +5,9 @@ The plane is padded by ``context`` pixels on every side (reflect). Tiles of
 minus the context) is written back, so the cores partition the plane and every
 output pixel was computed with at least ``context`` pixels of real surroundings.
 A plane that fits in one tile is the same scheme with one tile, so tiled and
-untiled runs see the same padding.
+untiled runs see the same padding. A plane cut out of a larger one (a block of an image
+larger than memory) may bring its real surroundings (:class:`Surround`): tiles then take
+their context from them and reflect only beyond them.
 """
 
 from __future__ import annotations
@@ -84,13 +86,40 @@ def make_grid(height: int, width: int, tile_size: int, context: int, divisor: in
     return TileGrid(height, width, th, tw, context, sy, sx)
 
 
-def pad_plane(x: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """Reflect-pad ``(C, H, W)`` by the context, and at the end to cover the last tile."""
+@dataclass(frozen=True)
+class Surround:
+    """Real pixels around a plane: the plane is ``pixels[:, top:top + H, left:left + W]``."""
+
+    pixels: np.ndarray
+    top: int
+    left: int
+
+    def check(self, x: np.ndarray) -> None:
+        """Fail unless ``x`` is the part of :attr:`pixels` this surround says it is."""
+        h, w = x.shape[-2:]
+        sh, sw = self.pixels.shape[-2:]
+        if self.top < 0 or self.left < 0 or self.top + h > sh or self.left + w > sw:
+            raise ValueError(f"a {h}x{w} plane at ({self.top}, {self.left}) does not lie in {sh}x{sw} surroundings")
+
+
+def pad_plane(x: np.ndarray, grid: TileGrid, surround: Surround | None = None) -> np.ndarray:
+    """``(C, H, W)`` padded by the context, and at the end to cover the last tile: with the
+    ``surround``'s real pixels where it has them, reflected beyond (at the plane's or the
+    surround's edge)."""
     c = grid.context
     ph, pw = grid.padded_shape
     pad_y = (c, ph - grid.height - c)
     pad_x = (c, pw - grid.width - c)
-    mode = "reflect" if min(grid.height, grid.width) > 1 else "edge"
+    if surround is not None:
+        surround.check(x)
+        s, t, l = surround.pixels, surround.top, surround.left
+        sh, sw = s.shape[-2:]
+        take_y = (min(pad_y[0], t), min(pad_y[1], sh - t - grid.height))
+        take_x = (min(pad_x[0], l), min(pad_x[1], sw - l - grid.width))
+        x = s[:, t - take_y[0] : t + grid.height + take_y[1], l - take_x[0] : l + grid.width + take_x[1]]
+        pad_y = (pad_y[0] - take_y[0], pad_y[1] - take_y[1])
+        pad_x = (pad_x[0] - take_x[0], pad_x[1] - take_x[1])
+    mode = "reflect" if min(x.shape[-2:]) > 1 else "edge"
     # reflect padding cannot exceed the size of the axis; repeat it in steps if needed
     out = x
     while pad_y[0] > 0 or pad_y[1] > 0 or pad_x[0] > 0 or pad_x[1] > 0:
