@@ -368,10 +368,10 @@ def segment_lazy_iter(
 
     ``axes``: one letter per axis of ``image`` (default :func:`default_axes`); ``ome``: write
     OME-Zarr labels with this geometry (else a plain zarr array); ``block_size``: block core in
-    pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels segmented around each
-    core (default :func:`block_margin`; the tile context is read around that); ``before_finish(result)`` runs while the store still has its
-    ``.partial`` name (side outputs, written before the labels mark the run finished). Other
-    arguments as for
+    pixels (a multiple of 1024 unless the image is smaller); ``margin``: pixels segmented around
+    each core (default :func:`block_margin`; the tile context is read around that);
+    ``before_finish(result)`` runs while the store still has its ``.partial`` name (side outputs,
+    written before the labels mark the run finished). Other arguments as for
     :func:`~seglab.inference.engine.segment_iter`.
     """
     from seglab.inference.device import resolve_device

@@ -35,7 +35,7 @@ from seglab.evaluation import ap50, evaluate_model, tune_thresholds
 from seglab.inference.diameter import equivalent_diameters
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
-from seglab.training.data import Augment, PatchSampler, make_pair
+from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 
 UNET_NUCLEI = {
@@ -185,9 +185,10 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         [p.labels for p in pairs], [p.weight for p in pairs], aug["scale_range"])
     _log(f"object diameter (median, as seen in training): {model.config.object_diameter} px, "
          f"10th-90th percentile {size_range}")
-    sampler = PatchSampler(pairs, recipe["patch_size"],
-                           Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
-                                   invert_prob=aug["invert_prob"]), seed=args.seed)
+    # the next batches (augmentation, targets) are made in a thread while the network trains
+    sampler = PrefetchSampler(PatchSampler(pairs, recipe["patch_size"],
+                                           Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
+                                                   invert_prob=aug["invert_prob"]), seed=args.seed))
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
                              lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
                              warmup_steps=recipe.get("warmup_steps", 50))
@@ -200,7 +201,10 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     gen = train_iter(model, sampler, settings, device=args.device,
                      validate=lambda m: ap50(m, tune_items, device=args.device), on_best=on_best,
                      report_every=50)
-    result = run_logged(gen)
+    try:
+        result = run_logged(gen)
+    finally:
+        sampler.close()
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
