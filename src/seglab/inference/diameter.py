@@ -119,10 +119,14 @@ def inscribed_diameters(labels: np.ndarray, exclude_border: bool = True) -> np.n
     fg = np.asarray(labels) > 0
     if not fg.any():
         return np.zeros(0)
+    from seglab.inference.edt import distance_to_background
+
     pieces, n = ndi.label(fg)
-    dist = ndi.distance_transform_edt(np.pad(fg, 1, mode="edge" if not exclude_border else "constant"))[1:-1, 1:-1]
-    radius = ndi.maximum(dist, pieces, index=np.arange(1, n + 1))
-    radius = np.asarray(radius, dtype=np.float64)
+    dist = distance_to_background(np.pad(fg, 1, mode="edge" if not exclude_border else "constant"))[1:-1, 1:-1]
+    # the largest distance per piece (``ndi.maximum`` gives the same, sorting every pixel: 7 ms a call)
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, pieces[fg], dist[fg])
+    radius = peak[1:]
     if exclude_border:
         border = np.unique(np.concatenate([pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]]))
         keep = np.ones(n + 1, dtype=bool)

@@ -267,10 +267,23 @@ class TileRun:
 
 
 def place_network(model: SegmentationModel, device: torch.device) -> None:
-    """Move the model's network to ``device`` (channels-last on the CPU, as the tiles are)."""
+    """Move the model's network to ``device`` (channels-last on the CPU, as the tiles are); a
+    network already there is left alone (moving it walks every module: ~6 ms a call)."""
+    if _placed(model.network, device):
+        return
     model.network.to(device)
     if device.type == "cpu":
         model.network.to(memory_format=torch.channels_last)
+
+
+def _placed(net: torch.nn.Module, device: torch.device) -> bool:
+    """Whether every parameter and buffer is on ``device`` (4D ones channels-last on the CPU)."""
+    for t in itertools.chain(net.parameters(), net.buffers()):
+        if t.device.type != device.type or (device.index is not None and t.device.index != device.index):
+            return False
+        if device.type == "cpu" and t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last):
+            return False
+    return True
 
 
 def postprocess_events(
