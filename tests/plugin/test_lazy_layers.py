@@ -1,12 +1,14 @@
 """A dask-backed image layer segmented from the Segment widget out of core, into a lazy Labels layer."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")
 da = pytest.importorskip("dask.array")
 
-from seglab.plugin.lazy_layers import LAZY_ROLE, lazy_axes  # noqa: E402
+from seglab.plugin.lazy_layers import LAZY_ROLE, TEMP_PREFIX, lazy_axes, temporary_folder  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
 
 
@@ -39,6 +41,13 @@ def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, segment_
     ref = segment(get_model("unet-nuclei"), image, diameter=None).labels
     np.testing.assert_array_equal(np.asarray(out.data), ref)
     assert len(out.features) == ref.max() > 0.6 * truth.max()
+    # the store is temporary: it lives as long as its layer
+    from pathlib import Path
+
+    folder = Path(out.metadata["seglab"]["path"]).parent
+    assert folder.name.startswith(TEMP_PREFIX) and folder.is_dir() and "temporary store" in widget.status.value
+    viewer.layers.remove(out)
+    assert not folder.exists()
 
 
 def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_layer(segment_dock, tmp_path):
@@ -77,8 +86,6 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
 
 
 def test_cancel_removes_the_live_layer_and_its_store(qtbot, segment_dock, segment_errors, tmp_path):
-    from pathlib import Path
-
     viewer, widget = segment_dock
     image, _ = load_sample("fluorescence")
     layer = viewer.add_image(da.from_array(np.tile(image, (3, 3)), chunks=(256, 256)), name="lazy")
@@ -91,5 +98,27 @@ def test_cancel_removes_the_live_layer_and_its_store(qtbot, segment_dock, segmen
     assert store.name.endswith(".partial")
     widget.cancel()
     assert not any(isinstance(lyr, napari.layers.Labels) for lyr in viewer.layers)
-    qtbot.waitUntil(lambda: not store.exists(), timeout=60_000)
+    qtbot.waitUntil(lambda: not store.parent.exists(), timeout=60_000)  # the temporary folder too
+    assert store.parent.name.startswith(TEMP_PREFIX)
     assert not segment_errors
+
+
+def test_only_temporary_folders_are_removed_with_their_layer(tmp_path):
+    import gc
+    import tempfile
+
+    from seglab.plugin.lazy_layers import remove_with_layer
+
+    class Layer:  # any object a weak reference can follow, as napari's layers
+        pass
+
+    mine = tmp_path / "kept" / "labels.zarr"
+    mine.mkdir(parents=True)
+    assert temporary_folder(mine) is None and remove_with_layer(Layer(), mine) is None
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    (temp / "labels.zarr").mkdir()
+    layer = Layer()
+    assert remove_with_layer(layer, temp / "labels.zarr") is not None and temp.is_dir()
+    del layer
+    gc.collect()
+    assert not temp.exists() and mine.exists()  # a layer gone for good takes its store along

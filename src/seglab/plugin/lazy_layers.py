@@ -4,14 +4,21 @@ The worker writes the labels into a zarr store in a temporary folder
 (:func:`seglab.inference.lazy.segment_lazy_iter`); its first event carries the store's array,
 which the widget shows at once as a Labels layer and refreshes after every block. When the run
 ends the layer takes the finished store's array (its ``.partial`` name is gone by then); a
-cancelled run removes the store and the layer.
+cancelled or failed run removes the store, its folder and the layer. The temporary folder lives
+as long as its layer: it is removed when the layer is removed from the viewer, and at exit
+(:func:`remove_with_layer`); saving the layer (File > Save Selected Layers) keeps the labels.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
+
+#: prefix of the temporary folders that hold lazy runs' labels
+TEMP_PREFIX = "seglab-labels-"
 
 #: the metadata role of lazy outputs: never updated in place nor fingerprinted (that would read
 #: the whole store), so each run gives a new layer
@@ -32,13 +39,37 @@ def segment_lazily_iter(model: Any, data: Any, kwargs: dict, folder: str | Path 
     folder by default); events as :func:`seglab.inference.lazy.segment_lazy_iter`."""
     from seglab.inference.lazy import segment_lazy_iter
 
-    folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="seglab-labels-"))
+    own = folder is None
+    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) if folder is None else Path(folder)
     axes = lazy_axes(data.ndim, kwargs.get("channel_axis"))
     rgb = bool(kwargs.get("rgb")) and "C" in axes
     if rgb:
         axes = axes.replace("C", "S")
-    return (yield from segment_lazy_iter(
-        model, data, folder / "labels.zarr", axes=axes, rgb=rgb or None, channels=kwargs.get("channels"),
-        tile_size=kwargs.get("tile_size", 1024), batch_size=kwargs.get("batch_size", 4),
-        device=kwargs.get("device", "auto"), amp=kwargs.get("amp", True), thresholds=kwargs.get("thresholds"),
-        diameter=kwargs.get("diameter", "auto")))
+    try:
+        return (yield from segment_lazy_iter(
+            model, data, folder / "labels.zarr", axes=axes, rgb=rgb or None, channels=kwargs.get("channels"),
+            tile_size=kwargs.get("tile_size", 1024), batch_size=kwargs.get("batch_size", 4),
+            device=kwargs.get("device", "auto"), amp=kwargs.get("amp", True), thresholds=kwargs.get("thresholds"),
+            diameter=kwargs.get("diameter", "auto")))
+    except BaseException:  # cancelled (the generator closed) or failed: nothing left on disk
+        if own:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def temporary_folder(store: str | Path) -> Path | None:
+    """The temporary folder a lazy run made for ``store`` (None for a store the user chose)."""
+    folder = Path(store).parent
+    if folder.name.startswith(TEMP_PREFIX) and folder.parent == Path(tempfile.gettempdir()):
+        return folder
+    return None
+
+
+def remove_with_layer(layer: Any, store: str | Path) -> weakref.finalize | None:
+    """Remove ``store``'s temporary folder when ``layer`` is garbage-collected or Python exits
+    (calling the returned finalizer removes it at once, e.g. when the layer leaves the viewer);
+    None for a store outside a temporary folder, which is never removed."""
+    folder = temporary_folder(store)
+    if folder is None:
+        return None
+    return weakref.finalize(layer, shutil.rmtree, str(folder), True)

@@ -140,6 +140,7 @@ class SegmentWidget(ScrollableContainer):
         self.outlines_layer = None
         self._source = None
         self._live_layer = None  # the Labels layer a lazy run fills as it goes
+        self._temp_stores: dict[int, Any] = {}  # id(layer) -> finalizer removing its temporary store
         self._source_channel_axis: int | None = None
         self._setting_model = False  # True while the widget itself changes the model choice
         self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
@@ -157,6 +158,7 @@ class SegmentWidget(ScrollableContainer):
         self.cancel_button.changed.connect(self.cancel)
         viewer.layers.events.inserted.connect(self.reset_choices)
         viewer.layers.events.removed.connect(self.reset_choices)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         on_models_changed(self, SegmentWidget._on_models_changed)
         self.reset_choices()
         self._on_model_changed()
@@ -456,6 +458,12 @@ class SegmentWidget(ScrollableContainer):
             self._viewer.layers.remove(self._live_layer)  # its store is removed with the run
         self._live_layer = None
 
+    def _on_layer_removed(self, event: Any) -> None:
+        """A lazy result's layer left the viewer: its temporary store goes with it."""
+        removal = self._temp_stores.pop(id(getattr(event, "value", None)), None)
+        if removal is not None:
+            removal()
+
     def _on_progress(self, event: Any) -> None:
         live = getattr(event, "labels", None)
         if live is not None and self._source is not None:  # a lazy run's store exists: show it filling
@@ -488,7 +496,14 @@ class SegmentWidget(ScrollableContainer):
             target.metadata.update(meta)
             target.features = features
         self.output_layer = target
-        self.status.value = f"{result.n_objects} objects ({model_name}; labels in {result.path})"
+        from seglab.plugin.lazy_layers import remove_with_layer
+
+        removal = remove_with_layer(target, result.path)
+        where = f"labels in {result.path}"
+        if removal is not None:
+            self._temp_stores[id(target)] = removal
+            where = "labels in a temporary store, removed with the layer: File > Save Selected Layers keeps them"
+        self.status.value = f"{result.n_objects} objects ({model_name}; {where})"
         self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}' (out of core)")
 
