@@ -254,3 +254,22 @@ def test_train_missing_region_mask(train_dirs, models_dir, capsys):
     err = capsys.readouterr().err
     assert "no region mask for im1" in err and len(err.strip().splitlines()) == 1
 
+
+
+def test_train_and_evaluate_pick_channels_of_multichannel_images(tmp_path, train_dirs, models_dir, capsys):
+    """Two-channel images (nuclei in channel 1, noise in channel 0) are refused without --channels
+    (never mixed), and train and evaluate on channel 1 with it."""
+    for d in ("images",):
+        for p in sorted(train_dirs[d].glob("*.tif")):
+            img = tifffile.imread(p)
+            noise = np.random.default_rng(0).integers(0, 255, img.shape).astype(img.dtype)
+            tifffile.imwrite(p, np.stack([noise, img]))  # (2, H, W): channels first
+    assert main(_train_args(train_dirs, "--family", "unet", "--name", "two")) == 2
+    assert "channel" in capsys.readouterr().err
+    assert main(_train_args(train_dirs, "--family", "unet", "--name", "two", "--channels", "1")) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "-m", "two", "--images", str(train_dirs["images"]), "--labels",
+                 str(train_dirs["labels"]), "--channels", "1", "--device", "cpu", "-q", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_true"] > 0
+    assert main(_train_args(train_dirs, "--family", "unet", "--name", "three", "--channels", "2")) == 2
+    assert "channel(s) [2] do not exist" in capsys.readouterr().err

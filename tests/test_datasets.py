@@ -37,3 +37,23 @@ def test_two_channel_stack_is_not_taken_for_rgb(tmp_path):
     tifffile.imwrite(tmp_path / "a_labels.tif", lab)
     item = load_annotated(tmp_path / "a.tif", tmp_path / "a_labels.tif")
     assert item.channel_axis == 0 and item.image.shape == (2, 20, 30) and item.labels.max() == 1
+
+
+def test_pick_channels():
+    from seglab.datasets import pick_channels
+
+    img = np.arange(3 * 4 * 5).reshape(4, 5, 3)  # RGB-like, channels last
+    same, ca = pick_channels(img, 2, None)
+    assert same is img and ca == 2
+    one, ca = pick_channels(img, 2, [1])
+    assert ca is None and np.array_equal(one, img[..., 1])
+    two, ca = pick_channels(img, 2, [2, 0])
+    assert ca == 0 and np.array_equal(two, np.stack([img[..., 2], img[..., 0]]))  # first: never taken for RGB
+    whole, ca = pick_channels(img, 2, [0, 1, 2])
+    assert whole is img and ca == 2  # all of them, in order: as they were (RGB stays RGB)
+    grey = np.zeros((4, 5))
+    assert pick_channels(grey, None, [0])[0] is grey
+    with pytest.raises(SeglabError, match="one channel"):
+        pick_channels(grey, None, [1])
+    with pytest.raises(SeglabError, match=r"channel\(s\) \[3\] do not exist"):
+        pick_channels(img, 2, [3])

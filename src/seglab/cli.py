@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(e)
     e.add_argument("--images", required=True, help="folder of images")
     e.add_argument("--labels", required=True, help="folder of label images with the same file names")
+    e.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to use (multichannel input)")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_train_parser(sub)
@@ -177,6 +178,8 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--val-images", metavar="DIR", help="validation images (pick the best weights and thresholds)")
     t.add_argument("--val-labels", metavar="DIR", help="labels of the validation images")
     t.add_argument("--regions", metavar="DIR", help="masks of the completely annotated regions (see below)")
+    t.add_argument("--channels", type=int, nargs="+", default=None,
+                   help="channel indices to train on (multichannel images; segment with the same --channels)")
     t.add_argument("-o", "--out", metavar="MODEL_DIR", help="folder to save the new model in")
     t.add_argument("--name", help="name of the new model (default: the name of MODEL_DIR)")
     budget = t.add_mutually_exclusive_group()
@@ -309,12 +312,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from seglab.datasets import load_annotated, pair_folders
+    from seglab.datasets import load_annotated, pair_folders, pick_channels
     from seglab.evaluation import evaluate_model_iter
     from seglab.models.registry import get_model
 
     pairs = pair_folders(args.images, args.labels)
-    items = [load_annotated(a, b) for a, b in pairs]
+    items = []
+    for a, b in pairs:
+        it = load_annotated(a, b)
+        it.image, it.channel_axis = pick_channels(it.image, it.channel_axis, args.channels, a.name)
+        items.append(it)
     model = get_model(args.model)
     if args.diameter is None or not model.config.object_diameter:
         gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device,
@@ -402,8 +409,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         replay=args.replay if args.replay is not None else defaults.replay,
         freeze_levels=args.freeze_levels if args.freeze_levels is not None else defaults.freeze_levels)
     settings.check()
-    train = load_annotations(args.images, args.labels, args.regions)
-    val = load_annotations(args.val_images, args.val_labels) if args.val_images else []
+    train = load_annotations(args.images, args.labels, args.regions, channels=args.channels)
+    val = load_annotations(args.val_images, args.val_labels, channels=args.channels) if args.val_images else []
     plan = prepare(train, out=out, start=args.start, family=args.family, name=args.name, settings=settings,
                    validation=val, overwrite=args.overwrite)
     stop = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,33 @@ def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
     ca = channel_axis_for(data.array.shape, labels.shape, data.axes, image_path.name)
     return AnnotatedImage(image=np.asarray(data.array), labels=labels.astype(np.int32), channel_axis=ca,
                           name=image_path.stem)
+
+
+def pick_channels(image: np.ndarray, channel_axis: int | None, channels: Sequence[int] | None,
+                  name: str = "image") -> tuple[np.ndarray, int | None]:
+    """The raw pixels of ``channels`` (indices along ``channel_axis``) and the channel axis they
+    keep: one channel leaves a plain image (None), several a first channel axis (never read as RGB
+    colour, unless they are all of an image's channels in their order). ``channels`` None or
+    ``[0]`` on an image without channels leave it as it is."""
+    if channels is None:
+        return image, channel_axis
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise SeglabError("no channels picked")
+    if channel_axis is None:
+        if channels == [0]:
+            return image, None
+        raise SeglabError(f"{name} has one channel; channel(s) {channels} do not exist")
+    n = image.shape[channel_axis]
+    bad = [c for c in channels if not -n <= c < n]
+    if bad:
+        raise SeglabError(f"{name}: channel(s) {bad} do not exist; it has {n} channel(s) (0..{n - 1})")
+    if [c % n for c in channels] == list(range(n)):
+        return image, channel_axis
+    picked = np.take(image, channels, axis=channel_axis)
+    if len(channels) == 1:
+        return np.squeeze(picked, axis=channel_axis), None
+    return np.moveaxis(picked, channel_axis, 0), 0
 
 
 def channel_axis_for(image_shape: tuple[int, ...], labels_shape: tuple[int, ...], axes: str | None = None,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from seglab.datasets import load_annotated, pair_folders
+from seglab.datasets import load_annotated, pair_folders, pick_channels
 from seglab.errors import SeglabError
 from seglab.io.images import IMAGE_SUFFIXES, read_image
 from seglab.training.finetune import Annotation
@@ -33,9 +34,11 @@ def read_region_mask(path: Path) -> np.ndarray:
 
 
 def load_annotations(
-    images_dir: str | os.PathLike, labels_dir: str | os.PathLike, regions_dir: str | os.PathLike | None = None
+    images_dir: str | os.PathLike, labels_dir: str | os.PathLike, regions_dir: str | os.PathLike | None = None,
+    channels: Sequence[int] | None = None,
 ) -> list[Annotation]:
-    """Pairs of images and labels (by file name), with region masks when ``regions_dir`` is given."""
+    """Pairs of images and labels (by file name), with region masks when ``regions_dir`` is given;
+    ``channels``: the channels of multichannel images to train on (:func:`~seglab.datasets.pick_channels`)."""
     out = []
     if regions_dir is not None and not Path(regions_dir).is_dir():
         raise SeglabError(f"no such folder: {regions_dir}")
@@ -44,6 +47,7 @@ def load_annotations(
         regions = None
         if regions_dir is not None:
             regions = read_region_mask(region_mask_file(Path(regions_dir), image_path.stem))
-        out.append(Annotation(item.image, item.labels, item.channel_axis, regions, name=image_path.name,
+        image, channel_axis = pick_channels(item.image, item.channel_axis, channels, image_path.name)
+        out.append(Annotation(image, item.labels, channel_axis, regions, name=image_path.name,
                               labels_name=labels_path.name))
     return out
