@@ -104,3 +104,19 @@ def test_resize_image_and_labels_shapes():
     lab = _squares((30, 40))
     assert set(np.unique(resize_labels(lab, (90, 120)))) == set(np.unique(lab))
     assert scaled_shape((3, 5), 0.01) == (1, 1)
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.7])
+def test_a_plane_rescaled_with_its_surround_is_the_part_of_the_rescaled_surround(factor):
+    from seglab.inference.rescale import rescale_with_surround, resize_image, scaled_shape
+    from seglab.inference.tiling import Surround
+
+    big = np.random.default_rng(0).random((2, 300, 260)).astype(np.float32)
+    top, left, h, w = 60, 40, 150, 170
+    small, sur = rescale_with_surround(Surround(big, top, left), (h, w), factor)
+    whole = resize_image(big, scaled_shape(big.shape, factor))
+    assert sur.pixels.shape == whole.shape and np.array_equal(sur.pixels, whole)
+    assert np.shares_memory(small, sur.pixels)  # a view: the plane lies in its surround
+    assert (sur.top, sur.left) == (round(top * factor), round(left * factor))
+    assert abs(small.shape[1] - h * factor) <= 1 and abs(small.shape[2] - w * factor) <= 1
+    np.testing.assert_array_equal(small, whole[:, sur.top : sur.top + small.shape[1], sur.left : sur.left + small.shape[2]])
