@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
 
 #: a block object takes a finished object's id when their overlap (inside the finished
 #: cores seen by the block's window) covers at least this fraction of the smaller of the two
@@ -149,29 +148,27 @@ class ObjectStats:
                   scores: np.ndarray | None, plane: int = 0) -> None:
         """Add a block's core (block ids; ``lut[block id]`` = final id) at plane ``origin`` (y, x).
         ``scores[block id]`` (NaN: none) weights by the area each part has in the core."""
+        from seglab.inference.label_stats import label_sums
+
         n = int(lut.size)
-        flat = core_labels.ravel()
-        counts = np.bincount(flat, minlength=n)[:n]
+        counts, rows, cols, boxes = label_sums(core_labels, n)
         ids = np.flatnonzero(counts)
         ids = ids[ids > 0]
         if ids.size == 0:
             return
-        h, w = core_labels.shape
-        rows = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)[:n]
-        cols = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n)[:n]
-        boxes = ndi.find_objects(core_labels, max_label=n - 1)
         final = lut[ids].astype(np.int64)
         self._grow(int(final.max()))
         y0, x0 = origin
         np.add.at(self.area, final, counts[ids])
-        np.add.at(self.sum_y, final, rows[ids] + y0 * counts[ids])
-        np.add.at(self.sum_x, final, cols[ids] + x0 * counts[ids])
+        np.add.at(self.sum_y, final, (rows[ids] + y0 * counts[ids]).astype(np.float64))
+        np.add.at(self.sum_x, final, (cols[ids] + x0 * counts[ids]).astype(np.float64))
         self.plane[final] = plane
-        for i, f in zip(ids.tolist(), final.tolist()):
-            sl = boxes[i - 1]
-            b = self.box[f]
-            b[0], b[1] = min(b[0], sl[0].start + y0), min(b[1], sl[1].start + x0)
-            b[2], b[3] = max(b[2], sl[0].stop + y0), max(b[3], sl[1].stop + x0)
+        # several block ids may map to one final id: min / max per final id
+        b = boxes[ids] + np.array([y0, x0, y0, x0])
+        np.minimum.at(self.box[:, 0], final, b[:, 0])
+        np.minimum.at(self.box[:, 1], final, b[:, 1])
+        np.maximum.at(self.box[:, 2], final, b[:, 2])
+        np.maximum.at(self.box[:, 3], final, b[:, 3])
         if scores is not None:
             s = np.asarray(scores, np.float64)[ids]
             good = np.isfinite(s)
