@@ -469,7 +469,7 @@ def segment_lazy_iter(
                     lut = np.zeros(n + 1, np.uint32)
                     core_lab = np.ascontiguousarray(lab[core])
                     del lab
-                    present = np.unique(core_lab)
+                    present = np.flatnonzero(np.bincount(core_lab.ravel(), minlength=n + 1))  # not a sort
                     for l in present[present > 0].tolist():
                         found = matches.get(l)
                         if found:
