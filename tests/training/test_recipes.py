@@ -39,3 +39,12 @@ def test_unet_recipe_trains_with_prefetched_batches_then_resumes(tmp_path, capsy
     second = json.loads((again / "train_result.json").read_text())
     assert second["steps"] == 3 and second["previous_phase"]["steps"] == 3
     assert "starting from weights" in capsys.readouterr().out
+    # from a model folder on its own (as a shipped model): the phases come from its config
+    import shutil
+
+    shipped = tmp_path / "shipped" / "unet-nuclei"
+    shutil.copytree(again / "final", shipped)
+    third = tmp_path / "run3"
+    assert main(["unet-nuclei", *common, "--out", str(third), "--init", str(shipped)]) in (0, None)
+    chain = json.loads((third / "train_result.json").read_text())["previous_phase"]
+    assert chain["steps"] == 3 and chain["previous_phase"]["steps"] == 3 and "previous_phase" not in chain["previous_phase"]

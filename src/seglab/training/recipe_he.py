@@ -149,8 +149,10 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     data = he_data(args.data, args.monuseg)
     _log("train: {} DSB2018 colour images, {} MoNuSeg tiles; tune: {} + {}".format(
         len(data["train_dsb"]), len(data["train_monuseg"]), len(data["tune_dsb"]), len(data["tune_monuseg"])))
+    start_training: dict = {}
     if args.init:
         model = load_model(args.init)
+        start_training = dict(model.config.training or {})
         _log(f"starting from weights in {args.init}")
     else:
         model = new_model(recipe["family"], recipe["name"], description=recipe["description"],
@@ -193,10 +195,12 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     if args.init_from and not args.init:
         run["initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
+        from seglab.training.recipes import previous_phase
+
         run["initialised_from"] = str(args.init)
-        prev = Path(args.init).parent / "train_result.json"
-        if prev.is_file():
-            run["previous_phase"] = json.loads(prev.read_text())
+        prev = previous_phase(args.init, start_training)
+        if prev:
+            run["previous_phase"] = prev
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
     finish_he(model, data, out, recipe, args, run)
 

@@ -155,8 +155,10 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     _log(f"train {len(train_ids)} images, tune {len(tune_ids)} images")
     train_items = load_split(root, "train", train_ids)
     tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
+    start_training: dict = {}
     if args.init:
         model = load_model(args.init)
+        start_training = dict(model.config.training or {})
         _log(f"starting from weights in {args.init}")
     else:
         model = new_model(
@@ -213,14 +215,30 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     if args.init:
         # a continued run: keep the facts of the phases before it
         run["initialised_from"] = str(args.init)
-        prev = Path(args.init).parent / "train_result.json"
-        prev_log = Path(str(Path(args.init).parent) + ".log")
-        if prev.is_file():
-            run["previous_phase"] = json.loads(prev.read_text())
-        elif prev_log.is_file():
-            run["previous_phase"] = run_from_log(prev_log)
+        prev = previous_phase(args.init, start_training)
+        if prev:
+            run["previous_phase"] = prev
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
     finish(model, root, tune_items, out, recipe, args, run)
+
+
+#: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
+RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
+             "n_train_images", "initialised_from", "backbone_initialised_from", "previous_phase")
+
+
+def previous_phase(init: str | Path, start_training: dict) -> dict | None:
+    """The facts of the run that made the model in ``init``: its run folder's ``train_result.json``,
+    else its log's last line, else those its config's ``training`` records (a shipped model's
+    folder), so that every phase of a model trained in several stays on record."""
+    run_dir = Path(init).parent
+    log = Path(str(run_dir) + ".log")
+    if (run_dir / "train_result.json").is_file():
+        return json.loads((run_dir / "train_result.json").read_text())
+    if log.is_file():
+        return run_from_log(log)
+    facts = {k: start_training[k] for k in RUN_FACTS if k in (start_training or {})}
+    return facts or None
 
 
 def run_from_log(log: Path) -> dict:
