@@ -182,7 +182,7 @@ def scaled_plane_iter(
     are scaled and their masks pasted at full resolution. ``surround``: the plane's real
     surroundings (in its own pixels), which the tiles take their context from (rescaled with it).
     """
-    from seglab.inference.engine import TileRun, plane_prediction_iter, postprocess_events
+    from seglab.inference.engine import TileRun, plane_prediction_iter
 
     shape = tuple(x.shape[-2:])
     run = TileRun(device, tile_size, batch_size, amp, p, n_planes, surround=surround)
@@ -192,13 +192,24 @@ def scaled_plane_iter(
         small = resize_image(x, scaled_shape(shape, factor))
     else:
         small, run.surround = rescale_with_surround(surround, shape, factor)
+    return (yield from _prediction_on_grid(model, small, shape, th, run))
+
+
+def _prediction_on_grid(model: SegmentationModel, small: np.ndarray, shape: tuple[int, int], th: dict[str, float],
+                        run: Any) -> Generator[Any, None, Prediction]:
+    """The prediction of a plane of ``shape`` made on ``small`` (the plane resized, same field of
+    view), on the plane's own grid: dense families post-processed at the model's scale and brought
+    back, instance families' raw output brought back by the family (Mask R-CNN: boxes scaled,
+    masks pasted at full size) and post-processed there."""
+    from seglab.inference.engine import postprocess_events
+
     raw = yield from model.raw_output_iter(small, th, run)
     to_original = getattr(model, "raw_to_original", None)
-    if callable(to_original):  # the family brings its raw output back (Mask R-CNN: boxes, masks pasted at full size)
+    if callable(to_original):
         sy, sx = small.shape[1] / shape[0], small.shape[2] / shape[1]
         return (yield from postprocess_events(model, to_original(raw, sy, sx, shape), th, shape, run))
     pred = yield from postprocess_events(model, raw, th, tuple(small.shape[-2:]), run)
-    return restore_prediction(pred, shape)
+    return pred if tuple(small.shape[-2:]) == tuple(shape) else restore_prediction(pred, shape)
 
 
 # ---- the estimate -----------------------------------------------------------------------------
@@ -506,7 +517,7 @@ def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, 
     Only a ``reusable`` probe (a whole plane at factor 1: the run's own pass when no rescaling
     follows) gets the model's full tile context; the others only measure sizes and get
     :func:`probe_context` (reflected pixels either way: a probe is one tile)."""
-    from seglab.inference.engine import TileRun, postprocess_events
+    from seglab.inference.engine import TileRun
 
     shape = tuple(win.shape[-2:])
     if reusable:
@@ -517,13 +528,7 @@ def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, 
     # one tile whatever the run's tile size, so that the estimate does not depend on it
     one_tile = max(int(run.get("tile_size", 0) or 0), *small.shape[-2:])
     tr = TileRun(**{**run, "tile_size": one_tile}, tile_context=probe_context(model))
-    raw = yield from model.raw_output_iter(small, th, tr)
-    to_original = getattr(model, "raw_to_original", None)
-    if callable(to_original):
-        sy, sx = small.shape[1] / shape[0], small.shape[2] / shape[1]
-        return (yield from postprocess_events(model, to_original(raw, sy, sx, shape), th, shape, tr))
-    pred = yield from postprocess_events(model, raw, th, tuple(small.shape[-2:]), tr)
-    return pred if small.shape[-2:] == shape else restore_prediction(pred, shape)
+    return (yield from _prediction_on_grid(model, small, shape, th, tr))
 
 
 def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:
