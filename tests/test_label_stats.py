@@ -1,9 +1,9 @@
-"""Per-label sums and boxes (seglab.inference.label_stats) and the out-of-core object statistics built on them."""
+"""Per-label sums and boxes (seglab.label_stats) and the out-of-core object statistics built on them."""
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from seglab.inference.label_stats import label_sums
+from seglab.label_stats import label_sums
 from seglab.inference.stitching import ObjectStats
 
 

@@ -21,22 +21,22 @@ def object_table(labels: np.ndarray, scores: np.ndarray | None = None) -> dict[s
         return {c: np.zeros(0, dtype=np.int64 if c in ("label", "area") else np.float64) for c in TABLE_COLUMNS}
     if flat.min() < 0:
         raise ValueError("label images cannot hold negative ids")
+    from seglab.label_stats import label_sums  # compiled: imported when a table is first made
+
     n = int(flat.max()) + 1
-    # one pass of bincounts: area, sum of y, sum of x (and of scores) per label id
-    counts = np.bincount(flat, minlength=n)
+    # one pass: area, sum of y, sum of x per label id
+    counts, sum_y, sum_x, _ = label_sums(labels, n)
     ids = np.flatnonzero(counts)
     ids = ids[ids > 0]
-    # sums over object pixels only (background holds most pixels of many images)
-    where = np.flatnonzero(flat)
-    fg = flat[where]
-    yy, xx = np.divmod(where, labels.shape[1])
     area = counts[ids].astype(np.float64)
-    cy = np.bincount(fg, weights=yy.astype(np.float64), minlength=n)[ids] / area
-    cx = np.bincount(fg, weights=xx.astype(np.float64), minlength=n)[ids] / area
+    cy = sum_y[ids] / area
+    cx = sum_x[ids] / area
     if scores is None:
         sc = np.full(ids.size, np.nan)
-    elif np.ndim(scores) == labels.ndim:
-        sc = np.bincount(fg, weights=np.asarray(scores, dtype=np.float64).ravel()[where], minlength=n)[ids] / area
+    elif np.ndim(scores) == labels.ndim:  # mean of a per-pixel map, over object pixels only
+        where = np.flatnonzero(flat)
+        sc = np.bincount(flat[where], weights=np.asarray(scores, dtype=np.float64).ravel()[where],
+                         minlength=n)[ids] / area
     else:
         sc = np.asarray(scores, dtype=np.float64)[ids]
     return {

@@ -148,7 +148,7 @@ class ObjectStats:
                   scores: np.ndarray | None, plane: int = 0) -> None:
         """Add a block's core (block ids; ``lut[block id]`` = final id) at plane ``origin`` (y, x).
         ``scores[block id]`` (NaN: none) weights by the area each part has in the core."""
-        from seglab.inference.label_stats import label_sums
+        from seglab.label_stats import label_sums
 
         n = int(lut.size)
         counts, rows, cols, boxes = label_sums(core_labels, n)
