@@ -46,6 +46,7 @@ def test_dask_layer_gives_a_zarr_backed_labels_layer_filled_live(qtbot, segment_
 
     folder = Path(out.metadata["seglab"]["path"]).parent
     assert folder.name.startswith(TEMP_PREFIX) and folder.is_dir() and "temporary store" in widget.status.value
+    assert str(folder) in widget.status.tooltip and "Save Selected Layers" in widget.status.tooltip
     viewer.layers.remove(out)
     assert not folder.exists()
 

@@ -499,10 +499,12 @@ class SegmentWidget(ScrollableContainer):
         from seglab.plugin.lazy_layers import remove_with_layer
 
         removal = remove_with_layer(target, result.path)
-        where = f"labels in {result.path}"
-        if removal is not None:
+        where, self.status.tooltip = "labels in a zarr store", f"The labels are in {result.path}"
+        if removal is not None:  # the line stays short (the dock cuts it); the tooltip says the rest
             self._temp_stores[id(target)] = removal
-            where = "labels in a temporary store, removed with the layer: File > Save Selected Layers keeps them"
+            where = "temporary store"
+            self.status.tooltip = (f"The labels are in a temporary store ({result.path}), removed with the layer. "
+                                   "File > Save Selected Layers (OME-Zarr labels) keeps them.")
         self.status.value = f"{result.n_objects} objects ({model_name}; {where})"
         self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}' (out of core)")
@@ -548,5 +550,6 @@ class SegmentWidget(ScrollableContainer):
             self._viewer, collect_outlines(result) if want else None, src.name, model_name,
             result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
+        self.status.tooltip = None  # (an out-of-core result's said where its store was)
         self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")
