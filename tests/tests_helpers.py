@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 
 def blob_image(shape=(256, 256), n=30, seed=0, rmin=5, rmax=12):
@@ -53,3 +54,39 @@ def drain(gen):
             events.append(next(gen))
         except StopIteration as stop:
             return events, stop.value
+
+
+def disc_grid(d: float, n: int = 5, seed: int = 0):
+    """Discs of diameter ``d`` on a jittered grid (at least 160 px square), blurred, with noise."""
+    sp = int(round(1.7 * d))
+    size = max(160, sp * n)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    lab = np.zeros((size, size), np.int32)
+    k = 0
+    for cy in np.arange(sp / 2, size - sp / 3, sp):
+        for cx in np.arange(sp / 2, size - sp / 3, sp):
+            k += 1
+            dy, dx = rng.uniform(-0.1, 0.1, 2) * d
+            lab[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= (d / 2) ** 2] = k
+    img = ndi.gaussian_filter((lab > 0) * 180.0, max(0.7, d / 40)) + rng.normal(30, 6, lab.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), lab
+
+
+def fake_dsb(root, n_train=12, n_val=2):
+    """A DSB2018-layout folder (images, labels, manifest) of blob images, ``n_train`` then ``n_val``."""
+    import csv
+
+    import tifffile
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "split", "height", "width", "channels", "objects"])
+        for i in range(n_train + n_val):
+            img, lab = blob_image((96, 96), n=8, seed=i)
+            rid = f"im{i:02d}"
+            tifffile.imwrite(root / "images" / f"{rid}.tif", img)
+            tifffile.imwrite(root / "labels" / f"{rid}.tif", lab.astype("uint16"))
+            w.writerow([rid, "train" if i < n_train else "val", 96, 96, 1, int(lab.max())])

@@ -10,23 +10,7 @@ from seglab.inference.engine import run_to_end, segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
 from seglab.models.registry import get_model
 from seglab.samples import load_sample
-
-
-def disc_grid(d: float, n: int = 5, seed: int = 0):
-    """Discs of diameter ``d`` on a jittered grid (at least 160 px square), blurred, with noise."""
-    sp = int(round(1.7 * d))
-    size = max(160, sp * n)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    lab = np.zeros((size, size), np.int32)
-    k = 0
-    for cy in np.arange(sp / 2, size - sp / 3, sp):
-        for cx in np.arange(sp / 2, size - sp / 3, sp):
-            k += 1
-            dy, dx = rng.uniform(-0.1, 0.1, 2) * d
-            lab[(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= (d / 2) ** 2] = k
-    img = ndi.gaussian_filter((lab > 0) * 180.0, max(0.7, d / 40)) + rng.normal(30, 6, lab.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), lab
+from tests_helpers import disc_grid
 
 
 # ---- parsing and factors --------------------------------------------------------------------------
@@ -210,6 +194,7 @@ def test_size_probes_are_one_tile_with_little_context(monkeypatch):
     from seglab.inference.tiling import tile_context
 
     model = get_model("stardist-nuclei")
+    model.size_model = None  # the object measures alone: the half-scale fragment check runs
     assert dm.probe_context(model) == 32 < tile_context(model)
     img, _ = disc_grid(16)  # objects at the model's size: the half-scale check runs
     calls = []

@@ -42,6 +42,24 @@ def test_finetune_saves_a_model_that_loads_and_segments(tmp_path, tiny_model_dir
     assert labels.shape == (64, 64)
 
 
+def test_a_size_model_is_not_kept_once_training_changed_the_encoder(tmp_path, tiny_model):
+    """The size model reads the encoder it was fitted on; after fine-tuning "auto" uses its object
+    measures alone (the config says why)."""
+    from seglab.inference.size_model import SIZE_MODEL_FILE, SizeModel, n_features
+    from seglab.models.storage import save_model
+
+    n = n_features(tiny_model.network)
+    rng = np.random.default_rng(0)
+    tiny_model.size_model = SizeModel(rng.normal(size=n), np.ones(n), rng.normal(size=(n, 2)), np.zeros(2),
+                                      np.ones(2), 0.0)
+    start = save_model(tiny_model, tmp_path / "start")
+    assert load_model(start).size_model is not None
+    result = finetune(_prepare(tmp_path, [_ann(0)], start))
+    assert result.steps > 0 and not (result.path / SIZE_MODEL_FILE).exists()
+    assert load_model(result.path).size_model is None
+    assert "not kept" in load_model(result.path).config.training["size_model"]
+
+
 def test_from_scratch_with_a_family(tmp_path):
     plan = prepare([_ann(0)], out=tmp_path / "scratch", family="unet",
                    settings=FinetuneSettings(epochs=1, **FAST))

@@ -1,32 +1,15 @@
 """The DSB2018 recipes (seglab.training.recipes) end to end on a tiny fake dataset: train, resume."""
 
-import csv
 import json
-
-import tifffile
 
 from seglab.models.storage import load_model
 from seglab.training.recipes import main
-from tests_helpers import blob_image
-
-
-def _dsb(root, n_train=12, n_val=2):
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    with open(root / "manifest.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "split", "height", "width", "channels", "objects"])
-        for i in range(n_train + n_val):
-            img, lab = blob_image((96, 96), n=8, seed=i)
-            rid = f"im{i:02d}"
-            tifffile.imwrite(root / "images" / f"{rid}.tif", img)
-            tifffile.imwrite(root / "labels" / f"{rid}.tif", lab.astype("uint16"))
-            w.writerow([rid, "train" if i < n_train else "val", 96, 96, 1, int(lab.max())])
+from tests_helpers import fake_dsb
 
 
 def test_unet_recipe_trains_with_prefetched_batches_then_resumes(tmp_path, capsys):
     data, out = tmp_path / "dsb", tmp_path / "run"
-    _dsb(data)
+    fake_dsb(data)
     common = ["--data", str(data), "--steps", "3", "--batch-size", "2", "--validate-every", "2", "--device", "cpu"]
     assert main(["unet-nuclei", *common, "--out", str(out)]) in (0, None)
     first = json.loads((out / "train_result.json").read_text())

@@ -246,6 +246,9 @@ FRAGMENT_PIECES = 2.0
 #: an estimate that would rescale by a factor within this ratio of a factor already run on the whole
 #: plane takes that run instead (the model tolerates 0.7-1.4x; this saves the pass)
 REUSE_BAND = (0.87, 1.15)
+#: a measure and the size model's reading "agree" within this ratio: about nine in ten of its
+#: cross-validated readings on its training images are within 30 % (``training["size_model"]``)
+SIZE_MODEL_AGREE = 1.3
 
 
 @dataclass
@@ -259,6 +262,8 @@ class DiameterEstimate:
     seconds: float = 0.0
     #: predictions of whole planes made at ``factor`` during the estimate, by plane index
     reusable: dict[int, Prediction] = field(default_factory=dict, repr=False)
+    #: the size model's reading (original pixels), when the model has one
+    regressed: float | None = None
 
 
 def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE,
@@ -385,13 +390,25 @@ def estimate_diameter_iter(
     1. Segment each plane at factor 1: the whole plane when it has at most :data:`WHOLE_PROBE_AREA`
        pixels (that prediction is the run's own when no rescaling follows), else a
        :data:`PROBE_SIZE` window. Measure the objects (:func:`measure`).
-    2. Objects of at least :data:`CHECK_BELOW` of the model's size may be fragments of larger ones
+    2. With a size model (:mod:`seglab.inference.size_model`; every built-in has one) it referees:
+       its reading of the factor-1 window (no segmentation, so no fragments) either agrees with the
+       measure (:data:`SIZE_MODEL_AGREE`), or the objects are measured again at the scale where
+       it puts them at the model's size, and the measure nearer its reading is kept. A size that
+       asks for shrinking is measured once more at the factor it implies (where the objects will be
+       segmented), kept when it agrees with the reading.
+
+    Without a size model, 2' and 3' instead:
+
+    2'. Objects of at least :data:`CHECK_BELOW` of the model's size may be fragments of larger ones
        that the model cut at its own size: segment a window twice as large at half scale. Larger
        objects there (:data:`CHECK_RATIO`) that the objects at factor 1 cover
        (:data:`FRAGMENT_COVER`, :func:`fragment_cover`) mean fragments: the size is the half
        scale's, checked again at half of that while it keeps growing. A half scale that finds
        nothing (objects too large for its window) is followed by a quarter scale.
-    3. With no object at factor 1 the estimate probes coarser (0.25: large objects), then finer (2).
+    3'. With no object at factor 1 the estimate probes coarser (0.25: large objects), then finer (2).
+
+    Then:
+
     4. Objects below :data:`AUTO_TOLERANCE` are measured again enlarged to the model's size (they
        are few pixels at factor 1).
 
@@ -439,7 +456,11 @@ def estimate_diameter_iter(
     f = 1.0
     fine = yield from probe(1.0)
     d = size_of(fine)
-    if d is None:
+    lo, hi = tolerated_range(model)
+    regressed = _regressed_size(model, planes, target)
+    if regressed is not None:
+        d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi))
+    elif d is None:
         for g in (0.25, 2.0):  # nothing at the model's scale: large objects, or tiny ones
             found = yield from probe(g)
             d = size_of(found)
@@ -447,7 +468,7 @@ def estimate_diameter_iter(
                 f = g
                 fine = found
                 break
-    if d is not None and f <= 1.0 and d * f >= CHECK_BELOW * target:
+    if regressed is None and d is not None and f <= 1.0 and d * f >= CHECK_BELOW * target:
         # fragments? look at half scale, around the same windows, while the objects keep growing
         while len(passes) < MAX_PASSES and f > 1.0 / 64:
             coarse = yield from probe(f / 2, around=fine)
@@ -465,7 +486,6 @@ def estimate_diameter_iter(
             d, f, fine = d_half, f / step, coarse
             if d * f < CHECK_BELOW * target:
                 break
-    lo, hi = tolerated_range(model)
     if d is not None and d < lo * target and len(passes) < MAX_PASSES:
         # small objects: measured again where the model sees them at its size
         g = float(min(target / d, 8.0))
@@ -474,14 +494,65 @@ def estimate_diameter_iter(
             d = again
     seconds = time.perf_counter() - t0
     if d is None:
-        return DiameterEstimate(None, 1.0, passes, seconds)
+        return DiameterEstimate(None, 1.0, passes, seconds, regressed=regressed)
     factor = auto_factor(target, d, (lo, hi))
     reuse: dict[int, Prediction] = {}
     for g, preds in whole.items():
         if len(preds) == len(planes) and REUSE_BAND[0] <= factor / g <= REUSE_BAND[1]:
             factor, reuse = g, preds
             break
-    return DiameterEstimate(d, factor, passes, seconds, dict(reuse))
+    return DiameterEstimate(d, factor, passes, seconds, dict(reuse), regressed)
+
+
+def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], target: float) -> float | None:
+    """The size model's diameter (original pixels), median over planes of its reading of each plane's
+    factor-1 probe window; None when the model has no size model or the planes are too small."""
+    size_model = getattr(model, "size_model", None)
+    if size_model is None:
+        return None
+    from seglab.inference.size_model import window_features
+
+    sizes = []
+    for x in planes:
+        rows, cols = probe_window(x, 1.0)
+        v = window_features(model.network, x[:, rows, cols])
+        if v is not None:
+            sizes.append(size_model.diameter(v, target))
+    return float(np.median(sizes)) if sizes else None
+
+
+def _agree(a: float, b: float) -> bool:
+    return abs(math.log(a / b)) <= math.log(SIZE_MODEL_AGREE)
+
+
+def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Callable[..., Generator],
+              size_of: Callable[[list[_Probe]], float | None], target: float,
+              band: tuple[float, float]) -> Generator[Any, None, float | None]:
+    """The size when a size model referees (see :func:`estimate_diameter_iter`, step 2): ``d`` measured
+    at factor 1, or, when it disagrees with the size model's ``regressed``, the measure at the scale
+    that the size model puts at the model's size, whichever is nearer ``regressed``; then measured
+    again where the factor that size implies brings the objects, kept if it agrees."""
+    measured: dict[float, float | None] = {1.0: d}
+
+    def at(g: float) -> Generator[Any, None, float | None]:
+        for h, v in measured.items():  # a scale already probed (within the reuse band) is not run again
+            if REUSE_BAND[0] <= g / h <= REUSE_BAND[1]:
+                return v
+        measured[g] = size_of((yield from probe(g, around=fine)))
+        return measured[g]
+
+    if d is None or not _agree(d, regressed):
+        yield from at(float(np.clip(target / regressed, 1.0 / 64, AUTO_MAX_ENLARGE)))
+    found = [v for v in measured.values() if v is not None]
+    if not found:
+        return None
+    d = min(found, key=lambda v: abs(math.log(v / regressed)))
+    g = auto_factor(target, d, band)
+    if g < 1.0:
+        again = yield from at(g)
+        if again is not None and _agree(again, regressed):
+            d = again
+    return d
 
 
 def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> tuple[float, float]:

@@ -32,6 +32,7 @@ from seglab.models.config import ModelConfig
 
 if TYPE_CHECKING:
     from seglab.inference.engine import ProgressEvent, TileRun
+    from seglab.inference.size_model import SizeModel
 
 #: what :meth:`SegmentationModel.postprocess_iter` yields: ``(done, total)`` steps of the plane
 Step = tuple[int, int]
@@ -114,6 +115,8 @@ class SegmentationModel(ABC):
         self.config = config
         self.network = network if network is not None else self.build_network(config)
         self.network.eval()
+        #: object size from the encoder's features (:mod:`seglab.inference.size_model`), when fitted
+        self.size_model: SizeModel | None = None
 
     # ---- construction -------------------------------------------------
     @classmethod

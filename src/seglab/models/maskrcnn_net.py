@@ -205,6 +205,14 @@ class MaskRCNNNet(nn.Module):
         stages = self.maskrcnn.backbone.stages
         return ["maskrcnn.backbone.stem.", *(f"maskrcnn.backbone.stages.{i}." for i in range(len(stages)))]
 
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's stem and stage outputs, from the input down (what a size model reads)."""
+        backbone = self.maskrcnn.backbone
+        outs = [backbone.stem(x)]
+        for stage in backbone.stages:
+            outs.append(stage(outs[-1]))
+        return outs
+
     def feature_radius(self) -> int:
         """Context (pixels) the backbone, FPN and RPN features need around a position, over
         all levels, plus one position of the level for RoIAlign's bilinear sampling."""

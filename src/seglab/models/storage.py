@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: optional: the size model of ``diameter="auto"`` (see :mod:`seglab.inference.size_model`)
+SIZE_MODEL_FILE = "size_model.safetensors"
 #: weight files in pickle formats: loading them can run arbitrary code, so they are never opened
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 
@@ -129,7 +131,12 @@ def load_model(folder: str | os.PathLike) -> SegmentationModel:
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise SeglabError(f"weights in {weights} do not fit the architecture in its config: {first}") from None
-    return cls(config, network)
+    from seglab.inference.size_model import load_size_model, n_features
+
+    model = cls(config, network)
+    if (folder / SIZE_MODEL_FILE).is_file():
+        model.size_model = load_size_model(folder, n_features(network))
+    return model
 
 
 def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -152,6 +159,11 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"family": model.family, "name": model.config.name})
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
         default_mode(tmp / WEIGHTS_FILE)
+        if getattr(model, "size_model", None) is not None:
+            from seglab.inference.size_model import save_size_model
+
+            save_size_model(model.size_model, tmp / SIZE_MODEL_FILE)
+            default_mode(tmp / SIZE_MODEL_FILE)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -164,6 +176,23 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def write_size_model(model: SegmentationModel, folder: str | os.PathLike) -> None:
+    """Add (or replace) ``model.size_model`` and its config in an existing model folder without rewriting
+    the weights: each file is replaced atomically, the size model first."""
+    from seglab.inference.size_model import save_size_model
+    from seglab.io.atomic import atomic_file, default_mode
+
+    folder = Path(folder)
+    read_config(folder)
+    if model.size_model is None:
+        raise SeglabError("the model has no size model to write")
+    with atomic_file(folder / SIZE_MODEL_FILE, suffix=".safetensors") as tmp:
+        save_size_model(model.size_model, tmp)
+        default_mode(tmp)  # safetensors writes a new, private file
+    with atomic_file(folder / CONFIG_FILE, suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 def new_model(family: str, name: str, **config_fields) -> SegmentationModel:

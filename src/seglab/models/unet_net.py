@@ -75,6 +75,14 @@ class UNet(nn.Module):
         """Parameter-name prefixes of the encoder's levels, from the input down."""
         return [f"encoders.{i}." for i in range(len(self.encoders))]
 
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each encoder level's output, from the input down (what a size model reads)."""
+        outs = []
+        for i, enc in enumerate(self.encoders):
+            x = enc(pool2(x) if i > 0 else x)
+            outs.append(x)
+        return outs
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features at ``1 / out_stride`` of the input size, before the head."""
         return run_to_end(features_iter(self, x))

@@ -644,6 +644,11 @@ def finetune_iter(
                     "device": str(dev), "torch": torch.__version__,
                     "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cfg.scores = scores
+    if model.size_model is not None and steps > 0 and not scores.get("kept_start_weights"):
+        # the size model reads the encoder it was fitted on; these weights moved, so "auto" falls back
+        # to its object measures alone (fit again: python -m seglab.training.size_fit <folder>)
+        model.size_model = None
+        cfg.training["size_model"] = "not kept: fitted on the start model's encoder, which training changed"
     path = save_model(model, plan.out, overwrite=plan.overwrite)
     return FinetuneResult(path, model, steps, time.perf_counter() - t0, stopped or bool(scores.get("tuning_stopped")),
                           scores, history)

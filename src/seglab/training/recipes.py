@@ -280,6 +280,10 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         # the sizes it saw (10th, 90th percentile): "auto" leaves such objects alone
         "object_diameter_range": recipe_object_diameter(root, recipe)[1],
     }
+    from seglab.training.size_fit import attach_size_model
+
+    facts = attach_size_model(model, load_split(root, "train"), "DSB2018 split train")
+    _log(f"size model: {json.dumps(facts)}")
     save_model(model, out / "final", overwrite=True)
     _log(f"saved {out / 'final'}")
 

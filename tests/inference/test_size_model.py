@@ -1,0 +1,181 @@
+"""The learned size model (seglab.inference.size_model) and how ``auto`` uses it as a referee."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seglab.errors import SeglabError
+from seglab.inference import diameter as dm
+from seglab.inference import size_model as szm
+from seglab.models.registry import get_model
+from seglab.models.storage import load_model, save_model
+from seglab.progress import run_to_end
+from tests_helpers import disc_grid
+
+
+def test_fit_learns_a_relation_and_readings_are_bounded():
+    rng = np.random.default_rng(0)
+    X = rng.normal(5.0, [1.0, 10.0, 0.1], (600, 3))
+    y = 0.3 * X[:, 0] - 0.02 * X[:, 1] + 4.0 * X[:, 2] - 18.0 + 0.2 * np.abs(X[:, 0] - 5.0)  # about -1 to 2
+    sm = szm.fit_size_model(X, y)
+    pred = np.array([sm.log_ratio(x) for x in X])
+    assert np.median(np.abs(pred - y)) < 0.1 and np.corrcoef(pred, y)[0, 1] > 0.95
+    assert sm.diameter(X[0], 16.0) == pytest.approx(16.0 * math.exp(pred[0]))
+    assert sm.diameter(X[0] * 1e6, 16.0) in (pytest.approx(16.0 * math.exp(8.0)), pytest.approx(16.0 * math.exp(-8.0)))
+    again = szm.fit_size_model(X, y)
+    np.testing.assert_array_equal(again.w1, sm.w1)  # deterministic
+    # a constant feature is not divided by zero
+    assert np.isfinite(szm.fit_size_model(np.c_[X, np.full(600, 7.0)], y).w1).all()
+
+
+def _random_size_model(n, rng, hidden=4):
+    return szm.SizeModel(rng.normal(size=n), rng.uniform(0.5, 2, n), rng.normal(size=(n, hidden)),
+                         rng.normal(size=hidden), rng.normal(size=hidden), 0.25)
+
+
+def test_window_features_of_each_family_and_too_small_windows():
+    for family in ("unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei"):
+        model = get_model(family)
+        n = szm.n_features(model.network)
+        win = np.random.default_rng(0).random((1, 100, 70)).astype(np.float32)  # not a multiple of 32
+        v = szm.window_features(model.network, win)
+        assert v.shape == (n,) and np.isfinite(v).all(), family
+        assert szm.window_features(model.network, win[:, :20]) is None  # under MIN_SIDE
+    model.network.train()
+    szm.window_features(model.network, win)
+    assert model.network.training  # the network's mode is left as it was
+
+
+def test_size_model_is_saved_and_loaded_with_the_model(tmp_path, tiny_model):
+    n = szm.n_features(tiny_model.network)
+    rng = np.random.default_rng(1)
+    tiny_model.size_model = _random_size_model(n, rng)
+    folder = save_model(tiny_model, tmp_path / "m")
+    assert (folder / szm.SIZE_MODEL_FILE).is_file()
+    again = load_model(folder)
+    for k in ("mean", "scale", "w1", "b1", "w2"):
+        np.testing.assert_array_equal(getattr(again.size_model, k), getattr(tiny_model.size_model, k))
+    assert again.size_model.b2 == 0.25
+    # a model without one loads without one
+    tiny_model.size_model = None
+    assert load_model(save_model(tiny_model, tmp_path / "plain")).size_model is None
+
+
+def test_a_size_model_that_does_not_fit_is_refused(tmp_path, tiny_model):
+    from safetensors.torch import save_file
+
+    n = szm.n_features(tiny_model.network)
+    folder = save_model(tiny_model, tmp_path / "m")
+    rng = np.random.default_rng(2)
+    szm.save_size_model(_random_size_model(n + 2, rng), folder / szm.SIZE_MODEL_FILE)  # for another network
+    with pytest.raises(SeglabError, match="reads .* features"):
+        load_model(folder)
+    save_file(_random_size_model(n, rng).to_tensors(),
+              str(folder / szm.SIZE_MODEL_FILE), metadata={"kind": "something else"})
+    with pytest.raises(SeglabError, match="kind"):
+        load_model(folder)
+    (folder / szm.SIZE_MODEL_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(SeglabError, match="cannot read the size model"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("family", ["unet-nuclei", "stardist-nuclei", "maskrcnn-nuclei", "stardist-he"])
+def test_every_builtin_has_a_size_model_fitted_on_its_training_data(family):
+    model = get_model(family)
+    assert model.size_model is not None
+    facts = model.config.training["size_model"]
+    assert "train" in facts["data"] and "val" not in facts["data"]
+    assert facts["samples"] >= 8 * 10 and facts["cv_within_30_percent"] > 0.7
+
+
+# ---- the referee in "auto" -------------------------------------------------------------------------
+def _fake_probes(sizes_at):
+    """A probe that reports, at factor g, ``sizes_at(g)`` (original pixels), and records the factors."""
+    asked = []
+
+    def probe(g, around=None):
+        asked.append(g)
+        return [g]
+        yield  # a generator
+
+    def size_of(found):
+        return sizes_at(found[0])
+
+    return probe, size_of, asked
+
+
+def _refereed(d, regressed, probe, size_of, target=16.0):
+    return run_to_end(dm._refereed(d, regressed, [], probe, size_of, target, (0.6, 1.5)))
+
+
+def test_referee_takes_the_factor_one_measure_when_it_agrees():
+    probe, size_of, asked = _fake_probes(lambda g: 20.0)
+    assert _refereed(18.0, 20.0, probe, size_of) == 18.0
+    assert asked == []  # within the tolerated band: no other probe
+
+
+def test_referee_sees_through_fragments_of_large_objects():
+    # 64 px objects: at factor 1 the model cuts them into pieces of its own size (16 px);
+    # at the scale where the size model puts them at 16 px they measure 60 px
+    probe, size_of, asked = _fake_probes(lambda g: 16.0 / g if g >= 0.5 else 60.0)
+    d = _refereed(16.0, 55.0, probe, size_of)
+    assert d == 60.0 and asked[0] == pytest.approx(16.0 / 55.0)
+    assert dm.auto_factor(16.0, d) == pytest.approx(0.3333, rel=0.01)
+
+
+def test_referee_keeps_the_measure_when_the_size_model_is_off():
+    # the size model says 32 px for 16 px objects: the measure at the scale it proposes also says 16
+    probe, size_of, asked = _fake_probes(lambda g: 16.0)
+    assert _refereed(16.0, 32.0, probe, size_of) == 16.0
+    # nothing found at factor 1 (objects too large for the window): the size model's scale finds them
+    probe, size_of, asked = _fake_probes(lambda g: None if g == 1.0 else 120.0)
+    assert _refereed(None, 100.0, probe, size_of) == 120.0
+    # nothing anywhere: no size
+    probe, size_of, asked = _fake_probes(lambda g: None)
+    assert _refereed(None, 100.0, probe, size_of) is None
+
+
+def test_referee_measures_again_where_the_objects_will_be_segmented():
+    # factor 1 agrees with the size model (40 vs 50 px) but 40 px would shrink too little:
+    # measured again at the factor 40 px implies, the objects measure 52 px (the model saw them whole)
+    probe, size_of, asked = _fake_probes(lambda g: 40.0 if g == 1.0 else 52.0)
+    d = _refereed(40.0, 50.0, probe, size_of)
+    assert d == 52.0 and asked == [pytest.approx(dm.auto_factor(16.0, 40.0, (0.6, 1.5)))]
+
+
+def test_auto_without_a_size_model_uses_the_object_measures_alone():
+    model = get_model("stardist-nuclei")
+    img, lab = disc_grid(60)
+    with_sm = run_to_end(dm.estimate_image_iter(model, img, device="cpu"))
+    model.size_model = None
+    without = run_to_end(dm.estimate_image_iter(model, img, device="cpu"))
+    true = float(np.median(dm.equivalent_diameters(lab)))
+    assert with_sm.regressed is not None and without.regressed is None
+    for est in (with_sm, without):
+        assert est.diameter == pytest.approx(true, rel=0.15), est.passes
+
+
+@pytest.mark.parametrize("name", ["0d3640", "b3b162"])
+def test_auto_is_not_fooled_by_fragments_of_large_real_nuclei(name):
+    """DSB2018 ``val`` images enlarged 3x (nuclei 130-140 px): unet-nuclei cuts them into pieces of
+    its own size that the fragment check alone took for the objects (15-18 px estimated); the size
+    model sees the large nuclei."""
+    from conftest import shared_dsb_or_skip
+    from seglab.datasets import load_split
+    from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
+
+    root = shared_dsb_or_skip()
+    item = next(it for it in load_split(root, "val") if it.name.startswith(name))
+    hw = scaled_shape(item.labels.shape, 3.0)
+    img = np.asarray(item.image, np.float32)
+    chw = img[None] if item.channel_axis is None else np.moveaxis(img, item.channel_axis, 0)
+    big = resize_image(chw, hw)
+    big = big[0] if item.channel_axis is None else np.moveaxis(big, 0, item.channel_axis)
+    true = float(np.median(dm.equivalent_diameters(resize_labels(item.labels, hw))))
+    model = get_model("unet-nuclei")
+    est = run_to_end(dm.estimate_image_iter(model, big, channel_axis=item.channel_axis, device="cpu"))
+    assert est.diameter == pytest.approx(true, rel=0.4), (true, est.regressed, est.passes)
