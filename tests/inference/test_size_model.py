@@ -50,6 +50,21 @@ def test_window_features_of_each_family_and_too_small_windows():
     assert model.network.training  # the network's mode is left as it was
 
 
+def test_a_run_reads_about_what_the_fit_read():
+    """Runs read the features through the fused inference network under mixed precision; the fit
+    through the plain network in float32. The sizes they give differ by a few percent at most."""
+    from seglab.samples import load_sample
+
+    image, _ = load_sample("fluorescence")
+    x = (image[None] - image.min()) / float(np.ptp(image))
+    for family in ("stardist-nuclei", "unet-nuclei", "maskrcnn-nuclei"):
+        model = get_model(family)
+        win = x[:, :256, :256].astype(np.float32)
+        fit = model.size_model.log_ratio(szm.window_features(model.network, win))
+        run = model.size_model.log_ratio(szm.run_features(model, win))
+        assert abs(fit - run) < 0.03, family
+
+
 def test_size_model_is_saved_and_loaded_with_the_model(tmp_path, tiny_model):
     n = szm.n_features(tiny_model.network)
     rng = np.random.default_rng(1)

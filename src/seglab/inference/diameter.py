@@ -457,7 +457,7 @@ def estimate_diameter_iter(
     fine = yield from probe(1.0)
     d = size_of(fine)
     lo, hi = tolerated_range(model)
-    regressed = _regressed_size(model, planes, target)
+    regressed = _regressed_size(model, planes, target, bool(run.get("amp", True)))
     if regressed is not None:
         d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi))
     elif d is None:
@@ -504,18 +504,19 @@ def estimate_diameter_iter(
     return DiameterEstimate(d, factor, passes, seconds, dict(reuse), regressed)
 
 
-def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], target: float) -> float | None:
+def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], target: float,
+                    amp: bool = True) -> float | None:
     """The size model's diameter (original pixels), median over planes of its reading of each plane's
     factor-1 probe window; None when the model has no size model or the planes are too small."""
     size_model = getattr(model, "size_model", None)
     if size_model is None:
         return None
-    from seglab.inference.size_model import window_features
+    from seglab.inference.size_model import run_features
 
     sizes = []
     for x in planes:
         rows, cols = probe_window(x, 1.0)
-        v = window_features(model.network, x[:, rows, cols])
+        v = run_features(model, x[:, rows, cols], amp)
         if v is not None:
             sizes.append(size_model.diameter(v, target))
     return float(np.median(sizes)) if sizes else None

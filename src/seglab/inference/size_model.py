@@ -143,6 +143,20 @@ def window_features(network: torch.nn.Module, window: np.ndarray) -> np.ndarray 
     return torch.cat(parts).double().cpu().numpy()
 
 
+def run_features(model, window: np.ndarray, amp: bool = True) -> np.ndarray | None:
+    """:func:`window_features` as a run reads them: through the model's inference copy of its network
+    (batch norm folded, ReLU fused) under the run's mixed precision when it has one. The fit reads the
+    plain network in float32; on DSB2018 ``val`` windows the two readings differ by 0.25 % (median;
+    1.8 % at most) in size, and this one costs two thirds of the time."""
+    from seglab.torch_env import autocast
+
+    get = getattr(model, "_inference_network", None)
+    net = get() if callable(get) else model.network
+    device = next(net.parameters()).device
+    with torch.inference_mode(), autocast(device, amp):
+        return window_features(net, window)
+
+
 #: the fit: hidden units, steps of full-batch AdamW, learning rate, weight decay, input dropout
 HIDDEN, STEPS, LR, WEIGHT_DECAY, DROPOUT = 32, 1500, 1e-3, 1e-3, 0.2
 
