@@ -7,8 +7,11 @@ estimates ``D`` first (:func:`estimate_diameter_iter`).
 
 The estimate segments the image with the model itself (:func:`estimate_diameter_iter`): at its
 own scale first (the whole plane when it is small, so that this is the run's own pass when no
-rescaling follows), then at half scale to check that the objects found are not fragments of
-larger objects that the model cut at its own size. The size measured is robust to such
+rescaling follows). A model cuts objects far larger than its own size into fragments of its size;
+two guards catch that. A model with a size model (:mod:`seglab.inference.size_model`; every
+built-in) has it read the size from the network's encoder features, which see the large objects,
+and measures again at the scale it proposes when the two disagree. Without one, a check at half
+scale looks for larger objects that the objects found make up. The size measured is robust to such
 fragments when they touch: each connected piece of foreground gives the diameter of the largest
 disc inside it, and the median over pieces, times a constant measured on nuclei
 (:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter (:func:`measure`). Fragments with
