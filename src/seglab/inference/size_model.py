@@ -1,15 +1,17 @@
 """A learned size model: the objects' size read from the network's own encoder features.
 
-As Cellpose's size model does with its style vector: each encoder level's output on a probe
-window is summarised by its per-channel mean and standard deviation, standardised, and a small
-MLP (one hidden layer of 32) maps that to ``log(object diameter / the model's object diameter)``. It is fitted on
-the model's training images resized over a wide range of factors
-(:mod:`seglab.training.size_fit`) and stored beside the weights (``size_model.safetensors``).
+As Cellpose reads the size from its style vector (there with a linear regression): each encoder
+level's output on a probe window is summarised by its per-channel mean and standard deviation,
+standardised, and a small MLP (one hidden layer of 32) maps that to
+``log(object diameter / the model's object diameter)``. It is fitted on the model's training
+images resized over a wide range of factors (:mod:`seglab.training.size_fit`) and stored beside
+the weights (``size_model.safetensors``).
 
 It does not segment, so it cannot be fooled by the fragments a model cuts from objects far larger
 than its own size (fragments measure the model's size; the encoder sees the large objects). It is
-coarse (about 10-15 % typical error), so ``diameter="auto"`` uses it as a referee between object
-measures made at different scales (:mod:`seglab.inference.diameter`), not as the answer.
+coarse (median error 8-12 %, cross-validated, about one reading in ten off by more than 30 %), so
+``diameter="auto"`` uses it as a referee between object measures made at different scales
+(:mod:`seglab.inference.diameter`), not as the answer.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def n_features(network: torch.nn.Module) -> int | None:
 @torch.no_grad()
 def window_features(network: torch.nn.Module, window: np.ndarray) -> np.ndarray | None:
     """Per-channel mean and standard deviation of each encoder level's output on a normalised
-    ``(C, H, W)`` window (float32, the network's device; padded by reflection to its size divisor).
+    ``(C, H, W)`` window (in the network's dtype and on its device; padded by reflection to its size
+    divisor).
     None for a window under :data:`MIN_SIDE` pixels on a side."""
     h, w = window.shape[-2:]
     if min(h, w) < MIN_SIDE:
@@ -163,8 +166,9 @@ HIDDEN, STEPS, LR, WEIGHT_DECAY, DROPOUT = 32, 1500, 1e-3, 1e-3, 0.2
 
 def fit_size_model(features: np.ndarray, log_ratios: np.ndarray, seed: int = 0) -> SizeModel:
     """Fit :class:`SizeModel` (smooth-L1 loss on the log ratio, so that a few images with odd labels do
-    not dominate); deterministic for a given seed. A small MLP: on DSB2018 ``val`` resized 0.5-4x,
-    30 % more readings fell within 30 % of the truth at 4x than with a ridge regression."""
+    not dominate); deterministic for a given seed. An MLP rather than a ridge regression: with the
+    same features (stardist-nuclei, DSB2018 ``val`` enlarged 4x) 0.84 of the readings fell within
+    30 % of the truth against 0.70 with ridge."""
     X = np.asarray(features, np.float64)
     y = np.asarray(log_ratios, np.float64)
     mean = X.mean(0)
