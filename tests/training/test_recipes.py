@@ -16,6 +16,8 @@ def test_unet_recipe_trains_with_prefetched_batches_then_resumes(tmp_path, capsy
     assert first["steps"] == 3 and first["n_train_images"] == 11  # one in ten per group held out to tune
     model = load_model(out / "final")
     assert model.config.object_diameter > 0 and "split val" in model.config.scores["dataset"]
+    assert model.config.training["replay_set"] == "dsb2018-train"  # what fine-tuning it replays
+    assert model.size_model is not None and model.config.training["size_model"]["data"] == "DSB2018 split train"
     # a second phase from the first one's weights keeps the first phase's facts
     again = tmp_path / "run2"
     assert main(["unet-nuclei", *common, "--out", str(again), "--init", str(out / "final")]) in (0, None)

@@ -37,6 +37,7 @@ from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITEC
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
+from seglab.training.replay import DSB2018_REPLAY
 
 UNET_NUCLEI = {
     "name": "unet-nuclei",
@@ -279,6 +280,8 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         "seed": args.seed,
         # the sizes it saw (10th, 90th percentile): "auto" leaves such objects alone
         "object_diameter_range": recipe_object_diameter(root, recipe)[1],
+        # what fine-tuning replays of its training data (seglab.training.replay)
+        "replay_set": DSB2018_REPLAY,
     }
     from seglab.training.size_fit import attach_size_model
 

@@ -25,6 +25,8 @@ from seglab.evaluation import AnnotatedImage
 
 REPLAY_ROOT = Path(__file__).resolve().parent.parent / "models" / "replay"
 #: crops per kind of image in the shipped set: (grey dark background, grey bright background, colour)
+#: the replay set shipped for models trained on DSB2018 ``train`` (the recipes name it in their configs)
+DSB2018_REPLAY = "dsb2018-train"
 DEFAULT_COUNTS = {"grey, dark background": 36, "grey, bright background": 6, "colour (stained)": 12}
 
 
