@@ -284,10 +284,10 @@ def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE,
         x0 = int(min(max(round(centre[1] - ww / 2), 0), w - ww))
         return slice(y0, y0 + wh), slice(x0, x0 + ww)
     best, best_score = (0, 0), -1.0
-    grey = x.mean(axis=0)
     for y0 in np.unique(np.linspace(0, h - wh, 5).astype(int)):
         for x0 in np.unique(np.linspace(0, w - ww, 5).astype(int)):
-            win = grey[y0:y0 + wh:4, x0:x0 + ww:4]
+            # grey of the candidate's sampled pixels only (not of the whole plane)
+            win = x[:, y0:y0 + wh:4, x0:x0 + ww:4].mean(axis=0)
             score = float(win.std())
             if score > best_score:
                 best, best_score = (int(y0), int(x0)), score
@@ -460,7 +460,7 @@ def estimate_diameter_iter(
     fine = yield from probe(1.0)
     d = size_of(fine)
     lo, hi = tolerated_range(model)
-    regressed = _regressed_size(model, planes, target, bool(run.get("amp", True)))
+    regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)))
     if regressed is not None:
         d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi))
     elif d is None:
@@ -507,18 +507,20 @@ def estimate_diameter_iter(
     return DiameterEstimate(d, factor, passes, seconds, dict(reuse), regressed)
 
 
-def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], target: float,
+def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], fine: list[_Probe], target: float,
                     amp: bool = True) -> float | None:
     """The size model's diameter (original pixels), median over planes of its reading of each plane's
-    factor-1 probe window; None when the model has no size model or the planes are too small."""
+    factor-1 probe window (``fine``'s window where the probe was one; a plane probed whole is read on
+    the window :func:`probe_window` picks, as in the fit); None when the model has no size model or
+    the planes are too small."""
     size_model = getattr(model, "size_model", None)
     if size_model is None:
         return None
     from seglab.inference.size_model import run_features
 
     sizes = []
-    for x in planes:
-        rows, cols = probe_window(x, 1.0)
+    for x, p in zip(planes, fine):
+        rows, cols = probe_window(x, 1.0) if p.whole is not None else (p.rows, p.cols)
         v = run_features(model, x[:, rows, cols], amp)
         if v is not None:
             sizes.append(size_model.diameter(v, target))
