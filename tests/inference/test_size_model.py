@@ -45,6 +45,10 @@ def test_window_features_of_each_family_and_too_small_windows():
         v = szm.window_features(model.network, win)
         assert v.shape == (n,) and np.isfinite(v).all(), family
         assert szm.window_features(model.network, win[:, :20]) is None  # under MIN_SIDE
+        # a window of a larger tile: the part of each level over it
+        part = szm.window_features(model.network, win, slice(32, 96), slice(0, 64))
+        assert part.shape == (n,) and not np.allclose(part, v)
+        assert szm.window_features(model.network, win, slice(0, 20), slice(0, 64)) is None
     model.network.train()
     szm.window_features(model.network, win)
     assert model.network.training  # the network's mode is left as it was
@@ -59,9 +63,9 @@ def test_a_run_reads_about_what_the_fit_read():
     x = (image[None] - image.min()) / float(np.ptp(image))
     for family in ("stardist-nuclei", "unet-nuclei", "maskrcnn-nuclei"):
         model = get_model(family)
-        win = x[:, :256, :256].astype(np.float32)
-        fit = model.size_model.log_ratio(szm.window_features(model.network, win))
-        run = model.size_model.log_ratio(szm.run_features(model, win))
+        tile, rows, cols = dm.probe_tile(model, x.astype(np.float32))
+        fit = model.size_model.log_ratio(szm.window_features(model.network, tile, rows, cols))
+        run = model.size_model.log_ratio(szm.run_features(model, tile, rows, cols))
         assert abs(fit - run) < 0.03, family
 
 
@@ -93,6 +97,11 @@ def test_a_size_model_that_does_not_fit_is_refused(tmp_path, tiny_model):
               str(folder / szm.SIZE_MODEL_FILE), metadata={"kind": "something else"})
     with pytest.raises(SeglabError, match="kind"):
         load_model(folder)
+    # one of an earlier kind (features summarised differently) is not used, with a warning
+    save_file(_random_size_model(n, rng).to_tensors(),
+              str(folder / szm.SIZE_MODEL_FILE), metadata={"kind": next(iter(szm.OLD_KINDS))})
+    with pytest.warns(UserWarning, match="earlier kind"):
+        assert load_model(folder).size_model is None
     (folder / szm.SIZE_MODEL_FILE).write_bytes(b"not safetensors")
     with pytest.raises(SeglabError, match="cannot read the size model"):
         load_model(folder)
@@ -152,6 +161,20 @@ def test_referee_keeps_the_measure_when_the_size_model_is_off():
     # nothing anywhere: no size
     probe, size_of, asked = _fake_probes(lambda g: None)
     assert _refereed(None, 100.0, probe, size_of) is None
+
+
+def test_referee_takes_the_reading_when_its_scale_has_nothing_to_measure():
+    # a sparse window: the factor-1 measure (20 px) disagrees with the reading (60 px), and at the
+    # scale where the reading puts objects at the model's size too few objects remain to measure:
+    # the reading stands (then measured again where it sends the objects, kept when that agrees)
+    probe, size_of, asked = _fake_probes(lambda g: 20.0 if g == 1.0 else (58.0 if g > 0.3 else None))
+    d = _refereed(20.0, 60.0, probe, size_of)
+    assert asked[0] == pytest.approx(16.0 / 60.0) and d == 58.0
+    probe, size_of, asked = _fake_probes(lambda g: 20.0 if g == 1.0 else None)
+    assert _refereed(20.0, 60.0, probe, size_of) == 60.0
+    # a measure that agrees is never replaced by the reading
+    probe, size_of, asked = _fake_probes(lambda g: 22.0 if g == 1.0 else None)
+    assert _refereed(22.0, 25.0, probe, size_of) == 22.0
 
 
 def test_referee_measures_again_where_the_objects_will_be_segmented():

@@ -26,6 +26,7 @@ from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
+from seglab.inference.feature_tap import EncoderTap, recording
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import Surround, TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -93,11 +94,13 @@ def predict_maps_iter(
     n_planes: int = 1,
     context: int | None = None,
     surround: Surround | None = None,
+    tap: EncoderTap | None = None,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride); ``context``: pixels around each tile (default
     :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree);
-    ``surround``: the plane's real surroundings, which tiles take their context from."""
+    ``surround``: the plane's real surroundings, which tiles take their context from; ``tap``:
+    reads the encoder's features of a window from the tiles as they pass (the size model's input)."""
     _, h, w = x.shape
     context = tile_context(model) if context is None else int(context)
     s = int(model.output_stride)
@@ -110,9 +113,10 @@ def predict_maps_iter(
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
         steps = model.forward_tiles_iter(batch)
+        boxes = _tile_boxes(grid, chunk)
         try:
             while True:  # each step of the network under inference mode and autocast, events between
-                with torch.inference_mode(), autocast(device, amp):
+                with torch.inference_mode(), autocast(device, amp), recording(tap, boxes):
                     try:
                         next(steps)
                     except StopIteration as stop:
@@ -159,6 +163,11 @@ def _tile_batches(
     return len(windows), batches()
 
 
+def _tile_boxes(grid: TileGrid, chunk: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """``(top, left, height, width)`` in plane pixels of the tiles at padded corners ``chunk``."""
+    return [(y - grid.context, xx - grid.context, grid.tile_h, grid.tile_w) for y, xx in chunk]
+
+
 def _strided(sl: slice, s: int) -> slice:
     """A pixel slice starting at a multiple of ``s`` as a slice of maps sampled every ``s`` pixels."""
     return slice(sl.start // s, -(-sl.stop // s))
@@ -192,6 +201,9 @@ class TileRun:
     #: the plane's real surroundings (a block cut out of a larger image): tiles take their context
     #: from them instead of reflecting the plane at its edges
     surround: Surround | None = None
+    #: reads the encoder's features of a window from the tiles as they pass (``diameter="auto"``'s
+    #: factor-1 probe: its size model then needs no second pass)
+    tap: EncoderTap | None = None
 
     def context_of(self, model: SegmentationModel) -> int:
         """The context this run gives each tile of ``model``."""
@@ -205,7 +217,7 @@ class TileRun:
         return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
                                              device=self.device, amp=self.amp, plane=self.plane,
                                              n_planes=self.n_planes, context=self.context_of(model),
-                                             surround=self.surround))
+                                             surround=self.surround, tap=self.tap))
 
     def context(self) -> contextlib.ExitStack:
         """Inference mode and autocast for one step of a network on this run's device."""
@@ -239,13 +251,14 @@ class TileRun:
         done = 0
         yield self.event("tile", 0, total)
         for grid, chunk, batch in batches:
-            with self.context():
+            boxes = _tile_boxes(grid, chunk)
+            with self.context(), recording(self.tap, boxes):
                 outputs = forward(batch)
             if isinstance(outputs, Generator):
                 steps = outputs
                 try:
                     while True:
-                        with self.context():
+                        with self.context(), recording(self.tap, boxes):
                             try:
                                 next(steps)
                             except StopIteration as stop:
@@ -372,14 +385,26 @@ def segment_iter(
     offset = 0
     run: dict[str, Any] = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
-    size = yield from choose_scale_iter(model, diameter, lambda i: model_input(
-        image[indices[i]], model.config.input_channels, model.config.normalization, channel_axis, channels, rgb),
-        len(indices), th, **run)
+    first: dict[int, np.ndarray] = {}  # plane 0 as the estimate normalised it, for the loop (not made twice)
+
+    def plane_input(i: int) -> np.ndarray:
+        x = first.pop(i, None)
+        return x if x is not None else model_input(image[indices[i]], model.config.input_channels,
+                                                   model.config.normalization, channel_axis, channels, rgb)
+
+    def estimate_input(i: int) -> np.ndarray:
+        x = plane_input(i)
+        if i == 0:
+            first[0] = x
+        return x
+
+    size = yield from choose_scale_iter(model, diameter, estimate_input, len(indices), th, **run)
     for p, idx in enumerate(indices):
-        plane = image[idx]
-        x = model_input(plane, model.config.input_channels, model.config.normalization, channel_axis, channels, rgb)
-        pred: Prediction = size.reusable.pop(p, None) or (yield from retry_on_oom(
-            functools.partial(scaled_plane_iter, model, x, th, size.factor, p, n_planes), model, run))
+        pred: Prediction | None = size.reusable.pop(p, None)
+        if pred is None:  # (a plane the estimate's own pass segmented needs no input)
+            pred = yield from retry_on_oom(functools.partial(
+                scaled_plane_iter, model, plane_input(p), th, size.factor, p, n_planes), model, run)
+        first.clear()
         lab = pred.labels.astype(np.int64)
         if offset:
             lab[lab > 0] += offset

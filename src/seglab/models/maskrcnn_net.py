@@ -205,6 +205,11 @@ class MaskRCNNNet(nn.Module):
         stages = self.maskrcnn.backbone.stages
         return ["maskrcnn.backbone.stem.", *(f"maskrcnn.backbone.stages.{i}." for i in range(len(stages)))]
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules whose outputs :meth:`encoder_features` returns, in its order (a run's hooks read them)."""
+        backbone = self.maskrcnn.backbone
+        return [backbone.stem, *backbone.stages]
+
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The backbone's stem and stage outputs, from the input down (what a size model reads)."""
         backbone = self.maskrcnn.backbone

@@ -75,6 +75,10 @@ class UNet(nn.Module):
         """Parameter-name prefixes of the encoder's levels, from the input down."""
         return [f"encoders.{i}." for i in range(len(self.encoders))]
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The modules whose outputs :meth:`encoder_features` returns, in its order (a run's hooks read them)."""
+        return list(self.encoders)
+
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each encoder level's output, from the input down (what a size model reads)."""
         outs = []

@@ -263,10 +263,9 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         "torch": torch.__version__,
         "seed": args.seed,
     }
-    from seglab.training.size_fit import attach_size_model
+    from seglab.training.size_fit import attach_size_model, he_training_items
 
-    facts = attach_size_model(model, data["train_dsb"] + data["tune_dsb"] + data["train_monuseg"] + data["tune_monuseg"],
-                              "DSB2018 split train, colour images; MoNuSeg (Kumar split) train tiles")
+    facts = attach_size_model(model, *he_training_items(args.data, args.monuseg))
     _log(f"size model: {json.dumps(facts)}")
     save_model(model, out / "final", overwrite=True)
     _log(f"saved {out / 'final'}")
