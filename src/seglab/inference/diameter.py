@@ -177,7 +177,7 @@ def scale_factor(model_diameter: float | None, diameter: float | None,
 def scaled_plane_iter(
     model: SegmentationModel, x: np.ndarray, th: dict[str, float], factor: float, p: int = 0, n_planes: int = 1,
     *, tile_size: int = 1024, batch_size: int = 4, device: Any = "cpu", amp: bool = True,
-    surround: Surround | None = None, tap: Any = None,
+    surround: Surround | None = None, tap: EncoderTap | None = None,
 ) -> Generator[Any, None, Prediction]:
     """One normalised ``(C, H, W)`` plane segmented at ``factor`` and returned on its own pixel grid.
 
@@ -640,7 +640,8 @@ def probe_context(model: SegmentationModel) -> int:
 
 
 def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, float], f: float,
-                       reusable: bool = False, tap: Any = None, **run: Any) -> Generator[Any, None, Prediction]:
+                       reusable: bool = False, tap: EncoderTap | None = None,
+                       **run: Any) -> Generator[Any, None, Prediction]:
     """A window segmented at factor ``f`` on its own grid (a window larger than :data:`PROBE_SIZE`
     at that scale is resized to exactly ``PROBE_SIZE`` on that side: one input shape for probes).
 

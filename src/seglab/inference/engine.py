@@ -26,7 +26,7 @@ from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
-from seglab.inference.feature_tap import EncoderTap, recording
+from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.normalize import model_input
 from seglab.inference.tiling import Surround, TileGrid, make_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -113,10 +113,9 @@ def predict_maps_iter(
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
         steps = model.forward_tiles_iter(batch)
-        boxes = _tile_boxes(grid, chunk)
         try:
             while True:  # each step of the network under inference mode and autocast, events between
-                with torch.inference_mode(), autocast(device, amp), recording(tap, boxes):
+                with torch.inference_mode(), autocast(device, amp), _recording(tap, grid, chunk):
                     try:
                         next(steps)
                     except StopIteration as stop:
@@ -163,9 +162,13 @@ def _tile_batches(
     return len(windows), batches()
 
 
-def _tile_boxes(grid: TileGrid, chunk: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """``(top, left, height, width)`` in plane pixels of the tiles at padded corners ``chunk``."""
-    return [(y - grid.context, xx - grid.context, grid.tile_h, grid.tile_w) for y, xx in chunk]
+def _recording(tap: EncoderTap | None, grid: TileGrid,
+               chunk: Sequence[tuple[int, int]]) -> contextlib.AbstractContextManager:
+    """``tap`` reading a batch of the tiles at padded corners ``chunk`` (their ``(top, left, height,
+    width)`` in plane pixels), or nothing when there is no tap."""
+    if tap is None:
+        return contextlib.nullcontext()
+    return tap.recording([(y - grid.context, xx - grid.context, grid.tile_h, grid.tile_w) for y, xx in chunk])
 
 
 def _strided(sl: slice, s: int) -> slice:
@@ -251,14 +254,13 @@ class TileRun:
         done = 0
         yield self.event("tile", 0, total)
         for grid, chunk, batch in batches:
-            boxes = _tile_boxes(grid, chunk)
-            with self.context(), recording(self.tap, boxes):
+            with self.context(), _recording(self.tap, grid, chunk):
                 outputs = forward(batch)
             if isinstance(outputs, Generator):
                 steps = outputs
                 try:
                     while True:
-                        with self.context(), recording(self.tap, boxes):
+                        with self.context(), _recording(self.tap, grid, chunk):
                             try:
                                 next(steps)
                             except StopIteration as stop:

@@ -83,7 +83,3 @@ class EncoderTap:
                 return level_window_stats(out[b], (h, w), slice(r0 - top, r1 - top), slice(c0 - left, c1 - left))
         return None
 
-
-def recording(tap: EncoderTap | None, tiles: Sequence[tuple[int, int, int, int]]) -> contextlib.AbstractContextManager:
-    """``tap.recording(tiles)``, or nothing when there is no tap."""
-    return contextlib.nullcontext() if tap is None else tap.recording(tiles)

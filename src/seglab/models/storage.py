@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
-#: optional: the size model of ``diameter="auto"`` (see :mod:`seglab.inference.size_model`)
-SIZE_MODEL_FILE = "size_model.safetensors"
 #: weight files in pickle formats: loading them can run arbitrary code, so they are never opened
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 
@@ -131,10 +129,10 @@ def load_model(folder: str | os.PathLike) -> SegmentationModel:
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise SeglabError(f"weights in {weights} do not fit the architecture in its config: {first}") from None
-    from seglab.inference.size_model import load_size_model, n_features
+    from seglab.inference.size_model import SIZE_MODEL_FILE, load_size_model, n_features
 
     model = cls(config, network)
-    if (folder / SIZE_MODEL_FILE).is_file():
+    if (folder / SIZE_MODEL_FILE).is_file():  # (spares n_features' probe of the network otherwise)
         model.size_model = load_size_model(folder, n_features(network))
     return model
 
@@ -160,7 +158,7 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
         default_mode(tmp / WEIGHTS_FILE)
         if getattr(model, "size_model", None) is not None:
-            from seglab.inference.size_model import save_size_model
+            from seglab.inference.size_model import SIZE_MODEL_FILE, save_size_model
 
             save_size_model(model.size_model, tmp / SIZE_MODEL_FILE)
             default_mode(tmp / SIZE_MODEL_FILE)
@@ -181,7 +179,7 @@ def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite
 def write_size_model(model: SegmentationModel, folder: str | os.PathLike) -> None:
     """Add (or replace) ``model.size_model`` and its config in an existing model folder without rewriting
     the weights: each file is replaced atomically, the size model first."""
-    from seglab.inference.size_model import save_size_model
+    from seglab.inference.size_model import SIZE_MODEL_FILE, save_size_model
     from seglab.io.atomic import atomic_file, default_mode
 
     folder = Path(folder)

@@ -4,8 +4,9 @@
         --data ../shared/data/dsb2018 [--monuseg ../shared/data/monuseg-kumar]
 
 Every ``train`` image (never ``val``) is resized by each of :data:`FACTORS`; on each the probe
-window that ``diameter="auto"`` would read (:func:`~seglab.inference.diameter.probe_window`) gives
-one sample: the encoder's features there, and ``log`` of the image's median object diameter
+window that ``diameter="auto"`` would read gives one sample (up to :data:`WINDOWS` windows of a
+plane probed through one): the encoder's features there, in the tile the factor-1 probe runs
+(:func:`~seglab.inference.diameter.probe_tile`), and ``log`` of the image's median object diameter
 (equivalent diameter of its labels, times the factor) over the model's ``object_diameter``.
 Its errors are measured by 5-fold cross-validation grouped by image; the model folder is
 given ``size_model.safetensors`` and the fit's facts in
@@ -132,7 +133,6 @@ def attach_size_model(model: SegmentationModel, items: Sequence[AnnotatedImage],
     facts = {**facts, "data": data}
     model.config.training = {**model.config.training, "size_model": facts}
     return facts
-
 
 
 def he_training_items(dsb_root: str | Path, monuseg_root: str | Path) -> tuple[list[AnnotatedImage], str]:
