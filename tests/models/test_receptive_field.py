@@ -108,3 +108,12 @@ def test_span_primitives():
     u = rf.upsample_nearest(p, 16)
     assert (u.lo[7], u.hi[7]) == (6, 7) and u.stride == 1
     assert rf.radius(y) == 1 and rf.radius(p) == 0
+
+
+@pytest.mark.parametrize("widths,stride,stem,full", [([2, 2, 2], 2, 2, 0), ([2, 2, 2, 2], 4, 2, 0),
+                                                      ([2, 2, 2, 2], 1, 2, 2)])
+def test_stem_unet_radius_matches_measurement(widths, stride, stem, full):
+    """A stride-2 stem (and the full-resolution layer that reads the input) counted as forward uses them."""
+    net = UNet(1, 2, widths, 2, out_stride=stride, stem=stem, full=full)
+    measured = measured_radius(lambda x: [_positive(net)(x)], 1, net.divisor, 4 * net.divisor, 512)
+    assert measured == [(net.receptive_radius(), stride)]

@@ -33,3 +33,26 @@ def test_unet_recipe_trains_with_prefetched_batches_then_resumes(tmp_path, capsy
     assert main(["unet-nuclei", *common, "--out", str(third), "--init", str(shipped)]) in (0, None)
     chain = json.loads((third / "train_result.json").read_text())["previous_phase"]
     assert chain["steps"] == 3 and chain["previous_phase"]["steps"] == 3 and "previous_phase" not in chain["previous_phase"]
+
+
+def test_a_new_architecture_from_the_command_line_and_the_lr_a_finish_records(tmp_path):
+    """``--architecture`` puts keys over the recipe's network (here a stride-2 stem); a later
+    ``finish-<recipe>`` without ``--lr`` records the learning rate the run trained with."""
+    import pytest
+
+    data, out = tmp_path / "dsb", tmp_path / "run"
+    fake_dsb(data)
+    common = ["--data", str(data), "--steps", "2", "--batch-size", "2", "--validate-every", "2", "--device", "cpu"]
+    arch = '{"stem": 8, "widths": [8, 16, 32, 64, 128], "full_width": 8}'
+    assert main(["unet-nuclei", *common, "--out", str(out), "--lr", "7e-4", "--architecture", arch]) in (0, None)
+    model = load_model(out / "final")
+    assert model.config.architecture == {"widths": [8, 16, 32, 64, 128], "convs_per_block": 2, "stem": 8,
+                                         "full_width": 8}
+    assert model.network.divisor == 32 and model.config.training["lr"] == 7e-4
+    assert json.loads((out / "train_result.json").read_text())["lr"] == 7e-4
+    assert main(["finish-unet-nuclei", *common, "--out", str(out)]) in (0, None)  # no --lr: the run's
+    assert load_model(out / "final").config.training["lr"] == 7e-4
+    for bad in (["--architecture", "{stem: 8}"], ["--architecture", "[8]"],
+                ["--architecture", '{"stem": 8}', "--init", str(out / "final")]):
+        with pytest.raises(SystemExit):
+            main(["unet-nuclei", *common, "--out", str(tmp_path / "bad"), *bad])

@@ -45,6 +45,7 @@ def build_star_network(config: ModelConfig) -> UNet:
         widths=tuple(arch.get("widths", (16, 32, 64, 128))),
         convs_per_block=int(arch.get("convs_per_block", 2)),
         out_stride=int(arch.get("grid", 2)),
+        stem=int(arch.get("stem", 0)),
     )
     hidden = int(arch.get("head_width", 64))
     net.head = nn.Sequential(
@@ -74,7 +75,8 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
     """Star-convex polygons from probability + radial distance maps."""
 
     family: ClassVar[str] = "stardist"
-    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "n_rays", "grid", "head_width"})
+    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "n_rays", "grid", "head_width",
+                                                                "stem"})
     shape_type: ClassVar[str | None] = "polygon"
     threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
         "prob_thresh": ThresholdSpec(

@@ -199,7 +199,7 @@ def new_model(family: str, name: str, **config_fields) -> SegmentationModel:
     config = ModelConfig(name=name, family=family, **config_fields)
     if not config.thresholds:
         config.thresholds = dict(cls.default_thresholds)
-    return cls(config)
+    return cls(config, network=build_checked(cls, config, f"the new {family} model {name!r}"))
 
 
 def clone_state(model: SegmentationModel) -> dict[str, torch.Tensor]:

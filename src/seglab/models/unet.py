@@ -154,7 +154,7 @@ class UNetModel(BatchNormFolding, SegmentationModel):
     """U-Net predicting (foreground logit, normalised distance logit)."""
 
     family: ClassVar[str] = "unet"
-    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block"})
+    architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "stem", "full_width"})
     finetune_lr: ClassVar[float] = 1e-3
     threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
         "prob_thresh": ThresholdSpec(
@@ -180,6 +180,8 @@ class UNetModel(BatchNormFolding, SegmentationModel):
             out_channels=2,
             widths=tuple(arch.get("widths", (16, 32, 64, 128))),
             convs_per_block=int(arch.get("convs_per_block", 2)),
+            stem=int(arch.get("stem", 0)),
+            full=int(arch.get("full_width", 0)),
         )
 
     def forward_tiles(self, batch: torch.Tensor) -> torch.Tensor:

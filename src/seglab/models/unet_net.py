@@ -37,10 +37,15 @@ def _block(cin: int, cout: int, n_convs: int) -> nn.Sequential:
 class UNet(nn.Module):
     """U-Net with ``len(widths) - 1`` down-sampling steps.
 
-    Input height and width must be multiples of ``2 ** (len(widths) - 1)``; the
-    inference engine pads to that. The output has the input's spatial size divided by
-    ``out_stride`` (a power of two): the decoder stops that many levels early, as
-    StarDist's ``grid=(2, 2)`` does.
+    Input height and width must be multiples of :attr:`divisor`; the inference engine pads to
+    that. The output has the input's spatial size divided by ``out_stride`` (a power of two):
+    the decoder stops that many levels early, as StarDist's ``grid=(2, 2)`` does.
+
+    ``stem`` > 0 puts a stride-2 3x3 convolution of that many channels in front, so that every
+    level runs at half the resolution (about a quarter of the work per level: capacity moves off
+    full resolution). The output stride is then at least 2, unless ``full`` > 0: a
+    full-resolution layer of ``full`` channels then reads the input beside the decoder's
+    upsampled features (pixel-exact boundaries from a half-resolution network).
     """
 
     def __init__(
@@ -50,16 +55,35 @@ class UNet(nn.Module):
         widths: tuple[int, ...] | list[int] = (16, 32, 64, 128),
         convs_per_block: int = 2,
         out_stride: int = 1,
+        stem: int = 0,
+        full: int = 0,
     ) -> None:
         super().__init__()
         widths = list(widths)
-        self.divisor = 2 ** (len(widths) - 1)
-        skip_levels = int(out_stride).bit_length() - 1
-        if out_stride < 1 or 2**skip_levels != out_stride or skip_levels >= len(widths):
+        stem, full = int(stem), int(full)
+        if stem < 0 or full < 0:
+            raise ValueError(f"stem and full must be >= 0, got {stem} and {full}")
+        if full and not stem:
+            raise ValueError("a full-resolution layer (full) needs a stride-2 stem (stem)")
+        if stem and out_stride == 1 and not full:
+            raise ValueError("with a stride-2 stem, output stride 1 needs a full-resolution layer (full > 0)")
+        if full and out_stride != 1:
+            raise ValueError(f"a full-resolution layer gives output stride 1, not {out_stride}")
+        first = 2 if stem else 1  # the stride of the first level
+        self.divisor = first * 2 ** (len(widths) - 1)
+        level_stride = max(int(out_stride), first) // first
+        skip_levels = int(level_stride).bit_length() - 1
+        if (out_stride < 1 or 2 ** (int(out_stride).bit_length() - 1) != out_stride
+                or skip_levels >= len(widths)):
             raise ValueError(f"out_stride must be a power of two below {self.divisor * 2}, got {out_stride}")
         self.out_stride = int(out_stride)
-        self.encoders = nn.ModuleList()
+        self.stem: nn.Sequential | None = None
         cin = in_channels
+        if stem:
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, stride=2, padding=1, bias=False),
+                                      nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+            cin = stem
+        self.encoders = nn.ModuleList()
         for w in widths:
             self.encoders.append(_block(cin, w, convs_per_block))
             cin = w
@@ -69,11 +93,15 @@ class UNet(nn.Module):
             self.reducers.append(nn.Conv2d(w_deep, w_skip, 1))
             self.decoders.append(_block(2 * w_skip, w_skip, convs_per_block))
         self.out_features = widths[skip_levels]
+        self.full: nn.Sequential | None = None
+        if full:
+            self.full = _block(in_channels + self.out_features, full, 1)
+            self.out_features = full
         self.head = nn.Conv2d(self.out_features, out_channels, 1)
 
     def encoder_levels(self) -> list[str]:
-        """Parameter-name prefixes of the encoder's levels, from the input down."""
-        return [f"encoders.{i}." for i in range(len(self.encoders))]
+        """Parameter-name prefixes of the encoder's levels, from the input down (the stem first)."""
+        return (["stem."] if self.stem is not None else []) + [f"encoders.{i}." for i in range(len(self.encoders))]
 
     def encoder_modules(self) -> list[nn.Module]:
         """The modules whose outputs :meth:`encoder_features` returns, in its order (a run's hooks read them)."""
@@ -82,6 +110,8 @@ class UNet(nn.Module):
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each encoder level's output, from the input down (what a size model reads)."""
         outs = []
+        if self.stem is not None:
+            x = self.stem(x)
         for i, enc in enumerate(self.encoders):
             x = enc(pool2(x) if i > 0 else x)
             outs.append(x)
@@ -100,7 +130,9 @@ class UNet(nn.Module):
         from seglab.models import receptive_field as rf
 
         n = 64 * self.divisor
-        x = rf.Span.input(n)
+        image = x = rf.Span.input(n)
+        if self.stem is not None:
+            x = rf.through(x, self.stem)
         skips = []
         for i, enc in enumerate(self.encoders):
             if i > 0:
@@ -111,6 +143,8 @@ class UNet(nn.Module):
         for red, dec in zip(self.reducers, self.decoders):
             x = rf.upsample_nearest(rf.through(x, red), 2 * len(x))
             x = rf.through(rf.union(skips.pop(), x), dec)
+        if self.full is not None:
+            x = rf.through(rf.union(image, rf.upsample_nearest(x, n)), self.full)
         x = rf.through(x, self.head)
         return rf.radius(x, self.out_stride)
 
@@ -240,6 +274,9 @@ class BatchNormFolding:
 def features_iter(net: UNet, x: torch.Tensor) -> Generator[None, None, torch.Tensor]:
     """``net.features(x)`` level by level, yielding after each encoder and decoder level (so
     that a run over large tiles can be cancelled between levels)."""
+    image = x
+    if net.stem is not None:
+        x = net.stem(x)
     skips = []
     for i, enc in enumerate(net.encoders):
         if i > 0:
@@ -251,5 +288,9 @@ def features_iter(net: UNet, x: torch.Tensor) -> Generator[None, None, torch.Ten
     for red, dec in zip(net.reducers, net.decoders):
         x = F.interpolate(red(x), scale_factor=2, mode="nearest")
         x = dec(torch.cat([skips.pop(), x], dim=1))
+        yield
+    if net.full is not None:
+        up = F.interpolate(x, size=image.shape[-2:], mode="nearest")
+        x = net.full(torch.cat([image.to(up.dtype), up], dim=1))
         yield
     return x

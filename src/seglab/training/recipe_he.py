@@ -34,7 +34,7 @@ from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
-from seglab.training.recipes import _log, run_logged
+from seglab.training.recipes import _log, recipe_architecture, run_lr, run_logged
 
 STARDIST_HE = {
     "name": "stardist-he",
@@ -156,7 +156,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
         _log(f"starting from weights in {args.init}")
     else:
         model = new_model(recipe["family"], recipe["name"], description=recipe["description"],
-                          architecture=dict(recipe["architecture"]), tile_context=recipe["tile_context"],
+                          architecture=recipe_architecture(recipe, args.architecture),
+                          tile_context=recipe["tile_context"],
                           input_channels=recipe["input_channels"])
         if args.init_from:
             from seglab.models.registry import get_model
@@ -191,7 +192,7 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune score {result.best_score} "
          f"at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
-           "tune_score_best_checkpoint": result.best_score}
+           "tune_score_best_checkpoint": result.best_score, "lr": settings.lr}
     if args.init_from and not args.init:
         run["initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
@@ -254,7 +255,7 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         "object_diameter_range": size_range,
         "patch_size": recipe["patch_size"],
         "batch_size": args.batch_size or recipe["batch_size"],
-        "lr": args.lr or recipe["lr"],
+        "lr": run_lr(args, run, recipe),
         "monuseg_weight": recipe["monuseg_weight"],
         "augment": a,
         "normalization": "per-channel percentiles 1 / 99.8 (the RGB channels as they are, not luma)",

@@ -166,7 +166,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
             recipe["family"],
             recipe["name"],
             description=recipe["description"],
-            architecture=dict(recipe["architecture"]),
+            architecture=recipe_architecture(recipe, args.architecture),
             tile_context=recipe["tile_context"],
         )
         if args.init_from:
@@ -210,7 +210,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         sampler.close()
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
-           "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids)}
+           "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr}
     if args.init_from and not args.init:
         run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
@@ -225,7 +225,28 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
-             "n_train_images", "initialised_from", "backbone_initialised_from", "previous_phase")
+             "n_train_images", "lr", "initialised_from", "backbone_initialised_from", "previous_phase")
+
+
+def recipe_architecture(recipe: dict, override: str | None) -> dict:
+    """The recipe's architecture with the keys of ``override`` (a JSON object, ``--architecture``)
+    put over it, e.g. ``{"stem": 16, "widths": [16, 32, 64, 128, 256]}``."""
+    arch = dict(recipe["architecture"])
+    if override:
+        try:
+            extra = json.loads(override)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--architecture is not JSON: {e}") from None
+        if not isinstance(extra, dict):
+            raise SystemExit("--architecture must be a JSON object of architecture keys")
+        arch.update(extra)
+    return arch
+
+
+def run_lr(args: argparse.Namespace, run: dict, recipe: dict) -> float:
+    """The learning rate a run trained with: ``--lr``, else the one its run facts record (a
+    ``finish-<recipe>`` of a run trained with ``--lr``), else the recipe's."""
+    return args.lr or run.get("lr") or recipe["lr"]
 
 
 def previous_phase(init: str | Path, start_training: dict) -> dict | None:
@@ -273,7 +294,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         "tune_ap50_tuned_thresholds": score,
         "patch_size": recipe["patch_size"],
         "batch_size": args.batch_size or recipe["batch_size"],
-        "lr": args.lr or recipe["lr"],
+        "lr": run_lr(args, run, recipe),
         "augment": recipe["augment"],
         "device": str(args.device),
         "torch": torch.__version__,
@@ -322,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None,
                    help="model (name or folder) whose tensors of matching name and shape start a new network")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--architecture", default=None,
+                   help='a new network: JSON keys put over the recipe\'s architecture, e.g. \'{"stem": 16}\'')
     p.add_argument("--border-weight", type=float, default=None,
                    help="U-Net loss: extra weight on pixels where touching nuclei meet")
     p.add_argument("--max-eval-images", type=int, default=None,
@@ -331,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
     if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
         p.error("--border-weight is a U-Net loss setting")
+    if args.architecture and (args.init or args.recipe.startswith(("finish-", "object-diameter-"))):
+        p.error("--architecture builds a new network: not with --init, finish-* or object-diameter-*")
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
