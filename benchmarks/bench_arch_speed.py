@@ -16,8 +16,8 @@ gives it (``new_model``), so what is timed is what a trained model of that layou
 - ``unet``: the U-Net family (widths per level, 2 convs per block), full resolution out;
 - ``star``: the StarDist family (the decoder stopping at 1/2, grid 2, and its 3x3 + 1x1 head);
 - ``*-s2``: with a stride-2 stem (``"stem"``: a 3x3 conv, stride 2), so the U-Net's first level
-  runs at half resolution; ``unet-s2`` comes back to full resolution with a layer of
-  ``"full_width"`` channels that reads the input beside the upsampled features.
+  runs at half resolution; ``unet-s2`` comes back to full resolution with a sub-pixel layer of
+  ``"full_width"`` channels that reads the input's 2x2 pixel blocks beside the features.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
     python benchmarks/bench_train_throughput.py [--threads 2] [--steps 6] [--json out.json]
 
-For each architecture (the widths of ``stardist-nuclei``, and wider ones whose channel counts
-are multiples of 16/32 so that the CPU's matrix units are filled), with 3-channel input:
+For each architecture (the widths of ``stardist-nuclei``, wider ones whose channel counts are
+multiples of 16/32 so that the CPU's matrix units are filled, and ones behind a stride-2 stem),
+with 3-channel input:
 
 * ``data``: one batch of 8 augmented 256x256 patches from the H&E training images
   (MoNuSeg ``train``) with the family's targets (probability + 32 radial distances), as
@@ -43,13 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
 
 ARCHITECTURES = {
-    "12/24/48/96/192 (stardist-nuclei)": [12, 24, 48, 96, 192],
-    "16/32/64/128/256": [16, 32, 64, 128, 256],
-    "32/64/128/256": [32, 64, 128, 256],
-    "32/64/128/256/256": [32, 64, 128, 256, 256],
+    "12/24/48/96/192 (stardist-nuclei)": {"widths": [12, 24, 48, 96, 192]},
+    "16/32/64/128/256": {"widths": [16, 32, 64, 128, 256]},
+    "32/64/128/256": {"widths": [32, 64, 128, 256]},
+    "32/64/128/256/256": {"widths": [32, 64, 128, 256, 256]},
+    # a stride-2 stem: every level at half resolution (the fast layouts of bench_arch_speed.py)
+    "s2 stem 16, 16/32/64/128/256": {"widths": [16, 32, 64, 128, 256], "stem": 16},
+    "s2 stem 16, 32/64/128/256/256": {"widths": [32, 64, 128, 256, 256], "stem": 16},
 }
-
-
 
 
 def med(times: list[float]) -> float:
@@ -109,10 +111,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     items = load_split(MONUSEG, "train")
     rows = []
-    for key, widths in ARCHITECTURES.items():
+    for key, arch in ARCHITECTURES.items():
         if args.only and key not in args.only:
             continue
-        model = new_model("stardist", "bench", architecture={"widths": widths, "convs_per_block": 2, "n_rays": 32,
+        model = new_model("stardist", "bench", architecture={**arch, "convs_per_block": 2, "n_rays": 32,
                                                             "grid": 2, "head_width": 64},
                           input_channels=3)
         pairs = [make_pair(it.image, it.labels, 3, model.config.normalization, channel_axis=it.channel_axis)

@@ -44,8 +44,10 @@ class UNet(nn.Module):
     ``stem`` > 0 puts a stride-2 3x3 convolution of that many channels in front, so that every
     level runs at half the resolution (about a quarter of the work per level: capacity moves off
     full resolution). The output stride is then at least 2, unless ``full`` > 0: a
-    full-resolution layer of ``full`` channels then reads the input beside the decoder's
-    upsampled features (pixel-exact boundaries from a half-resolution network).
+    sub-pixel layer gives ``full`` channels at full resolution: at half resolution, a 3x3
+    convolution reads the decoder's features beside the input's 2x2 pixel blocks
+    (``pixel_unshuffle``) and gives ``4 * full`` channels, rearranged by ``pixel_shuffle`` (so
+    boundaries can follow the input's pixels, at half-resolution cost).
     """
 
     def __init__(
@@ -95,7 +97,11 @@ class UNet(nn.Module):
         self.out_features = widths[skip_levels]
         self.full: nn.Sequential | None = None
         if full:
-            self.full = _block(in_channels + self.out_features, full, 1)
+            # sub-pixel: at half resolution, the decoder's features and the input's 2x2 pixel blocks
+            # give 4 * full channels, rearranged into full channels at full resolution
+            self.full = nn.Sequential(
+                nn.Conv2d(4 * in_channels + self.out_features, 4 * full, 3, padding=1, bias=False),
+                nn.BatchNorm2d(4 * full), nn.ReLU(inplace=True), nn.PixelShuffle(2))
             self.out_features = full
         self.head = nn.Conv2d(self.out_features, out_channels, 1)
 
@@ -143,8 +149,9 @@ class UNet(nn.Module):
         for red, dec in zip(self.reducers, self.decoders):
             x = rf.upsample_nearest(rf.through(x, red), 2 * len(x))
             x = rf.through(rf.union(skips.pop(), x), dec)
-        if self.full is not None:
-            x = rf.through(rf.union(image, rf.upsample_nearest(x, n)), self.full)
+        if self.full is not None:  # pixel_unshuffle(image, 2) beside x, a 3x3 conv, pixel_shuffle(2)
+            x = rf.through(rf.union(rf.conv(image, 2, 2, 0), x), self.full)
+            x = rf.upsample_nearest(x, n)
         x = rf.through(x, self.head)
         return rf.radius(x, self.out_stride)
 
@@ -290,7 +297,7 @@ def features_iter(net: UNet, x: torch.Tensor) -> Generator[None, None, torch.Ten
         x = dec(torch.cat([skips.pop(), x], dim=1))
         yield
     if net.full is not None:
-        up = F.interpolate(x, size=image.shape[-2:], mode="nearest")
-        x = net.full(torch.cat([image.to(up.dtype), up], dim=1))
+        blocks = F.pixel_unshuffle(image, 2).to(x.dtype).contiguous(memory_format=torch.channels_last)
+        x = net.full(torch.cat([blocks, x], dim=1))
         yield
     return x
