@@ -187,3 +187,59 @@ def test_inscribed_disc_is_inside_the_star_polygon():
         r = d.min() * np.cos(np.pi / 12) * 0.999
         phi = np.linspace(0, 2 * np.pi, 200)
         assert all(_inside(r * np.sin(p), r * np.cos(p), poly) for p in phi)
+
+
+def _clustered_candidates(seed: int, n_objects: int = 40, per_object: int = 25, n_rays: int = 32):
+    """Candidates as a probability map gives them: many per object, centres a few pixels apart,
+    rays of the same object's shape with noise (elongated and irregular objects among them)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 300, (n_objects, 2))
+    phi = 2 * np.pi * np.arange(n_rays) / n_rays
+    pts, dists = [], []
+    for c in centres:
+        r, e, turn = rng.uniform(4, 15), rng.uniform(1.0, 2.2), rng.uniform(0, np.pi)
+        shape = r / np.sqrt(np.cos(phi - turn) ** 2 + (e * np.sin(phi - turn)) ** 2)
+        for _ in range(per_object):
+            pts.append(c + rng.normal(0, 0.25 * r, 2))
+            dists.append(np.maximum(shape * np.exp(rng.normal(0, 0.15, n_rays)), 0.5))
+    return np.array(pts), np.array(dists)
+
+
+def test_star_overlap_area_is_the_exact_intersection_when_the_centre_sees_both():
+    from seglab.models.star_geometry import star_overlap_area
+
+    pts, dists = _clustered_candidates(0, n_objects=20, per_object=10)
+    coords = polygon_coords(pts, dists)
+    rng = np.random.default_rng(1)
+    swept = 0
+    for _ in range(400):
+        i, j = rng.integers(0, len(pts), 2)
+        if rng.random() < 0.7:  # mostly pairs of one object
+            j = i // 10 * 10 + rng.integers(0, 10)
+        got = star_overlap_area(coords[i], coords[j], pts[i, 0], pts[i, 1])
+        if got >= 0:
+            swept += 1
+            assert got == pytest.approx(intersection_area(coords[i], coords[j]), rel=1e-9, abs=1e-9)
+    assert swept > 80  # the sweep applies to many pairs of one object (124 of these 400)
+    # a centre outside the other polygon is outside its kernel: not decided here
+    far = polygon_coords(np.array([[0.0, 0.0], [100.0, 100.0]]), np.full((2, 32), 5.0))
+    assert star_overlap_area(far[0], far[1], 0.0, 0.0) == -1.0
+    # a centre inside a non-convex polygon but not seeing all of it: not decided either
+    notch = np.full(32, 10.0)
+    notch[8] = 1.0  # a deep notch: points behind it are hidden from (0, 5)
+    star = polygon_coords(np.zeros((1, 2)), notch[None])[0]
+    disc = polygon_coords(np.array([[5.0, 0.0]]), np.full((1, 32), 3.0))[0]
+    assert star_overlap_area(disc, star, 5.0, 0.0) == -1.0
+
+
+def test_nms_of_clustered_candidates_decides_exactly_as_the_edge_pairs_alone():
+    """Candidates as a probability map gives them (many per object): the sweep, the bounds and
+    the plain edge-pair overlap keep the same polygons."""
+    for seed in (2, 3):
+        pts, dists = _clustered_candidates(seed)
+        coords = polygon_coords(pts, dists)
+        scores = np.random.default_rng(seed).random(len(pts))
+        for thresh in (0.2, 0.4, 0.7):
+            fast = polygon_nms(coords, scores, thresh, pts, dists)
+            np.testing.assert_array_equal(fast, polygon_nms(coords, scores, thresh))
+            assert 10 < len(fast) < len(pts) / 3

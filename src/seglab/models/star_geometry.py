@@ -212,6 +212,119 @@ def intersection_area(a, b):
 
 
 @numba.njit(cache=True, nogil=True)
+def _ray_to_line(ux, uy, px, py, qx, qy):
+    """Distance from the origin along the unit direction (ux, uy) to the line through p and q."""
+    ex, ey = qx - px, qy - py
+    return (px * ey - py * ex) / (ux * ey - uy * ex)
+
+
+@numba.njit(cache=True, nogil=True)
+def star_overlap_area(a, b, cy, cx):
+    """Area of the intersection of star polygon ``a`` (vertices ``(y, x)`` along the rays from its
+    centre ``(cy, cx)``, counter-clockwise in (x, y) as :func:`polygon_coords` makes them) and
+    polygon ``b`` of the same orientation, when that centre lies strictly inside the kernel of
+    ``b`` (every edge of ``b`` sees it on its inner side); -1 when it does not.
+
+    Both are then star-shaped about the centre, and the intersection is the set of points whose
+    distance from it is at most the smaller of the two boundaries' distances in their direction:
+    one sweep over the merged vertex directions of both, a triangle per sector (two where the
+    boundaries cross), O(n + m) instead of :func:`intersection_area`'s edge pairs."""
+    n, m = a.shape[0], b.shape[0]
+    bx = np.empty(m)
+    by = np.empty(m)
+    scale = 0.0
+    for q in range(m):
+        bx[q], by[q] = b[q, 1] - cx, b[q, 0] - cy
+        scale = max(scale, abs(bx[q]) + abs(by[q]))
+    eps = 1e-9 * scale * scale
+    for q in range(m):  # the centre strictly left of every edge of b (counter-clockwise)
+        u = (q + 1) % m
+        ex, ey = bx[u] - bx[q], by[u] - by[q]
+        if ex * (-by[q]) - ey * (-bx[q]) <= eps:
+            return -1.0
+    ax = np.empty(n)
+    ay = np.empty(n)
+    ta = np.empty(n)
+    for k in range(n):
+        ax[k], ay[k] = a[k, 1] - cx, a[k, 0] - cy
+        if ax[k] == 0.0 and ay[k] == 0.0:
+            return -1.0
+        t = np.arctan2(ay[k], ax[k])
+        ta[k] = t + 2 * np.pi if t < 0 else t
+    tb = np.empty(m)
+    l0 = 0
+    for q in range(m):
+        t = np.arctan2(by[q], bx[q])
+        tb[q] = t + 2 * np.pi if t < 0 else t
+        if tb[q] < tb[l0]:
+            l0 = q
+    # a's directions must start at its first vertex and increase (rays at 2 pi k / n)
+    for k in range(1, n):
+        if ta[k] < ta[k - 1]:
+            return -1.0
+    # merge the two increasing sequences of directions (b's from its smallest), sweeping sectors
+    total = 0.0
+    ia, ib = 0, 0  # vertices of a and b passed so far
+    prev_x, prev_y = 0.0, 0.0
+    first_x, first_y = 0.0, 0.0
+    take_a = True
+    first = True
+    n_break = n + m
+    for s_ in range(n_break + 1):
+        if s_ < n_break:
+            take_a = ib >= m or (ia < n and ta[ia] <= tb[(l0 + ib) % m])
+            if take_a:
+                vx, vy = ax[ia], ay[ia]
+                ia += 1
+            else:
+                q = (l0 + ib) % m
+                vx, vy = bx[q], by[q]
+                ib += 1
+        else:  # close the sweep at the first direction
+            vx, vy = first_x, first_y
+        norm = np.sqrt(vx * vx + vy * vy)
+        ux, uy = vx / norm, vy / norm
+        if first:
+            first_x, first_y = vx, vy
+            first = False
+            prev_x, prev_y = ux, uy
+            continue
+        # the edges of a and b over the sector from (prev_x, prev_y) to (ux, uy): those before the
+        # vertices passed up to the sector's start
+        if s_ < n_break:
+            pa = ia - 1 if take_a else ia
+            pb = ib if take_a else ib - 1
+        else:
+            pa, pb = n, m
+        ka0 = (pa - 1) % n
+        ka1 = pa % n
+        kb0 = (l0 + pb - 1) % m
+        kb1 = (l0 + pb) % m
+        cross_dirs = prev_x * uy - prev_y * ux
+        if cross_dirs <= 0.0:  # a sector of no width (directions repeat)
+            prev_x, prev_y = ux, uy
+            continue
+        ra0 = _ray_to_line(prev_x, prev_y, ax[ka0], ay[ka0], ax[ka1], ay[ka1])
+        ra1 = _ray_to_line(ux, uy, ax[ka0], ay[ka0], ax[ka1], ay[ka1])
+        rb0 = _ray_to_line(prev_x, prev_y, bx[kb0], by[kb0], bx[kb1], by[kb1])
+        rb1 = _ray_to_line(ux, uy, bx[kb0], by[kb0], bx[kb1], by[kb1])
+        r0, r1 = min(ra0, rb0), min(ra1, rb1)
+        d0, d1 = ra0 - rb0, ra1 - rb1
+        if (d0 < 0 < d1) or (d1 < 0 < d0):  # the boundaries cross inside the sector
+            eax, eay = ax[ka1] - ax[ka0], ay[ka1] - ay[ka0]
+            ebx, eby = bx[kb1] - bx[kb0], by[kb1] - by[kb0]
+            den = eax * eby - eay * ebx
+            f = ((bx[kb0] - ax[ka0]) * eby - (by[kb0] - ay[ka0]) * ebx) / den
+            xx, xy = ax[ka0] + f * eax, ay[ka0] + f * eay
+            total += 0.5 * ((r0 * prev_x) * xy - (r0 * prev_y) * xx)
+            total += 0.5 * (xx * (r1 * uy) - xy * (r1 * ux))
+        else:
+            total += 0.5 * r0 * r1 * cross_dirs
+        prev_x, prev_y = ux, uy
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
 def _lens_area(dy, dx, r1, r2):
     """Area of the intersection of two discs of radii r1, r2 whose centres are (dy, dx) apart."""
     d = np.sqrt(dy * dy + dx * dx)
@@ -291,7 +404,16 @@ def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, outer, order, 
                     if (outer[i] < np.inf and outer[j] < np.inf
                             and _lens_area(dy, dx, outer[i], outer[j]) < thresh * small * (1.0 - 1e-9) - 1e-9):
                         continue
-                    if intersection_area(coords[i], coords[j]) > thresh * small:
+                    # star-shaped about a common centre (nearly always, for candidates of one
+                    # object): the overlap in one sweep; otherwise by the edge pairs
+                    inter = -1.0
+                    if outer[i] < np.inf and outer[j] < np.inf:
+                        inter = star_overlap_area(coords[i], coords[j], centres[i, 0], centres[i, 1])
+                        if inter < 0:
+                            inter = star_overlap_area(coords[j], coords[i], centres[j, 0], centres[j, 1])
+                    if inter < 0:
+                        inter = intersection_area(coords[i], coords[j])
+                    if inter > thresh * small:
                         suppressed[j] = True
 
 
@@ -325,7 +447,9 @@ def polygon_nms_iter(
     overlap (too small: keep without computing) and, for star-convex polygons given with
     their centres ``points`` and radial ``dists``, the overlap of the discs they contain
     (large enough: suppress without computing) and of the discs that contain them (too
-    small: keep without computing). Yields ``(done, total)`` candidates every
+    small: keep without computing). The exact overlap of two star polygons, one of whose
+    centres lies in the other's kernel, is one angular sweep (:func:`star_overlap_area`).
+    Yields ``(done, total)`` candidates every
     :data:`CHUNK`, so that it can be cancelled.
     """
     coords = np.asarray(coords, dtype=np.float64)
