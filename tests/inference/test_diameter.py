@@ -272,8 +272,8 @@ def test_builtin_object_size_is_what_its_recipe_data_gives():
     from seglab.training.recipes import RECIPES, recipe_object_diameter
 
     root = shared_dsb_or_skip()
-    d, size_range = recipe_object_diameter(root, RECIPES["unet-nuclei"])
-    for name in RECIPES:
+    for name, recipe in RECIPES.items():  # each recipe's images as its sampler weighs them
+        d, size_range = recipe_object_diameter(root, recipe)
         cfg = get_model(name).config
-        assert cfg.object_diameter == pytest.approx(d, abs=0.01)
-        assert cfg.training["object_diameter_range"] == pytest.approx(size_range, abs=0.01)
+        assert cfg.object_diameter == pytest.approx(d, abs=0.01), name
+        assert cfg.training["object_diameter_range"] == pytest.approx(size_range, abs=0.01), name

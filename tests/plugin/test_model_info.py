@@ -13,10 +13,10 @@ from seglab.plugin.model_info import describe, describe_name, rgb_proposal  # no
 def test_builtin_model_line():
     reg = ModelRegistry()
     cfg = read_config(reg.resolve("stardist-nuclei"))
-    assert describe(cfg) == "StarDist · trained on DSB2018 split train minus tune · objects ≈ 16 px across · val AP@0.5 0.72"
+    assert describe(cfg) == "StarDist · trained on DSB2018 split train minus tune · objects ≈ 16 px across · val AP@0.5 0.75"
     long = describe(cfg, short=False)  # the tooltip: every detail
     assert long.startswith("stardist-nuclei: StarDist-style") and "(every tenth per channel group)" in long
-    assert "val AP@0.5 0.72 (DSB2018 stage1 (corrected), split val)" in long
+    assert "val AP@0.5 0.75 (DSB2018 stage1 (corrected), split val)" in long
 
 
 def test_user_model_line_with_object_size():
