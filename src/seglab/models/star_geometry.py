@@ -215,7 +215,7 @@ def intersection_area(a, b):
 def _ray_to_line(ux, uy, px, py, qx, qy):
     """Distance from the origin along the unit direction (ux, uy) to the line through p and q."""
     ex, ey = qx - px, qy - py
-    return (px * ey - py * ex) / (ux * ey - uy * ex)
+    return _cross(py, px, ey, ex) / _cross(uy, ux, ey, ex)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -240,7 +240,7 @@ def star_overlap_area(a, b, cy, cx):
     for q in range(m):  # the centre strictly left of every edge of b (counter-clockwise)
         u = (q + 1) % m
         ex, ey = bx[u] - bx[q], by[u] - by[q]
-        if ex * (-by[q]) - ey * (-bx[q]) <= eps:
+        if _cross(ey, ex, -by[q], -bx[q]) <= eps:
             return -1.0
     ax = np.empty(n)
     ay = np.empty(n)
@@ -300,7 +300,7 @@ def star_overlap_area(a, b, cy, cx):
         ka1 = pa % n
         kb0 = (l0 + pb - 1) % m
         kb1 = (l0 + pb) % m
-        cross_dirs = prev_x * uy - prev_y * ux
+        cross_dirs = _cross(prev_y, prev_x, uy, ux)
         if cross_dirs <= 0.0:  # a sector of no width (directions repeat)
             prev_x, prev_y = ux, uy
             continue
@@ -313,11 +313,10 @@ def star_overlap_area(a, b, cy, cx):
         if (d0 < 0 < d1) or (d1 < 0 < d0):  # the boundaries cross inside the sector
             eax, eay = ax[ka1] - ax[ka0], ay[ka1] - ay[ka0]
             ebx, eby = bx[kb1] - bx[kb0], by[kb1] - by[kb0]
-            den = eax * eby - eay * ebx
-            f = ((bx[kb0] - ax[ka0]) * eby - (by[kb0] - ay[ka0]) * ebx) / den
+            f = _cross(by[kb0] - ay[ka0], bx[kb0] - ax[ka0], eby, ebx) / _cross(eay, eax, eby, ebx)
             xx, xy = ax[ka0] + f * eax, ay[ka0] + f * eay
-            total += 0.5 * ((r0 * prev_x) * xy - (r0 * prev_y) * xx)
-            total += 0.5 * (xx * (r1 * uy) - xy * (r1 * ux))
+            total += 0.5 * _cross(r0 * prev_y, r0 * prev_x, xy, xx)
+            total += 0.5 * _cross(xy, xx, r1 * uy, r1 * ux)
         else:
             total += 0.5 * r0 * r1 * cross_dirs
         prev_x, prev_y = ux, uy
@@ -401,13 +400,13 @@ def _nms_range(coords, areas, bbox, cell, thresh, centres, inner, outer, order, 
                         continue
                     # the discs around the centres that hold the polygons bound it from above (with a
                     # margin for rounding): too small to suppress, keep without computing
-                    if (outer[i] < np.inf and outer[j] < np.inf
-                            and _lens_area(dy, dx, outer[i], outer[j]) < thresh * small * (1.0 - 1e-9) - 1e-9):
+                    stars = outer[i] < np.inf and outer[j] < np.inf  # given with centres and rays
+                    if stars and _lens_area(dy, dx, outer[i], outer[j]) < thresh * small * (1.0 - 1e-9) - 1e-9:
                         continue
                     # star-shaped about a common centre (nearly always, for candidates of one
                     # object): the overlap in one sweep; otherwise by the edge pairs
                     inter = -1.0
-                    if outer[i] < np.inf and outer[j] < np.inf:
+                    if stars:
                         inter = star_overlap_area(coords[i], coords[j], centres[i, 0], centres[i, 1])
                         if inter < 0:
                             inter = star_overlap_area(coords[j], coords[i], centres[j, 0], centres[j, 1])
