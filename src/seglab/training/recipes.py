@@ -49,6 +49,8 @@ UNET_NUCLEI = {
     "batch_size": 8,
     "lr": 2e-3,
     "colour_weight": 2.0,
+    # the brightfield images are where its `auto` missed at 2-4x (session 11), as StarDist's did
+    "bright_weight": 6.0,
     "augment": {"scale_range": [0.7, 1.4], "noise_std": 0.03, "invert_prob": 0.1},
 }
 
