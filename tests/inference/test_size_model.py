@@ -185,6 +185,34 @@ def test_referee_measures_again_where_the_objects_will_be_segmented():
     assert d == 52.0 and asked == [pytest.approx(dm.auto_factor(16.0, 40.0, (0.6, 1.5)))]
 
 
+def test_referee_records_each_scale_it_measured():
+    # the caller's record of measures by scale gets the referee's probes, so that the estimate's
+    # later "small objects: measure again enlarged" step does not probe the same scale twice
+    probe, size_of, asked = _fake_probes(lambda g: 20.0 if g == 1.0 else None)
+    measured = {1.0: 20.0}
+    d = run_to_end(dm._refereed(20.0, 9.0, [], probe, size_of, 16.0, (0.6, 1.5), measured))
+    assert d == 9.0 and asked == [pytest.approx(16.0 / 9.0)]
+    assert sorted(measured) == [1.0, pytest.approx(16.0 / 9.0)] and measured[asked[0]] is None
+    assert dm._measured_near(measured, 16.0 / 9.0 * 1.1) == pytest.approx(16.0 / 9.0)
+    assert dm._measured_near(measured, 16.0 / 9.0 * 1.3) is None
+
+
+def test_auto_probes_no_scale_twice_on_a_sparse_real_image():
+    """DSB2018 ``val`` ``8e507d`` (a few small nuclei in colour): maskrcnn-nuclei's size model reads
+    smaller objects than the three it measures at factor 1, the referee probes where the reading
+    puts them at the model's size, and the small-objects step used to probe that scale again."""
+    from conftest import shared_dsb_or_skip
+    from seglab.datasets import load_split
+
+    item = next(it for it in load_split(shared_dsb_or_skip(), "val") if it.name.startswith("8e507d"))
+    est = run_to_end(dm.estimate_image_iter(get_model("maskrcnn-nuclei"), item.image,
+                                            channel_axis=item.channel_axis, device="cpu"))
+    factors = [p["factor"] for p in est.passes]
+    assert len(factors) >= 2, est.passes  # the referee probed (else this image no longer tests it)
+    for i, f in enumerate(factors):
+        assert all(dm._measured_near({g: None}, f) is None for g in factors[:i]), est.passes
+
+
 def test_auto_without_a_size_model_uses_the_object_measures_alone():
     model = get_model("stardist-nuclei")
     img, lab = disc_grid(60)

@@ -430,7 +430,7 @@ def estimate_diameter_iter(
     Then:
 
     4. Objects below :data:`AUTO_TOLERANCE` are measured again enlarged to the model's size (they
-       are few pixels at factor 1).
+       are few pixels at factor 1), unless step 2 measured that scale already.
 
     The factor applied is :func:`auto_factor`'s; a factor near one already run on whole planes
     (:data:`REUSE_BAND`) takes that run, whose predictions are reused.
@@ -484,8 +484,9 @@ def estimate_diameter_iter(
     d = size_of(fine)
     lo, hi = tolerated_range(model)
     regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)))
+    measured: dict[float, float | None] = {1.0: d}  # what the referee measured, by scale
     if regressed is not None:
-        d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi))
+        d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi), measured)
     elif d is None:
         for g in (0.25, 2.0):  # nothing at the model's scale: large objects, or tiny ones
             found = yield from probe(g)
@@ -515,7 +516,8 @@ def estimate_diameter_iter(
     if d is not None and d < lo * target and len(passes) < MAX_PASSES:
         # small objects: measured again where the model sees them at its size
         g = float(min(target / d, 8.0))
-        again = size_of((yield from probe(g)))
+        done = _measured_near(measured, g)  # (the referee may have measured there already)
+        again = measured[done] if done is not None else size_of((yield from probe(g)))
         if again is not None:
             d = again
     seconds = time.perf_counter() - t0
@@ -556,18 +558,21 @@ def _agree(a: float, b: float) -> bool:
 
 def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Callable[..., Generator],
               size_of: Callable[[list[_Probe]], float | None], target: float,
-              band: tuple[float, float]) -> Generator[Any, None, float | None]:
+              band: tuple[float, float],
+              measured: dict[float, float | None] | None = None) -> Generator[Any, None, float | None]:
     """The size when a size model referees (see :func:`estimate_diameter_iter`, step 2): ``d`` measured
     at factor 1, or, when it disagrees with the size model's ``regressed``, the measure at the scale
     that the size model puts at the model's size, whichever is nearer ``regressed`` (the reading itself
     when that scale has too few objects to measure); then measured again where the factor that size
-    implies brings the objects, kept if it agrees."""
-    measured: dict[float, float | None] = {1.0: d}
+    implies brings the objects, kept if it agrees. Each scale's measure is recorded in ``measured``
+    (by factor; ``{1.0: d}`` when not given)."""
+    if measured is None:
+        measured = {1.0: d}
 
     def at(g: float) -> Generator[Any, None, float | None]:
-        for h, v in measured.items():  # a scale already probed (within the reuse band) is not run again
-            if REUSE_BAND[0] <= g / h <= REUSE_BAND[1]:
-                return v
+        done = _measured_near(measured, g)  # a scale already probed (within the reuse band) is not run again
+        if done is not None:
+            return measured[done]
         measured[g] = size_of((yield from probe(g, around=fine)))
         return measured[g]
 
@@ -590,6 +595,11 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         if again is not None and _agree(again, regressed):
             d = again
     return d
+
+
+def _measured_near(measured: dict[float, float | None], g: float) -> float | None:
+    """The factor in ``measured`` within :data:`REUSE_BAND` of ``g`` (None: no such scale probed)."""
+    return next((h for h in measured if REUSE_BAND[0] <= g / h <= REUSE_BAND[1]), None)
 
 
 def _cover(fine: list[_Probe], coarse: list[_Probe], min_diameter: float) -> tuple[float, float]:
