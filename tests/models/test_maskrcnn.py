@@ -52,7 +52,7 @@ def test_thresholds_are_the_models_and_reach_the_network():
         none = model.forward_tiles(x, thresholds={"score_thresh": 1.0})
     assert len(many) == 2 and all(len(d["boxes"]) > 0 for d in many)
     assert all(len(d["boxes"]) == 0 for d in none)
-    assert model.network.maskrcnn.roi_heads.score_thresh == pytest.approx(1.0)
+    assert model._inference_network().maskrcnn.roi_heads.score_thresh == pytest.approx(1.0)  # the network that ran
     d = many[0]
     assert d["masks"].shape[1:] == (28, 28) and d["boxes"].shape[1] == 4
 
@@ -230,3 +230,77 @@ def test_inference_proposals_are_chosen_by_objectness_not_by_a_per_tile_budget()
     assert len(topn.detect(x, 0.0, 0.5)[0]["boxes"]) <= 4
     with pytest.raises(ValueError, match="rpn_score_thresh"):
         MaskRCNNNet(1, {**TINY_ARCH, "rpn_score_thresh": 1.0})
+
+
+def _with_batch_statistics(model: MaskRCNNModel) -> MaskRCNNModel:
+    """Random batch-norm statistics and affine parameters, so that folding them has work to do."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.network.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    model.network.eval()
+    return model
+
+
+def test_inference_copy_folds_the_backbone_and_keeps_the_detections():
+    from seglab.models.maskrcnn_net import FoldedBlock, inference_copy
+
+    model = _with_batch_statistics(tiny_maskrcnn())
+    net = model.network
+    names = [n for n, _ in net.named_parameters()]
+    fast = inference_copy(net)
+    backbone = fast.maskrcnn.backbone
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules())
+    assert all(isinstance(b, FoldedBlock) for stage in backbone.stages for b in stage)
+    assert [n for n, _ in net.named_parameters()] == names  # the model's own network untouched
+    img, _ = blob_image((96, 128), n=8, seed=1)
+    x = torch.from_numpy(img[None, None].astype(np.float32) / 255)
+    with torch.inference_mode():
+        feats, ref_feats = fast.encoder_features(x), net.encoder_features(x)
+        a, b = fast.detect(x, 0.0, 0.5)[0], net.detect(x, 0.0, 0.5)[0]
+    for f, r in zip(feats, ref_feats):
+        torch.testing.assert_close(f, r, atol=1e-4, rtol=1e-4)
+    assert len(b["boxes"]) > 10
+    torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=1e-4)
+
+
+def test_model_runs_its_folded_copy_and_rebuilds_it_when_weights_change():
+    from seglab.inference.feature_tap import running_network
+    from seglab.models.maskrcnn_net import FoldedBlock
+
+    model = _with_batch_statistics(tiny_maskrcnn())
+    first = model._inference_network()
+    assert running_network(model) is first and first is not model.network
+    assert any(isinstance(m, FoldedBlock) for m in first.modules())
+    x = torch.rand(1, 1, 64, 64)
+    with torch.inference_mode():
+        a = model.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+    with torch.no_grad():
+        model.network.maskrcnn.backbone.stem[0].weight.mul_(2.0)
+    assert model._inference_network() is not first
+    with torch.inference_mode():
+        b = model.forward_tiles(x, thresholds={"score_thresh": 0.0})[0]
+    assert not torch.equal(a["scores"], b["scores"])
+    model.network.train()
+    assert model._inference_network() is model.network  # training runs the network itself
+
+
+def test_folded_backbone_finds_the_same_objects_on_a_real_image(monkeypatch):
+    """maskrcnn-nuclei on the fluorescence sample (bfloat16 backbone on the CPU): the folded copy
+    rounds differently, so the same objects (matched at IoU >= 0.9), not the same pixels."""
+    from seglab.metrics import iou_matrix
+    from seglab.models.registry import get_model
+    from seglab.samples import load_sample
+
+    image, _ = load_sample("fluorescence")
+    fast = segment(get_model("maskrcnn-nuclei"), image, device="cpu", diameter=None)
+    monkeypatch.setattr(MaskRCNNModel, "_inference_copy", staticmethod(lambda net: net.eval()))
+    plain = segment(get_model("maskrcnn-nuclei"), image, device="cpu", diameter=None)
+    iou = iou_matrix(plain.labels, fast.labels)
+    assert plain.n_objects > 100 and abs(fast.n_objects - plain.n_objects) <= 2
+    assert (iou.max(1) >= 0.9).mean() >= 0.98

@@ -21,7 +21,8 @@ from torch import nn
 
 from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.detections import Detections, detect_plane_iter, paste_detections_iter
-from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, MaskRCNNNet
+from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, MaskRCNNNet, inference_copy
+from seglab.models.unet_net import BatchNormFolding
 
 if TYPE_CHECKING:
     from seglab.inference.engine import ProgressEvent, TileRun
@@ -83,8 +84,9 @@ def fill_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class MaskRCNNModel(SegmentationModel):
-    """torchvision Mask R-CNN with a compact FPN backbone, at the image's own pixel scale."""
+class MaskRCNNModel(BatchNormFolding, SegmentationModel):
+    """torchvision Mask R-CNN with a compact FPN backbone, at the image's own pixel scale; inference
+    runs a copy with the backbone's batch norm folded (:func:`~seglab.models.maskrcnn_net.inference_copy`)."""
 
     family: ClassVar[str] = "maskrcnn"
     architecture_keys: ClassVar[frozenset[str]] = frozenset(DEFAULT_ARCHITECTURE)
@@ -109,9 +111,13 @@ class MaskRCNNModel(SegmentationModel):
     def build_network(cls, config: ModelConfig) -> nn.Module:
         return MaskRCNNNet(config.input_channels, dict(config.architecture))
 
+    @staticmethod
+    def _inference_copy(net: nn.Module) -> nn.Module:
+        return inference_copy(net)
+
     def forward_tiles(self, batch: torch.Tensor, thresholds: dict[str, float] | None = None) -> list[dict]:
         th = self.thresholds(thresholds)
-        return self.network.detect(batch.float(), th["score_thresh"], th["nms_thresh"])
+        return self._inference_network().detect(batch.float(), th["score_thresh"], th["nms_thresh"])
 
     def raw_to_original(self, raw: Detections, sy: float, sx: float, shape: tuple[int, int]) -> Detections:
         """Detections of a plane segmented resized by ``(sy, sx)`` (``diameter=``), in the original
@@ -127,8 +133,10 @@ class MaskRCNNModel(SegmentationModel):
         batch = 1 if run.device.type == "cpu" else None
         th = self.thresholds(thresholds)
 
+        net = self._inference_network()
+
         def forward(tiles: torch.Tensor):
-            return self.network.detect_iter(tiles.float(), th["score_thresh"], th["nms_thresh"])
+            return net.detect_iter(tiles.float(), th["score_thresh"], th["nms_thresh"])
 
         return (yield from detect_plane_iter(self, x, thresholds, run, batch_size=batch, forward=forward))
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seglab.models.unet_net import ConvReLU, fold_batchnorm, fold_conv_bn, fuse_conv_relu, same_memory_format
 from seglab.progress import run_to_end
 from seglab.triton_guard import guard_triton
 
@@ -103,6 +104,21 @@ class BasicBlock(nn.Module):
         return self.act(y + (x if self.down is None else self.down(x)))
 
 
+class FoldedBlock(nn.Module):
+    """A :class:`BasicBlock` for inference: batch norm folded into its convolutions and the first
+    ReLU fused into the first (:class:`~seglab.models.unet_net.ConvReLU`); same outputs in eval mode."""
+
+    def __init__(self, block: BasicBlock) -> None:
+        super().__init__()
+        self.conv1 = ConvReLU(fold_conv_bn(block.conv1, block.bn1))
+        self.conv2 = fold_conv_bn(block.conv2, block.bn2)
+        self.down = None if block.down is None else fold_conv_bn(block.down[0], block.down[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return torch.relu_(y + (x if self.down is None else self.down(x)))
+
+
 class CompactBackbone(nn.Module):
     """ResNet-like feature extractor with an FPN: levels '0'-'3' at strides 4-32, 'pool' at 64."""
 
@@ -172,6 +188,21 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
         model.rpn._post_nms_top_n["testing"] = NO_BUDGET
         model.roi_heads.detections_per_img = NO_BUDGET
     return model
+
+
+def inference_copy(net: MaskRCNNNet) -> MaskRCNNNet:
+    """An eval-mode copy of ``net`` whose backbone has batch norm folded and ReLUs fused (stem:
+    :func:`~seglab.models.unet_net.fold_batchnorm`, residual blocks: :class:`FoldedBlock`); the FPN,
+    RPN and heads (no batch norm; run in float32) as they are. Parameter names change: inference only."""
+    import copy
+
+    out = copy.deepcopy(net).eval()
+    backbone = out.maskrcnn.backbone
+    backbone.stem = fuse_conv_relu(fold_batchnorm(backbone.stem))
+    for stage in backbone.stages:
+        for i, block in enumerate(stage):
+            stage[i] = FoldedBlock(block)
+    return same_memory_format(out, net)
 
 
 def _full_precision(device: torch.device):

@@ -172,14 +172,26 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
         for i in range(len(children) - 1):
             conv, bn = children[i], children[i + 1]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                  conv.padding, conv.dilation, conv.groups, bias=True)
-                fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-                fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-                module[i] = fused
+                module[i] = fold_conv_bn(conv, bn)
                 module[i + 1] = nn.Identity()
+    return same_memory_format(out, net)
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """One convolution computing ``bn(conv(x))`` in eval mode (batch norm's running statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    fused.to(conv.weight.device)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def same_memory_format(out: nn.Module, net: nn.Module) -> nn.Module:
+    """``out`` in channels-last memory format when ``net``'s convolution weights are."""
     convs = [p for p in net.parameters() if p.ndim == 4 and p.shape[-1] > 1]
     if convs and convs[0].is_contiguous(memory_format=torch.channels_last):
         out.to(memory_format=torch.channels_last)
@@ -261,10 +273,14 @@ def fuse_conv_relu(net: nn.Module) -> nn.Module:
 
 class BatchNormFolding:
     """Mixin for models whose ``network`` is a conv/batch-norm net: inference runs a copy
-    with batch norm folded and ReLUs fused into their convolutions (:func:`fuse_conv_relu`),
-    rebuilt whenever the weights change."""
+    with batch norm folded and ReLUs fused into their convolutions (:func:`fuse_conv_relu`;
+    :meth:`_inference_copy`), rebuilt whenever the weights change."""
 
     network: nn.Module
+
+    @staticmethod
+    def _inference_copy(net: nn.Module) -> nn.Module:
+        return fuse_conv_relu(fold_batchnorm(net))
 
     def _inference_network(self) -> nn.Module:
         net = self.network
@@ -273,7 +289,7 @@ class BatchNormFolding:
         tensors = list(net.parameters()) + list(net.buffers())
         key = (id(net), tuple(t._version for t in tensors), tuple(t.data_ptr() for t in tensors))
         if getattr(self, "_fused_key", None) != key:
-            self._fused = fuse_conv_relu(fold_batchnorm(net))
+            self._fused = self._inference_copy(net)
             self._fused_key = key
         return self._fused
 
