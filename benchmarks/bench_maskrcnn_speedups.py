@@ -1,8 +1,12 @@
-"""maskrcnn-nuclei on the 2048x2048 mosaic (``bench_speed.build_mosaic``) with its folded backbone
-(batch norm folded, ReLUs fused: what a run uses) against the plain network, interleaved run by
-run in one process so that both see the same load; wall and CPU seconds, medians.
+"""maskrcnn-nuclei on the 2048x2048 mosaic (``bench_speed.build_mosaic``), session 12's two speed-ups
+one at a time, interleaved run by run in one process so that all arms see the same load (wall and
+CPU seconds, medians):
 
-    python benchmarks/bench_maskrcnn_fold.py --threads 1 --repeats 5 --json out.json
+* ``plain, rpn 0.3``: the plain network (batch norm not folded), proposal threshold 0.3 (session 11);
+* ``folded, rpn 0.3``: the backbone folded (``maskrcnn_net.inference_copy``, what a run uses);
+* ``folded, rpn <config>``: and the model's own ``rpn_score_thresh`` (0.8 since session 12).
+
+    python benchmarks/bench_maskrcnn_speedups.py --threads 1 --repeats 5 --json out.json
 """
 from __future__ import annotations
 
@@ -34,29 +38,42 @@ def main(argv: list[str] | None = None) -> int:
     image, _ = build_mosaic()
     model = get_model("maskrcnn-nuclei")
 
-    def run(folded: bool) -> tuple[float, float, int]:
+    own = float(model.network.rpn_score_thresh)
+    arms = {"plain, rpn 0.3": (False, 0.3), "folded, rpn 0.3": (True, 0.3), f"folded, rpn {own:g}": (True, own)}
+
+    def run(folded: bool, rpn: float) -> tuple[float, float, int, int]:
         if folded:
             model.__dict__.pop("_inference_copy", None)  # the class's: the folded copy
         else:
             model._inference_copy = lambda net: net.eval()  # the plain network itself
         model._fused_key = None
-        model._inference_network()  # (built outside the timing)
+        net = model._inference_network()  # (built outside the timing)
+        net.rpn_score_thresh = rpn
+        regions = [0]
+        pool = net.maskrcnn.roi_heads.box_roi_pool
+        pool_forward = type(pool).forward.__get__(pool)
+
+        def counting(features, boxes, sizes):  # regions through the box head's RoIAlign
+            regions[0] += sum(len(b) for b in boxes)
+            return pool_forward(features, boxes, sizes)
+
+        pool.forward = counting
         t0, c0 = time.perf_counter(), time.process_time()
         seg = segment(model, image, device="cpu", diameter=None)
-        return time.perf_counter() - t0, time.process_time() - c0, seg.n_objects
+        return time.perf_counter() - t0, time.process_time() - c0, seg.n_objects, regions[0]
 
-    run(True), run(False)  # warm-up
-    runs: dict[str, list] = {"plain": [], "folded": []}
+    segment(model, image, device="cpu", diameter=None)  # warm-up (and the device's memory format)
+    runs: dict[str, list] = {k: [] for k in arms}
     for _ in range(args.repeats):
-        runs["plain"].append(run(False))
-        runs["folded"].append(run(True))
+        for k, (folded, rpn) in arms.items():
+            runs[k].append(run(folded, rpn))
     out = {"cpu": cpu_model(), "threads": args.threads, "repeats": args.repeats,
            "load_avg_1min": round(os.getloadavg()[0], 2),
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
     for k, rs in runs.items():
         cell = {"wall_median": round(float(np.median([r[0] for r in rs])), 3),
                 "cpu_median": round(float(np.median([r[1] for r in rs])), 3), "objects": rs[0][2],
-                "runs": [[round(a, 3), round(b, 3)] for a, b, _ in rs]}
+                "box_head_regions": rs[0][3], "runs": [[round(r[0], 3), round(r[1], 3)] for r in rs]}
         out["results"][k] = cell
         print(k, cell, flush=True)
     if args.json:
