@@ -11,7 +11,6 @@ error (as a ratio). To compare two versions of the estimate, run it on both chec
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -21,11 +20,10 @@ import numpy as np
 import torch
 
 from bench_scale import DATA, resize_item
-from machine import cpu_model  # benchmarks/machine.py
+from machine import cpu_model, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.inference import diameter as dm
-from seglab.io.atomic import atomic_file
 from seglab.models.registry import get_model
 from seglab.progress import run_to_end
 
@@ -67,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for f, cell in out["summary"].items():
         print(args.model, args.split, f"x{f}", cell, flush=True)
     if args.json:
-        with atomic_file(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
     return 0
 
 

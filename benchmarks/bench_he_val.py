@@ -12,7 +12,6 @@ diameter and the rescale factor applied. Nothing here is used for training or tu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import cpu_model  # benchmarks/machine.py
+from machine import cpu_model, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.inference.diameter import equivalent_diameters
 from seglab.inference.engine import segment
-from seglab.io.atomic import atomic_file
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
 
@@ -75,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)
     if args.json:
-        with atomic_file(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
     return 0
 
 

@@ -11,20 +11,17 @@ CPU seconds, medians):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench_speed import build_mosaic
-from machine import cpu_model  # benchmarks/machine.py
+from machine import cpu_model, write_json  # benchmarks/machine.py
 
 from seglab.inference.engine import segment
-from seglab.io.atomic import atomic_file
 from seglab.models.registry import get_model
 
 
@@ -77,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         out["results"][k] = cell
         print(k, cell, flush=True)
     if args.json:
-        with atomic_file(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
     return 0
 
 

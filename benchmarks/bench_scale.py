@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import cpu_model  # benchmarks/machine.py
+from machine import cpu_model, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.evaluation import AnnotatedImage
 from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
-from seglab.io.atomic import atomic_file
 from seglab.metrics import evaluate, image_counts
 from seglab.models.registry import get_model
 
@@ -175,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} x{factor:g} cost: auto {cell['seconds_auto']:.1f}s, true {cell['seconds_true']:.1f}s, "
                       f"ratio {cell['ratio']}", flush=True)
                 if args.json:
-                    with atomic_file(args.json) as tmp:
-                        Path(tmp).write_text(json.dumps(out, indent=1))
+                    write_json(args.json, out)
                 continue
             for mode in args.modes:
                 if mode == "true" and factor == 1:
@@ -191,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 if args.json:
                     out["load_avg_1min"] = os.getloadavg()[0]
-                    with atomic_file(args.json) as tmp:
-                        Path(tmp).write_text(json.dumps(out, indent=1))
+                    write_json(args.json, out)
     return 0
 
 
