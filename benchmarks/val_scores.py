@@ -86,9 +86,8 @@ def size_model_text(name: str, training: dict) -> str:
     f = (training or {}).get("size_model")
     if not f:
         return ""
-    return (f"- Size model (`size_model.safetensors`, for `diameter=\"auto\"`): a small MLP from the encoder levels'\n"
-            f"  per-channel mean and standard deviation over the probe window (read in the tile the factor-1 probe\n"
-            f"  runs, from that pass itself) to the object size, fitted on the {f['data']} ({f['images']} images)\n"
+    return (f"- Size model (`size_model.safetensors`, for `diameter=\"auto\"`): {f['kind']}, reading the\n"
+            f"  object size; fitted on the {f['data']} ({f['images']} images)\n"
             f"  resized {min(f['factors']):g}-{max(f['factors']):g}x, up to {f['windows_per_large_image']} windows of each large one\n"
             f"  (`python -m seglab.training.size_fit src/seglab/models/builtin/{name}`); cross-validated over\n"
             f"  images: median error {100 * (math.exp(f['cv_median_abs_log_error']) - 1):.1f} %, "
