@@ -77,9 +77,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.model, args.tile, args.batch, args.patch, args.repeats)))
         return
-    from machine import cpu_model
+    from machine import cpu_matrix_flags, cpu_model, load_1min, write_json
 
-    rows = []
+    rows, loads = [], [load_1min()]
     for isa in ("native", "AVX2"):
         env = dict(os.environ)
         if isa != "native":
@@ -88,14 +88,16 @@ def main() -> None:
                "--batch", str(args.batch), "--patch", str(args.patch), "--repeats", str(args.repeats)]
         res = json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         rows.append({"isa": isa, **res})
-    print(f"CPU: {cpu_model()}; {args.model}; inference on {args.tile}^2, training step {args.batch}x{args.patch}^2")
+        loads.append(load_1min())
+    print(f"CPU: {cpu_model()} ({' '.join(cpu_matrix_flags())}), load {loads}; {args.model}; inference on {args.tile}^2, training step {args.batch}x{args.patch}^2")
     print("| ISA | native bf16 (seglab autocast) | inference fp32 s | inference bf16 s | train step fp32 s | train step bf16 s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['isa']} | {'yes' if r['cpu_bf16_native'] else 'no'} | {r['infer_s_fp32']:.3f} | {r['infer_s_bf16']:.3f} | "
               f"{r['train_step_s_fp32']:.3f} | {r['train_step_s_bf16']:.3f} |")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_model(), "model": args.model, "rows": rows}, indent=1))
+        write_json(args.json, {"cpu": cpu_model(), "cpu_flags": cpu_matrix_flags(), "load_1min": loads,
+                               "model": args.model, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import cpu_model, write_json  # benchmarks/machine.py
+from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.inference.diameter import equivalent_diameters
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {t['tile'][:16]} true {t['true_median_diameter']} px, diameter {t['diameter']}, "
                   f"factor {t['factor']}: AJI {t.get('aji', float('nan')):.3f} PQ {t.get('pq', float('nan')):.3f}",
                   flush=True)
-    out["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    out["load_avg_1min"] = load_1min()
     if args.json:
         write_json(args.json, out)
     return 0

@@ -11,7 +11,6 @@ CPU seconds, medians):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from bench_speed import build_mosaic
-from machine import cpu_model, write_json  # benchmarks/machine.py
+from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.inference.engine import segment
 from seglab.models.registry import get_model
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, (folded, rpn) in arms.items():
             runs[k].append(run(folded, rpn))
     out = {"cpu": cpu_model(), "threads": args.threads, "repeats": args.repeats,
-           "load_avg_1min": round(os.getloadavg()[0], 2),
+           "load_avg_1min": load_1min(),
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
     for k, rs in runs.items():
         cell = {"wall_median": round(float(np.median([r[0] for r in rs])), 3),

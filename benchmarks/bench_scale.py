@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import cpu_model, write_json  # benchmarks/machine.py
+from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.evaluation import AnnotatedImage
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             scaled = [resize_item(it, factor) for it in items]
             if args.cost:
                 cell = cost_cell(model, scaled, factor)
-                cell["load_avg_1min"] = round(os.getloadavg()[0], 2)
+                cell["load_avg_1min"] = load_1min()
                 res[f"{factor:g}/cost"] = cell
                 print(f"{name} x{factor:g} cost: auto {cell['seconds_auto']:.1f}s, true {cell['seconds_true']:.1f}s, "
                       f"ratio {cell['ratio']}", flush=True)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     res[f"{factor:g}/{mode}"] = {"skipped": "slow; see --skip-none"}
                     continue
                 cell = run_cell(model, scaled, mode, factor)
-                cell["load_avg_1min"] = round(os.getloadavg()[0], 2)
+                cell["load_avg_1min"] = load_1min()
                 res[f"{factor:g}/{mode}"] = cell
                 print(f"{name} x{factor:g} {mode:5s} AP@0.5 {cell['ap50']:.3f} {cell['seconds']:.1f}s "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -18,6 +19,22 @@ def cpu_model() -> str:
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
+
+
+def cpu_matrix_flags() -> list[str]:
+    """The CPU's bfloat16 / matrix-unit flags from ``/proc/cpuinfo`` (``avx512_bf16``, ``amx_bf16``,
+    ...): what decides whether bfloat16 pays (machines differ between sessions)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith("amx") or f in ("avx512_bf16", "avx512f", "avx2"))
+
+
+def load_1min() -> float:
+    """The 1-minute load average (other work on the cores inflates wall-clock times)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def write_json(path: str | Path, results: Any) -> None:

@@ -13,7 +13,6 @@ import time
 import tracemalloc
 
 import numpy as np
-import pytest
 import torch
 
 from seglab.inference.engine import TileRun, postprocess_events, segment_iter

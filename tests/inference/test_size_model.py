@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from seglab.errors import SeglabError
 from seglab.inference import diameter as dm

@@ -177,7 +177,7 @@ def test_saved_integers_keep_every_digit_after_an_edit(dock, qtbot, tmp_path):
 def test_save_measurements_writes_csv_atomically(dock, tmp_path, monkeypatch):
     viewer, widget = dock
     lab, image = _objects()
-    layer = viewer.add_labels(lab, name="objs", features=measured_features(lab, image))
+    viewer.add_labels(lab, name="objs", features=measured_features(lab, image))
     target = tmp_path / "m.csv"
     target.write_text("old")
     # the file dialog (which asks before replacing) gives the path

@@ -185,7 +185,7 @@ class SegmentationModel(ABC):
         under inference mode and autocast and reports progress in between, so that a batch
         of large tiles can be cancelled). The default is one step."""
         return self.forward_tiles(batch)
-        yield  # noqa: unreachable: makes this a generator
+        yield  # unreachable: makes this a generator
 
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun
