@@ -152,7 +152,7 @@ GENERIC_NOTES = "Training provenance as recorded in the model's config:\n\n"
 #: failure modes that belong to each family
 FAMILY_LIMITS = {
     "unet": "- Touching nuclei with no visible boundary may merge; very elongated ones may split.\n",
-    "maskrcnn": "- Trained from scratch on 2 CPU cores for under an hour: far from converged; masks are\n"
+    "maskrcnn": "- Trained from scratch on 2 CPU cores (hours, not days): far from converged; masks are\n"
                 "  28x28 per box, so boundaries of large nuclei are coarse.\n",
     "stardist": "- Shapes are star-convex polygons of 32 vertices seen from the centre: strongly concave\n"
                 "  or very elongated nuclei are approximated, and boundaries are less exact than a\n"

@@ -304,3 +304,42 @@ def test_folded_backbone_finds_the_same_objects_on_a_real_image(monkeypatch):
     iou = iou_matrix(plain.labels, fast.labels)
     assert plain.n_objects > 100 and abs(fast.n_objects - plain.n_objects) <= 2
     assert (iou.max(1) >= 0.9).mean() >= 0.98
+
+
+def test_training_gradients_are_those_of_torchvisions_poolers(one_thread):
+    """The separable RoIAlign gradient (seglab.models.roi_align) changes nothing but speed: the same
+    losses and, within float rounding, the same gradients as torchvision's own poolers."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from seglab.models.roi_align import SeparableGradRoIAlign
+
+    model = tiny_maskrcnn()
+    rh = model.network.maskrcnn.roi_heads
+    assert isinstance(rh.box_roi_pool, SeparableGradRoIAlign) and isinstance(rh.mask_roi_pool, SeparableGradRoIAlign)
+    img, lab = blob_image((96, 96), n=8, seed=4)
+    x = torch.from_numpy(img[None, None].astype("float32") / 255.0)
+    labels = torch.from_numpy(lab[None].astype("int32"))
+    valid = torch.ones(1, 1, 96, 96, dtype=torch.bool)
+
+    def grads():
+        net = model.network.train()
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(0)  # torchvision samples proposals at random
+        loss, parts = model.training_loss(net, x, {"labels": labels}, valid)
+        loss.backward()
+        return parts, {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    parts, ours = grads()
+    ours_pools = rh.box_roi_pool, rh.mask_roi_pool
+    rh.box_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
+    rh.mask_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2)
+    try:
+        ref_parts, ref = grads()
+    finally:
+        rh.box_roi_pool, rh.mask_roi_pool = ours_pools
+    assert parts["mask"] > 0 and parts == pytest.approx(ref_parts, rel=1e-6)
+    assert set(ours) == set(ref)
+    stem = next(k for k in ref if "backbone" in k)  # the heads' gradients reach the backbone
+    assert ref[stem].abs().sum() > 0
+    for k in ref:
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-6)

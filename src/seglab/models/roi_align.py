@@ -1,0 +1,148 @@
+"""RoIAlign for training Mask R-CNN on a CPU: torchvision's values, a faster gradient.
+
+torchvision's CPU ``roi_align`` backward walks every region, channel, bin and sample and adds
+four bilinear weights into the feature map one float at a time, on one core: in a training step
+of ``maskrcnn-nuclei`` (4 patches of 256x256, 1,024 box-head regions and the mask head's
+positives) it took over a third of the step (docs/benchmarks.md, "Mask R-CNN training: RoIAlign's
+gradient"). Bilinear sampling on a regular grid is separable: for one region,
+
+    out[c] = Ay @ F[c, window] @ Ax.T / (sampling_ratio ** 2)
+
+with ``Ay`` (bins x window rows) and ``Ax`` (bins x window columns) holding each bin's sampling
+weights. The gradient is therefore ``Ay.T @ g[c] @ Ax`` over a small window around the region:
+two batched matrix products per group of regions and one ``index_add_`` of window rows into the
+channels-last feature gradient. The forward stays torchvision's (same values as before);
+:func:`roi_align` uses this gradient only when one is needed, with ``aligned=False`` and a fixed
+``sampling_ratio > 0`` (what Mask R-CNN's poolers use), and falls back to torchvision otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seglab.triton_guard import guard_triton
+
+guard_triton()  # torchvision.ops imports torch._dynamo, which imports Triton: not after Mesa's LLVM
+
+from torchvision.ops import MultiScaleRoIAlign  # noqa: E402
+from torchvision.ops import roi_align as tv_roi_align  # noqa: E402
+from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales  # noqa: E402
+
+#: windows are rounded up to a multiple of this many pixels, so regions of similar size share a product
+WINDOW_STEP = 4
+
+
+def _axis_weights(start: Tensor, length: Tensor, pooled: int, ratio: int, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sampling weights of one axis, as torchvision's CPU kernel computes them (``aligned=False``).
+
+    ``start`` and ``length`` (R,) are the regions' start and extent on this axis in feature pixels.
+    Returns the weights ``(R, pooled, K)`` over a window of ``K`` pixels, the window's first pixel
+    per region (R,) and the window length each region needs (R,)."""
+    length = length.clamp(min=1.0)
+    bin_size = length / pooled
+    i = torch.arange(pooled * ratio, device=start.device)
+    p, s = i // ratio, i % ratio
+    # the kernel's float arithmetic, in its order: start + p * bin + (s + 0.5) * bin / ratio
+    y = start[:, None] + p.to(start.dtype) * bin_size[:, None] + (s.to(start.dtype) + 0.5) * bin_size[:, None] / ratio
+    valid = (y >= -1.0) & (y <= size)
+    y = y.clamp(min=0.0)
+    low = y.to(torch.long)
+    top = low >= size - 1
+    low = torch.where(top, torch.full_like(low, size - 1), low)
+    high = torch.where(top, low, low + 1)
+    y = torch.where(top, low.to(y.dtype), y)
+    frac = y - low.to(y.dtype)
+    w_low = (1.0 - frac) * valid / ratio
+    w_high = frac * valid / ratio
+    origin = low.min(dim=1).values
+    need = high.max(dim=1).values - origin + 1
+    k = int(need.max()) if need.numel() else 1
+    weights = torch.zeros(start.shape[0], pooled, k, dtype=start.dtype, device=start.device)
+    bins = p.expand_as(low)
+    weights.index_put_((torch.arange(len(low), device=low.device)[:, None].expand_as(low), bins, low - origin[:, None]),
+                       w_low, accumulate=True)
+    weights.index_put_((torch.arange(len(low), device=low.device)[:, None].expand_as(low), bins, high - origin[:, None]),
+                       w_high, accumulate=True)
+    return weights, origin, need
+
+
+def roi_align_grad(grad: Tensor, rois: Tensor, shape: torch.Size, scale: float, ratio: int) -> Tensor:
+    """Gradient of torchvision's ``roi_align(x, rois, grad.shape[-2:], scale, ratio, aligned=False)``
+    with respect to ``x`` of ``shape`` (N, C, H, W), returned channels-last, float32."""
+    n, c, h, w = shape
+    out = torch.zeros(n * h * w, c, dtype=torch.float32, device=grad.device)
+    if len(rois):
+        ph, pw = grad.shape[-2:]
+        r = rois.to(torch.float32)
+        x0, y0 = r[:, 1] * scale, r[:, 2] * scale
+        ay, oy, ky = _axis_weights(y0, r[:, 4] * scale - y0, ph, ratio, h)
+        ax, ox, kx = _axis_weights(x0, r[:, 3] * scale - x0, pw, ratio, w)
+        batch = r[:, 0].to(torch.long)
+        need = torch.maximum(ky, kx)
+        bucket = (need + WINDOW_STEP - 1) // WINDOW_STEP * WINDOW_STEP
+        g = grad.to(torch.float32)
+        for k in torch.unique(bucket).tolist():
+            idx = torch.nonzero(bucket == k).flatten()
+            m = len(idx)
+            wy = _window(ay[idx], k)  # (m, ph, k)
+            wx = _window(ax[idx], k)  # (m, pw, k)
+            # g @ Ax over the columns, then Ay.T @ (.) over the rows: (m, k, k, c)
+            t = torch.bmm(g[idx].reshape(m, c * ph, pw), wx).view(m, c, ph, k)
+            t = torch.bmm(wy.transpose(1, 2), t.permute(0, 2, 1, 3).reshape(m, ph, c * k))
+            t = t.view(m, k, c, k).permute(0, 1, 3, 2).reshape(-1, c)
+            rows = (oy[idx, None] + torch.arange(k, device=grad.device)).clamp(max=h - 1)
+            cols = (ox[idx, None] + torch.arange(k, device=grad.device)).clamp(max=w - 1)
+            # window pixels past the map's edge carry zero weight; clamped, they add zeros
+            flat = (batch[idx, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+            out.index_add_(0, flat.reshape(-1), t)
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _window(weights: Tensor, k: int) -> Tensor:
+    """``weights`` (m, bins, K) over a window of ``k`` pixels: zero columns added, or trailing
+    columns dropped (they are zero for regions whose window fits in ``k``)."""
+    extra = k - weights.shape[-1]
+    return weights[..., :k] if extra <= 0 else torch.nn.functional.pad(weights, (0, extra))
+
+
+class _SeparableGradRoIAlign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
+        ctx.save_for_backward(rois)
+        ctx.meta = (x.shape, x.dtype, scale, ratio)
+        return tv_roi_align(x, rois, output_size, scale, ratio, False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (rois,) = ctx.saved_tensors
+        shape, dtype, scale, ratio = ctx.meta
+        return roi_align_grad(grad, rois, shape, scale, ratio).to(dtype), None, None, None, None
+
+
+def roi_align(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
+    """torchvision's ``roi_align(..., aligned=False)``; with a gradient to compute (training, CPU,
+    ``ratio > 0``), the gradient of :func:`roi_align_grad`."""
+    if x.requires_grad and torch.is_grad_enabled() and ratio > 0 and x.device.type == "cpu":
+        return _SeparableGradRoIAlign.apply(x, rois, tuple(output_size), float(scale), int(ratio))
+    return tv_roi_align(x, rois, output_size, scale, ratio, False)
+
+
+class SeparableGradRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` (same levels, same values; no parameters, so
+    state dicts are unchanged) whose per-level RoIAlign trains with :func:`roi_align_grad`."""
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        feats = _filter_input(x, self.featmap_names)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois = _convert_to_roi_format(boxes)
+        if len(feats) == 1:
+            return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+        levels = self.map_levels(boxes)
+        result = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        for level, (feat, scale) in enumerate(zip(feats, self.scales)):
+            idx = torch.where(levels == level)[0]
+            result[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio).to(result.dtype)
+        return result
