@@ -1,12 +1,14 @@
-"""maskrcnn-nuclei on the 2048x2048 mosaic (``bench_speed.build_mosaic``), session 12's two speed-ups
-one at a time, interleaved run by run in one process so that all arms see the same load (wall and
-CPU seconds, medians):
+"""maskrcnn-nuclei on the 2048x2048 mosaic (``bench_speed.build_mosaic``), the inference speed-ups of
+sessions 12 and 13 one at a time, interleaved run by run in one process so that all arms see the
+same load (wall and CPU seconds, medians):
 
-* ``plain, rpn 0.3``: the plain network (batch norm not folded), proposal threshold 0.3 (session 11);
-* ``folded, rpn 0.3``: the backbone folded (``maskrcnn_net.inference_copy``, what a run uses);
-* ``folded, rpn <config>``: and the model's own ``rpn_score_thresh`` (0.8 since session 12).
+* ``plain, rpn 0.3, tv``: the plain network (batch norm not folded), proposal threshold 0.3,
+  torchvision's RoIAlign (session 11);
+* ``folded, rpn 0.3, tv``: the backbone folded (``maskrcnn_net.inference_copy``, what a run uses);
+* ``folded, rpn <config>, tv``: and the model's own ``rpn_score_thresh`` (0.8 since session 12);
+* ``folded, rpn <config>, separable``: and seglab's RoIAlign (``seglab.models.roi_align``, session 13).
 
-    python benchmarks/bench_maskrcnn_speedups.py --threads 1 --repeats 5 --json out.json
+    python benchmarks/bench_maskrcnn_speedups.py --threads 1 --repeats 5 [--arms ...] --json out.json
 """
 from __future__ import annotations
 
@@ -22,12 +24,15 @@ from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.inference.engine import segment
 from seglab.models.registry import get_model
+from seglab.models.roi_align import SeparableRoIAlign
+from torchvision.ops import MultiScaleRoIAlign
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--arms", nargs="*", default=None, help="arm names to run (default: all)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -35,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     model = get_model("maskrcnn-nuclei")
 
     own = float(model.network.rpn_score_thresh)
-    arms = {"plain, rpn 0.3": (False, 0.3), "folded, rpn 0.3": (True, 0.3), f"folded, rpn {own:g}": (True, own)}
+    arms = {"plain, rpn 0.3, tv": (False, 0.3, "tv"), "folded, rpn 0.3, tv": (True, 0.3, "tv"),
+            f"folded, rpn {own:g}, tv": (True, own, "tv"), f"folded, rpn {own:g}, separable": (True, own, "separable")}
+    if args.arms:
+        arms = {k: v for k, v in arms.items() if k in args.arms}
 
-    def run(folded: bool, rpn: float) -> tuple[float, float, int, int]:
+    def run(folded: bool, rpn: float, pools: str) -> tuple[float, float, int, int]:
         if folded:
             model.__dict__.pop("_inference_copy", None)  # the class's: the folded copy
         else:
@@ -45,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         model._fused_key = None
         net = model._inference_network()  # (built outside the timing)
         net.rpn_score_thresh = rpn
+        rh = net.maskrcnn.roi_heads
+        kind = MultiScaleRoIAlign if pools == "tv" else SeparableRoIAlign
+        rh.box_roi_pool, rh.mask_roi_pool = kind(["0", "1", "2", "3"], 7, 2), kind(["0", "1", "2", "3"], 14, 2)
         regions = [0]
         pool = net.maskrcnn.roi_heads.box_roi_pool
         pool_forward = type(pool).forward.__get__(pool)
@@ -61,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     segment(model, image, device="cpu", diameter=None)  # warm-up (and the device's memory format)
     runs: dict[str, list] = {k: [] for k in arms}
     for _ in range(args.repeats):
-        for k, (folded, rpn) in arms.items():
-            runs[k].append(run(folded, rpn))
+        for k, arm in arms.items():
+            runs[k].append(run(*arm))
     out = {"cpu": cpu_model(), "threads": args.threads, "repeats": args.repeats,
            "load_avg_1min": load_1min(),
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}

@@ -7,7 +7,7 @@ DSB2018 ``train`` images (as the recipe draws them; made once, before timing, so
 the same batches): forward + losses + backward + AdamW step under the training loop's bfloat16
 autocast and channels-last layout. Two arms, alternated step by step on the same batch:
 ``torchvision`` (its ``MultiScaleRoIAlign`` poolers, whose CPU gradient kernel runs on one core)
-and ``separable`` (:class:`seglab.models.roi_align.SeparableGradRoIAlign`, the recipe's poolers
+and ``separable`` (:class:`seglab.models.roi_align.SeparableRoIAlign`, the recipe's poolers
 now). Each arm has its own copy of the network and optimizer. Reports median and minimum seconds
 per step and patches per second, and the regions per step through the box and mask heads.
 """

@@ -1,4 +1,4 @@
-"""RoIAlign with the separable gradient: torchvision's values, and torchvision's gradient."""
+"""RoIAlign by separable products: torchvision's values and gradient, within float rounding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import roi_align as tv_roi_align
 
-from seglab.models.roi_align import SeparableGradRoIAlign, roi_align, roi_align_grad
+from seglab.models.roi_align import SeparableRoIAlign, roi_align, roi_align_grad
 
 
 def _rois(n_images: int, n: int, extent: float, seed: int = 0) -> torch.Tensor:
@@ -34,7 +34,7 @@ def test_gradient_is_torchvisions(out, channels_last):
     tv_roi_align(x, rois, out, 0.25, 2).backward(g)
     expected, x.grad = x.grad.clone(), None
     y = roi_align(x, rois, (out, out), 0.25, 2)
-    assert torch.equal(y, tv_roi_align(x, rois, out, 0.25, 2))  # the forward is torchvision's
+    torch.testing.assert_close(y, tv_roi_align(x, rois, out, 0.25, 2), rtol=1e-5, atol=1e-5)
     y.backward(g)
     assert x.grad.shape == x.shape
     torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=1e-4)
@@ -61,7 +61,7 @@ def test_multiscale_pooler_matches_torchvision_in_values_and_gradients():
     boxes = [torch.cat([b[:, :2], torch.maximum(b[:, 2:], b[:, :2] + 1)], 1) for b in boxes]
     boxes[0][:5, 2:] += 150  # large regions go to the coarser levels
     shapes = [(256, 256)] * 2
-    ours, theirs = SeparableGradRoIAlign(list(sizes), 14, 2), MultiScaleRoIAlign(list(sizes), 14, 2)
+    ours, theirs = SeparableRoIAlign(list(sizes), 14, 2), MultiScaleRoIAlign(list(sizes), 14, 2)
     assert not list(ours.parameters()) and ours.state_dict() == theirs.state_dict() == {}
     g = torch.randn(160, 6, 14, 14)
     y_ref = theirs(feats, boxes, shapes)
@@ -70,17 +70,33 @@ def test_multiscale_pooler_matches_torchvision_in_values_and_gradients():
     for v in feats.values():
         v.grad = None
     y = ours(feats, boxes, shapes)
-    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     y.backward(g)
     assert any(expected[k].abs().sum() > 0 for k in ("1", "2", "3"))  # more than one level used
     for k, v in feats.items():
         torch.testing.assert_close(v.grad, expected[k], rtol=1e-5, atol=1e-4)
 
 
-def test_without_gradient_it_is_torchvisions_kernel():
+def test_values_without_gradient_on_a_large_map_and_bfloat16():
+    """Inference: no graph, torchvision's values on a map larger than the caches (where its kernel
+    is slowest), for NCHW and channels-last input; bfloat16 features give bfloat16 output."""
+    torch.manual_seed(2)
+    x = torch.randn(1, 16, 300, 260)
+    rois = torch.cat([torch.zeros(400, 1), _rois(1, 400, 1000.0, seed=5)[:, 1:]], 1)
+    expected = tv_roi_align(x, rois, 7, 0.25, 2)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        with torch.no_grad():
+            y = roi_align(x.contiguous(memory_format=fmt).requires_grad_(True), rois, (7, 7), 0.25, 2)
+        assert y.grad_fn is None
+        torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        yb = roi_align(x.to(torch.bfloat16), rois, (7, 7), 0.25, 2)
+    assert yb.dtype == torch.bfloat16
+    torch.testing.assert_close(yb.float(), tv_roi_align(x.to(torch.bfloat16).float(), rois, 7, 0.25, 2),
+                               rtol=1e-2, atol=1e-2)
+
+
+def test_sampling_ratio_zero_falls_back_to_torchvision():
     x = torch.randn(1, 4, 16, 16)
     rois = torch.tensor([[0.0, 1.0, 2.0, 9.0, 12.0]])
-    with torch.no_grad():
-        y = roi_align(x.requires_grad_(True), rois, (7, 7), 1.0, 2)
-    assert y.grad_fn is None
-    assert torch.equal(y, tv_roi_align(x.detach(), rois, 7, 1.0, 2))
+    assert torch.equal(roi_align(x, rois, (7, 7), 1.0, 0), tv_roi_align(x, rois, 7, 1.0, 0))

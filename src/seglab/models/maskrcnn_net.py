@@ -10,8 +10,9 @@ Differences from torchvision's photograph defaults, all set in :func:`build_mask
 * at inference, proposals chosen locally (``rpn_score_thresh``: every proposal whose
   objectness reaches it, no top-N budget per tile), so that tiled runs equal untiled ones;
 * small box and mask heads, so thousands of detections stay affordable on a CPU;
-* RoIAlign's gradient by separable matrix products (:mod:`seglab.models.roi_align`; the
-  values are torchvision's), several times faster on a CPU than torchvision's kernel;
+* RoIAlign and its gradient by separable matrix products over channels-last windows
+  (:mod:`seglab.models.roi_align`; torchvision's values within float rounding), several
+  times faster on a CPU than torchvision's kernel;
 * under autocast only the backbone runs in low precision; RPN and RoI heads run in
   float32 (box coordinates in bfloat16 would be off by pixels).
 
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seglab.models.roi_align import SeparableGradRoIAlign
+from seglab.models.roi_align import SeparableRoIAlign
 from seglab.models.unet_net import ConvReLU, fold_batchnorm, fold_conv_bn, fuse_conv_relu, same_memory_format
 from seglab.progress import run_to_end
 from seglab.triton_guard import guard_triton
@@ -175,9 +176,9 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
         rpn_post_nms_top_n_train=int(a["rpn_post_nms_top_n_train"]),
         rpn_pre_nms_top_n_test=int(a["rpn_pre_nms_top_n"]),
         rpn_post_nms_top_n_test=int(a["rpn_post_nms_top_n"]),
-        # torchvision's poolers (levels '0'-'3', sampling ratio 2) with a faster CPU gradient
-        box_roi_pool=SeparableGradRoIAlign(["0", "1", "2", "3"], 7, 2),
-        mask_roi_pool=SeparableGradRoIAlign(["0", "1", "2", "3"], 14, 2),
+        # torchvision's poolers (levels "0"-"3", sampling ratio 2), faster on a CPU
+        box_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 7, 2),
+        mask_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 14, 2),
         box_head=TwoMLPHead(ch * 7 * 7, rep),
         box_predictor=FastRCNNPredictor(rep, n_cls),
         box_detections_per_img=int(a["detections_per_img"]),
@@ -353,9 +354,10 @@ class MaskRCNNNet(nn.Module):
                 rpn.score_thresh = 0.0
         del objectness, deltas, anchors
         with context():
-            # RoIAlign reads contiguous (NCHW) features: convert once here, not on every call of
-            # every chunk (the same values; the RPN above ran on the channels-last ones)
-            features = OrderedDict((k, v.contiguous()) for k, v in features.items())
+            # the layout the poolers read (seglab's: channels-last, a region's window is then a
+            # block of whole pixels; torchvision's: NCHW), converted once here, not on every call
+            fmt = getattr(rh.box_roi_pool, "memory_format", torch.contiguous_format)
+            features = OrderedDict((k, v.contiguous(memory_format=fmt)) for k, v in features.items())
         logits, regression = [], []
         for k, props in enumerate(proposals):
             for i in range(0, len(props), chunk):

@@ -1,4 +1,4 @@
-"""RoIAlign for training Mask R-CNN on a CPU: torchvision's values, a faster gradient.
+"""RoIAlign for Mask R-CNN on a CPU: torchvision's values, computed by separable products.
 
 torchvision's CPU ``roi_align`` backward walks every region, channel, bin and sample and adds
 four bilinear weights into the feature map one float at a time, on one core: in a training step
@@ -11,9 +11,12 @@ gradient"). Bilinear sampling on a regular grid is separable: for one region,
 with ``Ay`` (bins x window rows) and ``Ax`` (bins x window columns) holding each bin's sampling
 weights. The gradient is therefore ``Ay.T @ g[c] @ Ax`` over a small window around the region:
 two batched matrix products per group of regions and one ``index_add_`` of window rows into the
-channels-last feature gradient. The forward stays torchvision's (same values as before);
-:func:`roi_align` uses this gradient only when one is needed, with ``aligned=False`` and a fixed
-``sampling_ratio > 0`` (what Mask R-CNN's poolers use), and falls back to torchvision otherwise.
+channels-last feature gradient. The forward is the same products the other way round, over
+windows gathered from the channels-last map: at inference on a 2048x2048 image (a 512x512 map
+of 64 channels) torchvision's kernel walks every channel plane of the map for every region and
+was the slowest part of the model. Both equal torchvision's within float rounding
+(tests/models/test_roi_align.py); :func:`roi_align` uses them on a CPU with ``aligned=False``
+and a fixed ``sampling_ratio > 0`` (what Mask R-CNN's poolers use), torchvision elsewhere.
 """
 
 from __future__ import annotations
@@ -67,6 +70,44 @@ def _axis_weights(start: Tensor, length: Tensor, pooled: int, ratio: int, size: 
     return weights, origin, need
 
 
+def _windows(rois: Tensor, shape: torch.Size, pooled: tuple[int, int], scale: float, ratio: int):
+    """The regions grouped by window size: for each group, the regions' indices, their sampling
+    weights per axis ``(m, bins, k)`` and the flat (N*H*W) indices of their ``k x k`` windows
+    (pixels past the map's edge clamped onto it: they carry zero weight)."""
+    n, c, h, w = shape
+    r = rois.to(torch.float32)
+    x0, y0 = r[:, 1] * scale, r[:, 2] * scale
+    ay, oy, ky = _axis_weights(y0, r[:, 4] * scale - y0, pooled[0], ratio, h)
+    ax, ox, kx = _axis_weights(x0, r[:, 3] * scale - x0, pooled[1], ratio, w)
+    batch = r[:, 0].to(torch.long)
+    bucket = (torch.maximum(ky, kx) + WINDOW_STEP - 1) // WINDOW_STEP * WINDOW_STEP
+    for k in torch.unique(bucket).tolist():
+        idx = torch.nonzero(bucket == k).flatten()
+        rows = (oy[idx, None] + torch.arange(k, device=rois.device)).clamp(max=h - 1)
+        cols = (ox[idx, None] + torch.arange(k, device=rois.device)).clamp(max=w - 1)
+        flat = (batch[idx, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+        yield idx, _window(ay[idx], k), _window(ax[idx], k), flat
+
+
+def roi_align_forward(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
+    """torchvision's ``roi_align(x, rois, output_size, scale, ratio, aligned=False)`` (equal within
+    float rounding) as ``Ay @ window @ Ax.T`` per region: each region's window gathered from the
+    channels-last map (64 contiguous channels per pixel, instead of a walk through every channel
+    plane of a large map), two batched products per group of regions. Float32 result."""
+    n, c, h, w = x.shape
+    ph, pw = output_size
+    out = torch.empty(len(rois), c, ph, pw, dtype=torch.float32, device=x.device)
+    if len(rois):
+        flat_map = x.permute(0, 2, 3, 1).reshape(n * h * w, c).to(torch.float32)  # a view if channels-last
+        for idx, wy, wx, flat in _windows(rois, x.shape, (ph, pw), scale, ratio):
+            m, k = len(idx), wy.shape[-1]
+            t = torch.bmm(wy, flat_map[flat.reshape(-1)].view(m, k, k * c))  # rows: (m, ph, k * c)
+            t = t.view(m, ph, k, c).transpose(2, 3).reshape(m, ph * c, k)
+            t = torch.bmm(t, wx.transpose(1, 2))  # columns: (m, ph * c, pw)
+            out[idx] = t.view(m, ph, c, pw).transpose(1, 2)
+    return out
+
+
 def roi_align_grad(grad: Tensor, rois: Tensor, shape: torch.Size, scale: float, ratio: int) -> Tensor:
     """Gradient of torchvision's ``roi_align(x, rois, grad.shape[-2:], scale, ratio, aligned=False)``
     with respect to ``x`` of ``shape`` (N, C, H, W), returned channels-last, float32."""
@@ -74,28 +115,13 @@ def roi_align_grad(grad: Tensor, rois: Tensor, shape: torch.Size, scale: float, 
     out = torch.zeros(n * h * w, c, dtype=torch.float32, device=grad.device)
     if len(rois):
         ph, pw = grad.shape[-2:]
-        r = rois.to(torch.float32)
-        x0, y0 = r[:, 1] * scale, r[:, 2] * scale
-        ay, oy, ky = _axis_weights(y0, r[:, 4] * scale - y0, ph, ratio, h)
-        ax, ox, kx = _axis_weights(x0, r[:, 3] * scale - x0, pw, ratio, w)
-        batch = r[:, 0].to(torch.long)
-        need = torch.maximum(ky, kx)
-        bucket = (need + WINDOW_STEP - 1) // WINDOW_STEP * WINDOW_STEP
         g = grad.to(torch.float32)
-        for k in torch.unique(bucket).tolist():
-            idx = torch.nonzero(bucket == k).flatten()
-            m = len(idx)
-            wy = _window(ay[idx], k)  # (m, ph, k)
-            wx = _window(ax[idx], k)  # (m, pw, k)
+        for idx, wy, wx, flat in _windows(rois, shape, (ph, pw), scale, ratio):
+            m, k = len(idx), wy.shape[-1]
             # g @ Ax over the columns, then Ay.T @ (.) over the rows: (m, k, k, c)
             t = torch.bmm(g[idx].reshape(m, c * ph, pw), wx).view(m, c, ph, k)
             t = torch.bmm(wy.transpose(1, 2), t.permute(0, 2, 1, 3).reshape(m, ph, c * k))
-            t = t.view(m, k, c, k).permute(0, 1, 3, 2).reshape(-1, c)
-            rows = (oy[idx, None] + torch.arange(k, device=grad.device)).clamp(max=h - 1)
-            cols = (ox[idx, None] + torch.arange(k, device=grad.device)).clamp(max=w - 1)
-            # window pixels past the map's edge carry zero weight; clamped, they add zeros
-            flat = (batch[idx, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
-            out.index_add_(0, flat.reshape(-1), t)
+            out.index_add_(0, flat.reshape(-1), t.view(m, k, c, k).permute(0, 1, 3, 2).reshape(-1, c))
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -106,12 +132,12 @@ def _window(weights: Tensor, k: int) -> Tensor:
     return weights[..., :k] if extra <= 0 else torch.nn.functional.pad(weights, (0, extra))
 
 
-class _SeparableGradRoIAlign(torch.autograd.Function):
+class _SeparableRoIAlign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
         ctx.save_for_backward(rois)
         ctx.meta = (x.shape, x.dtype, scale, ratio)
-        return tv_roi_align(x, rois, output_size, scale, ratio, False)
+        return roi_align_forward(x, rois, output_size, scale, ratio).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -121,16 +147,22 @@ class _SeparableGradRoIAlign(torch.autograd.Function):
 
 
 def roi_align(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
-    """torchvision's ``roi_align(..., aligned=False)``; with a gradient to compute (training, CPU,
-    ``ratio > 0``), the gradient of :func:`roi_align_grad`."""
-    if x.requires_grad and torch.is_grad_enabled() and ratio > 0 and x.device.type == "cpu":
-        return _SeparableGradRoIAlign.apply(x, rois, tuple(output_size), float(scale), int(ratio))
-    return tv_roi_align(x, rois, output_size, scale, ratio, False)
+    """torchvision's ``roi_align(..., aligned=False)``: on a CPU with ``ratio > 0``, computed by
+    :func:`roi_align_forward` (and, when a gradient is needed, :func:`roi_align_grad`); elsewhere
+    torchvision's kernel."""
+    if x.device.type != "cpu" or ratio <= 0:
+        return tv_roi_align(x, rois, output_size, scale, ratio, False)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _SeparableRoIAlign.apply(x, rois, tuple(output_size), float(scale), int(ratio))
+    return roi_align_forward(x, rois, tuple(output_size), scale, ratio).to(x.dtype)
 
 
-class SeparableGradRoIAlign(MultiScaleRoIAlign):
-    """torchvision's ``MultiScaleRoIAlign`` (same levels, same values; no parameters, so
-    state dicts are unchanged) whose per-level RoIAlign trains with :func:`roi_align_grad`."""
+class SeparableRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` (same levels, the same values within float rounding;
+    no parameters, so state dicts are unchanged) whose per-level RoIAlign is :func:`roi_align`."""
+
+    #: the feature layout it reads fastest (Mask R-CNN's detection converts its maps once)
+    memory_format = torch.channels_last
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         feats = _filter_input(x, self.featmap_names)
