@@ -24,8 +24,7 @@ from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.inference.engine import segment
 from seglab.models.registry import get_model
-from seglab.models.roi_align import SeparableRoIAlign
-from torchvision.ops import MultiScaleRoIAlign
+from seglab.models.roi_align import use_torchvision_poolers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     model = get_model("maskrcnn-nuclei")
 
     own = float(model.network.rpn_score_thresh)
+    seglab_pools = model.network.maskrcnn.roi_heads.box_roi_pool, model.network.maskrcnn.roi_heads.mask_roi_pool
     arms = {"plain, rpn 0.3, tv": (False, 0.3, "tv"), "folded, rpn 0.3, tv": (True, 0.3, "tv"),
             f"folded, rpn {own:g}, tv": (True, own, "tv"), f"folded, rpn {own:g}, separable": (True, own, "separable")}
     if args.arms:
@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         net = model._inference_network()  # (built outside the timing)
         net.rpn_score_thresh = rpn
         rh = net.maskrcnn.roi_heads
-        kind = MultiScaleRoIAlign if pools == "tv" else SeparableRoIAlign
-        rh.box_roi_pool, rh.mask_roi_pool = kind(["0", "1", "2", "3"], 7, 2), kind(["0", "1", "2", "3"], 14, 2)
+        if pools == "tv":
+            use_torchvision_poolers(rh)
+        else:  # as build_maskrcnn makes them
+            rh.box_roi_pool, rh.mask_roi_pool = seglab_pools
         regions = [0]
         pool = net.maskrcnn.roi_heads.box_roi_pool
         pool_forward = type(pool).forward.__get__(pool)

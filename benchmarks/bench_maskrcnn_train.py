@@ -7,7 +7,7 @@ DSB2018 ``train`` images (as the recipe draws them; made once, before timing, so
 the same batches): forward + losses + backward + AdamW step under the training loop's bfloat16
 autocast and channels-last layout. Two arms, alternated step by step on the same batch:
 ``torchvision`` (its ``MultiScaleRoIAlign`` poolers, whose CPU gradient kernel runs on one core)
-and ``separable`` (:class:`seglab.models.roi_align.SeparableRoIAlign`, the recipe's poolers
+and ``separable`` (:class:`seglab.models.roi_align.SeparableRoIAlign`, what the recipe trains with
 now). Each arm has its own copy of the network and optimizer. Reports median and minimum seconds
 per step and patches per second, and the regions per step through the box and mask heads.
 """
@@ -27,6 +27,7 @@ from machine import cpu_matrix_flags, cpu_model, load_1min, write_json  # benchm
 
 from seglab.datasets import load_split
 from seglab.models.registry import get_model
+from seglab.models.roi_align import use_torchvision_poolers
 from seglab.torch_env import autocast, cpu_bf16
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.recipes import MASKRCNN_NUCLEI, split_train_tune
@@ -37,13 +38,9 @@ DSB = ROOT.parent / "shared" / "data" / "dsb2018"
 
 def _arm(model, pools: str):
     """A training copy of ``model``'s network with the given poolers, and its optimizer."""
-    from torchvision.ops import MultiScaleRoIAlign
-
     net = copy.deepcopy(model.network).train().to(memory_format=torch.channels_last)
     if pools == "torchvision":
-        rh = net.maskrcnn.roi_heads
-        rh.box_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
-        rh.mask_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2)
+        use_torchvision_poolers(net.maskrcnn.roi_heads)
     return net, torch.optim.AdamW(net.parameters(), lr=1e-5)
 
 

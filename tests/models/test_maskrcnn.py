@@ -148,6 +148,29 @@ def test_boxes_keep_full_precision_under_autocast():
     assert not torch.all(far == far.to(torch.bfloat16).float())
 
 
+def test_rpn_and_mask_heads_run_in_bfloat16_under_autocast_and_give_float32():
+    """At inference the RPN head's and the mask head's convolutions run at the backbone's precision
+    (the box head and box decoding in float32, above); their outputs reach seglab as float32."""
+    model = tiny_maskrcnn()
+    net = model.network.eval()
+    seen = {}
+
+    def record(name):
+        def hook(_module, _inputs, out):
+            seen.setdefault(name, out.dtype)  # returns None: the output stays as it is
+        return hook
+
+    for name, module in (("rpn", net.maskrcnn.rpn.head.conv), ("mask", net.maskrcnn.roi_heads.mask_head),
+                         ("box", net.maskrcnn.roi_heads.box_head)):
+        module.register_forward_hook(record(name))
+    x = torch.rand(1, 1, 128, 128)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        d = net.detect(x, score_thresh=0.0, nms_thresh=0.5)[0]
+    assert len(d["boxes"]) > 0
+    assert seen == {"rpn": torch.bfloat16, "mask": torch.bfloat16, "box": torch.float32}
+    assert all(d[k].dtype == torch.float32 for k in ("boxes", "scores", "masks"))
+
+
 def test_encoder_levels_are_the_stem_then_the_stages():
     model = tiny_maskrcnn()
     levels = model.encoder_levels()
@@ -311,7 +334,7 @@ def test_training_gradients_are_those_of_torchvisions_poolers(one_thread):
     rounding, the same losses and the same gradients as torchvision's own poolers."""
     from torchvision.ops import MultiScaleRoIAlign
 
-    from seglab.models.roi_align import SeparableRoIAlign
+    from seglab.models.roi_align import SeparableRoIAlign, use_torchvision_poolers
 
     model = tiny_maskrcnn()
     rh = model.network.maskrcnn.roi_heads
@@ -331,8 +354,8 @@ def test_training_gradients_are_those_of_torchvisions_poolers(one_thread):
 
     parts, ours = grads()
     ours_pools = rh.box_roi_pool, rh.mask_roi_pool
-    rh.box_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
-    rh.mask_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2)
+    use_torchvision_poolers(rh)
+    assert type(rh.box_roi_pool) is MultiScaleRoIAlign and rh.mask_roi_pool.output_size == (14, 14)
     try:
         ref_parts, ref = grads()
     finally:
@@ -348,18 +371,15 @@ def test_training_gradients_are_those_of_torchvisions_poolers(one_thread):
 def test_separable_roi_align_finds_the_same_objects_on_a_real_image():
     """maskrcnn-nuclei on the fluorescence sample with torchvision's poolers and with seglab's
     (channels-last windows): RoIAlign's values agree within float rounding, so the same objects."""
-    from torchvision.ops import MultiScaleRoIAlign
-
     from seglab.metrics import iou_matrix
     from seglab.models.registry import get_model
+    from seglab.models.roi_align import use_torchvision_poolers
     from seglab.samples import load_sample
 
     image, _ = load_sample("fluorescence")
     model = get_model("maskrcnn-nuclei")
     ours = segment(model, image, device="cpu", diameter=None)
-    rh = model._inference_network().maskrcnn.roi_heads
-    rh.box_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
-    rh.mask_roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2)
+    use_torchvision_poolers(model._inference_network().maskrcnn.roi_heads)
     theirs = segment(model, image, device="cpu", diameter=None)
     assert theirs.n_objects > 100 and abs(ours.n_objects - theirs.n_objects) <= 1
     iou = iou_matrix(theirs.labels, ours.labels)

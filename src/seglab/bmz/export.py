@@ -10,6 +10,8 @@ to write a package; when it is installed the package is validated before it is w
 
 from __future__ import annotations
 
+import copy
+
 import io
 import json
 import math
@@ -154,7 +156,13 @@ def seglab_outputs(model: SegmentationModel, x: np.ndarray, thresholds: dict[str
     if model.family == "maskrcnn":
         from seglab.models.detections import Detections, paste_detections
 
-        d = model.network.detect(t, thresholds["score_thresh"], thresholds["nms_thresh"])[0]
+        from seglab.models.roi_align import use_torchvision_poolers
+
+        # with the package's RoIAlign (torchvision's; seglab's own gives the same values within
+        # float rounding), so that the package's detector reproduces these labels exactly
+        net = copy.deepcopy(model.network)
+        use_torchvision_poolers(net.maskrcnn.roi_heads)
+        d = net.detect(t, thresholds["score_thresh"], thresholds["nms_thresh"])[0]
         labels = paste_detections(Detections.from_torch(d, shape), shape, thresholds).labels
         return labels.astype(np.int32)[None, None], labels
     raise SeglabError(f"models of family {model.family!r} cannot be exported to the BioImage Model Zoo")

@@ -174,6 +174,8 @@ class MaskRCNNLabels(nn.Module):
 
 def maskrcnn_module(model, thresholds: dict[str, float]) -> MaskRCNNLabels:
     """An eval-mode copy of the model's detector, set up as seglab's ``detect`` runs it."""
+    from seglab.models.roi_align import use_torchvision_poolers
+
     net = model.network
     det = copy.deepcopy(net.maskrcnn).eval()
     det.backbone = _Backbone(det.backbone)
@@ -181,6 +183,9 @@ def maskrcnn_module(model, thresholds: dict[str, float]) -> MaskRCNNLabels:
     det.rpn.score_thresh = float(net.rpn_score_thresh)
     det.roi_heads.score_thresh = float(thresholds["score_thresh"])
     det.roi_heads.nms_thresh = float(thresholds["nms_thresh"])
+    # torchvision's own poolers: seglab's (the same values within float rounding) are Python
+    # that TorchScript does not compile, and consumers run torchvision's ops
+    use_torchvision_poolers(det.roi_heads)
     return MaskRCNNLabels(det, thresholds["score_thresh"], thresholds["mask_thresh"], thresholds["min_area"]).eval()
 
 

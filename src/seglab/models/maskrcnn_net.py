@@ -13,8 +13,9 @@ Differences from torchvision's photograph defaults, all set in :func:`build_mask
 * RoIAlign and its gradient by separable matrix products over channels-last windows
   (:mod:`seglab.models.roi_align`; torchvision's values within float rounding), several
   times faster on a CPU than torchvision's kernel;
-* under autocast only the backbone runs in low precision; RPN and RoI heads run in
-  float32 (box coordinates in bfloat16 would be off by pixels).
+* at inference under autocast, the backbone, FPN, RPN head and mask head run in low
+  precision, while box regression and every box decoding run in float32 (box coordinates
+  in bfloat16 would be off by pixels); training keeps the RPN and RoI heads in float32.
 
 :class:`MaskRCNNNet` wraps the torchvision model with the two forwards seglab needs:
 detections with fixed-size mask probabilities (no full-image pasting, which would need
@@ -178,7 +179,7 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
         rpn_post_nms_top_n_test=int(a["rpn_post_nms_top_n"]),
         # torchvision's poolers (levels "0"-"3", sampling ratio 2), faster on a CPU
         box_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 7, 2),
-        mask_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 14, 2),
+        mask_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 14, 2, out_memory_format=torch.channels_last),
         box_head=TwoMLPHead(ch * 7 * 7, rep),
         box_predictor=FastRCNNPredictor(rep, n_cls),
         box_detections_per_img=int(a["detections_per_img"]),
@@ -214,7 +215,7 @@ def inference_copy(net: MaskRCNNNet) -> MaskRCNNNet:
 
 def _full_precision(device: torch.device):
     """Autocast off: torchvision decodes boxes in the dtype of the regression outputs, and
-    bfloat16 coordinates are 4 px apart at 1000 px; so only the backbone runs in low precision."""
+    bfloat16 coordinates are 4 px apart at 1000 px; so box regression and decoding run in float32."""
     return torch.autocast(device.type, enabled=False)
 
 
@@ -337,10 +338,13 @@ class MaskRCNNNet(nn.Module):
         del levels
         yield
         sizes = images.image_sizes
-        with context(), _full_precision(x.device):
+        with context():
+            # the RPN head's convolutions at the backbone's precision (bfloat16 on a CPU that has
+            # it); its outputs go to float32 before any box is decoded from them
+            objectness, deltas = rpn.head([v.contiguous(memory_format=torch.channels_last) for v in features.values()])
+            objectness, deltas = [o.float() for o in objectness], [d.float() for d in deltas]
             features = OrderedDict((k, v.float()) for k, v in features.items())
             flist = list(features.values())
-            objectness, deltas = rpn.head(flist)
         yield
         with context(), _full_precision(x.device):
             anchors = rpn.anchor_generator(images, flist)
@@ -378,9 +382,11 @@ class MaskRCNNNet(nn.Module):
         for k, bx in enumerate(boxes):
             for i in range(0, len(bx), chunk):
                 yield
-                with context(), _full_precision(x.device):
-                    f = rh.mask_roi_pool(features, _only(boxes, k, slice(i, i + chunk)), sizes)
-                    mask_logits.append(rh.mask_predictor(rh.mask_head(f)))
+                with context():
+                    with _full_precision(x.device):
+                        f = rh.mask_roi_pool(features, _only(boxes, k, slice(i, i + chunk)), sizes)
+                    # the mask head at the backbone's precision: masks, not coordinates
+                    mask_logits.append(rh.mask_predictor(rh.mask_head(f)).float())
         with context(), _full_precision(x.device):
             if mask_logits:
                 probs = maskrcnn_inference(torch.cat(mask_logits), labels)

@@ -164,6 +164,14 @@ class SeparableRoIAlign(MultiScaleRoIAlign):
     #: the feature layout it reads fastest (Mask R-CNN's detection converts its maps once)
     memory_format = torch.channels_last
 
+    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int, *,
+                 out_memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        super().__init__(featmap_names, output_size, sampling_ratio)
+        #: the layout of the pooled regions: channels-last for a convolutional head (the mask
+        #: head's convolutions, its 2x2 transposed one above all, run several times faster on
+        #: channels-last input on a CPU), NCHW for a head that flattens them (the box head)
+        self.out_memory_format = out_memory_format
+
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         feats = _filter_input(x, self.featmap_names)
         if self.scales is None or self.map_levels is None:
@@ -171,10 +179,21 @@ class SeparableRoIAlign(MultiScaleRoIAlign):
                                                          self.canonical_level)
         rois = _convert_to_roi_format(boxes)
         if len(feats) == 1:
-            return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+            out = roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+            return out.contiguous(memory_format=self.out_memory_format)
         levels = self.map_levels(boxes)
-        result = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        result = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size)).contiguous(
+            memory_format=self.out_memory_format)
         for level, (feat, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == level)[0]
             result[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio).to(result.dtype)
         return result
+
+
+def use_torchvision_poolers(roi_heads) -> None:
+    """Put torchvision's own ``MultiScaleRoIAlign`` in place of seglab's poolers in a Mask R-CNN's
+    ``roi_heads`` (same levels, sizes and sampling): for TorchScript (which does not compile
+    seglab's Python) and for comparisons with torchvision's kernel."""
+    for name in ("box_roi_pool", "mask_roi_pool"):
+        pool = getattr(roi_heads, name)
+        setattr(roi_heads, name, MultiScaleRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio))
