@@ -176,6 +176,18 @@ def test_referee_takes_the_reading_when_its_scale_has_nothing_to_measure():
     assert _refereed(22.0, 25.0, probe, size_of) == 22.0
 
 
+def test_referee_takes_the_reading_when_its_scale_is_factor_one_itself():
+    # slivers at factor 1 (a few 1-2 px remnants of painted-over masks: DSB2018 val 76a372
+    # enlarged 2x with maskrcnn-nuclei) measure 1.3 px; the size model reads 17 px, i.e. objects
+    # already at the model's 16 px: "measuring again" there would only repeat the disputed measure
+    probe, size_of, asked = _fake_probes(lambda g: 1.3)
+    d = _refereed(1.3, 17.0, probe, size_of)
+    assert d == 17.0 and asked == []
+    # ... while a reading that points to another scale is still checked there
+    probe, size_of, asked = _fake_probes(lambda g: 1.3 if g == 1.0 else 25.0)
+    assert _refereed(1.3, 24.0, probe, size_of) == 25.0 and asked[0] == pytest.approx(16.0 / 24.0)
+
+
 def test_referee_measures_again_where_the_objects_will_be_segmented():
     # factor 1 agrees with the size model (40 vs 50 px) but 40 px would shrink too little:
     # measured again at the factor 40 px implies, the objects measure 52 px (the model saw them whole)
