@@ -588,7 +588,7 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         # factor-1 measure it does not confirm. Chosen on every fifth DSB2018 train image enlarged
         # 2, 3, 4x (estimates within 30 % of the truth, replayed from the recorded probes):
         # stardist-nuclei 0.950 / 0.958 / 0.917 -> 0.950 / 0.958 / 0.925, unet-nuclei 0.933 / 0.925
-        # / 0.908 -> 0.942 / 0.933 / 0.917; the "no other scale" case in session 13 (below)
+        # / 0.908 -> 0.942 / 0.933 / 0.917; the "no other scale" case: session 13 (docs/benchmarks.md)
         candidates.append(regressed if d is not None and checked is None else checked)
     found = [v for v in candidates if v is not None]
     if not found:
