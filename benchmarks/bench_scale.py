@@ -186,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 cell["load_avg_1min"] = load_1min()
                 res[f"{factor:g}/{mode}"] = cell
                 print(f"{name} x{factor:g} {mode:5s} AP@0.5 {cell['ap50']:.3f} {cell['seconds']:.1f}s "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                      f"load {load_1min():.1f}", flush=True)
                 if args.json:
-                    out["load_avg_1min"] = os.getloadavg()[0]
+                    out["load_avg_1min"] = load_1min()
                     write_json(args.json, out)
     return 0
 

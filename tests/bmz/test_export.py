@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
-import yaml
 import torch
+import yaml
 
 pytest.importorskip("bioimageio.spec")
 

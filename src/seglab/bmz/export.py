@@ -11,7 +11,6 @@ to write a package; when it is installed the package is validated before it is w
 from __future__ import annotations
 
 import copy
-
 import io
 import json
 import math
@@ -155,7 +154,6 @@ def seglab_outputs(model: SegmentationModel, x: np.ndarray, thresholds: dict[str
         return maps.astype(np.float32), np.asarray(pred.labels)
     if model.family == "maskrcnn":
         from seglab.models.detections import Detections, paste_detections
-
         from seglab.models.roi_align import use_torchvision_poolers
 
         # with the package's RoIAlign (torchvision's; seglab's own gives the same values within

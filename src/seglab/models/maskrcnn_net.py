@@ -177,7 +177,8 @@ def build_maskrcnn(in_channels: int, arch: dict[str, Any]) -> MaskRCNN:
         rpn_post_nms_top_n_train=int(a["rpn_post_nms_top_n_train"]),
         rpn_pre_nms_top_n_test=int(a["rpn_pre_nms_top_n"]),
         rpn_post_nms_top_n_test=int(a["rpn_post_nms_top_n"]),
-        # torchvision's poolers (levels "0"-"3", sampling ratio 2), faster on a CPU
+        # torchvision's default poolers' levels ("0"-"3") and sampling ratio (2), computed faster
+        # on a CPU (seglab.models.roi_align)
         box_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 7, 2),
         mask_roi_pool=SeparableRoIAlign(["0", "1", "2", "3"], 14, 2, out_memory_format=torch.channels_last),
         box_head=TwoMLPHead(ch * 7 * 7, rep),

@@ -62,18 +62,20 @@ def _axis_weights(start: Tensor, length: Tensor, pooled: int, ratio: int, size: 
     need = high.max(dim=1).values - origin + 1
     k = int(need.max()) if need.numel() else 1
     weights = torch.zeros(start.shape[0], pooled, k, dtype=start.dtype, device=start.device)
-    bins = p.expand_as(low)
-    weights.index_put_((torch.arange(len(low), device=low.device)[:, None].expand_as(low), bins, low - origin[:, None]),
-                       w_low, accumulate=True)
-    weights.index_put_((torch.arange(len(low), device=low.device)[:, None].expand_as(low), bins, high - origin[:, None]),
-                       w_high, accumulate=True)
+    region, bins = torch.arange(len(low), device=low.device)[:, None].expand_as(low), p.expand_as(low)
+    weights.index_put_((region, bins, low - origin[:, None]), w_low, accumulate=True)
+    weights.index_put_((region, bins, high - origin[:, None]), w_high, accumulate=True)
     return weights, origin, need
 
 
-def _windows(rois: Tensor, shape: torch.Size, pooled: tuple[int, int], scale: float, ratio: int):
-    """The regions grouped by window size: for each group, the regions' indices, their sampling
-    weights per axis ``(m, bins, k)`` and the flat (N*H*W) indices of their ``k x k`` windows
-    (pixels past the map's edge clamped onto it: they carry zero weight)."""
+#: one group of regions with the same window size ``k``: their indices, their sampling weights per
+#: axis ``(m, bins, k)`` and the flat (N*H*W) indices of their ``k x k`` windows
+Windows = list[tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+def _windows(rois: Tensor, shape: torch.Size, pooled: tuple[int, int], scale: float, ratio: int) -> Windows:
+    """The regions grouped by window size (see :data:`Windows`; window pixels past the map's edge
+    are clamped onto it: they carry zero weight). Shared by a forward and its gradient."""
     n, c, h, w = shape
     r = rois.to(torch.float32)
     x0, y0 = r[:, 1] * scale, r[:, 2] * scale
@@ -81,25 +83,29 @@ def _windows(rois: Tensor, shape: torch.Size, pooled: tuple[int, int], scale: fl
     ax, ox, kx = _axis_weights(x0, r[:, 3] * scale - x0, pooled[1], ratio, w)
     batch = r[:, 0].to(torch.long)
     bucket = (torch.maximum(ky, kx) + WINDOW_STEP - 1) // WINDOW_STEP * WINDOW_STEP
+    groups = []
     for k in torch.unique(bucket).tolist():
         idx = torch.nonzero(bucket == k).flatten()
         rows = (oy[idx, None] + torch.arange(k, device=rois.device)).clamp(max=h - 1)
         cols = (ox[idx, None] + torch.arange(k, device=rois.device)).clamp(max=w - 1)
         flat = (batch[idx, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
-        yield idx, _window(ay[idx], k), _window(ax[idx], k), flat
+        groups.append((idx, _window(ay[idx], k), _window(ax[idx], k), flat))
+    return groups
 
 
-def roi_align_forward(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
+def roi_align_forward(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int,
+                      windows: Windows | None = None) -> Tensor:
     """torchvision's ``roi_align(x, rois, output_size, scale, ratio, aligned=False)`` (equal within
     float rounding) as ``Ay @ window @ Ax.T`` per region: each region's window gathered from the
     channels-last map (64 contiguous channels per pixel, instead of a walk through every channel
-    plane of a large map), two batched products per group of regions. Float32 result."""
+    plane of a large map), two batched products per group of regions. Float32 result.
+    ``windows``: :func:`_windows` of these arguments, when already computed."""
     n, c, h, w = x.shape
     ph, pw = output_size
     out = torch.empty(len(rois), c, ph, pw, dtype=torch.float32, device=x.device)
     if len(rois):
         flat_map = x.permute(0, 2, 3, 1).reshape(n * h * w, c).to(torch.float32)  # a view if channels-last
-        for idx, wy, wx, flat in _windows(rois, x.shape, (ph, pw), scale, ratio):
+        for idx, wy, wx, flat in windows if windows is not None else _windows(rois, x.shape, (ph, pw), scale, ratio):
             m, k = len(idx), wy.shape[-1]
             t = torch.bmm(wy, flat_map[flat.reshape(-1)].view(m, k, k * c))  # rows: (m, ph, k * c)
             t = t.view(m, ph, k, c).transpose(2, 3).reshape(m, ph * c, k)
@@ -108,15 +114,17 @@ def roi_align_forward(x: Tensor, rois: Tensor, output_size: tuple[int, int], sca
     return out
 
 
-def roi_align_grad(grad: Tensor, rois: Tensor, shape: torch.Size, scale: float, ratio: int) -> Tensor:
+def roi_align_grad(grad: Tensor, rois: Tensor, shape: torch.Size, scale: float, ratio: int,
+                   windows: Windows | None = None) -> Tensor:
     """Gradient of torchvision's ``roi_align(x, rois, grad.shape[-2:], scale, ratio, aligned=False)``
-    with respect to ``x`` of ``shape`` (N, C, H, W), returned channels-last, float32."""
+    with respect to ``x`` of ``shape`` (N, C, H, W), returned channels-last, float32. ``windows``:
+    the forward's :func:`_windows`, when it computed them."""
     n, c, h, w = shape
     out = torch.zeros(n * h * w, c, dtype=torch.float32, device=grad.device)
     if len(rois):
         ph, pw = grad.shape[-2:]
         g = grad.to(torch.float32)
-        for idx, wy, wx, flat in _windows(rois, shape, (ph, pw), scale, ratio):
+        for idx, wy, wx, flat in windows if windows is not None else _windows(rois, shape, (ph, pw), scale, ratio):
             m, k = len(idx), wy.shape[-1]
             # g @ Ax over the columns, then Ay.T @ (.) over the rows: (m, k, k, c)
             t = torch.bmm(g[idx].reshape(m, c * ph, pw), wx).view(m, c, ph, k)
@@ -135,15 +143,16 @@ def _window(weights: Tensor, k: int) -> Tensor:
 class _SeparableRoIAlign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
+        windows = _windows(rois, x.shape, output_size, scale, ratio)  # the backward's too
         ctx.save_for_backward(rois)
-        ctx.meta = (x.shape, x.dtype, scale, ratio)
-        return roi_align_forward(x, rois, output_size, scale, ratio).to(x.dtype)
+        ctx.meta = (x.shape, x.dtype, scale, ratio, windows)
+        return roi_align_forward(x, rois, output_size, scale, ratio, windows).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (rois,) = ctx.saved_tensors
-        shape, dtype, scale, ratio = ctx.meta
-        return roi_align_grad(grad, rois, shape, scale, ratio).to(dtype), None, None, None, None
+        shape, dtype, scale, ratio, windows = ctx.meta
+        return roi_align_grad(grad, rois, shape, scale, ratio, windows).to(dtype), None, None, None, None
 
 
 def roi_align(x: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, ratio: int) -> Tensor:
