@@ -384,3 +384,54 @@ def test_separable_roi_align_finds_the_same_objects_on_a_real_image():
     assert theirs.n_objects > 100 and abs(ours.n_objects - theirs.n_objects) <= 1
     iou = iou_matrix(theirs.labels, ours.labels)
     assert (iou.max(1) >= 0.95).mean() >= 0.99
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_projection_equals_a_strided_conv(stride):
+    from seglab.models.maskrcnn_net import PointwiseConv
+
+    torch.manual_seed(0)
+    conv = PointwiseConv(6, 10, stride)
+    ref = torch.nn.Conv2d(6, 10, 1, stride, bias=False)
+    ref.load_state_dict(conv.state_dict())  # same parameters, same names
+    x = torch.randn(3, 6, 17, 14).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = conv(xa), ref(xb)
+    assert ya.shape == yb.shape == (3, 10, 9 if stride == 2 else 17, 7 if stride == 2 else 14)
+    torch.testing.assert_close(ya, yb)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(conv.weight.grad, ref.weight.grad)
+
+
+TRAIN_ONE_PATCH = """
+import numpy as np, torch
+torch.set_num_threads(2)
+from maskrcnn_helpers import tiny_maskrcnn
+from seglab.training.data import PatchSampler, make_pair
+from seglab.training.loop import TrainSettings, train_iter
+model = tiny_maskrcnn()
+image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+labels = np.zeros((64, 64), np.int32); labels[10:20, 10:20] = 1; labels[30:45, 30:40] = 2
+sampler = PatchSampler([make_pair(image, labels, 1, model.config.normalization)], 64)
+for _ in train_iter(model, sampler, TrainSettings(steps=10, batch_size=1), device="cpu"):
+    pass
+print("trained")
+"""
+
+
+def test_training_a_narrow_model_on_batches_of_one_does_not_crash():
+    """oneDNN's bfloat16 weight gradient of a strided 1x1 convolution (channels-last, < 16
+    channels, odd batch) corrupted the heap on AVX512-BF16 CPUs; a subprocess, so that a crash
+    fails this test instead of ending pytest."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", TRAIN_ONE_PATCH], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and "trained" in out.stdout, out.stderr[-2000:]

@@ -7,8 +7,8 @@ from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton
 from magicgui.widgets.bases import Widget
-from qtpy.QtCore import QEvent, QObject, QTimer
-from qtpy.QtWidgets import QScrollArea, QSizePolicy
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QSizePolicy, QWidget
 
 
 class Collapsible(Container):
@@ -77,12 +77,17 @@ class ScrollableContainer(Container):
         return self.root_native_widget.widget()
 
 
+#: the Qt property marking a scroll area kept at its content's height
+_FITTED = "seglab_fit_to_content"
+
+
 class _FitToContent(QObject):
     """Keeps a scroll area's maximum height at its content's preferred height."""
 
     def __init__(self, scroll: QScrollArea) -> None:
         super().__init__(scroll)
         self._scroll = scroll
+        scroll.setProperty(_FITTED, True)
         scroll.widget().installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
@@ -92,10 +97,54 @@ class _FitToContent(QObject):
 
     def fit(self) -> None:
         try:
-            content = self._scroll.widget()
-            self._scroll.setMaximumHeight(content.sizeHint().height() + 2 * self._scroll.frameWidth())
+            scroll = self._scroll
+            before = scroll.maximumHeight()
+            wanted = scroll.widget().sizeHint().height() + 2 * scroll.frameWidth()
+            scroll.setMaximumHeight(wanted)
+            if scroll.isVisible() and wanted != before:
+                # grown (fields polished, a section opened): this dock first; shrunk: the others
+                # get the height it gave back
+                QTimer.singleShot(0, lambda: _fit_docks(scroll, grown=wanted > before))
         except RuntimeError:  # Qt already deleted the widgets
             pass
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def _fit_docks(scroll: QScrollArea, grown: bool, tries: int = 5) -> None:
+    """Give docked fitted scroll areas that are shorter than their content the height they lack.
+
+    A main window sizes a dock when it is added and then keeps its height: when the content's
+    preferred height grows later (napari's style sheet polishes the fields, a section opens)
+    the raised maximum only *lets* the dock grow. ``grown``: ``scroll``'s dock asks; otherwise
+    (it shrank) the other seglab docks of its window ask for what they lack. The window applies
+    a changed maximum in steps, so what is still lacking is asked for again, ``tries`` times."""
+    try:
+        dock = _dock_of(scroll)
+        main = dock.parentWidget() if dock is not None else None
+        if not isinstance(main, QMainWindow):
+            return
+        if grown:
+            candidates = [scroll]
+        else:
+            candidates = [s for s in main.findChildren(QScrollArea) if s.property(_FITTED) and s is not scroll]
+        docks, heights = [], []
+        for area in candidates:
+            area_dock = _dock_of(area)
+            lack = area.maximumHeight() - area.height()
+            if area_dock is not None and not area_dock.isFloating() and area.isVisible() and lack > 0:
+                docks.append(area_dock)
+                heights.append(area_dock.height() + lack)
+        if docks:
+            main.resizeDocks(docks, heights, Qt.Orientation.Vertical)
+            if tries > 1:
+                QTimer.singleShot(20, lambda: _fit_docks(scroll, grown, tries - 1))
+    except RuntimeError:  # closed meanwhile
+        pass
 
 
 def wrapped_label(tooltip: str) -> Label:
