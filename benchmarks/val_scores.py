@@ -147,7 +147,7 @@ weights (the exact command of the last is in `training.recipe` below, the others
    `src/seglab/models/builtin/maskrcnn-nuclei`.
 
 No pretrained weights of any kind. The *tune* set (every tenth training image per channel
-group) picked the checkpoints, the thresholds and the proposal threshold (re-checked in phases 4 and 5:
+group) picked the checkpoints, the thresholds and the proposal threshold (re-checked in phase 4:
 0.8 kept); `val` was only scored for this report.
 
 """,
