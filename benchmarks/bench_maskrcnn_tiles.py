@@ -10,6 +10,7 @@ top-N proposal budgets per tile, 48 px context), ``0.3,96`` the shipped one. ``c
 one-to-one matches at IoU >= 0.9 (tp/fp/fn), identical up to ids, seconds, and the most RPN
 proposals any tile kept. ``truth``: AP against the ground truth of three samples (untiled).
 ``cost``: median seconds of the 1024x1024 ``brightfield`` sample (one tile), variants interleaved.
+``--diameter`` (default ``none``: no rescaling) is passed to every ``segment``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import time
 
 import numpy as np
+from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
@@ -46,18 +48,18 @@ def variant(spec: str):
     return model
 
 
-def count_proposals(model) -> list[int]:
-    """Record how many proposals each tile's RPN keeps."""
-    rpn = model.network.maskrcnn.rpn
+def count_proposals() -> list[int]:
+    """Record how many proposals each tile's RPN keeps (patched on the class: segmentation runs
+    an inference copy of the network, made on its first call, not ``model.network`` itself)."""
     seen: list[int] = []
-    original = rpn.filter_proposals
+    original = RegionProposalNetwork.filter_proposals
 
-    def record(*args):
-        boxes, scores = original(*args)
+    def record(self, *args):
+        boxes, scores = original(self, *args)
         seen.extend(len(b) for b in boxes)
         return boxes, scores
 
-    rpn.filter_proposals = record
+    RegionProposalNetwork.filter_proposals = record
     return seen
 
 
@@ -68,19 +70,22 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--diameter", default="none", help="'none' (no rescaling: the tiles are the subject), 'auto' or pixels")
     args = p.parse_args()
     amp = not args.no_amp
+    diameter = None if args.diameter == "none" else args.diameter if args.diameter == "auto" else float(args.diameter)
     if args.mode == "compare":
         image, _ = load_sample("fluorescence")
+        seen = count_proposals()
         for spec in args.variants:
             model = variant(spec)
-            seen = count_proposals(model)
+            seen.clear()
             t = time.perf_counter()
-            whole = segment(model, image, tile_size=4096, amp=amp, device="cpu")
+            whole = segment(model, image, tile_size=4096, amp=amp, device="cpu", diameter=diameter)
             tw = time.perf_counter() - t
             seen.clear()
             t = time.perf_counter()
-            tiled = segment(model, image, tile_size=args.tile, amp=amp, device="cpu")
+            tiled = segment(model, image, tile_size=args.tile, amp=amp, device="cpu", diameter=diameter)
             tt = time.perf_counter() - t
             e = evaluate([(whole.labels, tiled.labels)], thresholds=(0.9,))["thresholds"]["0.90"]
             print(f"{spec} amp {amp}: objects {whole.n_objects} / {tiled.n_objects}, pixels differing "
@@ -91,7 +96,7 @@ def main() -> None:
         samples = {k: load_sample(k) for k in ("fluorescence", "large_nuclei", "brightfield")}
         for spec in args.variants:
             model = variant(spec)
-            pairs = [(truth, segment(model, image, amp=amp, device="cpu").labels) for image, truth in samples.values()]
+            pairs = [(truth, segment(model, image, amp=amp, device="cpu", diameter=diameter).labels) for image, truth in samples.values()]
             e = evaluate(pairs)
             print(f"{spec}: AP@0.5 {e['thresholds']['0.50']['ap']:.4f} AP@0.75 {e['thresholds']['0.75']['ap']:.4f}", flush=True)
     else:
@@ -100,11 +105,11 @@ def main() -> None:
         times: dict[str, list[float]] = {spec: [] for spec in models}
         objects = {}
         for m in models.values():
-            segment(m, image, amp=amp, device="cpu")
+            segment(m, image, amp=amp, device="cpu", diameter=diameter)
         for _ in range(args.repeats):
             for spec, m in models.items():
                 t = time.perf_counter()
-                objects[spec] = segment(m, image, amp=amp, device="cpu").n_objects
+                objects[spec] = segment(m, image, amp=amp, device="cpu", diameter=diameter).n_objects
                 times[spec].append(time.perf_counter() - t)
         for spec, ts in times.items():
             print(f"{spec}: median {statistics.median(ts):.2f} s, min {min(ts):.2f} s, objects {objects[spec]}")

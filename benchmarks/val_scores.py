@@ -129,7 +129,7 @@ the thresholds; `val` was only scored for this report.
 
 """,
     "maskrcnn-nuclei": """Trained here from scratch on CPU (bfloat16 backbone, float32 heads; 2 cores shared
-with other work) on the DSB2018 `train` split, in four phases, each from the previous one's
+with other work) on the DSB2018 `train` split, in five phases, each from the previous one's
 weights (the exact command of the last is in `training.recipe` below, the others' facts in
 `training.previous_phase`):
 1. `python -m seglab.training.recipes maskrcnn-nuclei --data ../shared/data/dsb2018 --time-budget 3300 --validate-every 400 --out runs/maskrcnn-nuclei`
@@ -141,11 +141,13 @@ weights (the exact command of the last is in `training.recipe` below, the others
    inference, was chosen on the *tune* set: 0.8 instead of 0.3, `val` AP@0.5 0.702);
 4. the same with `--lr 5e-4 --time-budget 3400 --out runs/maskrcnn-nuclei-4` (session 13: 3,936
    steps in 3,413 s, the brightfield images drawn with weight 6 as for the dense models, the
-   separable RoIAlign gradient; `val` AP@0.5 0.743), then `runs/maskrcnn-nuclei-4/final` copied
-   to `src/seglab/models/builtin/maskrcnn-nuclei`.
+   separable RoIAlign gradient; `val` AP@0.5 0.743);
+5. the same with `--out runs/maskrcnn-nuclei-5` (session 14: 3,055 steps in 3,409 s; `mask_thresh`
+   re-tuned 0.6 -> 0.5; `val` AP@0.5 0.755), then `runs/maskrcnn-nuclei-5/final` copied to
+   `src/seglab/models/builtin/maskrcnn-nuclei`.
 
 No pretrained weights of any kind. The *tune* set (every tenth training image per channel
-group) picked the checkpoints, the thresholds and the proposal threshold (re-checked in phase 4:
+group) picked the checkpoints, the thresholds and the proposal threshold (re-checked in phases 4 and 5:
 0.8 kept); `val` was only scored for this report.
 
 """,

@@ -310,9 +310,9 @@ class MaskRCNNNet(nn.Module):
 
         Deliberately not ``receptive_radius()``, which the engine would use as the tile context:
         448 px (421 rounded) makes tiled labels identical to untiled ones in float32 (proposals
-        chosen by ``rpn_score_thresh``, not a per-tile top-N), but triples a 1024x1024 run; 96 px
+        chosen by ``rpn_score_thresh``, not a per-tile top-N), but triples a 1024x1024 run; 128 px
         already gives the same objects (matched one-to-one at IoU >= 0.9, docs/benchmarks.md),
-        so Mask R-CNN uses ``config.tile_context`` (the built-in: 96)."""
+        so Mask R-CNN uses ``config.tile_context`` (the built-in: 128)."""
         largest = max(max(sizes) for sizes in self.maskrcnn.rpn.anchor_generator.sizes)
         return self.feature_radius() + -(-int(largest) // 2)
 

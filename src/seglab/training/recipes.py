@@ -60,8 +60,9 @@ MASKRCNN_NUCLEI = {
     "description": "Mask R-CNN (torchvision, compact FPN backbone) for nuclei; DSB2018, trained from scratch",
     "architecture": dict(MASKRCNN_ARCHITECTURE),
     # the context exceeds half the largest object (about 80 px), so an object whose box
-    # centre is in a tile's core lies whole inside that tile
-    "tile_context": 96,
+    # centre is in a tile's core lies whole inside that tile; 128 (not 96): near-tied nested
+    # detections then resolve as untiled (docs/benchmarks.md, "Mask R-CNN tile context")
+    "tile_context": 128,
     "patch_size": 256,
     "batch_size": 4,
     "lr": 1e-3,
