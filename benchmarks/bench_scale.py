@@ -32,10 +32,11 @@ from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.evaluation import AnnotatedImage
+from seglab.inference import diameter as dm
 from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
 from seglab.metrics import evaluate, image_counts
-from seglab.models.registry import get_model
+from seglab.models.registry import get_model, load_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"
 
@@ -149,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost", action="store_true",
                    help="only time auto against the true-diameter pass, interleaved per image (cost_cell)")
     p.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of result files and exit")
+    p.add_argument("--aim", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="study: where auto brings small / large objects, in model sizes (default "
+                        "seglab.inference.diameter.AUTO_AIM)")
     args = p.parse_args(argv)
+    if args.aim:
+        dm.AUTO_AIM = (args.aim[0], args.aim[1])
     if args.table:
         merged: dict = {}
         for path in args.table:
@@ -160,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s.split(":")[0]: float(s.split(":")[1]) for s in args.skip_none}
     items = load_split(Path(args.data), "val")[: args.limit]
     out = {"dataset": "DSB2018 val", "n_images": len(items), "factors": args.factors, "cpu": cpu_model(),
-           "cpu_count": os.cpu_count(), "torch_threads": args.threads, "note": "machine shared with other jobs; times under load",
+           "cpu_count": os.cpu_count(), "torch_threads": args.threads, "auto_aim": list(dm.AUTO_AIM), "note": "machine shared with other jobs; times under load",
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
     for name in args.models:
-        model = get_model(name)
+        model = load_model(name) if Path(name).is_dir() else get_model(name)  # a built-in or a model folder
         res = out["results"].setdefault(name, {"object_diameter": model.config.object_diameter})
         for factor in args.factors:
             scaled = [resize_item(it, factor) for it in items]

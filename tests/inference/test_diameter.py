@@ -39,6 +39,13 @@ def test_scale_factor_and_band():
     assert dm.auto_factor(16.0, 1.3) == dm.AUTO_MAX_ENLARGE  # specks: not enlarged 12x
 
 
+def test_auto_aim_is_read_at_each_call(monkeypatch):
+    """The scale benchmark's ``--aim`` study sets the module's AUTO_AIM; an explicit ``aim`` wins."""
+    monkeypatch.setattr(dm, "AUTO_AIM", (1.0, 1.0))
+    assert dm.auto_factor(16.0, 64.0) == pytest.approx(16.0 / 64.0)
+    assert dm.auto_factor(16.0, 64.0, aim=(1.0, 1.5)) == pytest.approx(24.0 / 64.0)
+
+
 def test_tolerated_range_follows_the_training_sizes():
     model = get_model("unet-nuclei")
     assert dm.tolerated_range(model) == dm.AUTO_TOLERANCE  # the built-ins trained on 8-31 px: wider

@@ -373,12 +373,14 @@ def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
 
 
 def auto_factor(model_diameter: float | None, diameter: float | None,
-                tolerance: tuple[float, float] = AUTO_TOLERANCE, aim: tuple[float, float] = AUTO_AIM) -> float:
+                tolerance: tuple[float, float] = AUTO_TOLERANCE, aim: tuple[float, float] | None = None) -> float:
     """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
-    times the model's size, else the factor that brings objects to ``aim`` times the model's size
-    (``aim[0]`` from below, ``aim[1]`` from above, each kept within ``tolerance``)."""
+    times the model's size, else the factor that brings objects to ``aim`` (default
+    :data:`AUTO_AIM`, read at each call) times the model's size (``aim[0]`` from below, ``aim[1]``
+    from above, each kept within ``tolerance``)."""
     if not model_diameter or not diameter:
         return 1.0
+    aim = AUTO_AIM if aim is None else aim
     ratio = float(diameter) / float(model_diameter)
     if tolerance[0] <= ratio <= tolerance[1]:
         return 1.0
