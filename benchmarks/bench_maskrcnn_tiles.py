@@ -22,6 +22,7 @@ import time
 import numpy as np
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from seglab.inference.diameter import parse_diameter
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
@@ -73,7 +74,7 @@ def main() -> None:
     p.add_argument("--diameter", default="none", help="'none' (no rescaling: the tiles are the subject), 'auto' or pixels")
     args = p.parse_args()
     amp = not args.no_amp
-    diameter = None if args.diameter == "none" else args.diameter if args.diameter == "auto" else float(args.diameter)
+    diameter = parse_diameter(args.diameter)
     if args.mode == "compare":
         image, _ = load_sample("fluorescence")
         seen = count_proposals()

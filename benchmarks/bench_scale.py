@@ -36,7 +36,7 @@ from seglab.inference import diameter as dm
 from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels, scaled_shape
 from seglab.metrics import evaluate, image_counts
-from seglab.models.registry import get_model, load_model
+from seglab.models.registry import get_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
            "cpu_count": os.cpu_count(), "torch_threads": args.threads, "auto_aim": list(dm.AUTO_AIM), "note": "machine shared with other jobs; times under load",
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
     for name in args.models:
-        model = load_model(name) if Path(name).is_dir() else get_model(name)  # a built-in or a model folder
+        model = get_model(name)  # a built-in's name or a model folder
         res = out["results"].setdefault(name, {"object_diameter": model.config.object_diameter})
         for factor in args.factors:
             scaled = [resize_item(it, factor) for it in items]
