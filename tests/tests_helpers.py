@@ -90,3 +90,14 @@ def fake_dsb(root, n_train=12, n_val=2):
             tifffile.imwrite(root / "images" / f"{rid}.tif", img)
             tifffile.imwrite(root / "labels" / f"{rid}.tif", lab.astype("uint16"))
             w.writerow([rid, "train" if i < n_train else "val", 96, 96, 1, int(lab.max())])
+
+
+def record_finish(worker) -> list:
+    """The monotonic times at which ``worker.finished`` fires. Connect it before cancelling: a
+    cancelled thread may end before a later ``qtbot.waitSignal`` has connected, and that missed
+    signal then reads as a timeout."""
+    import time
+
+    ended: list = []
+    worker.finished.connect(lambda: ended.append(time.monotonic()))
+    return ended

@@ -16,6 +16,7 @@ from magicgui.widgets import Label, PushButton  # noqa: E402
 from seglab.plugin import jobs  # noqa: E402
 from seglab.plugin.jobs import CANCELLED, BackgroundJob, guarded  # noqa: E402
 from seglab.plugin.progress_panel import ProgressPanel  # noqa: E402
+from tests_helpers import record_finish  # noqa: E402
 
 
 def slow_run(big: np.ndarray, step_s: float, finished: threading.Event, n: int = 10_000):
@@ -43,6 +44,7 @@ def test_cancel_makes_the_ui_idle_at_once_and_frees_the_run(qtbot, job):
     seen, results = [], []
     worker = job.start(slow_run, big, 0.05, finished, desc="test", yielded=seen.append, returned=results.append)
     del big
+    ended = record_finish(worker)
     qtbot.waitUntil(lambda: len(seen) >= 2, timeout=10_000)
     assert job.running and not job.run_button.enabled and job.cancel_button.enabled and job.panel.active
     t0 = time.monotonic()
@@ -52,8 +54,7 @@ def test_cancel_makes_the_ui_idle_at_once_and_frees_the_run(qtbot, job):
     assert not job.running and job.run_button.enabled and not job.cancel_button.enabled
     assert job.status.value == "cancelled" and not job.panel.active and job.pbar is None
     n_seen = len(seen)
-    with qtbot.waitSignal(worker.finished, timeout=5_000):
-        pass
+    qtbot.waitUntil(lambda: bool(ended), timeout=5_000)
     assert finished.is_set()  # the run's generator was closed (its finally ran) in the worker thread
     qtbot.wait(100)
     assert len(seen) <= n_seen + 1 and not results  # later events and the result are ignored

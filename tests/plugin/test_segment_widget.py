@@ -5,7 +5,7 @@ napari = pytest.importorskip("napari")
 
 from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
-from tests_helpers import blob_image  # noqa: E402
+from tests_helpers import blob_image, record_finish  # noqa: E402
 
 
 def _labels_layers(viewer):
@@ -211,6 +211,7 @@ def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, segment_do
                                                           step_s=0.05))
     widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     worker = widget.start()
+    ended = record_finish(worker)
     with qtbot.waitSignal(worker.yielded, timeout=10_000):
         pass
     assert widget.progress.active and widget.progress.text.value.startswith("postprocess ")
@@ -219,8 +220,7 @@ def test_cancel_makes_the_widget_idle_at_once_and_adds_nothing(qtbot, segment_do
     assert time.monotonic() - t0 < 0.5
     assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
     assert widget.status.value == "cancelled" and not widget.progress.active and widget._source is None
-    with qtbot.waitSignal(worker.finished, timeout=2_000):  # the run itself ends at its next yield
-        pass
+    qtbot.waitUntil(lambda: bool(ended), timeout=2_000)  # the run itself ends at its next yield
     qtbot.wait(50)
     assert not _labels_layers(viewer) and not segment_errors
 
