@@ -56,11 +56,17 @@ def test_api_every_dtype_finds_the_discs(disc_model, dtype):
     assert res.labels.shape == (H, W) and res.n_objects == 3
 
 
-@pytest.mark.parametrize("case", ["nan pixels", "inf pixels", "all nan", "all inf", "constant", "1x1", "zeros"])
+@pytest.mark.parametrize("case", ["nan pixels", "inf pixels", "all nan", "all inf", "constant", "1x1", "zeros",
+                                  "white edge line", "black edge lines"])
 def test_api_special_values_and_sizes(disc_model, case):
     img = IMG.astype(np.float32)
     expect = 3
-    if case == "nan pixels":
+    if case == "white edge line":  # a camera's or converter's artifact line: no object along it
+        img[:, -1] = 255
+    elif case == "black edge lines":
+        img[:2] = 0
+        img[:, :2] = 255
+    elif case == "nan pixels":
         img[:5, :5] = np.nan
     elif case == "inf pixels":
         img[:5, :5], img[-5:, -5:] = np.inf, -np.inf

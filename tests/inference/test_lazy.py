@@ -310,3 +310,21 @@ def test_blocks_cost_the_network_about_what_their_cores_cost_in_memory(tmp_path)
                        diameter=None, device="cpu", amp=False)
     assert res.blocks == 4 and abs(res.n_objects - mem.n_objects) <= 2
     assert sum(seen) / in_memory < 1.08
+
+
+@pytest.mark.parametrize("block_size", [1024, 512])
+def test_artifact_line_at_the_edge_is_mended_as_in_memory(tmp_path, block_size):
+    """A white column at the right edge and a black row at the top (a camera's artifact lines) are
+    mended block by block as the in-memory path mends them: no objects along those edges."""
+    img, _ = disc_grid((700, 900), seed=8)
+    img[:, -1] = 255
+    img[0, :] = 0
+    model = _model()
+    mem = segment(model, img, diameter=None, device="cpu", amp=False).labels
+    plain = segment(model, np.ascontiguousarray(img[1:, :-1]), diameter=None, device="cpu", amp=False).labels
+    assert mem.max() > 0 and not mem[:, -1].any()
+    assert _n_pairs(mem[1:, :-1], plain) == _n_pairs(plain, plain)  # the same objects as without the lines
+    res = segment_lazy(model, _zarr(tmp_path, img, chunks=(256, 256)), tmp_path / "out.zarr",
+                       block_size=block_size, diameter=None, device="cpu", amp=False)
+    out = np.asarray(res.labels)
+    assert _n_pairs(out, mem) == _n_pairs(mem, mem) and not out[:, -1].any()

@@ -71,3 +71,67 @@ def test_model_input_is_shared_by_training_and_inference():
     a = model_input(rgb, 1, {}, channel_axis=2)
     b = model_input(rgb, 1, {}, channel_axis=2, rgb=True)
     np.testing.assert_array_equal(a, b)
+
+
+def _plane(bright_background: bool, shape=(200, 240), seed=0):
+    """Blobs, some cut by the edges: bright on dark (fluorescence) or dark on bright (brightfield)."""
+    from tests_helpers import blob_image
+
+    img = blob_image(shape, n=20, seed=seed)[0].astype(np.float32)
+    return 255 - img if bright_background else img
+
+
+@pytest.mark.parametrize("side,k,value,bright", [("right", 1, 20.0, True), ("top", 2, 255.0, False),
+                                                 ("left", 1, 0.0, True), ("bottom", 2, 5.0, True)])
+def test_artifact_lines_at_an_edge_take_their_inner_neighbour(side, k, value, bright):
+    from seglab.inference.normalize import edge_lines
+
+    art = _plane(bright)
+    edge_lines(art, side)[:k] = value
+    before = art.copy()
+    out = percentile_normalize(art[None])[0]
+    np.testing.assert_array_equal(art, before)  # the caller's pixels are never changed
+    lines = edge_lines(out, side)
+    for j in range(k):
+        np.testing.assert_array_equal(lines[j], lines[k])
+    plain = edge_lines(percentile_normalize(art[None], mend=False)[0], side)
+    assert np.abs(plain[:k] - lines[:k]).max() > 0.5
+    np.testing.assert_array_equal(lines[k:], plain[k:])  # nothing else changes
+
+
+@pytest.mark.parametrize("case", ["blobs", "vignetting", "noise", "wide frame", "dense stripes"])
+def test_natural_edges_are_left_alone(case):
+    from tests_helpers import blob_image
+
+    rng = np.random.default_rng(3)
+    if case == "blobs":  # objects cut by the edges
+        img = blob_image((128, 128), n=30, seed=4, rmin=8, rmax=20)[0].astype(np.float32)
+    elif case == "vignetting":  # a steep but smooth fall towards the edges
+        yy, xx = np.mgrid[-1:1:128j, -1:1:128j]
+        img = (200 * np.exp(-3 * (yy ** 2 + xx ** 2)) + rng.normal(0, 3, (128, 128))).astype(np.float32)
+    elif case == "noise":
+        img = rng.random((128, 128)).astype(np.float32)
+    elif case == "wide frame":  # wider than MAX_EDGE_LINES: content (a frame), not an artifact line
+        img = np.full((128, 128), 200.0, np.float32) + rng.normal(0, 3, (128, 128)).astype(np.float32)
+        img[:, :6] = 0
+    else:  # alternating bright and dark columns: every line differs from its neighbours
+        img = np.tile(np.repeat([0.0, 255.0], 1), (128, 64)).astype(np.float32)
+    x = img[None]
+    np.testing.assert_array_equal(percentile_normalize(x), percentile_normalize(x, mend=False))
+
+
+def test_edge_artifact_depth():
+    from seglab.inference.normalize import edge_artifact_depth
+
+    assert edge_artifact_depth([0.1, 0.9, 0.9, 0.92]) == 1
+    assert edge_artifact_depth([1.6, 0.0, 0.6, 0.61]) == 2
+    assert edge_artifact_depth([0.0, 0.0, 0.9, 0.9]) == 2
+    assert edge_artifact_depth([0.1, 0.9, 0.5, 0.2]) == 0  # the inner lines do not agree
+    assert edge_artifact_depth([0.6, 0.9, 0.9, 0.9]) == 0  # a jump of less than half the range
+    assert edge_artifact_depth([0.0, 0.0, 0.0, 1.0]) == 0
+
+
+def test_small_planes_are_never_mended():
+    x = np.full((1, 12, 12), 200.0, np.float32)
+    x[0, :, -1] = 0
+    np.testing.assert_array_equal(percentile_normalize(x), percentile_normalize(x, mend=False))

@@ -132,11 +132,12 @@ def example_input(model: SegmentationModel, image: np.ndarray | None = None) -> 
 
 
 def normalised(model: SegmentationModel, raw: np.ndarray) -> np.ndarray:
-    """seglab's normalisation of a ``(C, H, W)`` image (per channel percentiles)."""
+    """seglab's normalisation of a ``(C, H, W)`` image (per channel percentiles), without the
+    mending of edge artifact lines, which the package's ``scale_range`` cannot express."""
     from seglab.inference.normalize import percentile_normalize
 
     norm = model.config.normalization
-    return percentile_normalize(raw, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+    return percentile_normalize(raw, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)), mend=False)
 
 
 # ---------------------------------------------------------------- our own outputs

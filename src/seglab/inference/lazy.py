@@ -49,7 +49,9 @@ from seglab.inference.diameter import (
     AUTO, DiameterEstimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor, scaled_plane_iter,
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
-from seglab.inference.normalize import select_channels
+from seglab.inference.normalize import (
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, edge_artifact_depth, edge_lines, mend_edges, select_channels,
+)
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
 from seglab.inference.tiling import Surround, tile_context
 from seglab.io.zarr_io import LabelsGeometry, LabelsStore, pyramid_levels
@@ -139,10 +141,20 @@ def default_axes(shape: Sequence[int]) -> str:
 
 @dataclass
 class Normalizer:
-    """Per-channel ``lo``/``hi`` of a plane: pixels map to ``(v - lo) / (hi - lo)``."""
+    """Per-channel ``lo``/``hi`` of a plane: pixels map to ``(v - lo) / (hi - lo)``; ``edges``:
+    per channel, the plane's artifact lines (:func:`~seglab.inference.normalize.find_edge_artifacts`)."""
 
     lo: np.ndarray
     hi: np.ndarray
+    edges: list[dict[str, int]] = field(default_factory=list)
+
+    def mend(self, x: np.ndarray, ys: slice, xs: slice, height: int, width: int) -> np.ndarray:
+        """Mend, in place, the artifact lines of the normalised window ``x`` (rows ``ys``, columns
+        ``xs`` of a ``height`` x ``width`` plane) at the plane edges it touches."""
+        touches = {"top": ys.start == 0, "bottom": ys.stop == height, "left": xs.start == 0, "right": xs.stop == width}
+        for c, found in enumerate(self.edges):
+            mend_edges(x[c], {side: k for side, k in found.items() if touches[side]})
+        return x
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, np.float32)
@@ -217,10 +229,14 @@ class _Input:
         step = int(math.ceil(math.sqrt(h * w / SAMPLE_PIXELS))) if h * w > SAMPLE_PIXELS else 1
         band = max(step, (self.src.row_chunk() // step) * step)
         samples: list[np.ndarray] = []
+        n = MAX_EDGE_LINES + 2  # lines at each edge that say whether it has artifact lines
+        left, right = [], []
         n_bands = -(-h // band)
         for i, r0 in enumerate(range(0, h, band)):
             rows = self.src.read(index, slice(r0, min(h, r0 + band)), slice(0, w))
             samples.append(self.channels_of(rows[::step, ::step]).reshape(self.model.config.input_channels, -1))
+            left.append(self.channels_of(rows[:, :n]))
+            right.append(self.channels_of(rows[:, max(w - n, 0):]))
             yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
         sample = np.concatenate(samples, axis=1)
         norm = self.model.config.normalization
@@ -230,12 +246,26 @@ class _Input:
             ch = sample[c][np.isfinite(sample[c])]
             if ch.size:
                 lo[c], hi[c] = np.percentile(ch, [low, high])
-        self.norms[index] = Normalizer(lo, hi)
-        return self.norms[index]
+        normalizer = Normalizer(lo, hi)
+        if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
+            edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),
+                    "bottom": normalizer(self.channels_of(self.src.read(index, slice(h - n, h), slice(0, w)))),
+                    "left": normalizer(np.concatenate(left, axis=1)), "right": normalizer(np.concatenate(right, axis=1))}
+            for c in range(len(lo)):
+                found = {}
+                for side in SIDES:
+                    k = edge_artifact_depth(np.median(edge_lines(edge[side][c], side)[:n], axis=1))
+                    if k:
+                        found[side] = k
+                normalizer.edges.append(found)
+        self.norms[index] = normalizer
+        return normalizer
 
     def window(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
-        """A normalised ``(C, h, w)`` window (the plane's normaliser must exist)."""
-        return self.norms[index](self.channels_of(self.src.read(index, ys, xs)))
+        """A normalised ``(C, h, w)`` window, its edge artifact lines mended (the plane's
+        normaliser must exist)."""
+        x = self.norms[index](self.channels_of(self.src.read(index, ys, xs)))
+        return self.norms[index].mend(x, ys, xs, self.src.height, self.src.width)
 
 
 def block_starts(n: int, block: int) -> list[tuple[int, int]]:

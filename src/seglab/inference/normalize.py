@@ -74,13 +74,72 @@ def select_channels(
     )
 
 
+#: sides of a plane, each seen as lines from the edge inwards (see :func:`edge_lines`)
+SIDES = ("top", "bottom", "left", "right")
+#: at most this many lines at one side are taken for an artifact
+MAX_EDGE_LINES = 4
+#: an edge line is an artifact when its median differs from the first sound line inwards by more
+#: than this (in normalised units: a fraction of the percentile range) ...
+EDGE_JUMP = 0.5
+#: ... while that sound line differs from its own inner neighbour by less than this
+EDGE_STEADY = 0.1
+#: planes smaller than this (either side) are left as they are
+MIN_MENDED_SIDE = 16
+
+
+def edge_lines(ch: np.ndarray, side: str) -> np.ndarray:
+    """A view of the ``(H, W)`` plane ``ch`` whose first row is the line at ``side``, the next
+    rows going inwards (writing into it writes into ``ch``)."""
+    return {"top": ch, "bottom": ch[::-1], "left": ch.T, "right": ch.T[::-1]}[side]
+
+
+def edge_artifact_depth(medians: Sequence[float]) -> int:
+    """How many lines at an edge are an artifact, given the medians of its first
+    ``MAX_EDGE_LINES + 2`` lines (normalised): the largest ``k`` whose lines ``0..k-1`` each
+    differ from line ``k`` by more than ``EDGE_JUMP`` while line ``k`` matches line ``k+1``."""
+    m = [float(v) for v in medians]
+    for k in range(min(MAX_EDGE_LINES, len(m) - 2), 0, -1):
+        if abs(m[k] - m[k + 1]) < EDGE_STEADY and all(abs(m[j] - m[k]) > EDGE_JUMP for j in range(k)):
+            return k
+    return 0
+
+
+def find_edge_artifacts(ch: np.ndarray) -> dict[str, int]:
+    """Artifact lines at the edges of a normalised ``(H, W)`` plane, ``{side: n_lines}``.
+
+    A camera, scanner or converter often leaves a black (or white) line of one or two pixels at
+    an image's edge; a nuclei model reads a dark line on a bright background as a row of nuclei
+    (DSB2018's brightfield images have such columns: dozens of false objects each). Natural
+    content cannot make the median of a whole edge line jump by half the image's range against
+    its neighbour while the lines inwards agree, so only such lines count."""
+    if min(ch.shape) < MIN_MENDED_SIDE:
+        return {}
+    found = {}
+    for side in SIDES:
+        k = edge_artifact_depth(np.median(edge_lines(ch, side)[: MAX_EDGE_LINES + 2], axis=1))
+        if k:
+            found[side] = k
+    return found
+
+
+def mend_edges(ch: np.ndarray, artifacts: dict[str, int]) -> None:
+    """Replace, in place, each artifact line of ``ch`` (a plane or a window touching those
+    edges) by the first sound line inwards."""
+    for side, k in artifacts.items():
+        lines = edge_lines(ch, side)
+        if lines.shape[0] > k:
+            lines[:k] = lines[k]
+
+
 def percentile_normalize(
-    x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6
+    x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6, mend: bool = True
 ) -> np.ndarray:
     """Scale each channel of ``(C, H, W)`` so its ``low``/``high`` percentiles map to 0/1.
 
     NaN pixels are ignored for the percentiles and set to 0 afterwards; a constant
-    channel becomes all zeros (so an empty image gives no objects, not noise).
+    channel becomes all zeros (so an empty image gives no objects, not noise). With ``mend``,
+    artifact lines at the edges (:func:`find_edge_artifacts`) take their inner neighbour's values
+    (in the output; ``x`` is never changed).
     """
     if x.ndim != 3:
         raise ValueError(f"expected (C, H, W), got {x.shape}")
@@ -103,6 +162,8 @@ def percentile_normalize(
             out[c] *= 1.0 / (hi - lo)
         if not finite.all():
             out[c][~finite] = 0.0
+        if mend:
+            mend_edges(out[c], find_edge_artifacts(out[c]))
     return out
 
 
