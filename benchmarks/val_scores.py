@@ -137,6 +137,16 @@ of the last is in `training.recipe` below, the earlier ones' facts in `training.
    0.859, colour 0.671 -> 0.696, brightfield 0.368 -> 0.423). `runs/stardist-nuclei-3/final`
    (with its size model) copied to `src/seglab/models/builtin/stardist-nuclei`.
 
+Session 16: the same weights score `val` AP@0.5 **0.771 -> 0.788** (brightfield 0.423 -> 0.511;
+fluorescence and colour unchanged) since seglab mends artifact lines at image edges (a black
+column in two `val` brightfield images had given dozens of false polygons; docs/benchmarks.md,
+"Edge artifact lines"); the table below is that. A fourth phase (`--lr 3e-4 --time-budget 4200
+--out runs/stardist-nuclei-4`, "AMD EPYC", 6,534 steps in 4,207 s, validation scoring beside it
+at times) reached tune AP@0.5 0.835 at step 6,000 (phase 3: 0.832), and its re-tuning moved the
+thresholds to `prob_thresh` 0.6 / `nms_thresh` 0.4 (tune 0.8366 against 0.8352 at 0.5 / 0.3);
+with those its `val` AP@0.5 was 0.784 (AP@0.75 0.535, AJI 0.770), below this model's 0.788, so
+it was not shipped.
+
 Targets: holes in the labels filled; object probability = normalised distance to the
 background; 32 radial distances per pixel, measured on the patch plus 32 px of label context so
 objects cut by the patch border keep their true extent. Loss: binary cross-entropy on the
