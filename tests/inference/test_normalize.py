@@ -111,9 +111,9 @@ def test_natural_edges_are_left_alone(case):
         img = (200 * np.exp(-3 * (yy ** 2 + xx ** 2)) + rng.normal(0, 3, (128, 128))).astype(np.float32)
     elif case == "noise":
         img = rng.random((128, 128)).astype(np.float32)
-    elif case == "wide frame":  # wider than MAX_EDGE_LINES (6): content (a frame), not an artifact line
+    elif case == "wide frame":  # wider than MAX_EDGE_LINES: content (a frame), not an artifact line
         img = np.full((128, 128), 200.0, np.float32) + rng.normal(0, 3, (128, 128)).astype(np.float32)
-        img[:, :10] = 0
+        img[:, :6] = 0
     else:  # alternating bright and dark columns: every line differs from its neighbours
         img = np.tile(np.repeat([0.0, 255.0], 1), (128, 64)).astype(np.float32)
     x = img[None]
@@ -129,29 +129,9 @@ def test_edge_artifact_depth():
     assert edge_artifact_depth([0.1, 0.9, 0.5, 0.2]) == 0  # the inner lines do not agree
     assert edge_artifact_depth([0.6, 0.9, 0.9, 0.9]) == 0  # a jump of less than half the range
     assert edge_artifact_depth([0.0, 0.0, 0.0, 1.0]) == 0
-    # a line blurred into a ramp by resampling (a one-pixel black column enlarged 2x, 3x, 4x)
-    assert edge_artifact_depth([-0.65, -0.25, 0.55, 0.96, 0.96, 0.96]) == 3
-    assert edge_artifact_depth([-0.7, -0.7, -0.15, 0.4, 0.95, 0.95, 0.95]) == 4
-    assert edge_artifact_depth([-0.66, -0.66, -0.46, -0.05, 0.35, 0.75, 0.95, 0.96]) == 6
-    assert edge_artifact_depth([0.2, 0.25, 0.3, 0.34, 0.37, 0.40, 0.42, 0.43]) == 0  # vignetting
 
 
 def test_small_planes_are_never_mended():
     x = np.full((1, 12, 12), 200.0, np.float32)
     x[0, :, -1] = 0
     np.testing.assert_array_equal(percentile_normalize(x), percentile_normalize(x, mend=False))
-
-
-@pytest.mark.parametrize("zoom", [2, 3, 4])
-def test_an_artifact_line_enlarged_by_interpolation_is_still_found(zoom):
-    from scipy import ndimage as ndi
-
-    from seglab.inference.normalize import find_edge_artifacts
-
-    img = _plane(True)
-    img[:, -1] = 20
-    big = ndi.zoom(img, zoom, order=1)
-    found = find_edge_artifacts(percentile_normalize(big[None], mend=False)[0])
-    assert set(found) == {"right"} and 1 <= found["right"] <= zoom + 2
-    out = percentile_normalize(big[None])[0]
-    assert np.median(out[:, -1]) > 0.5  # the dark ramp is gone: the edge is background again

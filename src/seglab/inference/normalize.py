@@ -76,14 +76,12 @@ def select_channels(
 
 #: sides of a plane, each seen as lines from the edge inwards (see :func:`edge_lines`)
 SIDES = ("top", "bottom", "left", "right")
-#: at most this many lines at one side are taken for an artifact (a one-pixel line enlarged 4x by
-#: interpolation spreads over about six)
-MAX_EDGE_LINES = 6
-#: an edge is an artifact when its outermost line's median differs from the first sound line
-#: inwards by more than this (in normalised units: a fraction of the percentile range) ...
+#: at most this many lines at one side are taken for an artifact
+MAX_EDGE_LINES = 4
+#: an edge line is an artifact when its median differs from the first sound line inwards by more
+#: than this (in normalised units: a fraction of the percentile range) ...
 EDGE_JUMP = 0.5
-#: ... that sound line differs from its own inner neighbour by less than this, and every line
-#: outside it differs from it by more than this (a ramp, where interpolation blurred the line)
+#: ... while that sound line differs from its own inner neighbour by less than this
 EDGE_STEADY = 0.1
 #: planes smaller than this (either side) are left as they are
 MIN_MENDED_SIDE = 16
@@ -97,13 +95,11 @@ def edge_lines(ch: np.ndarray, side: str) -> np.ndarray:
 
 def edge_artifact_depth(medians: Sequence[float]) -> int:
     """How many lines at an edge are an artifact, given the medians of its first
-    ``MAX_EDGE_LINES + 2`` lines (normalised): the largest ``k`` whose line ``k`` matches line
-    ``k+1`` (within ``EDGE_STEADY``) while line 0 differs from it by more than ``EDGE_JUMP`` and
-    each of lines ``1..k-1`` by more than ``EDGE_STEADY``; 0 if none."""
+    ``MAX_EDGE_LINES + 2`` lines (normalised): the largest ``k`` whose lines ``0..k-1`` each
+    differ from line ``k`` by more than ``EDGE_JUMP`` while line ``k`` matches line ``k+1``."""
     m = [float(v) for v in medians]
     for k in range(min(MAX_EDGE_LINES, len(m) - 2), 0, -1):
-        if (abs(m[k] - m[k + 1]) < EDGE_STEADY and abs(m[0] - m[k]) > EDGE_JUMP
-                and all(abs(m[j] - m[k]) > EDGE_STEADY for j in range(1, k))):
+        if abs(m[k] - m[k + 1]) < EDGE_STEADY and all(abs(m[j] - m[k]) > EDGE_JUMP for j in range(k)):
             return k
     return 0
 
