@@ -50,7 +50,7 @@ from seglab.inference.diameter import (
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
-    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, edge_artifact_depth, edge_lines, mend_edges, select_channels,
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, edge_depth, edge_lines, mend_edges, select_channels,
 )
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
 from seglab.inference.tiling import Surround, tile_context
@@ -252,12 +252,8 @@ class _Input:
                     "bottom": normalizer(self.channels_of(self.src.read(index, slice(h - n, h), slice(0, w)))),
                     "left": normalizer(np.concatenate(left, axis=1)), "right": normalizer(np.concatenate(right, axis=1))}
             for c in range(len(lo)):
-                found = {}
-                for side in SIDES:
-                    k = edge_artifact_depth(np.median(edge_lines(edge[side][c], side)[:n], axis=1))
-                    if k:
-                        found[side] = k
-                normalizer.edges.append(found)
+                depths = {side: edge_depth(edge_lines(edge[side][c], side)) for side in SIDES}
+                normalizer.edges.append({side: k for side, k in depths.items() if k})
         self.norms[index] = normalizer
         return normalizer
 

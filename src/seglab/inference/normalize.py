@@ -104,6 +104,12 @@ def edge_artifact_depth(medians: Sequence[float]) -> int:
     return 0
 
 
+def edge_depth(lines: np.ndarray) -> int:
+    """:func:`edge_artifact_depth` of an edge seen as lines from the edge inwards (a view from
+    :func:`edge_lines`; at least its first ``MAX_EDGE_LINES + 2`` lines are read)."""
+    return edge_artifact_depth(np.median(lines[: MAX_EDGE_LINES + 2], axis=1))
+
+
 def find_edge_artifacts(ch: np.ndarray) -> dict[str, int]:
     """Artifact lines at the edges of a normalised ``(H, W)`` plane, ``{side: n_lines}``.
 
@@ -114,12 +120,8 @@ def find_edge_artifacts(ch: np.ndarray) -> dict[str, int]:
     its neighbour while the lines inwards agree, so only such lines count."""
     if min(ch.shape) < MIN_MENDED_SIDE:
         return {}
-    found = {}
-    for side in SIDES:
-        k = edge_artifact_depth(np.median(edge_lines(ch, side)[: MAX_EDGE_LINES + 2], axis=1))
-        if k:
-            found[side] = k
-    return found
+    depths = {side: edge_depth(edge_lines(ch, side)) for side in SIDES}
+    return {side: k for side, k in depths.items() if k}
 
 
 def mend_edges(ch: np.ndarray, artifacts: dict[str, int]) -> None:
