@@ -45,6 +45,36 @@ def test_tiled_maps_equal_untiled_when_context_covers_receptive_field():
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("border", [0, 8, 16])
+def test_tiled_maps_equal_untiled_whatever_the_border(border):
+    """The padding at the image's edges may be less than the tile context (down to none): tiles
+    at the edges start or end where the padded image does, so they still compute what one
+    untiled pass computes, through a network that pools (its windows stay on the pooling grid)."""
+    from seglab.inference.engine import predict_maps_iter, run_to_end
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.Tanh(), nn.Upsample(scale_factor=2), nn.Conv2d(4, 2, 3, padding=1))
+    net.divisor = 8
+    model = _model(net)
+    x = np.random.default_rng(2).random((1, 150, 203)).astype(np.float32)
+
+    def maps(tile):
+        return run_to_end(predict_maps_iter(model, x, tile_size=tile, device=torch.device("cpu"), amp=False,
+                                            border=border))
+
+    whole = maps(1024)
+    np.testing.assert_allclose(maps(48), whole, atol=1e-5)
+    # the border is what the network sees beyond the edge: none of it (zero padding) changes
+    # the edge pixels; one above the receptive radius (about 8 px here) changes nothing
+    ref = run_to_end(predict_maps_iter(model, x, tile_size=1024, device=torch.device("cpu"), amp=False, border=16))
+    if border == 0:
+        assert np.abs(whole - ref)[:, :2].max() > 1e-4
+    else:
+        np.testing.assert_allclose(whole, ref, atol=1e-5)
+        np.testing.assert_allclose(whole[:, 20:-20, 20:-20], ref[:, 20:-20, 20:-20], atol=1e-5)
+
+
 def test_tiled_instances_equal_untiled_no_cut_or_duplicate_objects():
     from tests_helpers import blob_image
 

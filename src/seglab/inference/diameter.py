@@ -629,10 +629,10 @@ def probe_tile(model: SegmentationModel, x: np.ndarray, whole: bool | None = Non
     """What the factor-1 probe of plane ``x`` runs the encoder on, as one tile, and where the size
     model's window (:func:`probe_window`) lies in it (tile pixels): a plane of at most
     :data:`WHOLE_PROBE_AREA` pixels (or ``whole``) with the model's tile context, else its window
-    with :func:`probe_context`, reflected at the edges, as the probe pass pads them. The size
+    with :func:`probe_context`, padded at the edges as the probe pass pads them. The size
     model is fitted on these (:mod:`seglab.training.size_fit`) and reads them from the probe's own
     tiles (:class:`~seglab.inference.feature_tap.EncoderTap`)."""
-    from seglab.inference.tiling import make_grid, pad_plane, tile_context
+    from seglab.inference.tiling import make_grid, pad_plane, plane_borders, tile_context
 
     h, w = x.shape[-2:]
     rows, cols = probe_window(x, 1.0)
@@ -643,8 +643,10 @@ def probe_tile(model: SegmentationModel, x: np.ndarray, whole: bool | None = Non
         rows, cols = slice(0, src.shape[-2]), slice(0, src.shape[-1])
     sh, sw = src.shape[-2:]
     div = int(model.size_divisor)
-    tile = pad_plane(src, make_grid(sh, sw, max(sh, sw, div), context, div))
-    return tile, slice(rows.start + context, rows.stop + context), slice(cols.start + context, cols.stop + context)
+    sides = plane_borders(sh, sw, context, model.image_border, None, int(model.output_stride))
+    grid = make_grid(sh, sw, max(sh, sw, div), context, div, sides)
+    top, left = grid.pad_y[0], grid.pad_x[0]
+    return pad_plane(src, grid), slice(rows.start + top, rows.stop + top), slice(cols.start + left, cols.stop + left)
 
 
 def probe_context(model: SegmentationModel) -> int:

@@ -1,13 +1,16 @@
 """Overlapping tiles over a plane and stitching of their cores.
 
-The plane is padded by ``context`` pixels on every side (reflect). Tiles of
-``tile`` pixels (the requested tile size plus the context) step by about ``tile - 2 * context``; each tile's *core* (its centre
-minus the context) is written back, so the cores partition the plane and every
-output pixel was computed with at least ``context`` pixels of real surroundings.
-A plane that fits in one tile is the same scheme with one tile, so tiled and
-untiled runs see the same padding. A plane cut out of a larger one (a block of an image
-larger than memory) may bring its real surroundings (:class:`Surround`): tiles then take
-their context from them and reflect only beyond them.
+The plane is padded by a *border* on every side (reflect; by default the context) and at its
+end up to a multiple of the network's size divisor. Tiles of ``tile`` pixels (the requested tile
+size plus twice the context) step by about ``tile - 2 * context``; the first tile starts at the
+padded plane's start and the last one ends at its end. Each tile's *core* is written back; the
+cores partition the plane, and every core pixel has ``context`` pixels of the tile around it or
+lies as near the padded plane's edge in its tile as in the padded plane. So a network whose
+receptive radius is at most the context computes every core pixel as it would over the whole
+padded plane: tiled and untiled runs agree, whatever the border. A plane that fits in one tile
+is the padded plane itself. A plane cut out of a larger one (a block of an image larger than
+memory) may bring its real surroundings (:class:`Surround`): tiles then take their context
+from them and reflect only beyond them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,17 @@ def _round_up(x: int, m: int) -> int:
     return ((x + m - 1) // m) * m
 
 
+#: padding (before, after) along one axis
+Pad = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class TileGrid:
-    """Where tiles lie in the padded plane and where their cores go in the output."""
+    """Where tiles lie in the padded plane and where their cores go in the output.
+
+    ``pad_y`` / ``pad_x``: the padding before and after the plane along each axis (the padded
+    plane is ``pad[0] + n + pad[1]`` long); ``cuts_y`` / ``cuts_x``: the plane coordinates where
+    one tile's core ends and the next one's begins (``0`` first, the plane's length last)."""
 
     height: int
     width: int
@@ -34,6 +45,10 @@ class TileGrid:
     context: int
     starts_y: tuple[int, ...]
     starts_x: tuple[int, ...]
+    pad_y: Pad
+    pad_x: Pad
+    cuts_y: tuple[int, ...]
+    cuts_x: tuple[int, ...]
 
     @property
     def n_tiles(self) -> int:
@@ -45,45 +60,66 @@ class TileGrid:
 
     @property
     def padded_shape(self) -> tuple[int, int]:
-        return (self.starts_y[-1] + self.tile_h, self.starts_x[-1] + self.tile_w)
+        return (self.pad_y[0] + self.height + self.pad_y[1], self.pad_x[0] + self.width + self.pad_x[1])
+
+    def origin(self, y0: int, x0: int) -> tuple[int, int]:
+        """Plane coordinates of the pixel (0, 0) of the tile at padded corner ``(y0, x0)``."""
+        return y0 - self.pad_y[0], x0 - self.pad_x[0]
 
     def core(self, y0: int, x0: int) -> tuple[slice, slice, slice, slice]:
         """(out_y, out_x, tile_y, tile_x) slices: where a tile's core goes in the plane."""
-        c = self.context
-        core_h, core_w = self.tile_h - 2 * c, self.tile_w - 2 * c
-        oy0, ox0 = y0, x0  # padded coords of core start minus context == plane coords of core
-        oy1, ox1 = min(oy0 + core_h, self.height), min(ox0 + core_w, self.width)
+        iy, ix = self.starts_y.index(y0), self.starts_x.index(x0)
+        oy0, ox0 = self.origin(y0, x0)
+        y_lo, y_hi = self.cuts_y[iy], self.cuts_y[iy + 1]
+        x_lo, x_hi = self.cuts_x[ix], self.cuts_x[ix + 1]
         return (
-            slice(oy0, oy1),
-            slice(ox0, ox1),
-            slice(c, c + oy1 - oy0),
-            slice(c, c + ox1 - ox0),
+            slice(y_lo, y_hi),
+            slice(x_lo, x_hi),
+            slice(y_lo - oy0, y_hi - oy0),
+            slice(x_lo - ox0, x_hi - ox0),
         )
 
 
-def make_grid(height: int, width: int, tile_size: int, context: int, divisor: int) -> TileGrid:
+def _axis(n: int, border: Pad, tile: int, context: int, divisor: int) -> tuple[int, tuple[int, ...], Pad, tuple[int, ...]]:
+    """One axis of a grid: tile length, tile starts (padded coordinates), padding, core cuts."""
+    before = border[0]
+    length = _round_up(before + n + border[1], divisor)
+    pad = (before, length - n - before)
+    if length <= tile:
+        return length, (0,), pad, (0, n)
+    step = ((tile - 2 * context) // divisor) * divisor
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    # between two tiles the core changes where the later one has its context behind it
+    cuts = (0, *(s + context - before for s in starts[1:]), n)
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        raise ValueError(f"tiles of {tile} px with {context} px of context do not fit a plane of {n} px "
+                         f"with borders {border}")
+    return tile, tuple(starts), pad, cuts
+
+
+def make_grid(height: int, width: int, tile_size: int, context: int, divisor: int,
+              border: int | tuple[Pad, Pad] | None = None) -> TileGrid:
     """Tile grid for a plane.
 
-    ``tile_size`` is the largest part of the plane computed at once (a tile's core);
-    each tile adds ``context`` on every side and is rounded up to a multiple of
-    ``divisor``. A plane up to ``tile_size`` on a side is a single tile.
+    ``tile_size`` is the largest part of the plane computed at once (a tile's core); each tile
+    adds ``context`` on every side and is rounded up to a multiple of ``divisor``. A plane up
+    to ``tile_size`` on a side (with its border) is a single tile. ``border``: padding at the
+    plane's edges, one number for every side or ``((top, bottom), (left, right))``; default the
+    context. Borders and the context must be multiples of the output stride for the cores to
+    start on the output's grid (the engine checks the context; borders are used as given).
     """
     if tile_size < divisor:
         raise ValueError(f"tile size {tile_size} is smaller than {divisor}")
-    tile_size = _round_up(tile_size + 2 * context, divisor)
-
-    def axis(n: int) -> tuple[int, tuple[int, ...]]:
-        need = _round_up(n + 2 * context, divisor)
-        if need <= tile_size:
-            return need, (0,)
-        step = tile_size - 2 * context
-        step = (step // divisor) * divisor
-        count = -(-n // step)
-        return tile_size, tuple(i * step for i in range(count))
-
-    th, sy = axis(height)
-    tw, sx = axis(width)
-    return TileGrid(height, width, th, tw, context, sy, sx)
+    if border is None:
+        border = context
+    if isinstance(border, int):
+        border = ((border, border), (border, border))
+    if min(min(border[0]), min(border[1])) < 0 or max(max(border[0]), max(border[1])) > context:
+        raise ValueError(f"borders {border} must lie between 0 and the context {context}")
+    tile = _round_up(tile_size + 2 * context, divisor)
+    th, sy, py, cy = _axis(height, border[0], tile, context, divisor)
+    tw, sx, px, cx = _axis(width, border[1], tile, context, divisor)
+    return TileGrid(height, width, th, tw, context, sy, sx, py, px, cy, cx)
 
 
 @dataclass(frozen=True)
@@ -102,14 +138,30 @@ class Surround:
             raise ValueError(f"a {h}x{w} plane at ({self.top}, {self.left}) does not lie in {sh}x{sw} surroundings")
 
 
+def plane_borders(h: int, w: int, context: int, border: int | None, surround: Surround | None,
+                  stride: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Padding ``((top, bottom), (left, right))`` of an ``h`` x ``w`` plane: ``border`` beyond the
+    image's edge (None: the context). Where a ``surround`` holds real pixels beside the plane, as
+    many of them as the context asks for, then the border beyond the surround's edge: a block of a
+    larger image is padded as the whole image is, so its tiles compute what the whole image's do.
+    Each side is rounded up to a multiple of the output ``stride`` and kept within the context."""
+    b = context if border is None else min(int(border), context)
+
+    def side(real: int) -> int:
+        return min(context, -(-(real + b) // stride) * stride)
+
+    if surround is None:
+        return (side(0), side(0)), (side(0), side(0))
+    sh, sw = surround.pixels.shape[-2:]
+    t, l = surround.top, surround.left
+    return (side(t), side(sh - t - h)), (side(l), side(sw - l - w))
+
+
 def pad_plane(x: np.ndarray, grid: TileGrid, surround: Surround | None = None) -> np.ndarray:
     """``(C, H, W)`` padded by the context, and at the end to cover the last tile: with the
     ``surround``'s real pixels where it has them, reflected beyond (at the plane's or the
     surround's edge)."""
-    c = grid.context
-    ph, pw = grid.padded_shape
-    pad_y = (c, ph - grid.height - c)
-    pad_x = (c, pw - grid.width - c)
+    pad_y, pad_x = grid.pad_y, grid.pad_x
     if surround is not None:
         surround.check(x)
         s, t, l = surround.pixels, surround.top, surround.left

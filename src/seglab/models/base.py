@@ -93,6 +93,12 @@ class SegmentationModel(ABC):
     #: outlines the family can give besides labels, in ``Prediction.extras["shapes"]``:
     #: ``"polygon"``, ``"rectangle"`` or None
     shape_type: ClassVar[str | None] = None
+    #: pixels of the image reflected beyond its edges before the network sees it (tiles take
+    #: their context from them; beyond, the network's own zero padding, as at the edges of its
+    #: training patches); at most the tile context. 16 for every family: as accurate on DSB2018
+    #: ``val`` as the whole tile context, for 0.84x the pixels of a 2048x2048 image
+    #: (docs/benchmarks.md, "Padding at the image's edges")
+    image_border: ClassVar[int] = 16
     #: extra label context (pixels) the training sampler crops around each patch for
     #: :meth:`make_targets`; targets are then cropped back to the patch
     target_margin: ClassVar[int] = 0
