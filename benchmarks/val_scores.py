@@ -108,6 +108,10 @@ in `training.recipe` below, the earlier ones' facts in `training.previous_phase`
    with weight 6 as for `stardist-nuclei`; `val` AP@0.5 0.761), then `runs/unet-nuclei-2/final`
    copied to `src/seglab/models/builtin/unet-nuclei`.
 
+Session 17: seglab reflects 16 px beyond the image's edges instead of the whole tile context
+(112 px); the same weights score `val` AP@0.5 0.761 -> **0.763** (docs/benchmarks.md, "Padding
+at the image's edges"); the table below is that.
+
 Every tenth training image per channel group is held out as a *tune* set that picked the
 checkpoints and the thresholds (phase 3: tune AP@0.5 0.768 at step 500 ... 0.793 at its last
 step, 0.794 with `seed_h` re-tuned 0.15 -> 0.2; phases 1-2 ended at 0.786); `val` was only
@@ -147,6 +151,11 @@ thresholds to `prob_thresh` 0.6 / `nms_thresh` 0.4 (tune 0.8366 against 0.8352 a
 with those its `val` AP@0.5 was 0.784 (AP@0.75 0.535, AJI 0.770), below this model's 0.788, so
 it was not shipped.
 
+Session 17: seglab reflects 16 px beyond the image's edges instead of the whole tile context
+(112 px); the same weights score `val` AP@0.5 0.788 -> **0.787** (AP@0.75 0.528 -> 0.531) in
+about half the time on these small images (docs/benchmarks.md, "Padding at the image's edges");
+the table below is that.
+
 Targets: holes in the labels filled; object probability = normalised distance to the
 background; 32 radial distances per pixel, measured on the patch plus 32 px of label context so
 objects cut by the patch border keep their true extent. Loss: binary cross-entropy on the
@@ -174,6 +183,10 @@ weights (the exact command of the last is in `training.recipe` below, the others
 5. the same with `--out runs/maskrcnn-nuclei-5` (session 14: 3,055 steps in 3,409 s; `mask_thresh`
    re-tuned 0.6 -> 0.5; `val` AP@0.5 0.755), then `runs/maskrcnn-nuclei-5/final` copied to
    `src/seglab/models/builtin/maskrcnn-nuclei`.
+
+Session 17: seglab reflects 16 px beyond the image's edges instead of the whole 128 px tile
+context; the same weights score `val` AP@0.5 0.756 -> **0.762** (docs/benchmarks.md, "Padding
+at the image's edges").
 
 No pretrained weights of any kind. The *tune* set (every tenth training image per channel
 group) picked the checkpoints, the thresholds and the proposal threshold (re-checked in phases 4 and 5:

@@ -206,3 +206,26 @@ def test_a_plane_with_its_surround_gets_the_whole_image_maps(tile):
     np.testing.assert_allclose(block, whole[:, ys, xs], atol=1e-5)
     alone = run_to_end(predict_maps_iter(model, x[:, ys, xs], **kw))
     assert np.abs(alone - whole[:, ys, xs]).max() > 1e-3
+
+
+def test_the_network_sees_the_image_with_its_family_border_not_the_whole_context():
+    """Issue 11 (speed): a small image is padded by ``image_border`` (16 px), not by the tile
+    context, before the network; a 2048x2048 image is one 2080x2080 tile."""
+    from seglab.models.base import SegmentationModel
+
+    seen = []
+    net = LocalNet()
+    net.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    model = _model(net, context=48)
+    assert model.image_border == SegmentationModel.image_border == 16
+    segment(model, np.random.default_rng(0).random((100, 130)).astype(np.float32), amp=False, device="cpu",
+            diameter=None)
+    assert seen == [(136, 168)]  # 100 + 2 x 16 -> 136 (a multiple of 8), 130 + 32 -> 168
+
+
+def test_default_tile_of_a_2048_image_is_its_border_only():
+    from seglab.inference.engine import DEFAULT_TILE_SIZE
+    from seglab.inference.tiling import make_grid, plane_borders
+
+    grid = make_grid(2048, 2048, DEFAULT_TILE_SIZE, 112, 16, plane_borders(2048, 2048, 112, 16, None))
+    assert grid.n_tiles == 1 and (grid.tile_h, grid.tile_w) == (2080, 2080)
