@@ -154,7 +154,11 @@ it was not shipped.
 Session 17: seglab reflects 16 px beyond the image's edges instead of the whole tile context
 (112 px); the same weights score `val` AP@0.5 0.788 -> **0.787** (AP@0.75 0.528 -> 0.531) in
 about half the time on these small images (docs/benchmarks.md, "Padding at the image's edges");
-the table below is that.
+the table below is that. Also in session 17, a faster layout for this model's next weights (a
+stride-2 stem, 16-32-64-128-256, a 32-channel head: 0.59x this network's CPU time) trained from
+scratch for 7,211 s (14,358 steps): tune AP@0.5 0.812, `val` AP@0.5 0.747, so not shipped; its
+weights continue on the branch `wip/stardist-nuclei-s2` (docs/benchmarks.md, "With 16 px at the
+image's edges, and a stride-2-stem StarDist").
 
 Targets: holes in the labels filled; object probability = normalised distance to the
 background; 32 radial distances per pixel, measured on the patch plus 32 px of label context so
