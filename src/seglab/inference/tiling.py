@@ -158,9 +158,9 @@ def plane_borders(h: int, w: int, context: int, border: int | None, surround: Su
 
 
 def pad_plane(x: np.ndarray, grid: TileGrid, surround: Surround | None = None) -> np.ndarray:
-    """``(C, H, W)`` padded by the context, and at the end to cover the last tile: with the
-    ``surround``'s real pixels where it has them, reflected beyond (at the plane's or the
-    surround's edge)."""
+    """``(C, H, W)`` padded as ``grid`` says (its borders, and at the end up to the size divisor):
+    with the ``surround``'s real pixels where it has them, reflected beyond (at the plane's or
+    the surround's edge)."""
     pad_y, pad_x = grid.pad_y, grid.pad_x
     if surround is not None:
         surround.check(x)
