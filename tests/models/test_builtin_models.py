@@ -85,13 +85,11 @@ def test_no_row_of_objects_along_an_artifact_column(model, name):
     """DSB2018 `val` image 76a372bf ends in a black column (a camera artifact; no nucleus touches
     that edge in its labels). Before seglab mended such lines, `stardist-nuclei` found 106 objects
     there, 45 of them along that column; now none touches it."""
-    from conftest import SHARED_DSB
+    from conftest import shared_dsb_or_skip
     from seglab.datasets import load_split
 
-    ids = [r for r in (SHARED_DSB / "images").glob("76a372bf*")] if SHARED_DSB.is_dir() else []
-    if not ids:
-        pytest.skip("../shared/data/dsb2018 not available")
-    item = load_split(SHARED_DSB, "val", ids=[ids[0].stem])[0]
+    root = shared_dsb_or_skip()
+    item = load_split(root, "val", ids=[next((root / "images").glob("76a372bf*")).stem])[0]
     assert np.median(item.image[:, -1]) < 60 < np.median(item.image[:, -2])  # the artifact is there
     assert not item.labels[:, -3:].any()
     labels = segment(model, item.image, diameter=None, device="cpu").labels

@@ -632,7 +632,7 @@ def probe_tile(model: SegmentationModel, x: np.ndarray, whole: bool | None = Non
     with :func:`probe_context`, padded at the edges as the probe pass pads them. The size
     model is fitted on these (:mod:`seglab.training.size_fit`) and reads them from the probe's own
     tiles (:class:`~seglab.inference.feature_tap.EncoderTap`)."""
-    from seglab.inference.tiling import make_grid, pad_plane, plane_borders, tile_context
+    from seglab.inference.tiling import model_grid, pad_plane, tile_context
 
     h, w = x.shape[-2:]
     rows, cols = probe_window(x, 1.0)
@@ -642,9 +642,7 @@ def probe_tile(model: SegmentationModel, x: np.ndarray, whole: bool | None = Non
         src, context = x[:, rows, cols], probe_context(model)
         rows, cols = slice(0, src.shape[-2]), slice(0, src.shape[-1])
     sh, sw = src.shape[-2:]
-    div = int(model.size_divisor)
-    sides = plane_borders(sh, sw, context, model.image_border, None, int(model.output_stride))
-    grid = make_grid(sh, sw, max(sh, sw, div), context, div, sides)
+    grid = model_grid(model, sh, sw, max(sh, sw), context)
     top, left = grid.pad_y[0], grid.pad_x[0]
     return pad_plane(src, grid), slice(rows.start + top, rows.stop + top), slice(cols.start + left, cols.stop + left)
 

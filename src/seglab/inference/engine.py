@@ -28,7 +28,7 @@ from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.normalize import model_input
-from seglab.inference.tiling import Surround, TileGrid, make_grid, pad_plane, plane_borders, tile_context
+from seglab.inference.tiling import Surround, TileGrid, model_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
 from seglab.progress import run_to_end  # noqa: F401 - also seglab.inference.engine.run_to_end
@@ -95,7 +95,6 @@ def predict_maps_iter(
     context: int | None = None,
     surround: Surround | None = None,
     tap: EncoderTap | None = None,
-    border: int | None = None,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride); ``context``: pixels around each tile (default
@@ -109,7 +108,7 @@ def predict_maps_iter(
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     out: np.ndarray | None = None
     total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context,
-                                   surround=surround, border=border)
+                                   surround=surround)
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
@@ -139,14 +138,12 @@ def predict_maps_iter(
 
 def _tile_batches(
     model: SegmentationModel, x: np.ndarray, tile_size: int, batch_size: int, device: torch.device,
-    channels_last: bool, context: int, surround: Surround | None = None, border: int | None = None,
+    channels_last: bool, context: int, surround: Surround | None = None,
 ) -> tuple[int, Iterator[tuple[TileGrid, list[tuple[int, int]], torch.Tensor]]]:
     """The plane's tiles (each with ``context``: from ``surround`` where given, else reflected) in
     batches on ``device``: the number of tiles, and an iterator of (grid, tile corners, batch)."""
     _, h, w = x.shape
-    sides = plane_borders(h, w, context, model.image_border if border is None else border, surround,
-                          int(model.output_stride))
-    grid = make_grid(h, w, max(int(tile_size), model.size_divisor), context, model.size_divisor, sides)
+    grid = model_grid(model, h, w, tile_size, context, surround)
     padded = pad_plane(x, grid, surround)
     windows = grid.windows()
     step = max(1, int(batch_size))
@@ -210,8 +207,6 @@ class TileRun:
     #: reads the encoder's features of a window from the tiles as they pass (``diameter="auto"``'s
     #: factor-1 probe: its size model then needs no second pass)
     tap: EncoderTap | None = None
-    #: padding at the image's edges (reflect); None: the family's ``image_border``
-    border: int | None = None
 
     def context_of(self, model: SegmentationModel) -> int:
         """The context this run gives each tile of ``model``."""
@@ -225,7 +220,7 @@ class TileRun:
         return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
                                              device=self.device, amp=self.amp, plane=self.plane,
                                              n_planes=self.n_planes, context=self.context_of(model),
-                                             surround=self.surround, tap=self.tap, border=self.border))
+                                             surround=self.surround, tap=self.tap))
 
     def context(self) -> contextlib.ExitStack:
         """Inference mode and autocast for one step of a network on this run's device."""
@@ -254,8 +249,7 @@ class TileRun:
         _, h, w = x.shape
         context = self.context_of(model)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
-                                       channels_last=channels_last, context=context, surround=self.surround,
-                                       border=self.border)
+                                       channels_last=channels_last, context=context, surround=self.surround)
         kept: list[Any] = []
         done = 0
         yield self.event("tile", 0, total)

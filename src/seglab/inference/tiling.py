@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,7 @@ def _axis(n: int, border: Pad, tile: int, context: int, divisor: int) -> tuple[i
     starts = list(range(0, length - tile, step)) + [length - tile]
     # between two tiles the core changes where the later one has its context behind it
     cuts = (0, *(s + context - before for s in starts[1:]), n)
-    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+    if any(b <= a for a, b in pairwise(cuts)):
         raise ValueError(f"tiles of {tile} px with {context} px of context do not fit a plane of {n} px "
                          f"with borders {border}")
     return tile, tuple(starts), pad, cuts
@@ -155,6 +156,16 @@ def plane_borders(h: int, w: int, context: int, border: int | None, surround: Su
     sh, sw = surround.pixels.shape[-2:]
     t, l = surround.top, surround.left
     return (side(t), side(sh - t - h)), (side(l), side(sw - l - w))
+
+
+def model_grid(model: Any, h: int, w: int, tile_size: int, context: int,
+               surround: Surround | None = None) -> TileGrid:
+    """The grid the engine runs ``model`` on over an ``h`` x ``w`` plane: tiles of ``tile_size``
+    (at least the network's size divisor) with ``context``, and the family's ``image_border`` at
+    the plane's edges (:func:`plane_borders`)."""
+    div = int(model.size_divisor)
+    sides = plane_borders(h, w, context, int(model.image_border), surround, int(model.output_stride))
+    return make_grid(h, w, max(int(tile_size), div), context, div, sides)
 
 
 def pad_plane(x: np.ndarray, grid: TileGrid, surround: Surround | None = None) -> np.ndarray:

@@ -37,7 +37,7 @@ from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage, ap50, grid_points, raw_output_iter, tune_thresholds_iter
 from seglab.inference.device import resolve_device
 from seglab.inference.engine import TileRun, place_network, run_to_end
-from seglab.inference.tiling import tile_context
+from seglab.inference.tiling import plane_borders, tile_context
 from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -501,7 +501,8 @@ def _probe_tuning(model: SegmentationModel, items: Sequence[AnnotatedImage], dev
         post_s += time.perf_counter() - t
         done.append(it)
         yield FinetuneEvent("baseline", 0.0)
-    context = min(int(model.image_border), tile_context(model))  # what the network sees around an image
+    # what the network sees around an image: the engine's border
+    context = plane_borders(0, 0, tile_context(model), int(model.image_border), None, int(model.output_stride))[0][0]
     return TuningCost(raw_s / max(_pixels(done, context), 1), post_s / max(_pixels(done), 1),
                       raw_s / len(done), post_s / len(done), context)
 
