@@ -75,6 +75,26 @@ def test_tiled_maps_equal_untiled_whatever_the_border(border):
         np.testing.assert_allclose(whole, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("tile", [48, 1024])
+def test_channel_last_maps_are_the_same_maps(tile):
+    """A model that keeps its maps channel-last (StarDist) gets the same ``(K, h, w)`` values, in
+    ``(h, w, K)`` memory, tiled or not."""
+    from seglab.inference.engine import predict_maps_iter, run_to_end
+
+    x = np.random.default_rng(3).random((1, 150, 203)).astype(np.float32)
+    model = _model(LocalNet())
+
+    def maps(last):
+        model.maps_channel_last = last  # this instance only
+        return run_to_end(predict_maps_iter(model, x, tile_size=tile, device=torch.device("cpu"), amp=False))
+
+    planar, last = maps(False), maps(True)
+    assert planar.shape == last.shape == (2, 150, 203)
+    assert planar.flags.c_contiguous
+    assert np.moveaxis(last, 0, -1).flags.c_contiguous
+    np.testing.assert_array_equal(last, planar)
+
+
 def test_tiled_instances_equal_untiled_no_cut_or_duplicate_objects():
     from tests_helpers import blob_image
 

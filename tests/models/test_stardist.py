@@ -102,6 +102,22 @@ def test_postprocess_keeps_one_polygon_per_object_and_gives_shapes(tiny_star):
     assert abs(areas[0] - np.pi * 100) < 40 and abs(areas[1] - np.pi * 144) < 50
 
 
+def test_engine_maps_are_channel_last_and_read_alike_either_way(tiny_star):
+    """StarDist's maps come back as a view of (h, w, K) memory; its candidates are the same from a
+    planar copy of the same maps."""
+    x = np.random.default_rng(1).random((1, 75, 61)).astype(np.float32)
+    maps = run_to_end(predict_maps_iter(tiny_star, x, tile_size=1024, device=torch.device("cpu"), amp=False))
+    assert np.moveaxis(maps, 0, -1).flags.c_contiguous
+    planar = np.ascontiguousarray(maps)
+    thresh = float(np.median(maps[0]))
+    for a, b in zip(tiny_star.candidates(maps, thresh), tiny_star.candidates(planar, thresh)):
+        assert len(a) > 0
+        np.testing.assert_array_equal(a, b)
+    pa = tiny_star.postprocess(maps, {"prob_thresh": thresh, "nms_thresh": 0.3}, shape=(75, 61))
+    pb = tiny_star.postprocess(planar, {"prob_thresh": thresh, "nms_thresh": 0.3}, shape=(75, 61))
+    np.testing.assert_array_equal(pa.labels, pb.labels)
+
+
 def test_tiled_equals_untiled(tiny_star):
     # a trained-looking network is not needed: any weights give maps; the test is about stitching and NMS.
     # Untrained maps are nearly flat, so the probability threshold is their 90th percentile, whatever

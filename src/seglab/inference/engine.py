@@ -97,7 +97,8 @@ def predict_maps_iter(
     tap: EncoderTap | None = None,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
-    by tile (``s`` is the model's output stride); ``context``: pixels around each tile (default
+    by tile (``s`` is the model's output stride; a view of channel-last memory for a model whose
+    ``maps_channel_last`` is set); ``context``: pixels around each tile (default
     :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree);
     ``surround``: the plane's real surroundings, which tiles take their context from; ``tap``:
     reads the encoder's features of a window from the tiles as they pass (the size model's input)."""
@@ -107,6 +108,7 @@ def predict_maps_iter(
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     out: np.ndarray | None = None
+    last = bool(getattr(model, "maps_channel_last", False))
     total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context,
                                    surround=surround)
     done = 0
@@ -124,16 +126,24 @@ def predict_maps_iter(
                 yield ProgressEvent("tile", done, total, plane, n_planes)
         finally:
             steps.close()
-        maps = maps.float().cpu().numpy()
+        if last:  # (N, h, w, K): a view of a channels-last CPU tensor, rows copied as they are
+            maps = maps.float().permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        else:  # torch transposes a channels-last tensor faster than numpy's strided copy
+            maps = maps.float().contiguous().cpu().numpy()
         if out is None:
-            out = np.zeros((maps.shape[1], -(-h // s), -(-w // s)), dtype=np.float32)
+            k = maps.shape[-1 if last else 1]
+            hw = (-(-h // s), -(-w // s))
+            out = np.zeros((*hw, k) if last else (k, *hw), dtype=np.float32)
         for (y, xx), m in zip(chunk, maps):
             oy, ox, ty, tx = (_strided(sl, s) for sl in grid.core(y, xx))
-            out[:, oy, ox] = m[:, ty, tx]
+            if last:
+                out[oy, ox] = m[ty, tx]
+            else:
+                out[:, oy, ox] = m[:, ty, tx]
         done += len(chunk)
         yield ProgressEvent("tile", done, total, plane, n_planes)
     assert out is not None
-    return out
+    return out.transpose(2, 0, 1) if last else out
 
 
 def _tile_batches(

@@ -78,6 +78,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
     architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "n_rays", "grid", "head_width",
                                                                 "stem"})
     shape_type: ClassVar[str | None] = "polygon"
+    maps_channel_last: ClassVar[bool] = True  # 1 + n_rays maps, read per candidate pixel
     threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
         "prob_thresh": ThresholdSpec(
             0.5, 0.0, 1.0, 0.05, "object probability a candidate centre needs: raise it to drop doubtful "
@@ -116,7 +117,10 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
 
     @staticmethod
     def _activate(out: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:].clamp_min(0.0)], dim=1)
+        """Probability (sigmoid) and distances (at least 0) in place, in the tensor's memory layout."""
+        out[:, :1].sigmoid_()
+        out[:, 1:].clamp_min_(0.0)
+        return out
 
     def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres ``(N, 2)`` in plane pixels, scores and distances ``(N, n_rays)`` above the threshold."""
@@ -124,7 +128,8 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         ys, xs = np.nonzero(prob > prob_thresh)
         g = self.output_stride
         points = np.stack([ys * g, xs * g], axis=1).astype(np.float64)
-        return points, prob[ys, xs], np.maximum(dist[:, ys, xs].T, 0.5)
+        per_pixel = np.moveaxis(maps, 0, -1)  # (h, w, K): each candidate's rays in a row when stored so
+        return points, prob[ys, xs], np.maximum(per_pixel[ys, xs, 1:], 0.5)
 
     def postprocess_iter(
         self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None
