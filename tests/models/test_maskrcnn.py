@@ -255,6 +255,39 @@ def test_inference_proposals_are_chosen_by_objectness_not_by_a_per_tile_budget()
         MaskRCNNNet(1, {**TINY_ARCH, "rpn_score_thresh": 1.0})
 
 
+def test_local_proposals_are_those_of_decoding_every_anchor(monkeypatch):
+    """Under ``rpn_score_thresh`` only the anchors that clear it are decoded and filtered: the
+    same proposals and detections, image by image in a batch, as decoding all of them (also
+    when no anchor clears it)."""
+    import seglab.models.maskrcnn_net as mn
+
+    def every_anchor(rpn, objectness, deltas, anchors, sizes, per_level):
+        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+        return rpn.filter_proposals(proposals, objectness, sizes, per_level)[0]
+
+    img, _ = blob_image((96, 128), n=8, seed=2)
+    x = torch.from_numpy(np.stack([img, img[:, ::-1]])[:, None].astype(np.float32) / 255)
+    for thresh in (0.2, 0.9999):
+        torch.manual_seed(0)
+        net = MaskRCNNNet(1, {**TINY_ARCH, "rpn_score_thresh": thresh}).eval()
+        with torch.inference_mode():
+            local = net.detect(x, 0.0, 0.5)
+            local_props = _proposals(net, x)
+            monkeypatch.setattr(mn, "_local_proposals", every_anchor)
+            full = net.detect(x, 0.0, 0.5)
+            full_props = _proposals(net, x)
+            monkeypatch.undo()
+        assert len(local_props) == len(full_props) == 2
+        assert thresh > 0.5 or min(len(b) for b, _ in local_props) > 4
+        for (bl, sl), (bf, sf) in zip(local_props, full_props):
+            torch.testing.assert_close(bl, bf)
+            torch.testing.assert_close(sl, sf)
+        for a, b in zip(local, full):
+            torch.testing.assert_close(a["boxes"], b["boxes"])
+            torch.testing.assert_close(a["masks"], b["masks"])
+    assert len(local_props[0][0]) == 0  # 0.9999: nothing clears it
+
+
 def _with_batch_statistics(model: MaskRCNNModel) -> MaskRCNNModel:
     """Random batch-norm statistics and affine parameters, so that folding them has work to do."""
     g = torch.Generator().manual_seed(0)

@@ -74,6 +74,30 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
 NO_BUDGET = 1 << 40
 
 
+def _local_proposals(rpn, objectness: torch.Tensor, deltas: torch.Tensor, anchors: list[torch.Tensor],
+                     sizes: list[tuple[int, int]], per_level: list[int]) -> list[torch.Tensor]:
+    """The RPN's proposals under a local score threshold (``rpn.score_thresh`` > 0, no top-N
+    budget): the anchors whose objectness clears the threshold (less a margin, so that none
+    ``filter_proposals`` would keep is lost to rounding) are decoded and filtered, not all of
+    them (a 2048x2048 tile has about a million anchors; most score far below). The same
+    proposals as decoding and filtering every anchor."""
+    p = float(rpn.score_thresh)
+    floor = torch.logit(torch.tensor(p, dtype=torch.float64)).item() - 1e-3
+    n_images = len(anchors)
+    scores = objectness.detach().reshape(n_images, -1)
+    deltas = deltas.detach().reshape(n_images, -1, 4)
+    level_of = torch.repeat_interleave(torch.arange(len(per_level), device=scores.device),
+                                       torch.tensor(per_level, device=scores.device))
+    out = []
+    for k in range(n_images):
+        idx = torch.nonzero(scores[k] >= floor).flatten()
+        counts = torch.bincount(level_of[idx], minlength=len(per_level)).tolist()
+        boxes = rpn.box_coder.decode_single(deltas[k, idx], anchors[k][idx])
+        kept, _ = rpn.filter_proposals(boxes[None], scores[k, idx][None], [sizes[k]], counts)
+        out.append(kept[0])
+    return out
+
+
 class KeepScaleTransform(GeneralizedRCNNTransform):
     """torchvision's transform without resizing or normalisation: pixels keep their scale."""
 
@@ -369,10 +393,13 @@ class MaskRCNNNet(nn.Module):
             anchors = rpn.anchor_generator(images, flist)
             per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
             objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-            proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
             rpn.score_thresh = self.rpn_score_thresh  # not in training, where it stays 0
             try:
-                proposals, _ = rpn.filter_proposals(proposals, objectness, sizes, per_level)
+                if self.rpn_score_thresh > 0:
+                    proposals = _local_proposals(rpn, objectness, deltas, anchors, sizes, per_level)
+                else:
+                    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+                    proposals, _ = rpn.filter_proposals(proposals, objectness, sizes, per_level)
             finally:
                 rpn.score_thresh = 0.0
         del objectness, deltas, anchors
