@@ -56,3 +56,28 @@ def test_ids_unique_over_the_planes_of_a_stack_beyond_65535(flows, tmp_path):
     path = write_labels(tmp_path / "stack_labels.tif", res.labels, axes="ZYX")
     back = tifffile.imread(path)
     assert back.dtype == np.uint32 and np.array_equal(back, res.labels)
+
+
+def test_ids_past_int32_make_the_labels_int64_and_smaller_ones_stay_int32(flows, monkeypatch):
+    """Labels are int32 while every id fits (no int64 copy of a large image); a stack whose ids
+    pass 2**31 - 1 becomes int64 with every id kept."""
+    import seglab.inference.engine as engine
+    from seglab.models.base import Prediction
+
+    big = 2**31 - 10
+
+    def plane(model, x, th, factor, p=0, n_planes=1, **kw):
+        lab = np.zeros(x.shape[-2:], np.int64)
+        lab[0, 0], lab[1, 1] = 1, big
+        return Prediction(labels=lab, table={"label": np.array([1, big], np.int64)})
+        yield  # a generator, like the real one
+
+    img = dots(4)
+    assert segment(flows, img, device="cpu", amp=False, diameter=None).labels.dtype == np.int32
+    monkeypatch.setattr(engine, "scaled_plane_iter", plane)
+    one = segment(flows, img, device="cpu", amp=False, diameter=None)
+    assert one.labels.dtype == np.int32 and one.labels.max() == big
+    two = segment(flows, np.stack([img, img]), device="cpu", amp=False, diameter=None)
+    assert two.labels.dtype == np.int64
+    assert sorted(np.unique(two.labels)[1:].tolist()) == [1, big, big + 1, 2 * big]
+    assert sorted(two.table["label"].tolist()) == [1, big, big + 1, 2 * big]

@@ -108,3 +108,20 @@ def test_suppress_duplicates_keeps_the_best_per_class():
     out = suppress_duplicates(d, 0.5)
     assert out.classes.tolist() == [1, 2]
     assert out.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+@pytest.mark.parametrize("lo, hi, start, stop, m", [(3.2, 40.7, 3, 41, 28), (0.0, 5.0, 0, 5, 28),
+                                                    (10.0, 10.5, 10, 11, 28), (0.0, 100.0, 0, 100, 14)])
+def test_mask_to_pixel_weights_are_bilinear_and_sum_to_one(lo, hi, start, stop, m):
+    """Each pixel row takes two neighbouring mask cells (one, at the clamped ends), weights adding to 1."""
+    from seglab.models.detections import _axis_weights
+
+    w = _axis_weights(lo, hi, start, stop, m)
+    assert w.shape == (stop - start, m)
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-6)
+    k = np.arange(start, stop)
+    u = np.clip((k - lo) / ((hi - lo) / m) - 0.5, 0, m - 1)
+    ref = np.zeros_like(w)
+    np.add.at(ref, (np.arange(k.size), np.floor(u).astype(int)), 1 - (u - np.floor(u)))
+    np.add.at(ref, (np.arange(k.size), np.minimum(np.floor(u).astype(int) + 1, m - 1)), u - np.floor(u))
+    np.testing.assert_allclose(w, ref, atol=1e-6)

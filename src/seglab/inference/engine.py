@@ -391,7 +391,7 @@ def segment_iter(
     dev = resolve_device(device)
     th = model.thresholds(thresholds)
     place_network(model, dev)
-    labels_out = np.zeros(spatial_shape, dtype=np.int64)
+    labels_out = np.zeros(spatial_shape, dtype=np.int32)  # int64 only if ids ever pass 2**31 - 1
     tables: list[dict[str, np.ndarray]] = []
     extras: list[dict[str, Any]] = []
     offset = 0
@@ -417,19 +417,22 @@ def segment_iter(
             pred = yield from retry_on_oom(functools.partial(
                 scaled_plane_iter, model, plane_input(p), th, size.factor, p, n_planes), model, run)
         first.clear()
-        lab = pred.labels.astype(np.int64)
-        if offset:
+        lab = pred.labels
+        top = int(lab.max()) if lab.size else 0
+        if offset + top >= 2**31 - 1 and labels_out.dtype != np.int64:
+            labels_out = labels_out.astype(np.int64)
+        if offset and top:
+            lab = lab.astype(np.int64)
             lab[lab > 0] += offset
         labels_out[idx] = lab
         t = dict(pred.table)
         t["label"] = t["label"] + offset
         tables.append(t)
         extras.append(_offset_extras(pred.extras, offset))
-        offset = int(lab.max()) if lab.size and lab.max() > offset else offset
+        offset += top
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
-    out_dtype = np.int32 if offset < 2**31 - 1 else np.int64
-    return Segmentation(labels=labels_out.astype(out_dtype), table=table, thresholds=th, extras=extras,
+    return Segmentation(labels=labels_out, table=table, thresholds=th, extras=extras,
                         diameter=size.diameter, scale_factor=size.factor)
 
 
