@@ -17,11 +17,11 @@ in coordinates where pixel ``k`` sits at ``k``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import torch
 
@@ -38,10 +38,6 @@ from seglab.objects import object_table
 if TYPE_CHECKING:
     from seglab.inference.engine import ProgressEvent, Tile, TileRun
     from seglab.models.base import SegmentationModel
-
-#: seconds between two progress steps of the paste (a cancel waits at most about this long)
-STEP_SECONDS = 0.1
-
 
 @dataclass
 class Detections:
@@ -161,33 +157,63 @@ def detect_plane_iter(
     return suppress_duplicates(merged, thresholds.get("nms_thresh", 1.0)) if n_tiles > 1 else merged
 
 
-def _axis_weights(lo: float, hi: float, start: int, stop: int, m: int) -> np.ndarray:
-    """Bilinear weights ``(stop - start, m)`` from ``m`` mask cells over ``[lo, hi)`` to pixels."""
-    k = np.arange(start, stop, dtype=np.float64)
-    u = (k - lo) / max((hi - lo) / m, 1e-6) - 0.5
-    u = np.clip(u, 0, m - 1)
-    i0 = np.floor(u).astype(np.int64)
-    i1 = np.minimum(i0 + 1, m - 1)
-    f = u - i0
-    w = np.zeros((k.size, m), dtype=np.float32)
-    rows = np.arange(k.size)
-    w[rows, i0] += 1 - f  # each statement touches every row once, so where i0 == i1
-    w[rows, i1] += f  # (the last cell) the two still add up, as np.add.at would
-    return w
+@numba.njit(cache=True, nogil=True)
+def _cell_weights(lo, hi, start, n, m):
+    """Bilinear sampling of ``m`` mask cells over ``[lo, hi)`` at pixels ``start .. start + n - 1``:
+    for each pixel its two cells (the same one at the clamped ends) and the second's weight."""
+    i0 = np.empty(n, np.int64)
+    i1 = np.empty(n, np.int64)
+    f = np.empty(n, np.float64)
+    step = max((hi - lo) / m, 1e-6)
+    for a in range(n):
+        u = min(max((start + a - lo) / step - 0.5, 0.0), m - 1.0)
+        k = int(np.floor(u))
+        i0[a], i1[a], f[a] = k, min(k + 1, m - 1), u - k
+    return i0, i1, f
 
 
-def mask_in_box(dets: Detections, i: int, shape: tuple[int, int], mask_thresh: float
-                ) -> tuple[slice, slice, np.ndarray] | None:
-    """Detection ``i``'s binary mask at full resolution: (rows, cols, mask) within ``shape``."""
-    x0, y0, x1, y1 = (float(v) for v in dets.boxes[i])
-    h, w = shape
-    r0, r1 = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), h)
-    c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), w)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    m = dets.masks[i]
-    prob = _axis_weights(y0, y1, r0, r1, m.shape[0]) @ m @ _axis_weights(x0, x1, c0, c1, m.shape[1]).T
-    return slice(r0, r1), slice(c0, c1), prob >= mask_thresh
+@numba.njit(cache=True, nogil=True)
+def _paste_range(labels, boxes, masks, order, mask_thresh, min_area, kept, next_id):
+    """Paste detections ``order`` (best first) into ``labels`` where still free, each mask
+    resampled bilinearly over its box and thresholded; one that keeps fewer than ``min_area``
+    pixels or less than half its mask is skipped. Marks ``kept``; returns the last id given."""
+    h, w = labels.shape
+    for j in range(order.size):
+        i = order[j]
+        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        r0, r1 = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), h)
+        c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), w)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        mk = masks[i]
+        ri0, ri1, rf = _cell_weights(y0, y1, r0, r1 - r0, mk.shape[0])
+        ci0, ci1, cf = _cell_weights(x0, x1, c0, c1 - c0, mk.shape[1])
+        inside = np.zeros((r1 - r0, c1 - c0), np.bool_)
+        total = 0
+        free = 0
+        for a in range(r1 - r0):
+            for b in range(c1 - c0):
+                top = (1.0 - cf[b]) * mk[ri0[a], ci0[b]] + cf[b] * mk[ri0[a], ci1[b]]
+                bottom = (1.0 - cf[b]) * mk[ri1[a], ci0[b]] + cf[b] * mk[ri1[a], ci1[b]]
+                if (1.0 - rf[a]) * top + rf[a] * bottom >= mask_thresh:
+                    inside[a, b] = True
+                    total += 1
+                    if labels[r0 + a, c0 + b] == 0:
+                        free += 1
+        if free < min_area or free < 0.5 * total:
+            continue
+        next_id += 1
+        kept[j] = True
+        for a in range(r1 - r0):
+            for b in range(c1 - c0):
+                if inside[a, b] and labels[r0 + a, c0 + b] == 0:
+                    labels[r0 + a, c0 + b] = next_id
+    return next_id
+
+
+#: detections pasted between two progress steps (about 20 ms of 2048x2048 nuclei; a cancel waits
+#: at most that long)
+PASTE_CHUNK = 256
 
 
 def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
@@ -197,8 +223,8 @@ def paste_detections(dets: Detections, shape: tuple[int, int], thresholds: dict[
 
 def paste_detections_iter(dets: Detections, shape: tuple[int, int], thresholds: dict[str, float]
                           ) -> Generator[Step, None, Prediction]:
-    """Labels, table and box shapes of a plane's detections, yielding ``(done, total)`` about
-    every :data:`STEP_SECONDS`.
+    """Labels, table and box shapes of a plane's detections, yielding ``(done, total)`` every
+    :data:`PASTE_CHUNK` detections.
 
     Detections below ``score_thresh`` are dropped; masks are thresholded at
     ``mask_thresh`` and pasted at full resolution in order of decreasing score, so
@@ -212,28 +238,18 @@ def paste_detections_iter(dets: Detections, shape: tuple[int, int], thresholds: 
     mask_thresh = float(thresholds.get("mask_thresh", 0.5))
     min_area = max(float(thresholds.get("min_area", 1.0)), 1.0)
     order = np.argsort(-dets.scores, kind="stable")
-    kept: list[int] = []
-    total = int(np.count_nonzero(dets.scores >= score_thresh))
+    order = order[dets.scores[order] >= score_thresh]
+    boxes = np.ascontiguousarray(dets.boxes, dtype=np.float64).reshape(-1, 4)
+    masks = np.ascontiguousarray(dets.masks, dtype=np.float32)
+    flags = np.zeros(order.size, dtype=np.bool_)
+    total = int(order.size)
+    next_id = 0
     yield (0, total)
-    last = time.perf_counter()
-    for n, i in enumerate(order):
-        if dets.scores[i] < score_thresh:
-            break
-        if time.perf_counter() - last > STEP_SECONDS:
-            yield (n, total)
-            last = time.perf_counter()
-        placed = mask_in_box(dets, int(i), (h, w), mask_thresh)
-        if placed is None:
-            continue
-        rows, cols, m = placed
-        region = labels[rows, cols]
-        new = m & (region == 0)
-        n_new = int(new.sum())
-        if n_new < min_area or n_new < 0.5 * int(m.sum()):
-            continue
-        kept.append(int(i))
-        region[new] = len(kept)
-    kept_idx = np.asarray(kept, dtype=np.int64)
+    for start in range(0, total, PASTE_CHUNK):
+        part = slice(start, start + PASTE_CHUNK)
+        next_id = _paste_range(labels, boxes, masks, order[part], mask_thresh, min_area, flags[part], next_id)
+        yield (min(start + PASTE_CHUNK, total), total)
+    kept_idx = order[flags].astype(np.int64)
     score_by_id = np.concatenate([[np.nan], dets.scores[kept_idx].astype(np.float64)])
     table = object_table(labels, score_by_id)
     ids = table["label"]  # every kept object has pixels, so ids == 1..n
