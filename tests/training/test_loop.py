@@ -90,3 +90,76 @@ def test_anchor_weight_keeps_weights_near_the_start(tiny_model):
                    for k, v in model.network.state_dict().items() if v.is_floating_point() and "running" not in k)
 
     assert drift(100.0) < 0.5 * drift(0.0)
+
+
+def test_weight_average_follows_the_ramped_decay():
+    """The average of a parameter that takes the values 1, 2, 3, ... is the exponential average with
+    the decay ramped as (1 + n) / (10 + n); integer buffers follow the network."""
+    from seglab.training.loop import WeightAverage
+
+    net = torch.nn.BatchNorm1d(1)
+    avg = WeightAverage(net, 0.5)
+    expect = net.weight.item()
+    for n, value in enumerate([1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        net.num_batches_tracked += 1
+        avg.update(net)
+        d = min(0.5, (1 + n) / (10 + n))
+        expect = d * expect + (1 - d) * value
+    assert avg.state["weight"].item() == pytest.approx(expect)
+    assert int(avg.state["num_batches_tracked"]) == 4
+    with pytest.raises(SeglabError, match="decay"):
+        TrainSettings(steps=1, ema_decay=1.0).check()
+
+
+def test_validation_scores_the_average_too_and_keeps_the_better(tiny_model):
+    """With a weight average each validation scores the trained weights and the average; the
+    better (here the average, by construction of the scores) is what the model ends with."""
+    sampler = _sampler(tiny_model)
+    calls = []
+
+    def validate(m):
+        state = {k: v.clone() for k, v in m.network.state_dict().items()}
+        calls.append(state)
+        return 0.2 + 0.1 * (len(calls) % 2 == 0)  # 2nd, 4th ... call (the average) scores higher
+
+    settings = TrainSettings(steps=6, batch_size=2, lr=5e-3, warmup_steps=1, validate_every=3, ema_decay=0.9)
+    events = []
+    gen = train_iter(tiny_model, sampler, settings, device="cpu", validate=validate, report_every=1)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert len(calls) == 4  # steps 3 and 6, two scores each
+    at = [e for e in events if e.val_score is not None]
+    assert [e.step for e in at] == [3, 6]
+    assert all(e.val_parts == {"trained": 0.2, "average": pytest.approx(0.3)} for e in at)
+    assert result.best_is_average and result.best_step == 3 and result.best_score == pytest.approx(0.3)
+    assert any(not torch.equal(calls[0][k], calls[1][k]) for k in calls[0])  # the average differs
+    for k, v in tiny_model.network.state_dict().items():
+        assert torch.equal(v, calls[1][k]), k  # the average of step 3
+
+
+def test_without_validation_the_average_is_the_result(tiny_model):
+    from seglab.training.loop import WeightAverage
+
+    sampler = _sampler(tiny_model)
+    settings = TrainSettings(steps=4, batch_size=2, lr=5e-3, warmup_steps=1, ema_decay=0.5)
+    seen = []
+    original = WeightAverage.update
+
+    def spy(self, net):
+        original(self, net)
+        seen.append({k: v.clone() for k, v in self.state.items()})
+
+    WeightAverage.update = spy
+    try:
+        result = run_to_end(train_iter(tiny_model, sampler, settings, device="cpu"))
+    finally:
+        WeightAverage.update = original
+    assert result.best_is_average and len(seen) == 4
+    for k, v in tiny_model.network.state_dict().items():
+        assert torch.equal(v, seen[-1][k]), k

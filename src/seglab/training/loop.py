@@ -42,6 +42,10 @@ class TrainSettings:
     #: L2-SP: weight of the squared distance of the weights from where training started
     #: (fine-tuning keeps what the start model knew); 0 = off
     anchor_weight: float = 0.0
+    #: decay of an exponential moving average of the weights (and batch-norm statistics), e.g.
+    #: 0.999; each validation then scores the trained weights and the average, and the better
+    #: becomes the best so far. 0 = off
+    ema_decay: float = 0.0
 
     def check(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -54,6 +58,8 @@ class TrainSettings:
             raise SeglabError("batch size must be at least 1")
         if not (self.lr > 0):
             raise SeglabError("learning rate must be positive")
+        if not (0.0 <= self.ema_decay < 1.0):
+            raise SeglabError(f"the weight average's decay must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass
@@ -69,6 +75,8 @@ class TrainEvent:
     lr: float
     val_score: float | None = None
     best_score: float | None = None
+    #: at a validation with a weight average: the trained weights' and the average's scores
+    val_parts: dict[str, float] | None = None
 
 
 @dataclass
@@ -79,6 +87,31 @@ class TrainResult:
     best_step: int | None
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
+    #: whether the best weights are the moving average's (``TrainSettings.ema_decay``)
+    best_is_average: bool = False
+
+
+class WeightAverage:
+    """An exponential moving average of a network's floating-point state (parameters and
+    batch-norm statistics; integer buffers follow the network). The decay ramps up as
+    ``(1 + n) / (10 + n)`` over the first updates, so the average does not dwell on where
+    training started."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self._float = [k for k, v in self.state.items() if v.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        current = net.state_dict()
+        torch._foreach_lerp_([self.state[k] for k in self._float], [current[k].detach() for k in self._float], 1.0 - d)
+        for k, v in current.items():
+            if not v.is_floating_point():
+                self.state[k].copy_(v)
 
 
 def _train_mode(net: torch.nn.Module, freeze_norm_stats: bool) -> None:
@@ -114,6 +147,8 @@ def train_iter(
     scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and dev.type == "cuda" and not cuda_bf16(dev))
     t0 = time.perf_counter()
     best_state, best_score, best_step = None, None, None
+    best_is_average = False
+    average = WeightAverage(net, settings.ema_decay) if settings.ema_decay > 0 else None
     history: list[dict] = []
     step = 0
     losses: list[float] = []
@@ -134,18 +169,36 @@ def train_iter(
         elapsed = time.perf_counter() - t0
         return elapsed + elapsed / step > settings.time_budget
 
-    def run_validation() -> float | None:
-        nonlocal best_state, best_score, best_step
-        if validate is None:
-            return None
-        net.eval()
-        score = float(validate(model))
-        _train_mode(net, settings.freeze_norm_stats)
+    def consider(score: float, is_average: bool) -> None:
+        """Keep the weights now in the network if ``score`` is the best so far."""
+        nonlocal best_state, best_score, best_step, best_is_average
         if best_score is None or score > best_score:
-            best_state, best_score, best_step = clone_state(model), score, step
+            best_state, best_score, best_step, best_is_average = clone_state(model), score, step, is_average
             if on_best is not None:
                 on_best(model, step, score)
+
+    def run_validation() -> float | None:
+        """Score the trained weights (and the average's); the best of them; history notes both."""
+        nonlocal validated_at
+        if validate is None:
+            return None
+        validated_at = step
+        net.eval()
+        score = float(validate(model))
+        consider(score, False)
+        if average is not None:
+            trained = clone_state(model)
+            net.load_state_dict(average.state)
+            averaged = float(validate(model))
+            consider(averaged, True)
+            net.load_state_dict(trained)
+            scores[step] = {"trained": score, "average": averaged}
+            score = max(score, averaged)
+        _train_mode(net, settings.freeze_norm_stats)
         return score
+
+    scores: dict[int, dict[str, float]] = {}
+    validated_at: int | None = None
 
     try:
         _train_mode(net, settings.freeze_norm_stats)
@@ -173,6 +226,8 @@ def train_iter(
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if average is not None:
+                average.update(net)
             step += 1
             losses.append(loss.detach().item())
             val_score = None
@@ -183,14 +238,19 @@ def train_iter(
                 fr = fraction()
                 eta = elapsed * (1 - fr) / fr if fr > 0 else float("inf")
                 recent = float(np.mean(losses[-report_every:]))
-                history.append({"step": step, "loss": recent, "elapsed": elapsed, "lr": lr, "val": val_score})
-                yield TrainEvent(step, fr, recent, parts, elapsed, eta, lr, val_score, best_score)
-        if validate is not None and (best_step != step):
+                history.append({"step": step, "loss": recent, "elapsed": elapsed, "lr": lr, "val": val_score,
+                                **({"val_parts": scores[step]} if step in scores else {})})
+                yield TrainEvent(step, fr, recent, parts, elapsed, eta, lr, val_score, best_score,
+                                 scores.get(step) if val_score is not None else None)
+        if validate is not None and validated_at != step:  # the last weights, unless just scored
             run_validation()
         cancelled = False
     finally:
         net.eval()
         if best_state is not None:
             model.network.load_state_dict(best_state)
+        elif average is not None and average.updates:  # no validation: the average is the result
+            model.network.load_state_dict(average.state)
+            best_is_average = True
         model.network.to("cpu").to(memory_format=torch.contiguous_format)
-    return TrainResult(step, time.perf_counter() - t0, best_score, best_step, history, cancelled)
+    return TrainResult(step, time.perf_counter() - t0, best_score, best_step, history, cancelled, best_is_average)

@@ -170,7 +170,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     sampler = PrefetchSampler(_sampler(model, data, recipe, args.seed))
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget,
                              batch_size=args.batch_size or recipe["batch_size"], lr=args.lr or recipe["lr"],
-                             validate_every=args.validate_every, seed=args.seed, warmup_steps=50)
+                             validate_every=args.validate_every, seed=args.seed, warmup_steps=50,
+                             ema_decay=getattr(args, "ema_decay", 0.0))
 
     def validate(m: SegmentationModel) -> float:
         s = he_scores(m, data["tune_monuseg"], data["tune_dsb"], device=args.device)
@@ -193,6 +194,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
          f"at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_score_best_checkpoint": result.best_score, "lr": settings.lr}
+    if settings.ema_decay:
+        run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
         run["initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:

@@ -161,7 +161,9 @@ def run_logged(gen):
             return s.value
         _log(f"step {ev.step} loss {ev.loss:.4f} {json.dumps({k: round(v, 4) for k, v in ev.parts.items()})} "
              f"lr {ev.lr:.2e} elapsed {ev.elapsed:.0f}s eta {ev.eta:.0f}s"
-             + (f" val {ev.val_score:.4f}" if ev.val_score is not None else ""))
+             + (f" val {ev.val_score:.4f}" if ev.val_score is not None else "")
+             + (f" (trained {ev.val_parts['trained']:.4f}, average {ev.val_parts['average']:.4f})"
+                if ev.val_parts else ""))
 
 
 def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
@@ -211,10 +213,12 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
                                                    invert_prob=aug["invert_prob"]), seed=args.seed))
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
                              lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
-                             warmup_steps=recipe.get("warmup_steps", 50))
+                             warmup_steps=recipe.get("warmup_steps", 50), ema_decay=args.ema_decay)
 
     def on_best(m, step, score):
         m.config.training = {"checkpoint_step": step, "tune_ap50": score}
+        if args.ema_decay:
+            m.config.training["weight_average_decay"] = args.ema_decay
         save_model(m, out / "best", overwrite=True)
         _log(f"new best at step {step}: tune AP@0.5 {score:.4f} (saved)")
 
@@ -228,6 +232,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr}
+    if settings.ema_decay:
+        run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
         run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
@@ -242,7 +248,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
-             "n_train_images", "lr", "initialised_from", "backbone_initialised_from", "previous_phase")
+             "n_train_images", "lr", "weight_average", "initialised_from", "backbone_initialised_from",
+             "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -362,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None,
                    help="model (name or folder) whose tensors of matching name and shape start a new network")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="also keep an exponential moving average of the weights (e.g. 0.999); each "
+                        "validation scores both, and the better is kept (0: off)")
     p.add_argument("--architecture", default=None,
                    help='a new network: JSON keys put over the recipe\'s architecture, e.g. \'{"stem": 16}\'')
     p.add_argument("--border-weight", type=float, default=None,
