@@ -124,7 +124,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
 
     def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres ``(N, 2)`` in plane pixels, scores and distances ``(N, n_rays)`` above the threshold."""
-        prob, dist = maps[0], maps[1:]
+        prob = maps[0]
         ys, xs = np.nonzero(prob > prob_thresh)
         g = self.output_stride
         points = np.stack([ys * g, xs * g], axis=1).astype(np.float64)
