@@ -6,7 +6,7 @@ from seglab.errors import SeglabError
 from seglab.inference.engine import run_to_end
 from seglab.training.data import Augment, PatchSampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
-from tests_helpers import blob_image
+from tests_helpers import blob_image, drain
 
 
 def _sampler(model, n=3):
@@ -125,14 +125,7 @@ def test_validation_scores_the_average_too_and_keeps_the_better(tiny_model):
         return 0.2 + 0.1 * (len(calls) % 2 == 0)  # 2nd, 4th ... call (the average) scores higher
 
     settings = TrainSettings(steps=6, batch_size=2, lr=5e-3, warmup_steps=1, validate_every=3, ema_decay=0.9)
-    events = []
-    gen = train_iter(tiny_model, sampler, settings, device="cpu", validate=validate, report_every=1)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    events, result = drain(train_iter(tiny_model, sampler, settings, device="cpu", validate=validate, report_every=1))
     assert len(calls) == 4  # steps 3 and 6, two scores each
     at = [e for e in events if e.val_score is not None]
     assert [e.step for e in at] == [3, 6]
