@@ -126,24 +126,20 @@ def predict_maps_iter(
                 yield ProgressEvent("tile", done, total, plane, n_planes)
         finally:
             steps.close()
-        if last:  # (N, h, w, K): a view of a channels-last CPU tensor, rows copied as they are
-            maps = maps.float().permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        if last:  # (N, K, h, w) views of (N, h, w, K) memory, the channels-last CPU tensor's own
+            maps = maps.float().permute(0, 2, 3, 1).contiguous().cpu().numpy().transpose(0, 3, 1, 2)
         else:  # torch transposes a channels-last tensor faster than numpy's strided copy
             maps = maps.float().contiguous().cpu().numpy()
         if out is None:
-            k = maps.shape[-1 if last else 1]
-            hw = (-(-h // s), -(-w // s))
-            out = np.zeros((*hw, k) if last else (k, *hw), dtype=np.float32)
-        for (y, xx), m in zip(chunk, maps):
+            k, hw = maps.shape[1], (-(-h // s), -(-w // s))
+            out = np.zeros((*hw, k), np.float32).transpose(2, 0, 1) if last else np.zeros((k, *hw), np.float32)
+        for (y, xx), m in zip(chunk, maps):  # same memory order on both sides: rows are copied
             oy, ox, ty, tx = (_strided(sl, s) for sl in grid.core(y, xx))
-            if last:
-                out[oy, ox] = m[ty, tx]
-            else:
-                out[:, oy, ox] = m[:, ty, tx]
+            out[:, oy, ox] = m[:, ty, tx]
         done += len(chunk)
         yield ProgressEvent("tile", done, total, plane, n_planes)
     assert out is not None
-    return out.transpose(2, 0, 1) if last else out
+    return out
 
 
 def _tile_batches(

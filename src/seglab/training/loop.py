@@ -149,6 +149,8 @@ def train_iter(
     best_state, best_score, best_step = None, None, None
     best_is_average = False
     average = WeightAverage(net, settings.ema_decay) if settings.ema_decay > 0 else None
+    scores: dict[int, dict[str, float]] = {}  # step -> trained and averaged weights' scores
+    validated_at: int | None = None
     history: list[dict] = []
     step = 0
     losses: list[float] = []
@@ -197,8 +199,6 @@ def train_iter(
         _train_mode(net, settings.freeze_norm_stats)
         return score
 
-    scores: dict[int, dict[str, float]] = {}
-    validated_at: int | None = None
 
     try:
         _train_mode(net, settings.freeze_norm_stats)
