@@ -299,7 +299,7 @@ def test_cli_imagej_channels_keep_pixel_size_and_unit(tmp_path, capsys, tiny_mod
     out = tmp_path / "out"
     rc, err = _segment(capsys, tiny_model_dir, out, p)  # a 1-channel model, 2 channels: say which
     assert rc != 0 and "2 non-RGB channel" in err and "--channels" in err
-    rc, _ = _segment(capsys, tiny_model_dir, out, p, "--channels", "1")
+    rc, _ = _segment(capsys, tiny_model_dir, out, "--channels", "1", p)  # the option first, as the error words it
     assert rc == 0
     expect = segment(load_model(tiny_model_dir), cyx[1], device="cpu", amp=False).labels
     with tifffile.TiffFile(out / "cyx_labels.tif") as tif:
@@ -307,6 +307,19 @@ def test_cli_imagej_channels_keep_pixel_size_and_unit(tmp_path, capsys, tiny_mod
         assert tif.imagej_metadata["unit"] == "micron"
         xn, xd = tif.pages[0].tags["XResolution"].value
         assert xd / xn == pytest.approx(0.325)
+
+
+def test_cli_channels_is_one_comma_list(tmp_path, capsys, tiny_model_dir):
+    p = tmp_path / "cyx.tif"
+    tifffile.imwrite(p, np.stack([NOISE, IMG, NOISE]).astype(np.uint16), imagej=True, metadata={"axes": "CYX"})
+    out = tmp_path / "out"
+    rc, err = _segment(capsys, tiny_model_dir, out, "--channels", "0", "1", p)  # the old form: 1 is not a file
+    assert rc != 0 and "no such file or folder: 1" in err and "--channels 0,1" in err
+    rc, err = _segment(capsys, tiny_model_dir, out, "--channels", "0,x", p)
+    assert rc == 2 and "separated by commas" in err
+    rc, err = _segment(capsys, tiny_model_dir, out, "--channels", "0,1", p)  # two channels, a 1-channel model
+    assert rc != 0 and "takes 1 channel" in err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_cli_hyperstack_keeps_stack_axes_and_z_spacing(tmp_path, capsys, tiny_model_dir):

@@ -84,6 +84,37 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "auto (default): estimated per image (once per stack); none: no rescaling")
 
 
+def channel_list(text: str) -> list[int]:
+    """``--channels``' value: channel indices separated by commas (``1``, ``0,2``).
+
+    One value, not several words, so that ``--channels 1 image.tif`` leaves the file name to the inputs.
+    """
+    try:
+        channels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        channels = []
+    if not channels or min(channels) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give channel indices (0, 1, ...) separated by commas, "
+                                         "e.g. --channels 1 or --channels 0,2")
+    return channels
+
+
+def _add_channels_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--channels I[,J...]``; repeating it adds channels (``--channels 0 --channels 2`` is ``0,2``)."""
+    parser.add_argument("--channels", type=channel_list, action="extend", default=None, metavar="I[,J...]",
+                        help=help)
+
+
+def _numbers_taken_as_inputs(args: argparse.Namespace) -> None:
+    """Name the likely cause when an input that does not exist is a bare number after ``--channels``."""
+    if args.channels is None:
+        return
+    for item in args.inputs:
+        if str(item).isdigit() and not Path(item).exists():
+            raise SeglabError(f"no such file or folder: {item}; --channels takes one comma-separated list "
+                              f"(--channels {','.join(map(str, args.channels))},{item}), not separate numbers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seglab", description="Deep-learning segmentation of microscopy images")
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     s.add_argument("-o", "--outdir", required=True, help="output folder for <stem>_labels.tif")
     _add_run_options(s)
-    s.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to use (multichannel input)")
+    _add_channels_option(s, "channel indices to use (multichannel input), e.g. 1 or 0,2")
     s.add_argument("--axes", default=None, metavar="AXES",
                    help="what each axis of the input is, e.g. YXC, CYX, ZYX, TZCYX (Y, X; C channels; S RGB "
                         "colour; Z, T planes); default: what the file declares")
@@ -137,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(e)
     e.add_argument("--images", required=True, help="folder of images")
     e.add_argument("--labels", required=True, help="folder of label images with the same file names")
-    e.add_argument("--channels", type=int, nargs="+", default=None, help="channel indices to use (multichannel input)")
+    _add_channels_option(e, "channel indices to use (multichannel input), e.g. 1 or 0,2")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_train_parser(sub)
@@ -178,8 +209,8 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--val-images", metavar="DIR", help="validation images (pick the best weights and thresholds)")
     t.add_argument("--val-labels", metavar="DIR", help="labels of the validation images")
     t.add_argument("--regions", metavar="DIR", help="masks of the completely annotated regions (see below)")
-    t.add_argument("--channels", type=int, nargs="+", default=None,
-                   help="channel indices to train on (multichannel images; segment with the same --channels)")
+    _add_channels_option(t, "channel indices to train on, e.g. 1 or 0,2 (multichannel images; segment with the "
+                            "same --channels)")
     t.add_argument("-o", "--out", metavar="MODEL_DIR", help="folder to save the new model in")
     t.add_argument("--name", help="name of the new model (default: the name of MODEL_DIR)")
     budget = t.add_mutually_exclusive_group()
@@ -275,6 +306,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from seglab.models.registry import get_model
     from seglab.outputs import resolve_outputs
 
+    _numbers_taken_as_inputs(args)
     paths = list_images(args.inputs)
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():

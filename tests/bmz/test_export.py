@@ -16,6 +16,7 @@ from seglab.bmz import export_bmz  # noqa: E402
 from seglab.bmz.export import TEST_INPUT, TEST_OUTPUT, read_rdf  # noqa: E402
 from seglab.bmz.validation import core_reproduce, core_test, offline_validation  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
+from seglab.inference.tiling import tile_context  # noqa: E402
 from seglab.models.storage import load_model  # noqa: E402
 from bmz_helpers import untrained_star  # noqa: E402
 
@@ -182,10 +183,11 @@ def test_given_test_image_is_used_and_a_stack_is_refused(tmp_path):
 
     model = new_model("unet", "no-context", architecture={"widths": [4, 8], "convs_per_block": 1}, tile_context=0)
     rgb = load_sample("stained")[0]  # (256, 320, 3) colour: luma for a one-channel model
-    result = export_bmz(model, tmp_path / "p.zip", image=rgb)  # validated: no halo field when there is no context
+    result = export_bmz(model, tmp_path / "p.zip", image=rgb)
     raw = _npy(result.path, TEST_INPUT)
     luma = rgb[:, 32:288].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(raw[0, 0], luma, rtol=1e-5)
-    assert "halo" not in _rdf(result.path)["outputs"][0]["axes"][2]
+    # config.tile_context 0, but the halo is the context the engine gives each tile: the receptive radius
+    assert _rdf(result.path)["outputs"][0]["axes"][2]["halo"] == tile_context(model) >= model.network.receptive_radius() > 0
     with pytest.raises(SeglabError, match="one plane"):
         export_bmz(model, tmp_path / "q.zip", image=np.zeros((5, 64, 64), np.uint8))

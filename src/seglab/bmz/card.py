@@ -155,8 +155,11 @@ def generated_card(config: ModelConfig, data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def package_notes(config: ModelConfig, family_outputs: str, licence: str) -> str:
-    """The section every package's README gets: what the tensors are and what seglab does after them."""
+def package_notes(config: ModelConfig, family_outputs: str, licence: str, context: int) -> str:
+    """The section every package's README gets: what the tensors are and what seglab does after them.
+
+    ``context``: the reflected context seglab gives each tile (``tiling.tile_context``).
+    """
     t = json.dumps(config.thresholds)
     return f"""
 ## Validation
@@ -181,6 +184,6 @@ Exported by napari-seglab from the model `{config.name}` (family `{config.family
   `seglab import-bmz PACKAGE.zip` (Python: `seglab.bmz.import_bmz`). The TorchScript file is only for
   bioimage.io consumers.
 - Run on the whole image, the network sees no reflect-padded context at the image border;
-  seglab segments in tiles with `tile_context` = {config.tile_context} px of reflected context,
+  seglab segments in tiles with {context} px of reflected context,
   so labels of objects at the border can differ slightly from seglab's.
 """

@@ -27,6 +27,7 @@ import torch
 
 import seglab
 from seglab.errors import SeglabError
+from seglab.inference.tiling import tile_context
 from seglab.models.base import SegmentationModel
 
 FORMAT_VERSION = "0.5.12"
@@ -92,7 +93,7 @@ def resolve_model(model: SegmentationModel | str | os.PathLike) -> tuple[Segment
 
 def _min_input_size(model: SegmentationModel) -> int:
     d = max(int(model.size_divisor), 1)
-    halo_px = int(model.config.tile_context) if model.family != "maskrcnn" else 0
+    halo_px = tile_context(model) if model.family != "maskrcnn" else 0
     need = max(2 * halo_px + d, 2 * d, 32)
     return int(math.ceil(need / d) * d)
 
@@ -215,7 +216,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
     }
     ref = lambda a: {"tensor_id": "raw", "axis_id": a}  # noqa: E731
     if model.family == "unet":
-        halo = int(cfg.tile_context)
+        halo = tile_context(model)
         out = {
             "id": "maps",
             "description": "foreground probability; distance to the object border normalised per object (1: centre)",
@@ -232,7 +233,7 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
     elif model.family == "stardist":
         grid = int(cfg.architecture.get("grid", 2))
         n_rays = int(cfg.architecture.get("n_rays", 32))
-        halo = int(math.ceil(cfg.tile_context / grid))
+        halo = int(math.ceil(tile_context(model) / grid))
         out = {
             "id": "prob_dist",
             "description": f"object probability; distances (input pixels) to the border along {n_rays} rays",
@@ -396,7 +397,7 @@ def export_bmz(
     inp, out, out_text = tensors(model)
     rdf = description(model, card_info, inp, out)
     text = cards.existing_card(folder, cfg.name) or cards.generated_card(cfg, data)
-    text = text.rstrip() + "\n" + cards.package_notes(cfg, out_text, licence)
+    text = text.rstrip() + "\n" + cards.package_notes(cfg, out_text, licence, tile_context(model))
 
     tmp = Path(tempfile.mkdtemp(prefix=".seglab-bmz-"))
     try:
