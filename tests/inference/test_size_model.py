@@ -157,9 +157,13 @@ def test_referee_keeps_the_measure_when_the_size_model_is_off():
     # nothing found at factor 1 (objects too large for the window): the size model's scale finds them
     probe, size_of, asked = _fake_probes(lambda g: None if g == 1.0 else 120.0)
     assert _refereed(None, 100.0, probe, size_of) == 120.0
-    # nothing anywhere: no size
+    # nothing measurable anywhere: a reading of objects larger than the model's stands (a window of a
+    # large plane holds too few of them whole at either scale); one of smaller objects does not (an
+    # empty window is likelier than objects the model misses at its own size and when enlarged)
     probe, size_of, asked = _fake_probes(lambda g: None)
-    assert _refereed(None, 100.0, probe, size_of) is None
+    assert _refereed(None, 100.0, probe, size_of) == 100.0
+    probe, size_of, asked = _fake_probes(lambda g: None)
+    assert _refereed(None, 8.0, probe, size_of) is None and asked == [pytest.approx(2.0)]
 
 
 def test_referee_takes_the_reading_when_its_scale_has_nothing_to_measure():
@@ -258,3 +262,34 @@ def test_auto_is_not_fooled_by_fragments_of_large_real_nuclei(name):
     model = get_model("unet-nuclei")
     est = run_to_end(dm.estimate_image_iter(model, big, channel_axis=item.channel_axis, device="cpu"))
     assert est.diameter == pytest.approx(true, rel=0.4), (true, est.regressed, est.passes)
+
+
+def test_size_model_reads_several_windows_of_a_large_plane(monkeypatch, tiny_model):
+    """A plane too large to probe whole: asked for more windows (the estimate asks for
+    :data:`SIZE_WINDOWS` when the first reading and the factor-1 measure disagree), the size model
+    reads the probe's window (from its pass) and the next windows by structure, and the median
+    reading is kept; a plane probed whole is read once."""
+    import types
+
+    x = np.zeros((1, 1024, 1024), np.float32)
+    windows = [(slice(0, 256), slice(0, 256)), (slice(512, 768), slice(0, 256)), (slice(0, 256), slice(512, 768))]
+    for (rows, cols), value in zip(windows, (10.0, 30.0, 20.0)):
+        x[:, rows, cols] = value
+    monkeypatch.setattr(dm, "probe_windows", lambda plane, f, size, k: windows[:k])
+    read = []
+
+    def run_features(model, tile, rows, cols, amp=True):
+        read.append(float(tile[:, rows, cols].mean()))
+        return np.array([read[-1]])
+
+    monkeypatch.setattr(szm, "run_features", run_features)
+    tiny_model.size_model = types.SimpleNamespace(diameter=lambda v, target: float(v[0]))
+    probe = dm._Probe(*windows[0], np.zeros((256, 256), np.int32), None, 0, None, np.array([10.0]))
+    assert dm.SIZE_WINDOWS == 3
+    assert dm._regressed_size(tiny_model, [x], [probe], 16.0) == 10.0 and read == []  # one window
+    assert dm._regressed_size(tiny_model, [x], [probe], 16.0, windows=3) == 20.0  # median of 10, 30, 20
+    assert read == [30.0, 20.0]  # the first reading came from the probe's pass
+    read.clear()
+    whole = dm._Probe(slice(0, 1024), slice(0, 1024), np.zeros((1024, 1024), np.int32), None, 0, object(),
+                      np.array([10.0]))
+    assert dm._regressed_size(tiny_model, [x], [whole], 16.0, windows=3) == 10.0 and read == []

@@ -254,6 +254,11 @@ REUSE_BAND = (0.87, 1.15)
 #: a measure and the size model's reading "agree" within this ratio: about nine in ten of its
 #: cross-validated readings on its training images are within 30 % (``training["size_model"]``)
 SIZE_MODEL_AGREE = 1.3
+#: windows (most structure first) the size model reads on a plane too large to probe whole when its
+#: first reading and the factor-1 measure disagree; the median reading is kept. One 256 px window
+#: of a large plane may hold a couple of large nuclei or an empty corner (DSB2018 ``val`` 76a372bfd3fa, 63 nuclei in 1024 x 1024, enlarged 3x:
+#: ``unet-nuclei`` read 29 px on its window, 36 px as the median of three; true 50 px)
+SIZE_WINDOWS = 3
 
 
 @dataclass
@@ -486,6 +491,9 @@ def estimate_diameter_iter(
     d = size_of(fine)
     lo, hi = tolerated_range(model)
     regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)))
+    if regressed is not None and (d is None or not _agree(d, regressed)):
+        # in dispute: on large planes the size model reads more windows before the referee probes
+        regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)), SIZE_WINDOWS)
     measured: dict[float, float | None] = {1.0: d}  # what the referee measured, by scale
     if regressed is not None:
         d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi), measured)
@@ -535,10 +543,12 @@ def estimate_diameter_iter(
 
 
 def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], fine: list[_Probe], target: float,
-                    amp: bool = True) -> float | None:
+                    amp: bool = True, windows: int = 1) -> float | None:
     """The size model's diameter (original pixels), median over planes of its reading of each plane's
-    factor-1 probe window (:func:`probe_tile`), read from the probe's own pass where it could be;
-    None when the model has no size model or the planes are too small."""
+    factor-1 probe window (:func:`probe_tile`), read from the probe's own pass where it could be, and
+    on a plane not probed whole, the median reading of that and the next ``windows - 1`` windows by
+    structure (:func:`probe_windows`); None when the model has no size model or the planes are too
+    small."""
     size_model = getattr(model, "size_model", None)
     if size_model is None:
         return None
@@ -549,8 +559,14 @@ def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], fine
         v = p.features
         if v is None:  # not read from the probe's pass (no tile of the run held the whole window): the encoder again
             v = run_features(model, *probe_tile(model, x, p.whole is not None), amp)
-        if v is not None:
-            sizes.append(size_model.diameter(v, target))
+        readings = [] if v is None else [size_model.diameter(v, target)]
+        if p.whole is None:  # a window of a large plane: the next windows by structure read too
+            for rows, cols in probe_windows(x, 1.0, PROBE_SIZE, windows)[1:]:
+                v = run_features(model, *probe_tile(model, x[:, rows, cols], False), amp)
+                if v is not None:
+                    readings.append(size_model.diameter(v, target))
+        if readings:
+            sizes.append(float(np.median(readings)))
     return float(np.median(sizes)) if sizes else None
 
 
@@ -591,7 +607,11 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         # 2, 3, 4x (estimates within 30 % of the truth, replayed from the recorded probes):
         # stardist-nuclei 0.950 / 0.958 / 0.917 -> 0.950 / 0.958 / 0.925, unet-nuclei 0.933 / 0.925
         # / 0.908 -> 0.942 / 0.933 / 0.917; the "no other scale" case: session 13 (docs/benchmarks.md)
-        candidates.append(regressed if d is not None and checked is None else checked)
+        # With nothing measured at factor 1 either, the reading stands when it puts the objects above
+        # the model's size (a window of a large plane holds too few whole ones to measure at either
+        # scale: DSB2018 val 76a372bfd3fa enlarged 2x); below it, nothing found is more likely empty.
+        trusted = d is not None or regressed > target
+        candidates.append(regressed if checked is None and trusted else checked)
     found = [v for v in candidates if v is not None]
     if not found:
         return None
