@@ -256,8 +256,9 @@ REUSE_BAND = (0.87, 1.15)
 SIZE_MODEL_AGREE = 1.3
 #: windows (most structure first) the size model reads on a plane too large to probe whole when its
 #: first reading and the factor-1 measure disagree; the median reading is kept. One 256 px window
-#: of a large plane may hold a couple of large nuclei or an empty corner (DSB2018 ``val`` 76a372bfd3fa, 63 nuclei in 1024 x 1024, enlarged 3x:
-#: ``unet-nuclei`` read 29 px on its window, 36 px as the median of three; true 50 px)
+#: of a large plane may hold a couple of large nuclei or an empty corner (DSB2018 ``val``
+#: 76a372bfd3fa, 63 nuclei in 1024 x 1024, enlarged 3x: ``unet-nuclei`` read 29 px on its window,
+#: 36 px as the median of three; true 50 px)
 SIZE_WINDOWS = 3
 
 
@@ -417,9 +418,11 @@ def estimate_diameter_iter(
        :data:`PROBE_SIZE` window. Measure the objects (:func:`measure`).
     2. With a size model (:mod:`seglab.inference.size_model`; every built-in has one) it referees:
        its reading of the factor-1 window (no segmentation, so no fragments) either agrees with the
-       measure (:data:`SIZE_MODEL_AGREE`), or the objects are measured again at the scale where
-       it puts them at the model's size, and the measure nearer its reading is kept (the reading
-       itself when that scale has too few objects to measure). A size that asks for shrinking is
+       measure (:data:`SIZE_MODEL_AGREE`), or (read on :data:`SIZE_WINDOWS` windows of a large
+       plane, median) the objects are measured again at the scale where it puts them at the
+       model's size, and the measure nearer its reading is kept (the reading itself when that
+       scale has too few objects to measure, and, with nothing measured at factor 1 either, when
+       it reads objects larger than the model's). A size that asks for shrinking is
        measured once more at the factor it implies (where the objects will be segmented), kept
        when it agrees with the reading. The reading's features come from the factor-1 probe's
        own pass (:class:`~seglab.inference.feature_tap.EncoderTap`).
@@ -558,7 +561,7 @@ def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], fine
     for x, p in zip(planes, fine):
         v = p.features
         if v is None:  # not read from the probe's pass (no tile of the run held the whole window): the encoder again
-            v = run_features(model, *probe_tile(model, x, p.whole is not None), amp)
+            v = p.features = run_features(model, *probe_tile(model, x, p.whole is not None), amp)
         readings = [] if v is None else [size_model.diameter(v, target)]
         if p.whole is None:  # a window of a large plane: the next windows by structure read too
             for rows, cols in probe_windows(x, 1.0, PROBE_SIZE, windows)[1:]:
