@@ -98,10 +98,24 @@ def size_model_text(name: str, training: dict) -> str:
 
 #: how each built-in was trained, in words (the exact commands are in its config)
 TRAINING_NOTES = {
-    "unet-nuclei": """Trained here on CPU (2 cores, bfloat16 autocast) on the DSB2018 `train` split (session 18,
-"AMD EPYC", one thread, beside a StarDist training run on the other core), in one phase:
+    "unet-nuclei": """Trained here on CPU (2 cores, bfloat16 autocast) on the DSB2018 `train` split, in two phases
+("AMD EPYC", one thread each, beside a StarDist training run on the other core):
 
-    python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --architecture '{"stem": 16, "widths": [16, 32, 64, 128, 256], "full_width": 8}' --init-from runs/stardist-s2-1/best --ema-decay 0.999 --time-budget 6000 --validate-every 500 --threads 1 --out runs/unet-s2-1
+1. Session 18, a new layout started from a StarDist backbone (facts in `training.previous_phase`):
+
+       python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --architecture '{"stem": 16, "widths": [16, 32, 64, 128, 256], "full_width": 8}' --init-from runs/stardist-s2-1/best --ema-decay 0.999 --time-budget 6000 --validate-every 500 --threads 1 --out runs/unet-s2-1
+
+   10,606 steps in 6,010 s (14 patches/s on one thread), lr 2e-3 cosine, no border weight; tune
+   AP@0.5 0.777 after 500 steps, 0.802 at 5,000, **0.806** at the last step (0.818 with
+   re-tuned thresholds); `val` AP@0.5 0.781.
+2. Session 19, from those weights, with the extra loss weight where touching nuclei meet (the
+   exact command in `training.recipe` below):
+
+       python -m seglab.training.recipes unet-nuclei --data ../shared/data/dsb2018 --init runs/unet-s2-1/final --border-weight 3 --lr 5e-4 --ema-decay 0.999 --time-budget 5000 --validate-every 500 --threads 1 --seed 1 --out runs/unet-s2-2
+
+   10,283 steps in 5,014 s, lr 5e-4 cosine; tune AP@0.5 (phase-1 thresholds) 0.812 after 500
+   steps, 0.816-0.819 from 2,500 on, **0.820** at 9,000 (kept); thresholds re-tuned to
+   `prob_thresh` 0.4, `seed_thresh` 0.3, `seed_h` 0.2, `min_area` 15 (tune 0.828).
 
 - Layout: a stride-2 stem (16 channels), so every level runs at half resolution or less, then
   16-32-64-128-256 channels; the full-resolution output comes from a sub-pixel layer
@@ -109,24 +123,20 @@ TRAINING_NOTES = {
   input's 2x2 pixel blocks and gives 4 x 8 channels, rearranged to full resolution). Its network
   takes 0.47x the CPU time of the previous `unet-nuclei` (12-24-48-96-192 at full resolution) on
   a 2080x2080 tile (0.48 s against 1.03 s, random weights, 2 threads).
-- Start: 122 of its 130 tensors (stem, encoder, decoder levels of the same name and shape) from
-  the first phase of the stride-2-stem StarDist (`wip/stardist-nuclei-s2` branch,
+- Start of phase 1: 122 of its 130 tensors (stem, encoder, decoder levels of the same name and
+  shape) from the first phase of the stride-2-stem StarDist (`wip/stardist-nuclei-s2` branch,
   `wip/stardist-nuclei-s2-1/`), itself trained here from scratch on the same `train` images; no
-  outside data or weights. The sub-pixel layer and the head start fresh.
-- A moving average of the weights (decay 0.999) beside the trained ones; each validation scored
-  both and kept the better (tune AP@0.5, trained / average, every 500 steps: 0.767 / **0.777**,
-  0.778 / 0.784, 0.786 / 0.789, 0.773 / **0.799**, ... 0.797 / 0.802 at 5,000, ...
-  0.803 / 0.803 at 9,500, and **0.806** at the last step, 10,606 (kept)): the average led by up
-  to 0.026 while the learning rate was high, and the two met as it fell.
-- 10,606 steps of 8 patches of 256x256 in 6,010 s (14 patches/s on one thread); lr 2e-3 cosine;
-  the brightfield images drawn with weight 6 and colour images with weight 2 (recipe); no
-  border weight. Thresholds re-tuned on the tune set: `prob_thresh` 0.5, `seed_thresh` 0.5,
-  `seed_h` 0.15, `min_area` 15 (tune AP@0.5 0.818).
-- `val` AP@0.5 **0.763 -> 0.781**, AP@0.75 0.568, AJI 0.801 (the previous `unet-nuclei`, three
-  phases of 12-24-48-96-192 from scratch, session 12: 0.763 with the 16 px border of session 17).
+  outside data or weights. The sub-pixel layer and the head started fresh.
+- A moving average of the weights (decay 0.999) beside the trained ones in both phases; each
+  validation scored both and kept the better (phase 1: the average led by up to 0.026 while the
+  learning rate was high, and the two met as it fell).
+- The brightfield images drawn with weight 6 and colour images with weight 2 (recipe).
+- `val` AP@0.5 **0.763 (previous `unet-nuclei`) -> 0.781 (phase 1) -> 0.788 (phase 2)** (the
+  previous model: three phases of 12-24-48-96-192 from scratch, session 12, 0.763 with the
+  16 px border of session 17).
 
 Every tenth training image per channel group is held out as a *tune* set that picked the
-checkpoint and the thresholds; `val` was only scored for this report.
+checkpoints and the thresholds; `val` was only scored for this report.
 
 """,
     "stardist-nuclei": """Trained here on CPU (2 cores, bfloat16 autocast, shared with other work) on the
