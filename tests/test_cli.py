@@ -273,3 +273,13 @@ def test_train_and_evaluate_pick_channels_of_multichannel_images(tmp_path, train
     assert json.loads(capsys.readouterr().out)["n_true"] > 0
     assert main(_train_args(train_dirs, "--family", "unet", "--name", "three", "--channels", "2")) == 2
     assert "channel(s) [2] do not exist" in capsys.readouterr().err
+
+
+def test_channels_option_is_a_comma_list_and_repeats_add():
+    from seglab.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["segment", "-m", "unet-nuclei", "-o", "out", "--channels", "1", "a.tif"]).channels == [1]
+    args = p.parse_args(["segment", "-m", "unet-nuclei", "-o", "out", "--channels", "0,2", "--channels", "3", "a.tif", "b.tif"])
+    assert args.channels == [0, 2, 3] and args.inputs == ["a.tif", "b.tif"]
+    assert p.parse_args(["segment", "-m", "unet-nuclei", "-o", "out", "a.tif"]).channels is None
