@@ -18,9 +18,9 @@ from pathlib import Path
 from seglab.datasets import image_kind, load_split
 from seglab.evaluation import evaluate_model_iter
 from seglab.inference.engine import run_to_end
+from seglab.inference.tiling import tile_context
 from seglab.metrics import evaluate
 from seglab.models.registry import ModelRegistry
-from seglab.inference.tiling import tile_context
 from seglab.models.storage import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ CARD = """# Model card: `{name}`
 {what}
 - Architecture: `{arch}`, {params:,} parameters, weights {size_mb:.1f} MB (safetensors, float32).
 - Input: one channel. RGB images are converted to grey (ITU-R 601 luma), as in training.
-  Normalisation `{norm}` per image. Tiles get {context} px of context on every side (the receptive radius, rounded up).
+  Normalisation `{norm}` per image. Tiles get {context} px of context on every side (at least the receptive radius).
 - Thresholds (tuned on the held-out *tune* part of `train`, not on `val`): `{thresholds}`.
 {size_model}- seglab version {version}.
 

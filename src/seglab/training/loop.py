@@ -199,7 +199,6 @@ def train_iter(
         _train_mode(net, settings.freeze_norm_stats)
         return score
 
-
     try:
         _train_mode(net, settings.freeze_norm_stats)
         while (fraction() < 1.0 and not next_step_overruns()) or step < settings.min_steps:
