@@ -180,6 +180,18 @@ def test_referee_takes_the_reading_when_its_scale_has_nothing_to_measure():
     assert _refereed(22.0, 25.0, probe, size_of) == 22.0
 
 
+def test_referee_splits_the_difference_when_an_enlarged_window_has_too_few_objects():
+    # a sparse brightfield plane: 12 px nuclei measure 17 px at factor 1 (4 of them), the size model
+    # reads 8.7 px, and the window enlarged 1.84x holds too few to measure: neither is confirmed
+    probe, size_of, asked = _fake_probes(lambda g: 17.0 if g == 1.0 else None)
+    d = _refereed(17.0, 8.7, probe, size_of)
+    assert d == pytest.approx((17.0 * 8.7) ** 0.5) and asked == [pytest.approx(16.0 / 8.7)]
+    assert dm.auto_factor(16.0, d, (0.6, 1.5)) == 1.0  # no enlargement
+    # shrinking is unchanged: there a factor-1 measure may be fragments, and the reading stands
+    probe, size_of, asked = _fake_probes(lambda g: 20.0 if g == 1.0 else None)
+    assert _refereed(20.0, 60.0, probe, size_of) == 60.0
+
+
 def test_referee_takes_the_reading_when_its_scale_is_factor_one_itself():
     # slivers at factor 1 (a few 1-2 px remnants of painted-over masks: DSB2018 val 76a372
     # enlarged 2x with maskrcnn-nuclei) measure 1.3 px; the size model reads 17 px, i.e. objects
@@ -206,7 +218,7 @@ def test_referee_records_each_scale_it_measured():
     probe, size_of, asked = _fake_probes(lambda g: 20.0 if g == 1.0 else None)
     measured = {1.0: 20.0}
     d = run_to_end(dm._refereed(20.0, 9.0, [], probe, size_of, 16.0, (0.6, 1.5), measured))
-    assert d == 9.0 and asked == [pytest.approx(16.0 / 9.0)]
+    assert d == pytest.approx((20.0 * 9.0) ** 0.5) and asked == [pytest.approx(16.0 / 9.0)]
     assert sorted(measured) == [1.0, pytest.approx(16.0 / 9.0)] and measured[asked[0]] is None
     assert dm._measured_near(measured, 16.0 / 9.0 * 1.1) == pytest.approx(16.0 / 9.0)
     assert dm._measured_near(measured, 16.0 / 9.0 * 1.3) is None

@@ -56,3 +56,23 @@ def test_a_new_architecture_from_the_command_line_and_the_lr_a_finish_records(tm
                 ["--architecture", '{"stem": 8}', "--init", str(out / "final")]):
         with pytest.raises(SystemExit):
             main(["unet-nuclei", *common, "--out", str(tmp_path / "bad"), *bad])
+
+
+def test_colour_weight_from_the_command_line_is_trained_with_and_recorded(tmp_path):
+    import pytest
+
+    data, out = tmp_path / "dsb", tmp_path / "run"
+    fake_dsb(data)
+    common = ["--data", str(data), "--steps", "2", "--batch-size", "2", "--validate-every", "2", "--device", "cpu"]
+    assert main(["unet-nuclei", *common, "--out", str(out), "--colour-weight", "3.5"]) in (0, None)
+    weights = load_model(out / "final").config.training["image_weights"]
+    assert weights["colour (stained)"] == 3.5 and weights["grey, bright background"] == 6.0
+    with pytest.raises(SystemExit):  # the H&E recipe draws its images by source, not by DSB2018 kind
+        main(["stardist-he", *common, "--out", str(tmp_path / "he"), "--colour-weight", "2"])
+
+
+def test_the_unet_recipe_builds_the_shipped_layout():
+    from seglab.models.registry import get_model
+    from seglab.training.recipes import RECIPES
+
+    assert RECIPES["unet-nuclei"]["architecture"] == get_model("unet-nuclei").config.architecture

@@ -43,7 +43,9 @@ UNET_NUCLEI = {
     "name": "unet-nuclei",
     "family": "unet",
     "description": "U-Net for nuclei (fluorescence, brightfield, H&E); DSB2018, trained from scratch",
-    "architecture": {"widths": [12, 24, 48, 96, 192], "convs_per_block": 2},
+    # the shipped layout (session 19): a stride-2 stem, every level at half resolution or less,
+    # full resolution again through a sub-pixel layer (docs/models/unet-nuclei.md)
+    "architecture": {"widths": [16, 32, 64, 128, 256], "convs_per_block": 2, "stem": 16, "full_width": 8},
     "tile_context": 32,
     "patch_size": 256,
     "batch_size": 8,
@@ -376,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                    help='a new network: JSON keys put over the recipe\'s architecture, e.g. \'{"stem": 16}\'')
     p.add_argument("--border-weight", type=float, default=None,
                    help="U-Net loss: extra weight on pixels where touching nuclei meet")
+    p.add_argument("--colour-weight", type=float, default=None,
+                   help="how often a colour (stained) DSB2018 image is drawn against a grey one "
+                        "(default: the recipe's)")
     p.add_argument("--max-eval-images", type=int, default=None,
                    help="score only the first N tune and val images (a quick check of the recipe, not a result)")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
@@ -383,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
     if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
         p.error("--border-weight is a U-Net loss setting")
+    if args.colour_weight is not None and args.recipe not in RECIPES:
+        p.error("--colour-weight is a setting of the DSB2018 recipes' training")
     if args.architecture and (args.init or args.recipe.startswith(("finish-", "object-diameter-"))):
         p.error("--architecture builds a new network: not with --init, finish-* or object-diameter-*")
     if args.threads:
@@ -402,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.recipe in RECIPES:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
-        train_recipe(args, RECIPES[args.recipe])
+        recipe = RECIPES[args.recipe]
+        if args.colour_weight is not None:
+            recipe = {**recipe, "colour_weight": args.colour_weight}
+        train_recipe(args, recipe)
     else:
         recipe = RECIPES[args.recipe.removeprefix("finish-")]
         root = Path(args.data)
