@@ -6,6 +6,8 @@
 The image is a 2048x2048 mosaic of real grey fluorescence nuclei: 256x256 crops of the
 DSB2018 ``val`` images with a dark background (``seglab.datasets.image_kind``), in id order,
 placed on an 8x8 grid (the ``sample_data`` fluorescence image when the data set is missing).
+With ``--he``, a model that reads three channels gets a mosaic of real H&E tissue instead: 256x256
+crops of the four MoNuSeg ``val`` tiles (about 3,000 nuclei in 2048x2048), as its users' images are.
 For each model, after one warm-up run of each column, the median (and min) of ``--repeats``
 runs (wall clock, and the process's CPU seconds, which a shared machine inflates less) of:
 
@@ -40,6 +42,7 @@ from machine import cpu_model  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
+MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
 SAMPLE = ROOT / "src" / "seglab" / "sample_data"
 MODELS = ("stardist-nuclei", "unet-nuclei", "maskrcnn-nuclei", "stardist-he")
 CROP = 256
@@ -70,11 +73,21 @@ def _fluorescence_images() -> list[np.ndarray]:
     raise SystemExit("no grey fluorescence image found (neither DSB2018 val nor sample data)")
 
 
-def build_mosaic(size: int = SIZE, crop: int = CROP) -> tuple[np.ndarray, int]:
+def _he_tiles() -> list[np.ndarray]:
+    """The MoNuSeg ``val`` tiles (RGB), in id order."""
+    import tifffile
+
+    if not (MONUSEG / "manifest.csv").is_file():
+        raise SystemExit(f"--he needs the MoNuSeg data in {MONUSEG}")
+    rows = [r for r in csv.DictReader(open(MONUSEG / "manifest.csv", newline="")) if r["split"] == "val"]
+    return [tifffile.imread(MONUSEG / "images" / f"{r['id']}.tif")[..., :3] for r in sorted(rows, key=lambda r: r["id"])]
+
+
+def build_mosaic(size: int = SIZE, crop: int = CROP, he: bool = False) -> tuple[np.ndarray, int]:
     """A ``size`` x ``size`` uint8 mosaic of ``crop`` x ``crop`` crops of real fluorescence images
-    (taken round-robin over the images, so that every image contributes; repeated when there
-    are fewer crops than cells), and the number of source images."""
-    images = _fluorescence_images()
+    (``he``: of the MoNuSeg ``val`` H&E tiles, RGB) taken round-robin over the images, so that every
+    image contributes (repeated when there are fewer crops than cells), and the number of source images."""
+    images = _he_tiles() if he else _fluorescence_images()
     by_image = [[im[y : y + crop, x : x + crop] for y in range(0, im.shape[0] - crop + 1, crop)
                  for x in range(0, im.shape[1] - crop + 1, crop)] for im in images]
     longest = max(len(c) for c in by_image)
@@ -104,7 +117,8 @@ def _summary(times: list[float], cpu: list[float]) -> dict:
             "runs": times}
 
 
-def run_one(model_name: str, repeats: int, threads: int, auto: bool = True, tile_size: int | None = None) -> dict:
+def run_one(model_name: str, repeats: int, threads: int, auto: bool = True, tile_size: int | None = None,
+            he: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -115,10 +129,11 @@ def run_one(model_name: str, repeats: int, threads: int, auto: bool = True, tile
     from seglab.progress import run_to_end
 
     load_before = os.getloadavg()
-    image, n_src = build_mosaic()
     model = get_model(model_name)
     cfg = model.config
-    if cfg.input_channels == 3:
+    he = he and cfg.input_channels == 3
+    image, n_src = build_mosaic(he=he)
+    if cfg.input_channels == 3 and not he:
         image = np.repeat(image[..., None], 3, axis=-1)  # grey as RGB, as a user's grey image would come
     ca = -1 if image.ndim == 3 else None
     dev = resolve_device("cpu")
@@ -149,8 +164,10 @@ def run_one(model_name: str, repeats: int, threads: int, auto: bool = True, tile
         parts[name] = _summary(t, c)
     t_none, c_none, seg = _timed(end_to_end(None), repeats)
     out = {
-        "model": model_name, "image": f"{SIZE}x{SIZE} mosaic of {CROP}x{CROP} crops of {n_src} DSB2018 val "
-        "fluorescence images" + (" (grey repeated to RGB)" if ca is not None else ""),
+        "model": model_name,
+        "image": (f"{SIZE}x{SIZE} mosaic of {CROP}x{CROP} crops of the {n_src} MoNuSeg val H&E tiles" if he else
+                  f"{SIZE}x{SIZE} mosaic of {CROP}x{CROP} crops of {n_src} DSB2018 val fluorescence images"
+                  + (" (grey repeated to RGB)" if ca is not None else "")),
         "architecture": cfg.architecture, "tile_context": cfg.tile_context,
         "parameters": int(sum(p.numel() for p in model.network.parameters())),
         "torch_threads": torch.get_num_threads(), "repeats": repeats, "tile_size": tile,
@@ -175,10 +192,12 @@ def main() -> int:
     p.add_argument("--no-auto", action="store_true", help="skip the diameter='auto' column")
     p.add_argument("--tile-size", type=int, default=None, help="tile size (default: the engine's)")
     p.add_argument("--json", default=None, help="write results here (e.g. benchmarks/results/speed.json)")
+    p.add_argument("--he", action="store_true",
+                   help="models that read three channels get a mosaic of MoNuSeg val H&E tiles")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.repeats, args.threads, not args.no_auto, args.tile_size)))
+        print(json.dumps(run_one(args.one, args.repeats, args.threads, not args.no_auto, args.tile_size, args.he)))
         return 0
     import torch
 
@@ -186,7 +205,8 @@ def main() -> int:
     for name in args.models:
         r = subprocess.run([sys.executable, __file__, "--one", name, "--repeats", str(args.repeats),
                             "--threads", str(args.threads), *(["--no-auto"] if args.no_auto else []),
-                            *(["--tile-size", str(args.tile_size)] if args.tile_size else [])],
+                            *(["--tile-size", str(args.tile_size)] if args.tile_size else []),
+                            *(["--he"] if args.he else [])],
                            capture_output=True, text=True, check=False)
         if r.returncode:
             print(r.stderr[-3000:], file=sys.stderr)
