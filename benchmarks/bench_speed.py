@@ -79,7 +79,8 @@ def _he_tiles() -> list[np.ndarray]:
 
     if not (MONUSEG / "manifest.csv").is_file():
         raise SystemExit(f"--he needs the MoNuSeg data in {MONUSEG}")
-    rows = [r for r in csv.DictReader(open(MONUSEG / "manifest.csv", newline="")) if r["split"] == "val"]
+    with open(MONUSEG / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
     return [tifffile.imread(MONUSEG / "images" / f"{r['id']}.tif")[..., :3] for r in sorted(rows, key=lambda r: r["id"])]
 
 

@@ -58,7 +58,7 @@ def test_a_new_architecture_from_the_command_line_and_the_lr_a_finish_records(tm
             main(["unet-nuclei", *common, "--out", str(tmp_path / "bad"), *bad])
 
 
-def test_colour_weight_from_the_command_line_is_trained_with_and_recorded(tmp_path):
+def test_colour_weight_from_the_command_line_reaches_the_recipe_and_its_record(tmp_path):
     import pytest
 
     data, out = tmp_path / "dsb", tmp_path / "run"
