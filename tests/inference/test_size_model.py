@@ -202,6 +202,10 @@ def test_referee_takes_the_reading_when_its_scale_is_factor_one_itself():
     # ... while a reading that points to another scale is still checked there
     probe, size_of, asked = _fake_probes(lambda g: 1.3 if g == 1.0 else 25.0)
     assert _refereed(1.3, 24.0, probe, size_of) == 25.0 and asked[0] == pytest.approx(16.0 / 24.0)
+    # a reading just below the model's size is factor 1 itself too: it stands (no enlarged window
+    # was probed, so there is nothing to split the difference with)
+    probe, size_of, asked = _fake_probes(lambda g: 1.3)
+    assert _refereed(1.3, 15.0, probe, size_of) == 15.0 and asked == []
 
 
 def test_referee_measures_again_where_the_objects_will_be_segmented():

@@ -67,6 +67,9 @@ def test_colour_weight_from_the_command_line_reaches_the_recipe_and_its_record(t
     assert main(["unet-nuclei", *common, "--out", str(out), "--colour-weight", "3.5"]) in (0, None)
     weights = load_model(out / "final").config.training["image_weights"]
     assert weights["colour (stained)"] == 3.5 and weights["grey, bright background"] == 6.0
+    # finishing the run again (no flag) records the weights it trained with, not the recipe's
+    assert main(["finish-unet-nuclei", *common, "--out", str(out)]) in (0, None)
+    assert load_model(out / "final").config.training["image_weights"]["colour (stained)"] == 3.5
     with pytest.raises(SystemExit):  # the H&E recipe draws its images by source, not by DSB2018 kind
         main(["stardist-he", *common, "--out", str(tmp_path / "he"), "--colour-weight", "2"])
 

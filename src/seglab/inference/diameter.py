@@ -616,8 +616,8 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         # the model's size (a window of a large plane holds too few whole ones to measure at either
         # scale: DSB2018 val 76a372bfd3fa enlarged 2x); below it, nothing found is more likely empty.
         trusted = d is not None or regressed > target
-        if checked is None and trusted and d is not None and g > 1.0:
-            # ... except where the reading asks to enlarge: the enlarged window covers 1/g^2 of the
+        if checked is None and not same and d is not None and g > 1.0:
+            # ... except where the reading asks to enlarge and that window was probed: it covers 1/g^2 of the
             # original pixels, so a sparse plane leaves too few objects there, and small objects are
             # not cut into fragments at factor 1, so the measure there (whole objects, at least
             # MIN_OBJECTS of them) is no less likely than the reading: neither is confirmed, and

@@ -115,6 +115,12 @@ def image_weight(recipe: dict, item) -> float:
     return float(recipe.get("bright_weight", 1.0)) if kind == "grey, bright background" else 1.0
 
 
+def image_weights(recipe: dict) -> dict[str, float]:
+    """The draw weights of :func:`image_weight` by kind, as a run records them."""
+    return {"colour (stained)": float(recipe["colour_weight"]),
+            "grey, bright background": float(recipe.get("bright_weight", 1.0))}
+
+
 def split_train_tune(root: Path) -> tuple[list[str], list[str]]:
     """Ids of training images and of the held-out tune set (every tenth per channel group)."""
     rows = [r for r in read_manifest(root) if r["split"] == "train"]
@@ -233,7 +239,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         sampler.close()
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
-           "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr}
+           "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr,
+           "image_weights": image_weights(recipe)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
@@ -250,8 +257,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
-             "n_train_images", "lr", "weight_average", "initialised_from", "backbone_initialised_from",
-             "previous_phase")
+             "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
+             "backbone_initialised_from", "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -322,8 +329,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         "batch_size": args.batch_size or recipe["batch_size"],
         "lr": run_lr(args, run, recipe),
         "augment": recipe["augment"],
-        "image_weights": {"colour (stained)": recipe["colour_weight"],
-                          "grey, bright background": recipe.get("bright_weight", 1.0)},
+        "image_weights": image_weights(recipe),
         "device": str(args.device),
         "torch": torch.__version__,
         "seed": args.seed,
@@ -425,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             run = {**run_from_log(Path(args.log)), "n_train_images": len(train_ids)}
         else:
             p.error("finishing needs train_result.json in --out or --log LOGFILE")
+        colour = (run.get("image_weights") or {}).get("colour (stained)")
+        if colour is not None:  # a run trained with --colour-weight: its record and sizes say so
+            recipe = {**recipe, "colour_weight": colour}
         tune_items = load_split(root, "train", tune_ids)[: args.max_eval_images]
         finish(model, root, tune_items, Path(args.out), recipe, args, run)
     return 0
