@@ -70,7 +70,8 @@ def select_channels(
     raise SeglabError(
         f"the model takes {model_channels} channel(s) but the image has {n} {kind} channel(s); "
         f"pick {model_channels} channel(s): --channels (command line), 'Channels' (Segment widget) "
-        f"or channels= (Python), e.g. {' '.join(str(i) for i in range(model_channels))}"
+        f"or channels= (Python), e.g. {','.join(str(i) for i in range(model_channels))} "
+        f"(channels={list(range(model_channels))} in Python)"
     )
 
 
