@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 Step = tuple[int, int]
 
 
+#: key of a teacher model's activated output maps among a training batch's targets
+#: (knowledge distillation, :mod:`seglab.training.distill`)
+TEACHER_KEY = "teacher"
+
+
 @dataclass(frozen=True)
 class ThresholdSpec:
     """One threshold of a family: its default, allowed range, step, tuning values and meaning.
@@ -112,6 +117,9 @@ class SegmentationModel(ABC):
     finetune_lr: ClassVar[float] = 3e-4
     #: whether predictions carry bounding boxes (table columns ``bbox_y0, bbox_x0, bbox_y1, bbox_x1``)
     has_boxes: ClassVar[bool] = False
+    #: whether :meth:`loss` learns from a teacher's maps among the targets (``TEACHER_KEY``;
+    #: :mod:`seglab.training.distill`)
+    supports_distillation: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

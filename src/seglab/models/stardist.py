@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
+from seglab.models.base import TEACHER_KEY, ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.star_geometry import (
     fill_label_holes,
     polygon_coords,
@@ -91,6 +91,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
     #: extra label context around each training patch, so that radial distances of objects
     #: cut by the patch border are measured on the whole object
     target_margin: ClassVar[int] = 32
+    supports_distillation: ClassVar[bool] = True
 
     @classmethod
     def build_network(cls, config: ModelConfig) -> nn.Module:
@@ -190,5 +191,17 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         # distances count where the target probability is high (near centres), as in StarDist
         w = prob_t * valid
         l1 = ((dist - dist_t).abs().mean(dim=1, keepdim=True) * w).sum() / w.sum().clamp_min(1e-6)
-        total = bce + float(self.config.loss.get("dist_weight", 0.2)) * l1
-        return total, {"bce": bce.detach().item(), "dist_l1": l1.detach().item()}
+        dist_weight = float(self.config.loss.get("dist_weight", 0.2))
+        total = bce + dist_weight * l1
+        parts = {"bce": bce.detach().item(), "dist_l1": l1.detach().item()}
+        if TEACHER_KEY in targets:
+            # a teacher's maps: its probability as a soft target everywhere, its distances where
+            # it (or the labels) sees a centre
+            teacher = targets[TEACHER_KEY].float()
+            prob_s, dist_s = teacher[:, :1], teacher[:, 1:]
+            kd_bce = (F.binary_cross_entropy_with_logits(logit, prob_s, reduction="none") * valid).sum() / n
+            ws = torch.maximum(prob_s, prob_t) * valid
+            kd_l1 = ((dist - dist_s).abs().mean(dim=1, keepdim=True) * ws).sum() / ws.sum().clamp_min(1e-6)
+            total = total + float(self.config.loss.get("distill_weight", 1.0)) * (kd_bce + dist_weight * kd_l1)
+            parts.update({"kd_bce": kd_bce.detach().item(), "kd_l1": kd_l1.detach().item()})
+        return total, parts

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seglab.progress import run_to_end
-from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
+from seglab.models.base import TEACHER_KEY, ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.grey_reconstruction import reconstruction_dilation
 from seglab.models.targets import normalized_distance, touching_boundaries
 from seglab.models.unet_net import BatchNormFolding, UNet, features_iter
@@ -156,6 +156,7 @@ class UNetModel(BatchNormFolding, SegmentationModel):
     family: ClassVar[str] = "unet"
     architecture_keys: ClassVar[frozenset[str]] = frozenset({"widths", "convs_per_block", "stem", "full_width"})
     finetune_lr: ClassVar[float] = 1e-3
+    supports_distillation: ClassVar[bool] = True
     threshold_specs: ClassVar[dict[str, ThresholdSpec]] = {
         "prob_thresh": ThresholdSpec(
             0.5, 0.0, 1.0, 0.05, "foreground probability where objects end: raise it for tighter "
@@ -233,4 +234,15 @@ class UNetModel(BatchNormFolding, SegmentationModel):
         w = valid * (0.2 + fg_t) if border is None else valid * (0.2 + fg_t + bw * border)
         dist_err = ((torch.sigmoid(dist_logit) - dist_t) ** 2 * w).sum() / w.sum().clamp_min(1.0)
         total = bce + dice + 4.0 * dist_err
-        return total, {"bce": bce.detach().item(), "dice": dice.detach().item(), "dist": dist_err.detach().item()}
+        parts = {"bce": bce.detach().item(), "dice": dice.detach().item(), "dist": dist_err.detach().item()}
+        if TEACHER_KEY in targets:
+            # a teacher's maps: its foreground as a soft target, its distance where it or the
+            # labels see foreground
+            teacher = targets[TEACHER_KEY].float()
+            fg_s, dist_s = teacher[:, :1], teacher[:, 1:2]
+            kd_bce = (F.binary_cross_entropy_with_logits(fg_logit, fg_s, reduction="none") * valid).sum() / n
+            ws = valid * (0.2 + torch.maximum(fg_t, fg_s))
+            kd_dist = ((torch.sigmoid(dist_logit) - dist_s) ** 2 * ws).sum() / ws.sum().clamp_min(1.0)
+            total = total + float(self.config.loss.get("distill_weight", 1.0)) * (kd_bce + 4.0 * kd_dist)
+            parts.update({"kd_bce": kd_bce.detach().item(), "kd_dist": kd_dist.detach().item()})
+        return total, parts

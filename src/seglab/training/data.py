@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from seglab.errors import SeglabError
 from seglab.inference.normalize import model_input
-from seglab.models.base import SegmentationModel
+from seglab.models.base import TEACHER_KEY, SegmentationModel
+from seglab.training.distill import teacher_maps
 
 
 @dataclass
@@ -121,6 +122,9 @@ class PatchSampler:
     patch_size: int = 256
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
+    #: a trained model whose maps on each patch join the targets (knowledge distillation,
+    #: :mod:`seglab.training.distill`); ``None``: the labels' targets only
+    teacher: SegmentationModel | None = None
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -192,13 +196,27 @@ class PatchSampler:
         for _ in range(n):
             img, lab, val = self.sample(margin=m)
             t = model.make_targets(lab)
-            imgs.append(img[:, m : m + p, m : m + p])
+            imgs.append(img)
             vals.append(val[m : m + p, m : m + p])
             targets.append({k: v[..., ms : ms + ps, ms : ms + ps] for k, v in t.items()})
-        x = torch.from_numpy(np.stack(imgs))
+        full = torch.from_numpy(np.stack(imgs))
+        x = full[:, :, m : m + p, m : m + p].contiguous()
         v = torch.from_numpy(np.stack(vals)[:, None])
         t = {k: torch.from_numpy(np.stack([d[k] for d in targets])) for k in targets[0]}
+        if self.teacher is not None:
+            # the teacher sees the same context as the labels' targets; its maps are cropped alike
+            t[TEACHER_KEY] = self._teacher_maps(full, stride)[..., ms : ms + ps, ms : ms + ps].contiguous()
         return x, t, v
+
+    def _teacher_maps(self, full: torch.Tensor, stride: int) -> torch.Tensor:
+        """The teacher's maps of patches with context, padded (reflect) to its size divisor."""
+        size = full.shape[-1]
+        div = int(np.lcm(int(self.teacher.size_divisor), stride))
+        pad = -size % div
+        if pad:
+            full = F.pad(full, (0, pad, 0, pad), mode="reflect")
+        maps = teacher_maps(self.teacher, full)
+        return maps[..., : size // stride, : size // stride]
 
 
 class PrefetchSampler:

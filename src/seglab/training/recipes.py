@@ -210,6 +210,15 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
                   name=it.name)
         for it in train_items
     ]
+    teacher = None
+    if args.teacher:
+        from seglab.models.registry import get_model
+        from seglab.training.distill import check_pair
+
+        teacher = get_model(args.teacher)
+        check_pair(teacher, model)
+        model.config.loss = {**model.config.loss, "distill_weight": args.distill_weight}
+        _log(f"teacher: {args.teacher} (its maps as soft targets, weight {args.distill_weight})")
     aug = recipe["augment"]
     model.config.object_diameter, size_range = seen_object_diameter(
         [p.labels for p in pairs], [p.weight for p in pairs], aug["scale_range"])
@@ -218,7 +227,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     # the next batches (augmentation, targets) are made in a thread while the network trains
     sampler = PrefetchSampler(PatchSampler(pairs, recipe["patch_size"],
                                            Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
-                                                   invert_prob=aug["invert_prob"]), seed=args.seed))
+                                                   invert_prob=aug["invert_prob"]), seed=args.seed,
+                                           teacher=teacher))
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
                              lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
                              warmup_steps=recipe.get("warmup_steps", 50), ema_decay=args.ema_decay)
@@ -243,6 +253,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
            "image_weights": image_weights(recipe)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
+    if teacher is not None:
+        run["teacher"] = {"model": str(args.teacher), "distill_weight": args.distill_weight}
     if args.init_from and not args.init:
         run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
@@ -258,7 +270,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
-             "backbone_initialised_from", "previous_phase")
+             "backbone_initialised_from", "teacher", "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -387,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--colour-weight", type=float, default=None,
                    help="how often a colour (stained) DSB2018 image is drawn against a grey one "
                         "(default: the recipe's)")
+    p.add_argument("--teacher", default=None,
+                   help="a trained model (name or folder) of the same family whose maps on every patch "
+                        "are soft targets beside the labels' (knowledge distillation; StarDist, U-Net)")
+    p.add_argument("--distill-weight", type=float, default=1.0,
+                   help="weight of the teacher's soft targets against the labels' (with --teacher)")
     p.add_argument("--max-eval-images", type=int, default=None,
                    help="score only the first N tune and val images (a quick check of the recipe, not a result)")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
@@ -394,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
     if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
         p.error("--border-weight is a U-Net loss setting")
+    if args.teacher and args.recipe not in RECIPES:
+        p.error("--teacher is a setting of the DSB2018 recipes' training")
     if args.colour_weight is not None and args.recipe not in RECIPES:
         p.error("--colour-weight is a setting of the DSB2018 recipes' training")
     if args.architecture and (args.init or args.recipe.startswith(("finish-", "object-diameter-"))):
