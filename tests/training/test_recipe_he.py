@@ -56,3 +56,27 @@ def test_recipe_cli_knows_stardist_he(capsys):
     with pytest.raises(SystemExit):
         main(["stardist-he"])  # neither --steps nor --time-budget
     assert "give --steps or --time-budget" in capsys.readouterr().err
+
+
+def test_monuseg_weight_from_the_command_line_reaches_the_sampler(tmp_path, monkeypatch):
+    from seglab.models.storage import new_model
+    from seglab.training import recipe_he
+
+    seen = {}
+    monkeypatch.setattr(recipe_he, "train_he", lambda args, recipe: seen.update(recipe))
+    assert main(["stardist-he", "--steps", "1", "--monuseg-weight", "3"]) in (0, None)
+    assert seen["monuseg_weight"] == 3.0 and recipe_he.STARDIST_HE["monuseg_weight"] == 1.5
+    for bad in (["unet-nuclei", "--steps", "1", "--monuseg-weight", "3"],
+                ["stardist-he", "--steps", "1", "--monuseg-weight", "0"]):
+        with pytest.raises(SystemExit):
+            main(bad)
+    # the sampler draws MoNuSeg pixels that much more often than DSB2018 colour ones
+    dsb, mo = tmp_path / "dsb", tmp_path / "mo"
+    _folder(dsb, [(f"c{i:02d}", "train", 3) for i in range(12)], (32, 40))
+    _folder(mo, [("t0", "train", 3)], (32, MONUSEG_TUNE_COLUMNS + 40))
+    data = he_data(dsb, mo)
+    model = new_model("stardist", "he", architecture={"widths": [8, 16], "n_rays": 8}, input_channels=3)
+    for weight in (1.5, 3.0):
+        pairs = recipe_he._sampler(model, data, {**recipe_he.STARDIST_HE, "monuseg_weight": weight}, 0).pairs
+        by_name = {p.name: p.weight for p in pairs}
+        assert by_name["t0"] / by_name["c00"] == pytest.approx(weight)  # same size here: 32 x 40

@@ -193,7 +193,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune score {result.best_score} "
          f"at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
-           "tune_score_best_checkpoint": result.best_score, "lr": settings.lr}
+           "tune_score_best_checkpoint": result.best_score, "lr": settings.lr,
+           "monuseg_weight": float(recipe["monuseg_weight"])}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
@@ -259,7 +260,7 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         "patch_size": recipe["patch_size"],
         "batch_size": args.batch_size or recipe["batch_size"],
         "lr": run_lr(args, run, recipe),
-        "monuseg_weight": recipe["monuseg_weight"],
+        "monuseg_weight": run.get("monuseg_weight", recipe["monuseg_weight"]),
         "augment": a,
         "normalization": "per-channel percentiles 1 / 99.8 (the RGB channels as they are, not luma)",
         "device": str(args.device),

@@ -270,7 +270,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
-             "backbone_initialised_from", "teacher", "previous_phase")
+             "backbone_initialised_from", "teacher", "monuseg_weight", "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--colour-weight", type=float, default=None,
                    help="how often a colour (stained) DSB2018 image is drawn against a grey one "
                         "(default: the recipe's)")
+    p.add_argument("--monuseg-weight", type=float, default=None,
+                   help=f"{he}: how much more likely a MoNuSeg pixel is drawn than a DSB2018 colour one "
+                        f"(default: the recipe's {recipe_he.STARDIST_HE['monuseg_weight']})")
     p.add_argument("--teacher", default=None,
                    help="a trained model (name or folder) of the same family whose maps on every patch "
                         "are soft targets beside the labels' (knowledge distillation; StarDist, U-Net)")
@@ -411,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or f"runs/{args.recipe.removeprefix('finish-')}"
     if args.border_weight is not None and not args.recipe.endswith("unet-nuclei"):
         p.error("--border-weight is a U-Net loss setting")
+    if args.monuseg_weight is not None and args.recipe != he:
+        p.error(f"--monuseg-weight is a setting of the {he} training")
+    if args.monuseg_weight is not None and not args.monuseg_weight > 0:
+        p.error("--monuseg-weight must be positive")
     if args.teacher and args.recipe not in RECIPES:
         p.error("--teacher is a setting of the DSB2018 recipes' training")
     if args.colour_weight is not None and args.recipe not in RECIPES:
@@ -428,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.recipe == he:
         if args.steps is None and args.time_budget is None:
             p.error("give --steps or --time-budget")
-        recipe_he.train_he(args)
+        he_recipe = recipe_he.STARDIST_HE
+        if args.monuseg_weight is not None:
+            he_recipe = {**he_recipe, "monuseg_weight": args.monuseg_weight}
+        recipe_he.train_he(args, he_recipe)
     elif args.recipe == f"finish-{he}":
         recipe_he.finish_only(args)
     elif args.recipe in RECIPES:
