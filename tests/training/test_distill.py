@@ -138,3 +138,6 @@ def test_the_recipe_trains_with_a_teacher_and_records_it(tmp_path):
         main(["stardist-nuclei", *common, "--out", str(tmp_path / "bad"), "--teacher", "unet-nuclei"])
     with pytest.raises(SystemExit):  # the H&E recipe has no teacher setting
         main(["stardist-he", *common, "--out", str(tmp_path / "he"), "--teacher", "stardist-nuclei"])
+    for bad in (["--distill-weight", "2"], ["--teacher", "stardist-nuclei", "--distill-weight", "0"]):
+        with pytest.raises(SystemExit):  # a weight without a teacher; a weight that teaches nothing
+            main(["stardist-nuclei", *common, "--out", str(tmp_path / "bad2"), *bad])

@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", default=None,
                    help="a trained model (name or folder) of the same family whose maps on every patch "
                         "are soft targets beside the labels' (knowledge distillation; StarDist, U-Net)")
-    p.add_argument("--distill-weight", type=float, default=1.0,
-                   help="weight of the teacher's soft targets against the labels' (with --teacher)")
+    p.add_argument("--distill-weight", type=float, default=None,
+                   help="weight of the teacher's soft targets against the labels' (with --teacher; default 1)")
     p.add_argument("--max-eval-images", type=int, default=None,
                    help="score only the first N tune and val images (a quick check of the recipe, not a result)")
     p.add_argument("--log", default=None, help="finish: training log to take steps and time from")
@@ -418,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--monuseg-weight is a setting of the {he} training")
     if args.monuseg_weight is not None and not args.monuseg_weight > 0:
         p.error("--monuseg-weight must be positive")
+    if args.distill_weight is not None and not args.teacher:
+        p.error("--distill-weight weighs a teacher's targets: give --teacher")
+    if args.distill_weight is not None and not args.distill_weight > 0:
+        p.error("--distill-weight must be positive")
+    if args.teacher and args.distill_weight is None:
+        args.distill_weight = 1.0
     if args.teacher and args.recipe not in RECIPES:
         p.error("--teacher is a setting of the DSB2018 recipes' training")
     if args.colour_weight is not None and args.recipe not in RECIPES:
