@@ -196,16 +196,17 @@ class PatchSampler:
         for _ in range(n):
             img, lab, val = self.sample(margin=m)
             t = model.make_targets(lab)
-            imgs.append(img)
+            # the patch with its context only where a teacher is to see it
+            imgs.append(img if self.teacher is not None else img[:, m : m + p, m : m + p])
             vals.append(val[m : m + p, m : m + p])
             targets.append({k: v[..., ms : ms + ps, ms : ms + ps] for k, v in t.items()})
-        full = torch.from_numpy(np.stack(imgs))
-        x = full[:, :, m : m + p, m : m + p].contiguous()
+        x = torch.from_numpy(np.stack(imgs))
         v = torch.from_numpy(np.stack(vals)[:, None])
         t = {k: torch.from_numpy(np.stack([d[k] for d in targets])) for k in targets[0]}
         if self.teacher is not None:
             # the teacher sees the same context as the labels' targets; its maps are cropped alike
-            t[TEACHER_KEY] = self._teacher_maps(full, stride)[..., ms : ms + ps, ms : ms + ps].contiguous()
+            t[TEACHER_KEY] = self._teacher_maps(x, stride)[..., ms : ms + ps, ms : ms + ps].contiguous()
+            x = x[:, :, m : m + p, m : m + p].contiguous()
         return x, t, v
 
     def _teacher_maps(self, full: torch.Tensor, stride: int) -> torch.Tensor:
