@@ -15,8 +15,9 @@ from tests_helpers import fake_dsb
 
 
 def _star(name: str, widths=(8, 16, 32), **arch) -> object:
-    torch.manual_seed(len(name))
-    return new_model("stardist", name, architecture={"widths": list(widths), "n_rays": 8, "grid": 2, **arch})
+    with torch.random.fork_rng():  # seeded weights, leaving the global seed to the tests after
+        torch.manual_seed(len(name))
+        return new_model("stardist", name, architecture={"widths": list(widths), "n_rays": 8, "grid": 2, **arch})
 
 
 def _pairs(n: int = 3) -> list:
