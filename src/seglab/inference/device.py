@@ -40,6 +40,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     raise SeglabError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
 
 
+def device_name(device: str | torch.device | None = "auto") -> str:
+    """The device a run used, as a record says it: ``cpu``, or e.g. ``cuda (NVIDIA H200)``."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return dev.type
+
+
 #: smallest tile the out-of-memory fallback tries before leaving the GPU
 MIN_OOM_TILE = 256
 

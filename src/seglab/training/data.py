@@ -274,3 +274,74 @@ class PrefetchSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches of a :class:`PatchSampler`, each worker process drawing with its own seed."""
+
+    def __init__(self, sampler: PatchSampler, n: int, model: SegmentationModel) -> None:
+        self.sampler, self.n, self.model = sampler, n, model
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        # a different stream per worker, reproducible from the sampler's seed
+        self.sampler.rng = np.random.default_rng([int(self.sampler.seed), 1 + worker])
+        while True:
+            yield self.sampler.batch(self.n, self.model)
+
+
+class WorkerSampler:
+    """Makes batches of ``sampler`` in ``workers`` processes, for machines whose network outruns
+    one thread of augmentation and targets (a GPU beside many CPU cores).
+
+    Serves one batch size and model, as :class:`PrefetchSampler`. The worker processes start
+    here, before the network moves to a GPU, and each draws patches with its own seed
+    (``[sampler.seed, 1 + worker]``), so a run is reproducible for a given number of workers.
+    A teacher is not supported (it would run in every worker). :meth:`close` stops them.
+    """
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, model: SegmentationModel, workers: int,
+                 prefetch: int = 4) -> None:
+        if workers < 1:
+            raise SeglabError("the number of data workers must be at least 1")
+        if sampler.teacher is not None:
+            raise SeglabError("a teacher's maps are made in the training process: use the thread prefetcher")
+        self.sampler = sampler
+        self._args = (batch_size, model)
+        # one batch here first: errors in the data surface at once, and compiled target code is
+        # compiled once, before the workers are forked
+        sampler.batch(batch_size, model)
+        import multiprocessing
+
+        ctx = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        self._loader = torch.utils.data.DataLoader(
+            _BatchStream(sampler, batch_size, model), batch_size=None, num_workers=workers,
+            prefetch_factor=prefetch, multiprocessing_context=ctx, pin_memory=torch.cuda.is_available())
+        self._iter = iter(self._loader)
+        #: batches handed out so far
+        self.served = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.sampler, name)
+
+    def batch(self, n: int, model: SegmentationModel) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        if (n, model) != self._args:
+            raise SeglabError("a sampler with worker processes serves one batch size and model")
+        if self._iter is None:
+            raise SeglabError("the data workers were stopped")
+        self.served += 1
+        return next(self._iter)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._iter = None  # the loader's iterator stops its workers when released
+
+
+def background_sampler(sampler: PatchSampler, batch_size: int, model: SegmentationModel,
+                       workers: int = 0) -> PrefetchSampler | WorkerSampler:
+    """The sampler a recipe trains from: batches made in ``workers`` processes, or (0) in one
+    background thread."""
+    if workers:
+        return WorkerSampler(sampler, batch_size, model, workers)
+    return PrefetchSampler(sampler)

@@ -139,8 +139,10 @@ def train_iter(
     dev = resolve_device(device)
     torch.manual_seed(settings.seed)
     net = model.network.to(dev)
-    if dev.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    # channels_last: the layout the CPU's bf16 kernels and a GPU's tensor cores run fastest in
+    net.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest convolutions once
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     anchor = ([(p, p.detach().float().clone()) for p in net.parameters() if p.requires_grad]
               if settings.anchor_weight > 0 else None)
@@ -208,11 +210,9 @@ def train_iter(
             for g in opt.param_groups:
                 g["lr"] = lr
             x, targets, valid = sampler.batch(settings.batch_size, model)
-            x = x.to(dev)
-            if dev.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            targets = {k: v.to(dev) for k, v in targets.items()}
-            valid = valid.to(dev)
+            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            targets = {k: v.to(dev, non_blocking=True) for k, v in targets.items()}
+            valid = valid.to(dev, non_blocking=True)
             with autocast(dev, settings.amp):
                 loss, parts = model.training_loss(net, x, targets, valid)
             if anchor is not None:

@@ -32,10 +32,11 @@ import torch
 
 from seglab.datasets import image_kind, load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.inference.device import device_name
 from seglab.inference.diameter import equivalent_diameters
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
-from seglab.training.data import Augment, PatchSampler, PrefetchSampler, make_pair
+from seglab.training.data import Augment, PatchSampler, background_sampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
 from seglab.training.replay import DSB2018_REPLAY
 
@@ -224,14 +225,16 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         [p.labels for p in pairs], [p.weight for p in pairs], aug["scale_range"])
     _log(f"object diameter (median, as seen in training): {model.config.object_diameter} px, "
          f"10th-90th percentile {size_range}")
-    # the next batches (augmentation, targets) are made in a thread while the network trains
-    sampler = PrefetchSampler(PatchSampler(pairs, recipe["patch_size"],
-                                           Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
-                                                   invert_prob=aug["invert_prob"]), seed=args.seed,
-                                           teacher=teacher))
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget, batch_size=args.batch_size or recipe["batch_size"],
                              lr=args.lr or recipe["lr"], validate_every=args.validate_every, seed=args.seed,
                              warmup_steps=recipe.get("warmup_steps", 50), ema_decay=args.ema_decay)
+    # the next batches (augmentation, targets) are made in a thread (or --workers processes)
+    # while the network trains
+    sampler = background_sampler(
+        PatchSampler(pairs, recipe["patch_size"],
+                     Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
+                             invert_prob=aug["invert_prob"]), seed=args.seed, teacher=teacher),
+        settings.batch_size, model, args.workers)
 
     def on_best(m, step, score):
         m.config.training = {"checkpoint_step": step, "tune_ap50": score}
@@ -250,7 +253,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr,
-           "image_weights": image_weights(recipe)}
+           "image_weights": image_weights(recipe), "trained_on": device_name(args.device),
+           "data_workers": args.workers}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if teacher is not None:
@@ -264,13 +268,16 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         if prev:
             run["previous_phase"] = prev
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
+    if args.train_only:
+        _log(f"not finished (--train-only): finish-{recipe['name']} --out {out} does it")
+        return
     finish(model, root, tune_items, out, recipe, args, run)
 
 
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
-             "backbone_initialised_from", "teacher", "monuseg_weight", "previous_phase")
+             "backbone_initialised_from", "teacher", "monuseg_weight", "trained_on", "data_workers", "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -389,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None,
                    help="model (name or folder) whose tensors of matching name and shape start a new network")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--workers", type=int, default=0,
+                   help="make training batches in this many processes (a GPU beside many cores); "
+                        "0: in one background thread")
+    p.add_argument("--train-only", action="store_true",
+                   help="stop after training (best/ and train_result.json); finish-<recipe> finishes it")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="also keep an exponential moving average of the weights (e.g. 0.999); each "
                         "validation scores both, and the better is kept (0: off)")
@@ -430,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--colour-weight is a setting of the DSB2018 recipes' training")
     if args.architecture and (args.init or args.recipe.startswith(("finish-", "object-diameter-"))):
         p.error("--architecture builds a new network: not with --init, finish-* or object-diameter-*")
+    if args.workers < 0:
+        p.error("--workers must be 0 or more")
+    if args.workers and args.teacher:
+        p.error("--teacher runs in the training process: not with --workers")
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(args.seed)
