@@ -140,7 +140,7 @@ checkpoints and the thresholds; `val` was only scored for this report.
 
 """,
     "stardist-nuclei": """Trained here on CPU (2 cores, bfloat16 autocast, shared with other work) on the
-DSB2018 `train` split, in three phases, each from the previous one's weights (the exact command
+DSB2018 `train` split, in three phases (then two more on a GPU, session 22, below), each from the previous one's weights (the exact command
 of the last is in `training.recipe` below, the earlier ones' facts in `training.previous_phase`):
 1. `python -m seglab.training.recipes stardist-nuclei --data ../shared/data/dsb2018 --init-from unet-nuclei --time-budget 5000 --validate-every 500 --out runs/stardist-nuclei`
    (5,000 s, 6,639 steps of 8 patches of 256x256, lr 2e-3). `--init-from unet-nuclei` starts the
@@ -180,6 +180,17 @@ stride-2 stem, 16-32-64-128-256, a 32-channel head: 0.59x this network's CPU tim
 scratch for 7,211 s (14,358 steps): tune AP@0.5 0.812, `val` AP@0.5 0.747, so not shipped; its
 weights continue on the branch `wip/stardist-nuclei-s2` (docs/benchmarks.md, "With 16 px at the
 image's edges, and a stride-2-stem StarDist").
+
+Session 22: **phases 4 and 5 on a GPU** (an NVIDIA H200 lent for 15 minutes; 16 CPU cores making
+the batches in 8 worker processes, `--workers 8`), from the weights above, batch 8, a moving
+average of the weights (decay 0.999) scored beside them at each validation:
+4. `RUNS=sd BUDGET=450 DATA=.gpudata/dsb2018 bash benchmarks/device/train_gpu.sh` (`--lr 5e-4
+   --validate-every 2500 --seed 21`): 12,548 steps in 455 s (221 patches/s, about 20x this
+   model's CPU phases); tune AP@0.5 0.830, 0.832, 0.835, 0.839, **0.840** (12,500, the average);
+5. from those weights, `--lr 2e-4 --time-budget 210 --validate-every 2000 --seed 31`: 5,175 steps in
+   215 s; tune AP@0.5 0.840, 0.842, **0.843** (the last step, kept); finished on the CPU
+   (`finish-stardist-nuclei`: thresholds unchanged at 0.5 / 0.3, tune 0.842; size model refitted).
+   `val` AP@0.5 **0.787 -> 0.796** (table below). Not yet the issue's 0.80.
 
 Targets: holes in the labels filled; object probability = normalised distance to the
 background; 32 radial distances per pixel, measured on the patch plus 32 px of label context so

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Continue training stardist-nuclei and unet-nuclei side by side on a lent GPU machine (the
-# `device` tool of this workplace; see docs/benchmarks.md, "Training on a GPU"). Batches are made
-# by --workers processes (the machine has 16 cores); finishing (thresholds, val, size model) is
-# left to `python -m seglab.training.recipes finish-<recipe> --out runs/<run>` on any machine.
+# Continue training built-ins side by side on a lent GPU machine (the `device` tool of this
+# workplace; see docs/benchmarks.md, "Training on a GPU"), from their shipped weights. Batches
+# are made by --workers processes (the machine has 16 cores); finishing (thresholds, val, size
+# model) is left to `python -m seglab.training.recipes finish-<recipe> --out runs/gpu/<run>`
+# on any machine.
 #
-#   BUDGET=450 DATA=.gpudata/dsb2018 bash benchmarks/device/train_gpu.sh
+#   RUNS="sd un" BUDGET=450 DATA=.gpudata/dsb2018 bash benchmarks/device/train_gpu.sh
+#   RUNS=he BUDGET=450 DATA=.gpudata/dsb2018 MONUSEG=.gpudata/monuseg-kumar bash benchmarks/device/train_gpu.sh
 #
-# DATA is a DSB2018-style folder holding (at least) the train split. Everything the runs leave
-# (best/, train_result.json, logs, GPU load) is packed into $OUT/<run>.tar.
+# RUNS: sd (stardist-nuclei), un (unet-nuclei), he (stardist-he). DATA (and MONUSEG) are
+# DSB2018-style folders holding at least the train split (benchmarks/device/pack_data.py makes
+# them small enough to travel). Everything a run leaves (best/, train_result.json, its log, the
+# machine and GPU load) is packed into $OUT/<run>.tar.
 set -u
 BUDGET=${BUDGET:-450}
 DATA=${DATA:-../shared/data/dsb2018}
 OUT=${OUT:-runs/gpu-out}
+RUNS=${RUNS:-sd un}
+MONUSEG=${MONUSEG:-../shared/data/monuseg-kumar}
 SD_WORKERS=${SD_WORKERS:-8}
 UN_WORKERS=${UN_WORKERS:-5}
+HE_WORKERS=${HE_WORKERS:-13}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 NUMBA_NUM_THREADS=1 \
@@ -35,12 +42,22 @@ run() {  # run NAME RECIPE ARGS...
         > "runs/gpu/$name.log" 2>&1
     echo "$name exited $?" >> runs/gpu/machine.txt
 }
-run sd stardist-nuclei --init src/seglab/models/builtin/stardist-nuclei --lr 5e-4 --seed 21 --workers "$SD_WORKERS" &
-run un unet-nuclei --init src/seglab/models/builtin/unet-nuclei --lr 5e-4 --seed 22 --workers "$UN_WORKERS" &
+for name in $RUNS; do
+    case $name in
+        sd) run sd stardist-nuclei --init src/seglab/models/builtin/stardist-nuclei --lr 5e-4 --seed 21 \
+                --workers "$SD_WORKERS" & ;;
+        un) run un unet-nuclei --init src/seglab/models/builtin/unet-nuclei --lr 5e-4 --seed 22 \
+                --workers "$UN_WORKERS" & ;;
+        he) run he stardist-he --init src/seglab/models/builtin/stardist-he --monuseg "$MONUSEG" \
+                --monuseg-weight 3 --lr 3e-4 --seed 23 --workers "$HE_WORKERS" & ;;
+        *) echo "unknown run $name (sd, un, he)"; exit 2 ;;
+    esac
+done
 wait
 pkill -f "nvidia-smi dmon" 2>/dev/null
-tail -n 4 runs/gpu/sd.log runs/gpu/un.log
-for name in sd un; do
-    tar -cf "$OUT/$name.tar" -C runs/gpu "$name" "$name.log" machine.txt dmon.txt 2>/dev/null
+for name in $RUNS; do tail -n 4 "runs/gpu/$name.log"; done
+for name in $RUNS; do
+    # best/ only (16 MiB a file comes back): not the H&E recipe's last/
+    tar -cf "$OUT/$name.tar" -C runs/gpu --exclude="$name/last" "$name" "$name.log" machine.txt dmon.txt 2>/dev/null
 done
 ls -la "$OUT"

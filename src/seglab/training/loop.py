@@ -141,8 +141,10 @@ def train_iter(
     net = model.network.to(dev)
     # channels_last: the layout the CPU's bf16 kernels and a GPU's tensor cores run fastest in
     net.to(memory_format=torch.channels_last)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest convolutions once
+        # a fixed patch size: cuDNN picks its fastest convolutions once (restored when training ends)
+        torch.backends.cudnn.benchmark = True
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     anchor = ([(p, p.detach().float().clone()) for p in net.parameters() if p.requires_grad]
               if settings.anchor_weight > 0 else None)
@@ -245,6 +247,7 @@ def train_iter(
             run_validation()
         cancelled = False
     finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         net.eval()
         if best_state is not None:
             model.network.load_state_dict(best_state)
