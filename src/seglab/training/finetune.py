@@ -42,7 +42,7 @@ from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import clone_state, new_model, save_model
-from seglab.training.data import Augment, PatchSampler, TrainPair, make_pair
+from seglab.training.data import Augment, PatchSampler, PrefetchSampler, TrainPair, make_pair
 from seglab.training.loop import TrainEvent, TrainSettings, train_iter
 from seglab.training.replay import load_replay_set
 from seglab.training.sizing import annotated_diameter, rescale_item, rescale_pair, training_factor
@@ -596,7 +596,10 @@ def finetune_iter(
         left = budget - (time.perf_counter() - t0) - reserve
         train_settings = dataclasses.replace(plan.train, time_budget=max(left, 0.01))
     validate = (lambda m: ap50(m, val, device=dev)) if val else None
-    gen = train_iter(model, plan.sampler, train_settings, device=dev, validate=validate, report_every=1)
+    # the next batches (augmentation, targets) are made in a thread while the network trains; the
+    # same batches in the same order as drawing them in the loop
+    sampler = PrefetchSampler(plan.sampler)
+    gen = train_iter(model, sampler, train_settings, device=dev, validate=validate, report_every=1)
     last: TrainEvent | None = None
     best_val, history, stopped = None, [], False
     try:
@@ -613,6 +616,7 @@ def finetune_iter(
                 break
     finally:
         gen.close()  # restores the best weights seen so far
+        sampler.close()
     steps = 0 if last is None else last.step
     train_seconds = time.perf_counter() - t0
     scores: dict[str, Any] = {}
