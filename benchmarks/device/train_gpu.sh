@@ -27,7 +27,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 NUMBA
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 mkdir -p "$OUT" runs/gpu
 {
-    date -u; nproc; lscpu | grep -m1 "Model name"
+    date -u; nproc --all; lscpu | grep -m1 "Model name"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     "$PY" -c "import sys, torch, numpy, numba, scipy, skimage, tifffile; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__, 'numba', numba.__version__)"
 } > runs/gpu/machine.txt 2>&1
