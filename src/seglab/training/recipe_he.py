@@ -32,10 +32,10 @@ from seglab.evaluation import AnnotatedImage, predict_maps
 from seglab.metrics import evaluate
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
-from seglab.inference.device import device_name
 from seglab.training.data import Augment, PatchSampler, background_sampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
-from seglab.training.recipes import _log, recipe_architecture, run_lr, run_logged
+from seglab.training.recipes import (_log, recipe_architecture, run_lr, run_logged, stops_before_finish,
+                                     where_trained)
 
 STARDIST_HE = {
     "name": "stardist-he",
@@ -171,9 +171,9 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget,
                              batch_size=args.batch_size or recipe["batch_size"], lr=args.lr or recipe["lr"],
                              validate_every=args.validate_every, seed=args.seed, warmup_steps=50,
-                             ema_decay=getattr(args, "ema_decay", 0.0))
+                             ema_decay=args.ema_decay)
     sampler = background_sampler(_sampler(model, data, recipe, args.seed), settings.batch_size, model,
-                                 getattr(args, "workers", 0))
+                                 args.workers)
 
     def validate(m: SegmentationModel) -> float:
         s = he_scores(m, data["tune_monuseg"], data["tune_dsb"], device=args.device)
@@ -196,8 +196,7 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
          f"at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_score_best_checkpoint": result.best_score, "lr": settings.lr,
-           "monuseg_weight": float(recipe["monuseg_weight"]), "trained_on": device_name(args.device),
-           "data_workers": getattr(args, "workers", 0)}
+           "monuseg_weight": float(recipe["monuseg_weight"]), **where_trained(args)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
@@ -210,8 +209,7 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
         if prev:
             run["previous_phase"] = prev
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
-    if getattr(args, "train_only", False):
-        _log(f"not finished (--train-only): finish-{recipe['name']} --out {out} does it")
+    if stops_before_finish(args, recipe["name"], out):
         return
     finish_he(model, data, out, recipe, args, run)
 

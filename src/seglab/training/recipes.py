@@ -175,6 +175,18 @@ def run_logged(gen):
                 if ev.val_parts else ""))
 
 
+def where_trained(args: argparse.Namespace) -> dict:
+    """The run facts on where a recipe trained: the device and the data worker processes."""
+    return {"trained_on": device_name(args.device), "data_workers": args.workers}
+
+
+def stops_before_finish(args: argparse.Namespace, name: str, out: Path) -> bool:
+    """Whether the run ends after training (``--train-only``), saying how to finish it."""
+    if args.train_only:
+        _log(f"not finished (--train-only): finish-{name} --out {out} does it")
+    return bool(args.train_only)
+
+
 def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     """Train a built-in from its recipe (or from ``--init``), then :func:`finish` it."""
     root = Path(args.data)
@@ -253,8 +265,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr,
-           "image_weights": image_weights(recipe), "trained_on": device_name(args.device),
-           "data_workers": args.workers}
+           "image_weights": image_weights(recipe), **where_trained(args)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if teacher is not None:
@@ -268,8 +279,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         if prev:
             run["previous_phase"] = prev
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
-    if args.train_only:
-        _log(f"not finished (--train-only): finish-{recipe['name']} --out {out} does it")
+    if stops_before_finish(args, recipe["name"], out):
         return
     finish(model, root, tune_items, out, recipe, args, run)
 
