@@ -2,7 +2,13 @@
 and no rescaling (what the model card's training scores use), per tile and averaged (issue 11).
 
     python benchmarks/bench_he_val.py [--model stardist-he] [--monuseg ../shared/data/monuseg-kumar]
-                                      [--modes auto none] [--json benchmarks/results/he_val.json]
+                                      [--modes auto none true] [--factors 1 0.5 0.7 2]
+                                      [--json benchmarks/results/he_val.json]
+
+With ``--factors``, the tiles are also resized by each factor first (as the scale benchmark does,
+``bench_scale.resize_item``: 0.5 makes the 40x tiles look like 20x ones) and scored against
+their resized labels; mode ``true`` then gives the rescale that undoes the resize
+(``diameter`` = ``object_diameter`` x factor).
 
 AJI and PQ (at IoU 0.5) per tile averaged over tiles, as Kumar et al. and HoVer-Net report them,
 and pooled AP@0.5 (``seglab.metrics.evaluate``); with ``auto`` also each tile's estimated
@@ -20,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_scale import resize_item  # benchmarks/bench_scale.py
 from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
@@ -32,12 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
 
 
-def score_mode(model, items, mode: str) -> dict:
-    """Every tile segmented with ``diameter`` = ``mode`` (``auto`` or ``none``), and the scores."""
+def score_mode(model, items, mode: str, factor: float = 1.0) -> dict:
+    """Every tile segmented with ``diameter`` = ``mode`` (``auto``, ``none``, or ``true``: the model's
+    size times ``factor``, by which the tiles were resized), and the scores."""
     preds, tiles = [], []
+    diameter = {"none": None, "auto": "auto"}.get(mode, (model.config.object_diameter or 0) * factor or None)
     for it in items:
         t0 = time.perf_counter()
-        seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=None if mode == "none" else mode)
+        seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=diameter)
         preds.append(seg.labels)
         tiles.append({"tile": str(it.name), "true_median_diameter": round(float(np.median(equivalent_diameters(it.labels))), 1),
                       "diameter": None if seg.diameter is None else round(float(seg.diameter), 1),
@@ -53,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="stardist-he")
     p.add_argument("--monuseg", default=str(MONUSEG))
-    p.add_argument("--modes", nargs="+", default=["auto", "none"], choices=["auto", "none"])
+    p.add_argument("--modes", nargs="+", default=["auto", "none"], choices=["auto", "none", "true"])
+    p.add_argument("--factors", nargs="+", type=float, default=[1.0],
+                   help="resize the tiles by each factor first (1: as they are)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -64,17 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     out = {"dataset": "MoNuSeg (Kumar split) val", "model": args.model, "n_tiles": len(items), "cpu": cpu_model(),
            "cpu_count": os.cpu_count(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "object_diameter": model.config.object_diameter, "results": {}}
-    for mode in args.modes:
-        r = out["results"][mode] = score_mode(model, items, mode)
-        print(f"{args.model} {mode}: AJI {r['aji']:.3f} PQ {r['pq']:.3f} AP@0.5 {r['ap50']:.3f}", flush=True)
-        for t in r["tiles"]:
-            print(f"  {t['tile'][:16]} true {t['true_median_diameter']} px, diameter {t['diameter']}, "
-                  f"factor {t['factor']}: AJI {t.get('aji', float('nan')):.3f} PQ {t.get('pq', float('nan')):.3f}",
-                  flush=True)
+    for factor in args.factors:
+        scaled = [resize_item(it, factor) for it in items]
+        for mode in args.modes:
+            if mode == "true" and factor == 1.0:
+                continue  # the same as none
+            key = mode if factor == 1.0 else f"{factor:g}/{mode}"
+            report(args.model, key, out["results"].setdefault(key, score_mode(model, scaled, mode, factor)))
     out["load_avg_1min"] = load_1min()
     if args.json:
         write_json(args.json, out)
     return 0
+
+
+def report(name: str, key: str, r: dict) -> None:
+    """One mode's scores, and each tile's, on stdout."""
+    print(f"{name} {key}: AJI {r['aji']:.3f} PQ {r['pq']:.3f} AP@0.5 {r['ap50']:.3f}", flush=True)
+    for t in r["tiles"]:
+        print(f"  {t['tile'][:16]} true {t['true_median_diameter']} px, diameter {t['diameter']}, "
+              f"factor {t['factor']}: AJI {t.get('aji', float('nan')):.3f} PQ {t.get('pq', float('nan')):.3f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,30 @@ def test_tolerated_range_follows_the_training_sizes():
     assert lo == pytest.approx(14.0 / model.config.object_diameter) and hi == pytest.approx(20.0 / model.config.object_diameter)
 
 
+def test_a_model_measured_for_auto_brings_its_own_rule():
+    """``auto_rescale`` in a config replaces the default tolerance and aim for that model only."""
+    model = get_model("unet-nuclei")
+    assert dm.model_aim(model) is None  # the grey built-ins use the defaults
+    model.config.training["object_diameter_range"] = [14.0, 20.0]
+    model.config.auto_rescale = {"tolerance": [0.9, 1.6], "aim": [1.2, 1.3], "measured": "a test"}
+    assert dm.tolerated_range(model) == (0.9, 1.6)  # measured: not narrowed to the training sizes
+    assert dm.model_aim(model) == (1.2, 1.3)
+
+
+def test_auto_follows_the_models_own_rule():
+    """Discs at 0.7x the model's size: left alone by the default tolerance (0.6-1.5), brought to
+    the model's own aim (1.2x) when its config says that it does best there."""
+    model = get_model("unet-nuclei")
+    md = model.config.object_diameter
+    img, _ = disc_grid(0.7 * md, n=8)
+    seg = segment(model, img, device="cpu")
+    assert seg.scale_factor == 1.0 and seg.diameter / md < 0.9
+    model.config.auto_rescale = {"tolerance": [0.9, 1.5], "aim": [1.2, 1.25]}
+    seg = segment(model, img, device="cpu")
+    assert seg.scale_factor * seg.diameter / md == pytest.approx(1.2, rel=0.02)
+    assert seg.labels.shape == img.shape
+
+
 # ---- measuring ----------------------------------------------------------------------------------
 def test_equivalent_and_median_diameters():
     lab = np.zeros((50, 50), np.int32)

@@ -84,6 +84,10 @@ _DROP = object()
     ({"normalization": {"kind": "percentile", "low": -5, "high": 99}}, "normalization['low'] must be a percentile"),
     ({"object_diameter": 0}, "'object_diameter' must be a positive number or null"),
     ({"family": "cellpose"}, "unknown model family 'cellpose'"),
+    ({"auto_rescale": [0.9, 1.5]}, "'auto_rescale' must be a JSON object, not a list"),
+    ({"auto_rescale": {"tolerance": [0.9]}}, "auto_rescale['tolerance'] must be a list of two positive numbers"),
+    ({"auto_rescale": {"aim": [1.2, "big"]}}, "auto_rescale['aim'] must be a list of two positive numbers"),
+    ({"auto_rescale": {"tolerance": [1.1, 1.5]}}, "auto_rescale['tolerance'] must hold 1"),
 ])
 def test_config_fields_are_checked_with_clear_messages(tmp_path, tiny_model, changes, msg):
     folder = save_model(tiny_model, tmp_path / "m")

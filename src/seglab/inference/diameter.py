@@ -17,7 +17,8 @@ disc inside it, and the median over pieces, times a constant measured on nuclei
 (:data:`INSCRIBED_TO_EQUIVALENT`), is the equivalent diameter (:func:`measure`). Fragments with
 gaps between them are found by the half-scale check (:func:`fragment_cover`): larger objects
 there that the first objects make up. Sizes within :data:`AUTO_TOLERANCE` of the model's are left
-alone; others are brought to :data:`AUTO_AIM` (:func:`auto_factor`).
+alone; others are brought to :data:`AUTO_AIM` (:func:`auto_factor`); a model whose config has
+``auto_rescale`` (measured for it) uses its own tolerance and aim instead.
 """
 
 from __future__ import annotations
@@ -362,10 +363,14 @@ def fragment_cover(fine: np.ndarray, coarse: np.ndarray, min_diameter: float) ->
 def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
     """Multiples of the model's ``object_diameter`` that ``"auto"`` leaves alone.
 
+    The model's own ``auto_rescale["tolerance"]`` where its config has one (measured for it), else
     :data:`AUTO_TOLERANCE`, narrowed to the 10th-90th percentile of the sizes the model was trained
     on when its config records them (``training["object_diameter_range"]``, pixels) and they are
     narrower (a model trained on one size only tolerates less).
     """
+    own = model.config.auto_rescale.get("tolerance") if isinstance(model.config.auto_rescale, dict) else None
+    if own is not None:
+        return float(own[0]), float(own[1])
     lo, hi = AUTO_TOLERANCE
     target = model.config.object_diameter
     seen = model.config.training.get("object_diameter_range") if isinstance(model.config.training, dict) else None
@@ -376,6 +381,12 @@ def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
         except (TypeError, ValueError):
             pass
     return lo, hi
+
+
+def model_aim(model: SegmentationModel) -> tuple[float, float] | None:
+    """The model's own ``auto_rescale["aim"]`` (measured for it), or None: :data:`AUTO_AIM`."""
+    own = model.config.auto_rescale.get("aim") if isinstance(model.config.auto_rescale, dict) else None
+    return None if own is None else (float(own[0]), float(own[1]))
 
 
 def auto_factor(model_diameter: float | None, diameter: float | None,
@@ -494,13 +505,14 @@ def estimate_diameter_iter(
     fine = yield from probe(1.0)
     d = size_of(fine)
     lo, hi = tolerated_range(model)
+    aim = model_aim(model)
     regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)))
     if regressed is not None and (d is None or not _agree(d, regressed)):
         # in dispute: on large planes the size model reads more windows before the referee probes
         regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)), SIZE_WINDOWS)
     measured: dict[float, float | None] = {1.0: d}  # what the referee measured, by scale
     if regressed is not None:
-        d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi), measured)
+        d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi), measured, aim)
     elif d is None:
         for g in (0.25, 2.0):  # nothing at the model's scale: large objects, or tiny ones
             found = yield from probe(g)
@@ -537,7 +549,7 @@ def estimate_diameter_iter(
     seconds = time.perf_counter() - t0
     if d is None:
         return DiameterEstimate(None, 1.0, passes, seconds, regressed=regressed)
-    factor = auto_factor(target, d, (lo, hi))
+    factor = auto_factor(target, d, (lo, hi), aim)
     reuse: dict[int, Prediction] = {}
     for g, preds in whole.items():
         if len(preds) == len(planes) and REUSE_BAND[0] <= factor / g <= REUSE_BAND[1]:
@@ -581,14 +593,15 @@ def _agree(a: float, b: float) -> bool:
 def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Callable[..., Generator],
               size_of: Callable[[list[_Probe]], float | None], target: float,
               band: tuple[float, float],
-              measured: dict[float, float | None] | None = None) -> Generator[Any, None, float | None]:
+              measured: dict[float, float | None] | None = None,
+              aim: tuple[float, float] | None = None) -> Generator[Any, None, float | None]:
     """The size when a size model referees (see :func:`estimate_diameter_iter`, step 2): ``d`` measured
     at factor 1, or, when it disagrees with the size model's ``regressed``, the measure at the scale
     that the size model puts at the model's size, whichever is nearer ``regressed`` (the reading itself
     when that scale has too few objects to measure, or the geometric mean of reading and ``d`` when
     that scale enlarges); then measured again where the factor that size
-    implies brings the objects, kept if it agrees. Each scale's measure is recorded in ``measured``
-    (by factor; ``{1.0: d}`` when not given)."""
+    implies brings the objects (``aim``: :func:`auto_factor`'s), kept if it agrees. Each scale's
+    measure is recorded in ``measured`` (by factor; ``{1.0: d}`` when not given)."""
     if measured is None:
         measured = {1.0: d}
 
@@ -630,7 +643,7 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
     if not found:
         return None
     d = min(found, key=lambda v: abs(math.log(v / regressed)))
-    g = auto_factor(target, d, band)
+    g = auto_factor(target, d, band, aim)
     if g < 1.0:
         again = yield from at(g)
         if again is not None and _agree(again, regressed):

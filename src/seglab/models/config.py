@@ -35,6 +35,11 @@ class ModelConfig:
     # training objects at the scale the network saw them; None when unknown. Segmentation
     # with ``diameter=`` rescales images so that objects arrive at this size (issue 11).
     object_diameter: float | None = None
+    # how ``diameter="auto"`` treats this model's size, where measured for it (else the defaults
+    # of ``seglab.inference.diameter``): ``tolerance`` [low, high], the multiples of
+    # ``object_diameter`` left alone, and ``aim`` [from below, from above], the multiples that
+    # smaller and larger objects are brought to (``benchmarks/bench_auto_rule.py``)
+    auto_rescale: dict[str, Any] = field(default_factory=dict)
     # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
     loss: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +87,7 @@ def check_fields(values: dict[str, Any]) -> None:
             raise bad(name, "a string")
     if not values.get("name", "x").strip():
         raise SeglabError("model config field 'name' is empty")
-    for name in ("architecture", "normalization", "thresholds", "loss", "training", "scores"):
+    for name in ("architecture", "normalization", "thresholds", "loss", "training", "scores", "auto_rescale"):
         if name in values and not isinstance(values[name], dict):
             raise bad(name, "a JSON object")
     if "input_channels" in values and not (_is_int(values["input_channels"]) and values["input_channels"] >= 1):
@@ -92,6 +97,7 @@ def check_fields(values: dict[str, Any]) -> None:
     d = values.get("object_diameter")
     if d is not None and not (_is_number(d) and d > 0):
         raise bad("object_diameter", "a positive number or null")
+    _check_auto_rescale(values.get("auto_rescale", {}))
     for name in ("thresholds", "loss"):
         for k, v in values.get(name, {}).items():
             if not _is_number(v):
@@ -106,6 +112,18 @@ def check_fields(values: dict[str, Any]) -> None:
         if not _json_plain(v):
             raise SeglabError(f"model config architecture[{k!r}] must be a number, string or list of them, "
                               f"not {_kind(v)}")
+
+
+def _check_auto_rescale(rule: dict[str, Any]) -> None:
+    """``auto_rescale``: ``tolerance`` [low <= 1 <= high] and ``aim`` [two positive numbers], each optional."""
+    for k, v in rule.items():
+        if k not in ("tolerance", "aim"):
+            continue  # notes such as "measured" are free text
+        if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x > 0 for x in v)):
+            raise SeglabError(f"model config auto_rescale[{k!r}] must be a list of two positive numbers, not {_kind(v)}")
+    tol = rule.get("tolerance")
+    if tol is not None and not tol[0] <= 1.0 <= tol[1]:
+        raise SeglabError(f"model config auto_rescale['tolerance'] must hold 1 (low <= 1 <= high), not {tol}")
 
 
 def _json_plain(v: Any) -> bool:
