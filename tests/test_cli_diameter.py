@@ -89,3 +89,22 @@ def test_evaluate_with_a_diameter(tmp_path, one_image, sized_model_dir, capsys):
     assert main(["evaluate", "-m", str(sized_model_dir), "--images", str(d), "--labels", str(labs),
                  "--device", "cpu", "--diameter", "16"]) == 0
     assert "a: diameter 16.0 px, rescaled x0.5" in capsys.readouterr().err
+
+
+def test_auto_reads_the_files_pixel_size(tmp_path, sized_model_dir, capsys):
+    """A model trained at 0.25 um per pixel and an ImageJ TIFF calibrated at 0.5 um per pixel:
+    ``auto`` rescales by 2 without estimating and says so; the labels keep the file's grid."""
+    import json as _json
+
+    cfg_path = sized_model_dir / "config.json"
+    cfg = _json.loads(cfg_path.read_text())
+    cfg["auto_rescale"] = {"pixel_size_um": 0.25}
+    cfg_path.write_text(_json.dumps(cfg))
+    img, _ = blob_image((96, 128), n=6, seed=3)
+    src = tmp_path / "cal.tif"
+    tifffile.imwrite(src, img, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"})  # 2 px per um
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "-m", str(sized_model_dir), "-o", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "from the pixel size (0.5 µm)" in err and "rescaled x2" in err
+    assert tifffile.imread(next(out.glob("cal*labels*.tif"))).shape == img.shape

@@ -81,7 +81,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true", help="full precision (no bfloat16/float16 autocast)")
     p.add_argument("--diameter", type=_parse_diameter, default="auto", metavar="auto|none|PX",
                    help="object diameter in pixels: images are rescaled so objects arrive at the model's size; "
-                        "auto (default): estimated per image (once per stack); none: no rescaling")
+                        "auto (default): estimated per image (once per stack), or from the file's pixel size "
+                        "when the model records the pixel size it was trained at; none: no rescaling")
 
 
 def channel_list(text: str) -> list[int]:

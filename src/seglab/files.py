@@ -73,6 +73,8 @@ def describe_size(result: Any) -> str:
     if result.diameter is None:
         return "diameter unknown, not rescaled"
     text = f"diameter {result.diameter:.1f} px"
+    if getattr(result, "pixel_size", None) is not None:
+        text += f" from the pixel size ({result.pixel_size:.3g} µm)"
     return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
 
 
@@ -91,7 +93,7 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
     """Read ``path``, segment it with ``model`` (progress events), write ``kinds`` into ``outdir``."""
     from seglab.inference.engine import segment_iter
     from seglab.inference.lazy import is_lazy
-    from seglab.io.images import image_stem, read_image_data
+    from seglab.io.images import image_stem, pixel_size_um, read_image_data
 
     path = Path(path)
     data = read_image_data(path, lazy=options.out_of_core)
@@ -107,7 +109,8 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
     result = yield from segment_iter(
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,
-        thresholds=options.thresholds, diameter=options.diameter, **run)
+        thresholds=options.thresholds, diameter=options.diameter, pixel_size=pixel_size_um(data.pixel_size, data.unit),
+        **run)
     if options.link_z:
         from seglab.linking import link_stack
 

@@ -78,6 +78,43 @@ def test_auto_follows_the_models_own_rule():
     assert seg.labels.shape == img.shape
 
 
+def test_calibrated_diameter_from_pixel_sizes():
+    model = get_model("unet-nuclei")
+    md = model.config.object_diameter
+    assert dm.calibrated_diameter(model, 0.5) is None  # the grey built-ins record no pixel size
+    model.config.auto_rescale = {"pixel_size_um": 0.25}
+    assert dm.calibrated_diameter(model, 0.5) == pytest.approx(md / 2)  # pixels twice as large: objects half
+    assert dm.calibrated_diameter(model, 0.125) == pytest.approx(2 * md)
+    assert dm.calibrated_diameter(model, None) is None
+    assert dm.calibrated_diameter(model, 0.25 * 2.54e4 / 72) is None  # a 72 dpi "calibration": not believed
+    est = dm.calibrated_estimate(model, 0.5)
+    assert est.factor == pytest.approx(2.0) and est.pixel_size == 0.5
+    assert dm.calibrated_estimate(model, 0.26).factor == 1.0  # within the no-rescale band
+
+
+def test_auto_takes_a_calibrated_images_pixel_size(monkeypatch):
+    """With the image's and the model's pixel sizes known, ``auto`` rescales by their ratio and
+    runs no estimate; a given diameter or ``None`` still win; without a pixel size it estimates."""
+    model = get_model("unet-nuclei")
+    model.config.auto_rescale = {"pixel_size_um": 0.25}
+    img, _ = disc_grid(0.5 * model.config.object_diameter, n=8)
+    calls = []
+    real = dm.estimate_diameter_iter
+
+    def counting(*a, **k):
+        calls.append(1)
+        return (yield from real(*a, **k))
+
+    monkeypatch.setattr(dm, "estimate_diameter_iter", counting)
+    seg = segment(model, img, device="cpu", pixel_size=0.5)
+    assert not calls and seg.scale_factor == pytest.approx(2.0) and seg.pixel_size == 0.5
+    assert seg.diameter == pytest.approx(model.config.object_diameter / 2) and seg.labels.shape == img.shape
+    assert segment(model, img, device="cpu", pixel_size=0.5, diameter=None).scale_factor == 1.0
+    assert segment(model, img, device="cpu", pixel_size=0.5, diameter=16.0).pixel_size is None
+    seg = segment(model, img, device="cpu")
+    assert calls and seg.pixel_size is None
+
+
 # ---- measuring ----------------------------------------------------------------------------------
 def test_equivalent_and_median_diameters():
     lab = np.zeros((50, 50), np.int32)

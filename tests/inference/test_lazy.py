@@ -264,6 +264,21 @@ def test_dask_input_gives_the_zarr_input_result(tmp_path):
     np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
 
 
+def test_diameter_auto_from_the_pixel_size(tmp_path):
+    """A calibrated image and a model that records its training pixel size: no estimate, the
+    ratio of the pixel sizes, recorded in the result."""
+    img, _ = disc_grid((600, 500), spacing=56, rmin=14, rmax=17, seed=7)
+    cfg = ModelConfig(name="t", family="unet", tile_context=24, object_diameter=16.0,
+                      auto_rescale={"pixel_size_um": 0.5},
+                      thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
+    model = UNetModel(cfg, network=threshold_net())
+    events, res = drain(segment_lazy_iter(model, _zarr(tmp_path, img), tmp_path / "p.zarr", block_size=512,
+                                          diameter="auto", pixel_size=0.25, device="cpu", amp=False))
+    assert not any(e.stage == "estimate" for e in events)
+    assert res.scale_factor == pytest.approx(0.5) and res.diameter == pytest.approx(32.0) and res.pixel_size == 0.25
+    assert np.asarray(res.labels).shape == img.shape and res.n_objects > 0
+
+
 def test_diameter_auto_estimated_once_and_applied_to_every_block(tmp_path):
     from seglab.inference.diameter import auto_factor
 

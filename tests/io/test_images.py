@@ -4,7 +4,9 @@ import pytest
 import tifffile
 
 from seglab.errors import SeglabError
-from seglab.io.images import guess_channel_axis, list_images, normalize_unit, read_image, read_image_data
+from seglab.io.images import (
+    guess_channel_axis, list_images, normalize_unit, pixel_size_um, read_image, read_image_data,
+)
 
 
 def test_read_tiff_and_png(tmp_path):
@@ -108,3 +110,12 @@ def test_png_axes(tmp_path):
 def test_normalize_unit():
     assert [normalize_unit(u) for u in ("um", "micron", "µm", "\\u00B5m", "micrometer", "nm", "pixel", None)] == \
         ["µm", "µm", "µm", "µm", "µm", "nm", None, None]
+
+
+def test_pixel_size_in_micrometres():
+    assert pixel_size_um((0.5, 0.5), "micron") == pytest.approx(0.5)
+    assert pixel_size_um((250.0, 250.0), "nm") == pytest.approx(0.25)
+    assert pixel_size_um((0.001, 0.001), "mm") == pytest.approx(1.0)
+    assert pixel_size_um((0.2, 0.8), "µm") == pytest.approx(0.4)  # anisotropic: the geometric mean
+    assert pixel_size_um(None, "µm") is None and pixel_size_um((0.5, 0.5), None) is None
+    assert pixel_size_um((0.5, 0.5), "pixel") is None and pixel_size_um((0.0, 0.5), "µm") is None

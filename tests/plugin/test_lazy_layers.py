@@ -79,7 +79,7 @@ def test_store_event_shows_the_partial_store_at_once_and_the_result_reuses_its_l
     assert refreshed == [1]
     result = SimpleNamespace(labels=store, path=tmp_path / "labels.zarr", n_objects=1, thresholds={},
                              table={"label": np.array([7]), "area": np.array([1024])}, diameter=None,
-                             scale_factor=1.0)
+                             scale_factor=1.0, pixel_size=None)
     widget._show_lazy_result(src, "unet-nuclei", result)
     labels_layers = [lyr for lyr in viewer.layers if isinstance(lyr, napari.layers.Labels)]
     assert labels_layers == [live] and widget.output_layer is live and widget._live_layer is None

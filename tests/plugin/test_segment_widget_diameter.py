@@ -64,3 +64,24 @@ def test_estimate_button_fills_the_field(qtbot, segment_dock, segment_errors):
     assert not segment_errors and widget.estimate_button.enabled
     assert float(widget.diameter.value) == pytest.approx(true, rel=0.25)
     assert widget.diameter_used.value.startswith("estimated diameter")
+
+
+def test_a_calibrated_layer_gives_auto_its_pixel_size(qtbot, segment_dock, segment_errors):
+    """An H&E layer at 0.5 um per pixel (20x) and ``stardist-he`` (trained at 0.25 um): the run
+    and the Estimate button take the pixel size, rescale by 2 and say where the size came from."""
+    viewer, widget = segment_dock
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    layer = viewer.add_image(image, name="tissue", rgb=True, scale=(0.5, 0.5), units=("micrometer", "micrometer"))
+    widget.image.value = layer
+    widget.model.value = "stardist-he"
+    _, _, kwargs = widget._run_inputs(layer)
+    assert kwargs["pixel_size"] == pytest.approx(0.5)
+    worker = widget.estimate()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget._estimate_worker is None, timeout=60_000)
+    assert not segment_errors
+    assert widget.diameter_used.value.startswith("from the layer's calibration: diameter 9.3 px from the pixel size 0.5")
+    assert "rescaled x2" in widget.diameter_used.value
+    plain = viewer.add_image(image, name="uncalibrated", rgb=True)
+    assert widget._run_inputs(plain)[2]["pixel_size"] is None

@@ -80,3 +80,35 @@ def test_monuseg_weight_from_the_command_line_reaches_the_sampler(tmp_path, monk
         pairs = recipe_he._sampler(model, data, {**recipe_he.STARDIST_HE, "monuseg_weight": weight}, 0).pairs
         by_name = {p.name: p.weight for p in pairs}
         assert by_name["t0"] / by_name["c00"] == pytest.approx(weight)  # same size here: 32 x 40
+
+
+def test_scale_range_from_the_command_line_reaches_the_sampler_and_the_record(tmp_path, monkeypatch):
+    """``--scale-range`` widens the scale augmentation of the H&E training (only there), and the
+    finish of such a run takes the range from its record."""
+    from seglab.training import recipe_he
+
+    seen = {}
+    monkeypatch.setattr(recipe_he, "train_he", lambda args, recipe: seen.update(recipe))
+    assert main(["stardist-he", "--steps", "1", "--scale-range", "0.5", "1.6"]) in (0, None)
+    assert seen["augment"]["scale_range"] == [0.5, 1.6] and recipe_he.STARDIST_HE["augment"]["scale_range"] == [0.7, 1.4]
+    for bad in (["unet-nuclei", "--steps", "1", "--scale-range", "0.5", "1.6"],
+                ["stardist-he", "--steps", "1", "--scale-range", "1.2", "1.6"]):
+        with pytest.raises(SystemExit):
+            main(bad)
+    dsb, mo = tmp_path / "dsb", tmp_path / "mo"
+    _folder(dsb, [(f"c{i:02d}", "train", 3) for i in range(12)], (32, 40))
+    _folder(mo, [("t0", "train", 3)], (32, MONUSEG_TUNE_COLUMNS + 40))
+    from seglab.models.storage import new_model
+
+    model = new_model("stardist", "he", architecture={"widths": [8, 16], "n_rays": 8}, input_channels=3)
+    sampler = recipe_he._sampler(model, he_data(dsb, mo), seen, 0)
+    assert tuple(sampler.augment.scale_range) == (0.5, 1.6)
+    finished = {}
+    monkeypatch.setattr(recipe_he, "finish_he", lambda m, d, out, recipe, args, run: finished.update(recipe))
+    monkeypatch.setattr(recipe_he, "load_model", lambda path: model)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_result.json").write_text('{"scale_range": [0.5, 1.6]}')
+    import argparse
+
+    recipe_he.finish_only(argparse.Namespace(out=str(tmp_path / "run"), data=str(dsb), monuseg=str(mo), init=None))
+    assert finished["augment"]["scale_range"] == [0.5, 1.6]

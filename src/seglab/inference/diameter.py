@@ -59,6 +59,9 @@ AUTO_AIM = (1.0, 1.25)
 #: ``"auto"`` never enlarges more than this: an estimate of a pixel or two is specks, not nuclei
 #: (Mask R-CNN on a DSB2018 image enlarged 4x measured 1.3 px and enlarged it 12.8x, finding nothing)
 AUTO_MAX_ENLARGE = 4.0
+#: a calibration that puts the image's pixels more than this many times larger or smaller than the
+#: model's is not believed (e.g. a 72 dpi "resolution" read as 353 um per pixel): ``auto`` estimates
+PIXEL_SIZE_MAX_RATIO = 8.0
 #: ratio of the median equivalent diameter to the median diameter of the largest inscribed
 #: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
 INSCRIBED_TO_EQUIVALENT = 1.27
@@ -276,6 +279,8 @@ class DiameterEstimate:
     reusable: dict[int, Prediction] = field(default_factory=dict, repr=False)
     #: the size model's reading (original pixels), when the model has one
     regressed: float | None = None
+    #: the image's pixel size (micrometres) that gave the diameter, when its calibration did
+    pixel_size: float | None = None
 
 
 def probe_window(x: np.ndarray, factor: float, size: int = PROBE_SIZE,
@@ -745,12 +750,39 @@ def sample_planes(n_planes: int, k: int = 3) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_planes - 1, min(k, n_planes))})
 
 
+def calibrated_diameter(model: SegmentationModel, pixel_size: float | None) -> float | None:
+    """The objects' diameter (image pixels) that an image's pixel size implies for ``model``: its
+    ``object_diameter`` times the pixel size it was trained at (``auto_rescale["pixel_size_um"]``)
+    over ``pixel_size`` (micrometres). None when either is unknown, or when the two differ more
+    than :data:`PIXEL_SIZE_MAX_RATIO` times (not a microscope's calibration)."""
+    target = model.config.object_diameter
+    rule = model.config.auto_rescale if isinstance(model.config.auto_rescale, dict) else {}
+    trained = rule.get("pixel_size_um")
+    if not target or not trained or pixel_size is None:
+        return None
+    ratio = float(pixel_size) / float(trained)
+    if not (math.isfinite(ratio) and 1.0 / PIXEL_SIZE_MAX_RATIO <= ratio <= PIXEL_SIZE_MAX_RATIO):
+        return None
+    return float(target) / ratio
+
+
+def calibrated_estimate(model: SegmentationModel, pixel_size: float | None) -> DiameterEstimate | None:
+    """``"auto"``'s answer from the image's pixel size (:func:`calibrated_diameter`): the exact
+    rescale to the model's pixel size (within :data:`NO_RESCALE_BAND` none); None: estimate instead."""
+    d = calibrated_diameter(model, pixel_size)
+    if d is None:
+        return None
+    return DiameterEstimate(d, scale_factor(model.config.object_diameter, d), pixel_size=float(pixel_size))
+
+
 def choose_scale_iter(
     model: SegmentationModel, diameter: float | str | None, plane_input: Callable[[int], np.ndarray],
-    n_planes: int, th: dict[str, float], **run: Any,
+    n_planes: int, th: dict[str, float], pixel_size: float | None = None, **run: Any,
 ) -> Generator[Any, None, DiameterEstimate]:
     """The rescale factor of a run: none (``diameter=None`` or a model without ``object_diameter``),
-    from a given diameter, or estimated once for the whole stack on a few planes (``"auto"``).
+    from a given diameter, or for ``"auto"``: from the image's ``pixel_size`` (micrometres) when it
+    and the model's training pixel size are known (:func:`calibrated_estimate`), else estimated
+    once for the whole stack on a few planes.
 
     ``plane_input(i)`` gives plane ``i`` normalised as the model takes it.
     """
@@ -760,6 +792,9 @@ def choose_scale_iter(
         return DiameterEstimate(diameter if isinstance(diameter, float) else None, 1.0)
     if isinstance(diameter, float):
         return DiameterEstimate(diameter, scale_factor(target, diameter))
+    calibrated = calibrated_estimate(model, pixel_size)
+    if calibrated is not None:
+        return calibrated
     picks = sample_planes(n_planes)
     est = yield from estimate_diameter_iter(model, [plane_input(i) for i in picks], th, **run)
     est.reusable = {picks[i]: pred for i, pred in est.reusable.items()}
@@ -770,7 +805,7 @@ def estimate_image_iter(
     model: SegmentationModel, image: np.ndarray, *, channel_axis: int | None = None,
     channels: Sequence[int] | None = None, tile_size: int = 1024, batch_size: int = 4,
     device: Any = "auto", amp: bool = True, thresholds: dict[str, float] | None = None,
-    axes: str | None = None, rgb: bool | None = None,
+    axes: str | None = None, rgb: bool | None = None, pixel_size: float | None = None,
 ) -> Generator[Any, None, DiameterEstimate]:
     """``diameter="auto"``'s estimate for an image or stack, without segmenting it (the widget's
     *Estimate* button); arguments as for :func:`~seglab.inference.engine.segment_iter`."""
@@ -790,6 +825,7 @@ def estimate_image_iter(
     est = yield from choose_scale_iter(
         model, AUTO, lambda i: model_input(image[indices[i]], model.config.input_channels,
                                            model.config.normalization, channel_axis, channels, rgb),
-        len(indices), model.thresholds(thresholds), tile_size=tile_size, batch_size=batch_size, device=dev, amp=amp)
+        len(indices), model.thresholds(thresholds), pixel_size, tile_size=tile_size, batch_size=batch_size,
+        device=dev, amp=amp)
     est.reusable = {}
     return est

@@ -75,6 +75,8 @@ class Segmentation:
     diameter: float | None = None
     #: factor each plane was rescaled by before the model (1.0: not rescaled)
     scale_factor: float = 1.0
+    #: the image's pixel size (micrometres) that ``"auto"`` took the diameter from, when it did
+    pixel_size: float | None = None
 
     @property
     def n_objects(self) -> int:
@@ -365,12 +367,15 @@ def segment_iter(
     axes: str | None = None,
     rgb: bool | None = None,
     diameter: float | str | None = "auto",
+    pixel_size: float | None = None,
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
 
     ``diameter`` (pixels; ``"auto"``: estimated once per stack; None: no rescaling) rescales each
     plane so that objects arrive at the model's ``object_diameter``; results come back on the
-    original pixel grid (:mod:`seglab.inference.diameter`).
+    original pixel grid (:mod:`seglab.inference.diameter`). ``pixel_size``: the image's pixel
+    size in micrometres, where known; with a model that records the pixel size it was trained
+    at, ``"auto"`` rescales by their ratio instead of estimating.
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
@@ -406,7 +411,7 @@ def segment_iter(
             first[0] = x
         return x
 
-    size = yield from choose_scale_iter(model, diameter, estimate_input, len(indices), th, **run)
+    size = yield from choose_scale_iter(model, diameter, estimate_input, len(indices), th, pixel_size, **run)
     for p, idx in enumerate(indices):
         pred: Prediction | None = size.reusable.pop(p, None)
         if pred is None:  # (a plane the estimate's own pass segmented needs no input)
@@ -429,7 +434,7 @@ def segment_iter(
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
     return Segmentation(labels=labels_out, table=table, thresholds=th, extras=extras,
-                        diameter=size.diameter, scale_factor=size.factor)
+                        diameter=size.diameter, scale_factor=size.factor, pixel_size=size.pixel_size)
 
 
 def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:

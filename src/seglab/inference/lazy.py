@@ -11,7 +11,7 @@ writes uint32 labels into a zarr store (plain array, or OME-Zarr labels with a p
 * **Size**: ``diameter`` as in :func:`~seglab.inference.engine.segment_iter`: a number, None, or
   ``"auto"``, estimated once (:func:`~seglab.inference.diameter.estimate_diameter_iter`) on the
   three most structured of nine windows of 1024 px spread over the image (a few planes of a
-  stack); every block is then rescaled by the same factor.
+  stack), or taken from ``pixel_size`` as there; every block is then rescaled by the same factor.
 * **Blocks**: cores of ``block_size`` pixels (a multiple of the 1024 px output chunks, so a block
   writes whole chunks) in raster order. Each is segmented with a margin of two object diameters on
   every side (:func:`block_margin`, for the stitching) through the family's own plane path
@@ -46,7 +46,8 @@ import numpy as np
 
 from seglab.errors import SeglabError
 from seglab.inference.diameter import (
-    AUTO, DiameterEstimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor, scaled_plane_iter,
+    AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
+    scaled_plane_iter,
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
@@ -202,6 +203,8 @@ class LazyResult:
     extras: list[dict[str, Any]] = field(default_factory=list)
     blocks: int = 0
     merged: int = 0  # ids joined after the fact (an object two finished blocks had given two ids)
+    #: the image's pixel size (micrometres) that ``"auto"`` took the diameter from, when it did
+    pixel_size: float | None = None
 
     @property
     def n_objects(self) -> int:
@@ -386,6 +389,7 @@ def segment_lazy_iter(
     amp: bool = True,
     thresholds: dict[str, float] | None = None,
     diameter: float | str | None = AUTO,
+    pixel_size: float | None = None,
     overwrite: bool = True,
     block_fn: BlockFn | None = None,
     before_finish: Callable[[LazyResult], None] | None = None,
@@ -426,6 +430,8 @@ def segment_lazy_iter(
     target = model.config.object_diameter
     if isinstance(d, float):
         size = DiameterEstimate(d, scale_factor(target, d) if target else 1.0)
+    elif d == AUTO and target and (calibrated := calibrated_estimate(model, pixel_size)) is not None:
+        size = calibrated  # from the image's calibration, no estimate
     elif d == AUTO and target and block_fn is None:
         wins = []
         for i in sample_planes(n_planes):
@@ -524,7 +530,7 @@ def segment_lazy_iter(
                 store.relabel(indices[int(stats.plane[a])], box.tolist(), {a: root})
             stats.merge(a, root)
         result = LazyResult(store.partial, store.array, stats.table(stack=bool(stack_shape)), th, size.diameter,
-                            factor, blocks=k, merged=len(absorbed))
+                            factor, blocks=k, merged=len(absorbed), pixel_size=size.pixel_size)
         if before_finish is not None:
             before_finish(result)
         path = store.finish(overwrite=overwrite)

@@ -95,6 +95,18 @@ def unit_factor(unit_from: str, unit_to: str) -> float:
     return _PER_CM[unit_to] / _PER_CM[unit_from]
 
 
+def pixel_size_um(pixel_size: tuple[float, float] | None, unit: str | None) -> float | None:
+    """A (y, x) pixel size in ``unit`` as one size in micrometres (their geometric mean); None when
+    either is missing or the unit is not a known length."""
+    unit = normalize_unit(unit)
+    if pixel_size is None or unit is None:
+        return None
+    y, x = (float(v) for v in pixel_size)
+    if not (math.isfinite(y) and math.isfinite(x) and y > 0 and x > 0):
+        return None
+    return math.sqrt(y * x) * unit_factor(unit, "µm")
+
+
 def _positive(v: object) -> float | None:
     try:
         f = float(v)  # type: ignore[arg-type]

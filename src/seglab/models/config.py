@@ -38,7 +38,9 @@ class ModelConfig:
     # how ``diameter="auto"`` treats this model's size, where measured for it (else the defaults
     # of ``seglab.inference.diameter``): ``tolerance`` [low, high], the multiples of
     # ``object_diameter`` left alone, and ``aim`` [from below, from above], the multiples that
-    # smaller and larger objects are brought to (``benchmarks/bench_auto_rule.py``)
+    # smaller and larger objects are brought to (``benchmarks/bench_auto_rule.py``); and
+    # ``pixel_size_um``, the pixel size (micrometres) of the images it was trained on, where known:
+    # ``auto`` then rescales a calibrated image by its pixel size instead of estimating
     auto_rescale: dict[str, Any] = field(default_factory=dict)
     # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
     loss: dict[str, float] = field(default_factory=dict)
@@ -115,10 +117,14 @@ def check_fields(values: dict[str, Any]) -> None:
 
 
 def _check_auto_rescale(rule: dict[str, Any]) -> None:
-    """``auto_rescale``: ``tolerance`` [low <= 1 <= high] and ``aim`` [two positive numbers], each optional."""
+    """``auto_rescale``: ``tolerance`` [low <= 1 <= high], ``aim`` [two positive numbers] and
+    ``pixel_size_um`` (a positive number), each optional."""
+    px = rule.get("pixel_size_um")
+    if px is not None and not (_is_number(px) and px > 0):
+        raise SeglabError(f"model config auto_rescale['pixel_size_um'] must be a positive number, not {_kind(px)}")
     for k, v in rule.items():
         if k not in ("tolerance", "aim"):
-            continue  # notes such as "measured" are free text
+            continue  # pixel_size_um above; notes such as "measured" are free text
         if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x > 0 for x in v)):
             raise SeglabError(f"model config auto_rescale[{k!r}] must be a list of two positive numbers, not {_kind(v)}")
     tol = rule.get("tolerance")

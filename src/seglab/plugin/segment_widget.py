@@ -108,11 +108,21 @@ def _run_estimate(model_ref: str, data: Any, kwargs: dict):
     return model.config.object_diameter, est
 
 
-def describe_size(diameter: float | None, factor: float) -> str:
-    """'diameter 42.0 px (rescaled x0.39)' for the label under the Diameter field."""
+def describe_size(diameter: float | None, factor: float, pixel_size: float | None = None) -> str:
+    """'diameter 42.0 px (rescaled x0.39)' for the label under the Diameter field (with the pixel
+    size when ``auto`` took the diameter from the layer's calibration)."""
     if diameter is None:
         return "diameter: unknown (not rescaled)"
-    return f"diameter {diameter:.1f} px" + (f" (rescaled x{factor:.3g})" if factor != 1.0 else " (not rescaled)")
+    source = "" if pixel_size is None else f" from the pixel size {pixel_size:.3g} µm"
+    return f"diameter {diameter:.1f} px{source}" + (f" (rescaled x{factor:.3g})" if factor != 1.0 else " (not rescaled)")
+
+
+def _calibration(layer: Any, channel_axis: int | None) -> dict[str, Any]:
+    """The layer's pixel size and unit (:func:`layer_calibration`); empty when it has none."""
+    try:
+        return layer_calibration(spatial_geometry(layer, channel_axis))
+    except ValueError:  # a channel axis out of range: the engine says so in one message
+        return {}
 
 
 def parse_channels(text: str) -> list[int] | None:
@@ -386,6 +396,10 @@ class SegmentWidget(ScrollableContainer):
             amp=bool(self.amp.value),
             thresholds=self.threshold_values(),
         )
+        from seglab.io.images import pixel_size_um
+
+        cal = _calibration(layer, ca)  # a calibrated layer: "auto" may rescale by its pixel size
+        kwargs["pixel_size"] = pixel_size_um(cal.get("pixel_size"), cal.get("unit"))
         return data, ca, kwargs
 
     def start(self, *_: Any):
@@ -404,10 +418,7 @@ class SegmentWidget(ScrollableContainer):
         self._source, self._source_channel_axis = layer, ca
         if (note := ambiguous_axes_note(layer, data.shape, ca)) is not None:
             show_info(note)
-        try:
-            kwargs["calibration"] = layer_calibration(spatial_geometry(layer, ca))
-        except ValueError:  # a channel axis out of range: the engine says so in one message
-            kwargs["calibration"] = {}
+        kwargs["calibration"] = _calibration(layer, ca)
         return self._job.start(_run_segmentation, self.model.value, data, kwargs,
                                desc=f"seglab: segmenting {layer.name}", yielded=self._on_progress,
                                returned=self._on_result)
@@ -435,7 +446,8 @@ class SegmentWidget(ScrollableContainer):
                 self.diameter_used.value = "too few objects found to estimate a diameter"
             else:
                 self.diameter.value = f"{est.diameter:.1f}"
-                self.diameter_used.value = f"estimated {describe_size(est.diameter, est.factor)}"
+                what = "from the layer's calibration:" if est.pixel_size is not None else "estimated"
+                self.diameter_used.value = f"{what} {describe_size(est.diameter, est.factor, est.pixel_size)}"
 
         def finished() -> None:
             self._estimate_worker = None
@@ -506,7 +518,7 @@ class SegmentWidget(ScrollableContainer):
             self.status.tooltip = (f"The labels are in a temporary store ({result.path}), removed with the layer. "
                                    "File > Save Selected Layers (OME-Zarr labels) keeps them.")
         self.status.value = f"{result.n_objects} objects ({model_name}; {where})"
-        self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
+        self.diameter_used.value = describe_size(result.diameter, result.scale_factor, result.pixel_size)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}' (out of core)")
 
     def _on_result(self, value: tuple[str, Any]) -> None:
@@ -551,5 +563,5 @@ class SegmentWidget(ScrollableContainer):
             result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         self.status.tooltip = None  # (an out-of-core result's said where its store was)
-        self.diameter_used.value = describe_size(result.diameter, result.scale_factor)
+        self.diameter_used.value = describe_size(result.diameter, result.scale_factor, result.pixel_size)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")

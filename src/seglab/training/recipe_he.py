@@ -196,7 +196,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
          f"at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_score_best_checkpoint": result.best_score, "lr": settings.lr,
-           "monuseg_weight": float(recipe["monuseg_weight"]), **where_trained(args)}
+           "monuseg_weight": float(recipe["monuseg_weight"]),
+           "scale_range": list(recipe["augment"]["scale_range"]), **where_trained(args)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if args.init_from and not args.init:
@@ -288,4 +289,6 @@ def finish_only(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
     result = out / "train_result.json"
     # a checkpoint of a run still going (or stopped) has no train_result.json: keep what it recorded
     run = json.loads(result.read_text()) if result.is_file() else {"checkpoint": dict(model.config.training)}
+    if run.get("scale_range"):  # trained with --scale-range: its record says so
+        recipe = {**recipe, "augment": {**recipe["augment"], "scale_range": list(run["scale_range"])}}
     finish_he(model, data, out, recipe, args, run)

@@ -287,7 +287,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
-             "backbone_initialised_from", "teacher", "monuseg_weight", "trained_on", "data_workers", "previous_phase")
+             "backbone_initialised_from", "teacher", "monuseg_weight", "scale_range", "trained_on", "data_workers",
+             "previous_phase")
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -424,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--monuseg-weight", type=float, default=None,
                    help=f"{he}: how much more likely a MoNuSeg pixel is drawn than a DSB2018 colour one "
                         f"(default: the recipe's {recipe_he.STARDIST_HE['monuseg_weight']})")
+    p.add_argument("--scale-range", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                   help=f"{he}: scale augmentation range (default: the recipe's, 0.7 1.4)")
     p.add_argument("--teacher", default=None,
                    help="a trained model (name or folder) of the same family whose maps on every patch "
                         "are soft targets beside the labels' (knowledge distillation; StarDist, U-Net)")
@@ -440,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--monuseg-weight is a setting of the {he} training")
     if args.monuseg_weight is not None and not args.monuseg_weight > 0:
         p.error("--monuseg-weight must be positive")
+    if args.scale_range is not None and args.recipe != he:
+        p.error(f"--scale-range is a setting of the {he} training")
+    if args.scale_range is not None and not 0 < args.scale_range[0] <= 1 <= args.scale_range[1]:
+        p.error("--scale-range needs 0 < LOW <= 1 <= HIGH")
     if args.distill_weight is not None and not args.teacher:
         p.error("--distill-weight weighs a teacher's targets: give --teacher")
     if args.distill_weight is not None and not args.distill_weight > 0:
@@ -470,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         he_recipe = recipe_he.STARDIST_HE
         if args.monuseg_weight is not None:
             he_recipe = {**he_recipe, "monuseg_weight": args.monuseg_weight}
+        if args.scale_range is not None:
+            he_recipe = {**he_recipe, "augment": {**he_recipe["augment"], "scale_range": list(args.scale_range)}}
         recipe_he.train_he(args, he_recipe)
     elif args.recipe == f"finish-{he}":
         recipe_he.finish_only(args)
