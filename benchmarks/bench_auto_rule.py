@@ -33,16 +33,14 @@ import numpy as np
 import torch
 
 from bench_scale import resize_item  # benchmarks/bench_scale.py
-from machine import cpu_model, write_json  # benchmarks/machine.py
+from machine import add_he_model_options, cpu_model, open_model, write_json  # benchmarks/machine.py
 
 from seglab.inference.diameter import equivalent_diameters
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
-from seglab.models.registry import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DSB = ROOT.parent / "shared" / "data" / "dsb2018"
-MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
 FACTORS = (0.45, 0.55, 0.65, 0.75, 0.8, 0.9, 1.0, 1.25, 1.75, 2.5)
 AIMS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6)
 BINS = (0.0, 0.55, 0.65, 0.75, 0.85, 0.95, 1.05, 1.2, 1.4, 1.6, 2.0, 99.0)
@@ -119,17 +117,12 @@ def markdown(table: list[dict], aims) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="stardist-he")
+    add_he_model_options(p)
     p.add_argument("--data", default=str(DSB))
-    p.add_argument("--monuseg", default=str(MONUSEG))
     p.add_argument("--factors", nargs="+", type=float, default=list(FACTORS))
     p.add_argument("--aims", nargs="+", type=float, default=list(AIMS))
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = get_model(args.model)
+    model = open_model(args)
     if not model.config.object_diameter:
         raise SystemExit(f"{args.model} records no object_diameter")
     items = tune_items(model, Path(args.data), Path(args.monuseg))

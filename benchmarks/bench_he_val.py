@@ -24,19 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench_scale import resize_item  # benchmarks/bench_scale.py
-from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
+from machine import add_he_model_options, cpu_model, load_1min, open_model, write_json  # benchmarks/machine.py
 
 from seglab.datasets import load_split
 from seglab.inference.diameter import equivalent_diameters
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
-from seglab.models.registry import get_model
 
-ROOT = Path(__file__).resolve().parents[1]
-MONUSEG = ROOT.parent / "shared" / "data" / "monuseg-kumar"
 
 
 def score_mode(model, items, mode: str, factor: float = 1.0) -> dict:
@@ -60,17 +56,12 @@ def score_mode(model, items, mode: str, factor: float = 1.0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="stardist-he")
-    p.add_argument("--monuseg", default=str(MONUSEG))
+    add_he_model_options(p)
     p.add_argument("--modes", nargs="+", default=["auto", "none"], choices=["auto", "none", "true"])
     p.add_argument("--factors", nargs="+", type=float, default=[1.0],
                    help="resize the tiles by each factor first (1: as they are)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = get_model(args.model)
+    model = open_model(args)
     items = load_split(Path(args.monuseg), "val")
     out = {"dataset": "MoNuSeg (Kumar split) val", "model": args.model, "n_tiles": len(items), "cpu": cpu_model(),
            "cpu_count": os.cpu_count(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

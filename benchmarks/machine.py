@@ -11,6 +11,9 @@ from typing import Any
 
 from seglab.io.atomic import atomic_file
 
+#: the MoNuSeg (Kumar split) folder beside the repository, where CI and these sessions have it
+MONUSEG = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg-kumar"
+
 
 def cpu_model() -> str:
     """The ``lscpu`` model name (the processor name where lscpu is missing)."""
@@ -41,3 +44,22 @@ def write_json(path: str | Path, results: Any) -> None:
     """Write a benchmark's results as indented JSON, atomically (a reader never sees half a file)."""
     with atomic_file(path) as tmp:
         Path(tmp).write_text(json.dumps(results, indent=1))
+
+
+def add_he_model_options(p: Any) -> None:
+    """``--model`` (default ``stardist-he``), ``--monuseg``, ``--threads`` and ``--json`` of the H&E benchmarks."""
+    p.add_argument("--model", default="stardist-he")
+    p.add_argument("--monuseg", default=str(MONUSEG))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None)
+
+
+def open_model(args: Any) -> Any:
+    """The model ``args.model``, after setting ``args.threads`` torch threads (when given)."""
+    import torch
+
+    from seglab.models.registry import get_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return get_model(args.model)
