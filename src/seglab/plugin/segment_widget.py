@@ -187,7 +187,9 @@ class SegmentWidget(ScrollableContainer):
         self.proposal.visible = False
         self.diameter = LineEdit(label="Diameter", value="auto",
                                  tooltip="object diameter in pixels: the image is rescaled so that objects arrive at "
-                                         "the model's size; 'auto' estimates it, 'none' turns rescaling off")
+                                         "the model's size; 'auto' estimates it (or, for a model that records its "
+                                         "training pixel size, takes it from the layer's scale in µm), 'none' "
+                                         "turns rescaling off")
         self.estimate_button = PushButton(text="Estimate",
                                           tooltip="estimate the objects' diameter in the chosen image with the model "
                                                   "(fills the Diameter field)")
