@@ -5,7 +5,7 @@ import tifffile
 
 from seglab.errors import SeglabError
 from seglab.io.images import (
-    guess_channel_axis, list_images, normalize_unit, pixel_size_um, read_image, read_image_data,
+    guess_channel_axis, image_stem, list_images, normalize_unit, pixel_size_um, read_image, read_image_data,
 )
 
 
@@ -119,3 +119,9 @@ def test_pixel_size_in_micrometres():
     assert pixel_size_um((0.2, 0.8), "µm") == pytest.approx(0.4)  # anisotropic: the geometric mean
     assert pixel_size_um(None, "µm") is None and pixel_size_um((0.5, 0.5), None) is None
     assert pixel_size_um((0.5, 0.5), "pixel") is None and pixel_size_um((0.0, 0.5), "µm") is None
+
+
+def test_outputs_are_named_without_the_ome_suffix():
+    assert image_stem("cells.ome.tif") == "cells" and image_stem("cells.OME.TIFF") == "cells"
+    assert image_stem("cells.tif") == "cells" and image_stem("x/big.ome.zarr") == "big"
+    assert image_stem(".ome.tif") == ".ome"  # nothing left to name it after

@@ -43,10 +43,13 @@ def is_large_input(path: str | os.PathLike, out_of_core: bool | None = None) -> 
 
 
 def image_stem(path: str | os.PathLike) -> str:
-    """The name outputs are named after (``big.ome.zarr`` and ``big.zarr`` -> ``big``)."""
+    """The name outputs are named after (``big.ome.zarr``, ``big.zarr`` and ``big.ome.tif`` -> ``big``)."""
     from seglab.io.zarr_io import is_zarr_path, zarr_stem
 
-    return zarr_stem(path) if is_zarr_path(path) else Path(path).stem
+    if is_zarr_path(path):
+        return zarr_stem(path)
+    stem = Path(path).stem
+    return stem[: -len(".ome")] if stem.lower().endswith(".ome") and len(stem) > 4 else stem
 
 
 @dataclass
