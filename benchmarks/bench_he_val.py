@@ -34,7 +34,6 @@ from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 
 
-
 def score_mode(model, items, mode: str, factor: float = 1.0) -> dict:
     """Every tile segmented with ``diameter`` = ``mode`` (``auto``, ``none``, or ``true``: the model's
     size times ``factor``, by which the tiles were resized), and the scores."""
