@@ -73,7 +73,7 @@ def describe_size(result: Any) -> str:
     if result.diameter is None:
         return "diameter unknown, not rescaled"
     text = f"diameter {result.diameter:.1f} px"
-    if getattr(result, "pixel_size", None) is not None:
+    if result.pixel_size is not None:
         text += f" from the pixel size ({result.pixel_size:.3g} µm)"
     return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
 

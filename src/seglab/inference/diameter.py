@@ -373,7 +373,7 @@ def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
     on when its config records them (``training["object_diameter_range"]``, pixels) and they are
     narrower (a model trained on one size only tolerates less).
     """
-    own = model.config.auto_rescale.get("tolerance") if isinstance(model.config.auto_rescale, dict) else None
+    own = model.config.auto_rescale.get("tolerance")
     if own is not None:
         return float(own[0]), float(own[1])
     lo, hi = AUTO_TOLERANCE
@@ -390,7 +390,7 @@ def tolerated_range(model: SegmentationModel) -> tuple[float, float]:
 
 def model_aim(model: SegmentationModel) -> tuple[float, float] | None:
     """The model's own ``auto_rescale["aim"]`` (measured for it), or None: :data:`AUTO_AIM`."""
-    own = model.config.auto_rescale.get("aim") if isinstance(model.config.auto_rescale, dict) else None
+    own = model.config.auto_rescale.get("aim")
     return None if own is None else (float(own[0]), float(own[1]))
 
 
@@ -756,8 +756,7 @@ def calibrated_diameter(model: SegmentationModel, pixel_size: float | None) -> f
     over ``pixel_size`` (micrometres). None when either is unknown, or when the two differ more
     than :data:`PIXEL_SIZE_MAX_RATIO` times (not a microscope's calibration)."""
     target = model.config.object_diameter
-    rule = model.config.auto_rescale if isinstance(model.config.auto_rescale, dict) else {}
-    trained = rule.get("pixel_size_um")
+    trained = model.config.auto_rescale.get("pixel_size_um")
     if not target or not trained or pixel_size is None:
         return None
     ratio = float(pixel_size) / float(trained)
