@@ -283,3 +283,22 @@ def test_channels_option_is_a_comma_list_and_repeats_add():
     args = p.parse_args(["segment", "-m", "unet-nuclei", "-o", "out", "--channels", "0,2", "--channels", "3", "a.tif", "b.tif"])
     assert args.channels == [0, 2, 3] and args.inputs == ["a.tif", "b.tif"]
     assert p.parse_args(["segment", "-m", "unet-nuclei", "-o", "out", "a.tif"]).channels is None
+
+
+def test_segment_warns_when_an_he_model_gets_fluorescence_as_rgb(tmp_path, capsys):
+    """Fluorescence exported as RGB (nuclei in blue on black) through the H&E model: one warning
+    line that says what the image looks like and which kind of model reads it."""
+    from seglab.samples import load_sample
+
+    grey, _ = load_sample("fluorescence")
+    rgb = np.zeros(grey.shape[:2] + (3,), np.uint8)
+    rgb[:256, :256, 2] = grey[:256, :256]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "dapi.tif", rgb[:256, :256], photometric="rgb")
+    rc = main(["segment", "-m", "stardist-he", "-o", str(tmp_path / "out"), str(tmp_path / "in"), "--device", "cpu",
+               "--diameter", "none", "-q"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert ("seglab: warning: stardist-he reads RGB colour, as in stained brightfield tissue, but this image looks "
+            "like fluorescence (dark background) in blue") in err
+    assert err.count("seglab: warning:") == 1

@@ -4,6 +4,7 @@ import pytest
 
 pytest.importorskip("napari")
 
+from seglab.inference.appearance import Appearance  # noqa: E402
 from seglab.models.base import ModelConfig  # noqa: E402
 from seglab.models.registry import ModelRegistry  # noqa: E402
 from seglab.models.storage import new_model, read_config, save_model  # noqa: E402
@@ -37,20 +38,39 @@ def test_unreadable_model_gives_a_message_not_an_error():
     assert describe_name(ModelRegistry(), "no-such-model").startswith("cannot read this model: unknown model")
 
 
+STAINED = Appearance("stained", 0.5, 0.05, (0, 1, 2))
+BLUE = Appearance("fluorescence", 0.2, 0.95, (2,))
+GREY = Appearance("grey", 0.0, 0.9, (0, 1, 2))
+COMPOSITE = Appearance("fluorescence", 0.4, 0.9, (1, 2))
+
+
 def test_rgb_proposal(models_dir, grey_builtins):
     reg = ModelRegistry(builtin_dir=grey_builtins)
-    assert rgb_proposal(reg, "unet-nuclei") is None  # no RGB model installed
+    assert rgb_proposal(reg, "unet-nuclei", STAINED) is None  # no RGB model installed
     model = new_model("stardist", "he-model", input_channels=3, training={"data": "H&E tissue"},
                       architecture={"widths": [4, 8], "convs_per_block": 1, "n_rays": 8, "grid": 2,
                                     "head_width": 8})
     save_model(model, models_dir / "he-model")
-    name, reason = rgb_proposal(ModelRegistry(builtin_dir=grey_builtins), "unet-nuclei")
+    reg = ModelRegistry(builtin_dir=grey_builtins)
+    name, reason = rgb_proposal(reg, "unet-nuclei", STAINED)
     assert name == "he-model" and "trained on H&E tissue" in reason and "override" in reason
-    assert rgb_proposal(ModelRegistry(), "he-model") is None  # already an RGB model
+    assert reason.startswith("RGB image, stained brightfield (bright background, coloured): proposing he-model")
+    assert rgb_proposal(reg, "he-model", STAINED) is None  # already an RGB model
+    # fluorescence or grey stored as RGB: an RGB model gives way to the default grey one
+    for look in (BLUE, GREY):
+        assert rgb_proposal(reg, "unet-nuclei", look) is None
+        name, reason = rgb_proposal(reg, "he-model", look)
+        assert name == "stardist-nuclei" and "not stained tissue" in reason and "(he-model reads colour)" in reason
+    assert rgb_proposal(reg, "he-model", BLUE)[1].startswith(
+        "RGB image, fluorescence (dark background) in blue, not stained tissue: proposing stardist-nuclei")
+    # a composite of two colours keeps the grey model and is told about Channels
+    name, reason = rgb_proposal(reg, "unet-nuclei", COMPOSITE)
+    assert name == "unet-nuclei" and "enter it under Channels (0 red, 1 green, 2 blue)" in reason
 
 
 def test_builtin_he_model_is_proposed_with_its_data_and_licence():
-    name, reason = rgb_proposal(ModelRegistry(), "stardist-nuclei")
+    name, reason = rgb_proposal(ModelRegistry(), "stardist-nuclei", STAINED)
     assert name == "stardist-he"
-    assert reason == ("RGB image: proposing stardist-he, trained on DSB2018 colour + MoNuSeg (non-commercial use: "
-                      "CC BY-NC-SA 4.0); choose another model to override")
+    assert reason == ("RGB image, stained brightfield (bright background, coloured): proposing stardist-he, "
+                      "trained on DSB2018 colour + MoNuSeg (non-commercial use: CC BY-NC-SA 4.0); "
+                      "choose another model to override")

@@ -298,11 +298,52 @@ def _rgb_model(models_dir, name="he-test"):
     return save_model(model, models_dir / name)
 
 
+def _stained(side=None):
+    image, _ = load_sample("stained")
+    return image if side is None else image[:side, :side]
+
+
+def _fluorescence_rgb(colours=(2,)):
+    """The grey fluorescence sample exported as RGB: in all three channels, or in some colours."""
+    grey, _ = load_sample("fluorescence")
+    out = np.zeros(grey.shape + (3,), grey.dtype)
+    for i, c in enumerate(colours):
+        out[..., c] = np.roll(grey, (97 * i, 61 * i), axis=(0, 1))
+    return out
+
+
 def test_rgb_layer_proposes_the_builtin_he_model(segment_dock):
     viewer, widget = segment_dock
-    widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
+    widget.image.value = viewer.add_image(_stained(), name="he", rgb=True)
     assert widget.model.value == "stardist-he"
-    assert widget.proposal.value.startswith("RGB image: proposing stardist-he, trained on ")
+    assert widget.proposal.value.startswith(
+        "RGB image, stained brightfield (bright background, coloured): proposing stardist-he, trained on ")
+
+
+def test_fluorescence_as_rgb_is_not_given_the_he_model(segment_dock):
+    """Fluorescence exported as RGB: the H&E model found almost nothing there (AP@0.5 0.002 on
+    DSB2018 val), so it is never proposed, and gives way to the grey default when it was chosen."""
+    viewer, widget = segment_dock
+    grey, _ = load_sample("fluorescence")
+    for i, data in enumerate((np.stack([grey] * 3, -1), _fluorescence_rgb((2,)), np.zeros((32, 32, 3), np.uint8))):
+        widget.image.value = viewer.add_image(data, name=f"fluo{i}", rgb=True)
+        assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
+    widget.image.value = viewer.add_image(_stained(), name="he", rgb=True)
+    assert widget.model.value == "stardist-he"
+    blue = viewer.add_image(_fluorescence_rgb((2,)), name="blue", rgb=True)
+    widget.image.value = blue
+    assert widget.model.value == "stardist-nuclei"
+    assert widget.proposal.value.startswith("RGB image, fluorescence (dark background) in blue, not stained "
+                                            "tissue: proposing stardist-nuclei, which reads it as grey")
+    # a composite of two colours keeps the grey model and is told about Channels
+    widget.image.value = viewer.add_image(_fluorescence_rgb((1, 2)), name="composite", rgb=True)
+    assert widget.model.value == "stardist-nuclei"
+    assert "in green and blue" in widget.proposal.value and "under Channels" in widget.proposal.value
+    # back on a layer whose proposal is still the choice, its line comes back; a grey layer hides it
+    widget.image.value = blue
+    assert "fluorescence (dark background) in blue" in widget.proposal.value
+    widget.image.value = viewer.add_image(grey, name="grey")
+    assert not widget.proposal.value and widget.proposal.native.isHidden()
 
 
 def test_rgb_layer_proposes_an_rgb_model_once(models_dir, segment_dock, grey_builtins):
@@ -313,20 +354,20 @@ def test_rgb_layer_proposes_an_rgb_model_once(models_dir, segment_dock, grey_bui
     grey = viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
     widget.image.value = grey
     assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
-    rgb = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
+    rgb = viewer.add_image(_stained(), name="he", rgb=True)
     widget.image.value = rgb
     assert widget.model.value == "he-test"
-    assert widget.proposal.value == ("RGB image: proposing he-test, trained on H&E tissue; "
-                                     "choose another model to override")
+    assert widget.proposal.value == ("RGB image, stained brightfield (bright background, coloured): proposing "
+                                     "he-test, trained on H&E tissue; choose another model to override")
     assert not widget.proposal.native.isHidden()
     # the user's choice wins: no re-proposal for this layer
     widget.model.value = "unet-nuclei"
     assert not widget.proposal.value and widget.proposal.native.isHidden()
     widget.image.value = grey
     widget.image.value = rgb
-    assert widget.model.value == "unet-nuclei"
+    assert widget.model.value == "unet-nuclei" and not widget.proposal.value
     # another RGB layer gets its own proposal
-    widget.image.value = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="he2", rgb=True)
+    widget.image.value = viewer.add_image(_stained(128), name="he2", rgb=True)
     assert widget.model.value == "he-test"
 
 
@@ -334,8 +375,28 @@ def test_rgb_layer_without_rgb_models_keeps_the_choice(segment_dock, grey_builti
     viewer, widget = segment_dock
     widget._registry.builtin_dir = grey_builtins
     widget.reset_choices()
-    widget.image.value = viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="he", rgb=True)
+    widget.image.value = viewer.add_image(_stained(), name="he", rgb=True)
     assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
+
+
+def test_lazy_and_multiscale_rgb_layers_are_looked_at_cheaply(segment_dock):
+    """A dask layer is read in one central window; a multiscale one at its smallest level."""
+    da = pytest.importorskip("dask.array")
+    from seglab.plugin.layers import PREVIEW_SIDE, rgb_preview
+
+    viewer, widget = segment_dock
+    tiles = np.tile(_stained(256), (12, 12, 1))  # 3072 x 3072
+    lazy = viewer.add_image(da.from_array(tiles, chunks=(512, 512, 3)), name="lazy", rgb=True)
+    assert rgb_preview(lazy).shape == (PREVIEW_SIDE, PREVIEW_SIDE, 3)
+    widget.image.value = lazy
+    assert widget.model.value == "stardist-he"
+    widget.model.value = "stardist-nuclei"
+    pyramid = viewer.add_image([tiles, tiles[::4, ::4]], name="pyramid", rgb=True, multiscale=True)
+    assert rgb_preview(pyramid).shape == (768, 768, 3)
+    widget.image.value = pyramid
+    assert widget.model.value == "stardist-he"
+    stack = viewer.add_image(np.stack([_stained(64)] * 3), name="stack", rgb=True)
+    assert rgb_preview(stack).shape == (64, 64, 3)
 
 
 def test_model_information_line(segment_dock):

@@ -24,6 +24,7 @@ import torch
 
 from seglab.axes import arrange
 from seglab.errors import SeglabError
+from seglab.inference.appearance import warn_if_colour_unsuited
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.feature_tap import EncoderTap
@@ -388,6 +389,8 @@ def segment_iter(
     check_image(image, channel_axis)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
+    if rgb and channels is None and channel_axis is not None:  # an H&E model given fluorescence finds little
+        warn_if_colour_unsuited(model.config, image[tuple(n // 2 for n in stack_shape)])
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     dev = resolve_device(device)
     th = model.thresholds(thresholds)

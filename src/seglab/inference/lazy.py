@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from seglab.errors import SeglabError
+from seglab.inference.appearance import centre_slices, warn_if_colour_unsuited
 from seglab.inference.diameter import (
     AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
     scaled_plane_iter,
@@ -418,6 +419,8 @@ def segment_lazy_iter(
     inp = _Input(src, model, channels, rgb)
     indices = src.indices()
     n_planes = len(indices)
+    if inp.rgb and channels is None:  # an H&E model given fluorescence finds little
+        warn_if_colour_unsuited(model.config, src.read(indices[n_planes // 2], *centre_slices(src.height, src.width)))
     th = model.thresholds(thresholds)
     dev = resolve_device(device)
     if block_fn is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from seglab.errors import SeglabError
+from seglab.inference.appearance import Appearance
 from seglab.models.base import ModelConfig
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
@@ -98,19 +99,50 @@ def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
         return False
 
 
-def rgb_proposal(registry: ModelRegistry, current: str | None) -> tuple[str, str] | None:
-    """For an RGB image: ``(model name, reason)`` of the model to propose, or None when the
-    current model already takes RGB or no RGB model is available."""
+def grey_models(registry: ModelRegistry) -> list[str]:
+    """Available one-channel models, the default first."""
+    names = []
+    for info in registry.list():
+        try:
+            if read_config(info.path).input_channels == 1:
+                names.append(info.name)
+        except SeglabError:
+            continue
+    default = registry.default_name()
+    return sorted(names, key=lambda n: n != default)
+
+
+def rgb_proposal(registry: ModelRegistry, current: str | None,
+                 appearance: Appearance) -> tuple[str, str] | None:
+    """For an RGB image: ``(model name, reason)`` to show, or None to say nothing.
+
+    Stained brightfield gets the first RGB (H&E) model when the current one reads grey;
+    anything else (fluorescence, grey stored as RGB) gets the default grey model when the
+    current one reads colour: an H&E model finds almost nothing there. A fluorescence
+    composite of several colours keeps its grey model and is told about *Channels* (the name
+    returned is then ``current``).
+    """
+    what = f"RGB image, {appearance.describe()}"
+    if appearance.stained:
+        if takes_rgb(registry, current):
+            return None
+        candidates = rgb_models(registry)
+        if not candidates:
+            return None
+        name, cfg = candidates[0]
+        data = _short_data(cfg)
+        return name, (f"{what}: proposing {name}" + (f", trained on {data}" if data else "")
+                      + "; choose another model to override")
     if takes_rgb(registry, current):
-        return None
-    candidates = rgb_models(registry)
-    if not candidates:
-        return None
-    name, cfg = candidates[0]
-    data = _short_data(cfg)
-    reason = (f"RGB image: proposing {name}" + (f", trained on {data}" if data else "")
-              + "; choose another model to override")
-    return name, reason
+        greys = grey_models(registry)
+        if not greys:
+            return None
+        return greys[0], (f"{what}, not stained tissue: proposing {greys[0]}, which reads it as grey "
+                          f"({current} reads colour); choose another model to override")
+    if current and appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1:
+        return current, (f"{what}: the model reads their mixture as grey; if the nuclei are in one "
+                         "colour, enter it under Channels (0 red, 1 green, 2 blue)")
+    return None
 
 
 def _short_data(cfg: ModelConfig) -> str | None:

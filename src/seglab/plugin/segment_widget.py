@@ -23,9 +23,10 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from seglab.errors import SeglabError
+from seglab.inference.appearance import rgb_appearance
 from seglab.inference.diameter import parse_diameter
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -41,6 +42,7 @@ from seglab.plugin.layers import (
     image_array,
     is_own_unedited,
     output_metadata,
+    rgb_preview,
     spatial_geometry,
     table_to_features,
 )
@@ -154,6 +156,7 @@ class SegmentWidget(ScrollableContainer):
         self._source_channel_axis: int | None = None
         self._setting_model = False  # True while the widget itself changes the model choice
         self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
+        self._proposals: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> (model, reason)
         self._outlines_wanted = False  # the user's last choice, restored for models that have outlines
         self._build_fields()
         self.finish_layout()
@@ -326,24 +329,35 @@ class SegmentWidget(ScrollableContainer):
     def threshold_values(self) -> dict[str, float]:
         return {w.name: float(w.value) for w in self.thresholds}
 
-    # ---- RGB images: propose an RGB (H&E) model once per layer ---------------
+    # ---- RGB images: propose the model for what the layer looks like, once per layer ------
     def _on_image_changed(self, *_: Any) -> None:
         layer = self.image.value
         if layer is None or not layer_is_rgb(layer):
             self._show_proposal("")
             return
-        if layer in self._settled_layers:
+        if layer in self._settled_layers:  # shown again while its proposal is still the choice
+            name, text = self._proposals.get(layer, (None, ""))
+            self._show_proposal(text if name == self.model.value else "")
             return
         self._settled_layers.add(layer)
-        proposal = rgb_proposal(self._registry, self.model.value)
+        try:
+            appearance = rgb_appearance(rgb_preview(layer))
+        except Exception as e:  # noqa: BLE001 - a layer that cannot be read is told at Segment
+            show_warning(f"seglab: could not look at '{layer.name}' to propose a model: {e}")
+            self._show_proposal("")
+            return
+        proposal = rgb_proposal(self._registry, self.model.value, appearance)
         if proposal is None:
+            self._show_proposal("")
             return
         name, reason = proposal
-        self._setting_model = True
-        try:
-            self.model.value = name
-        finally:
-            self._setting_model = False
+        self._proposals[layer] = (name, reason)
+        if name != self.model.value:
+            self._setting_model = True
+            try:
+                self.model.value = name
+            finally:
+                self._setting_model = False
         self._show_proposal(reason)
 
     def link_axis(self, layer: Any = None) -> int | None:
