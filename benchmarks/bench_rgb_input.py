@@ -8,7 +8,8 @@ channel alone on black, as a DAPI export; in the green channel alone), each colo
 stored. Per model, kind and way: pooled AP@0.5 (``seglab.metrics.evaluate``) of
 ``segment(model, image)`` with the default ``diameter="auto"`` (what a user gets), and how
 :func:`seglab.inference.appearance.rgb_appearance` reads the RGB ones (what the Segment widget's
-model proposal is based on: an RGB model is proposed only for ``stained``).
+model proposal is based on: an RGB model is proposed only for ``stained``), also for the
+MoNuSeg H&E tiles.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from machine import cpu_model, write_json  # benchmarks/machine.py
+from machine import MONUSEG, cpu_model, write_json  # benchmarks/machine.py
 from seglab.datasets import image_kind, load_split
 from seglab.inference.appearance import rgb_appearance
 from seglab.inference.engine import segment
+from seglab.io import read_image
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
 
@@ -40,7 +43,9 @@ def ways(item) -> dict[str, tuple[np.ndarray, int | None]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["stardist-he", "stardist-nuclei", "unet-nuclei"])
+    p.add_argument("--models", nargs="*", default=["stardist-he", "stardist-nuclei", "unet-nuclei"],
+                   help="models to score (none: only how the images look)")
+    p.add_argument("--monuseg", default=str(MONUSEG), help="H&E tiles whose look is also read (all of them)")
     p.add_argument("--data", default="../shared/data/dsb2018")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
@@ -52,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         for way, (img, axis) in ways(it).items():
             if axis is not None:
                 looks.setdefault(f"{image_kind(it)} | {way}", Counter())[rgb_appearance(img).kind] += 1
+    tiles = sorted((Path(args.monuseg) / "images").glob("*.tif"))
+    for tile in tiles:
+        looks.setdefault("MoNuSeg H&E tiles (train and val)", Counter())[rgb_appearance(read_image(tile)).kind] += 1
     for key, counts in looks.items():
         print(f"appearance  {key:<50} {dict(counts)}", flush=True)
     results: dict = {}

@@ -302,3 +302,24 @@ def test_segment_warns_when_an_he_model_gets_fluorescence_as_rgb(tmp_path, capsy
     assert ("seglab: warning: stardist-he reads RGB colour, as in stained brightfield tissue, but this image looks "
             "like fluorescence (dark background) in blue") in err
     assert err.count("seglab: warning:") == 1
+
+
+def test_segment_tells_which_model_reads_the_colour_of_stained_tissue(tmp_path, capsys):
+    """A grey model on a stained RGB file: one line naming the H&E model; none when a
+    channel is picked, or for a grey file."""
+    from seglab.samples import load_sample
+
+    stained, _ = load_sample("stained")
+    grey, _ = load_sample("large_nuclei")
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "he.tif", stained, photometric="rgb")
+    tifffile.imwrite(tmp_path / "in" / "grey.tif", grey)
+    args = ["segment", "-m", "stardist-nuclei", "-o", str(tmp_path / "out"), "--device", "cpu", "--diameter", "none",
+            "-q", "--overwrite"]
+    assert main(args + [str(tmp_path / "in")]) == 0
+    err = capsys.readouterr().err
+    assert ("seglab: warning: this RGB image looks like stained brightfield tissue: stardist-nuclei reads it as "
+            "grey, the model stardist-he reads its colour") in err
+    assert err.count("seglab: warning:") == 1
+    assert main(args + ["--channels", "0", str(tmp_path / "in" / "he.tif")]) == 0
+    assert "seglab: warning" not in capsys.readouterr().err

@@ -60,3 +60,12 @@ def test_listing_imports_no_torch():
     code = "import sys\nfrom seglab.models.registry import list_models\nlist_models()\nprint('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_models_by_the_channels_they_read():
+    reg = ModelRegistry()
+    grey = reg.names_reading(1)
+    assert grey[0] == "stardist-nuclei" and {"unet-nuclei", "maskrcnn-nuclei"} <= set(grey)
+    assert reg.names_reading(3) == ["stardist-he"]
+    assert reg.names_reading(2) == []
+    assert next(m for m in reg.list() if m.name == "stardist-he").input_channels == 3

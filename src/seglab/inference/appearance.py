@@ -144,3 +144,12 @@ def warn_if_colour_unsuited(config: ModelConfig, plane: np.ndarray) -> None:
     note = colour_model_note(config, plane)
     if note:
         warnings.warn(note, SeglabWarning, stacklevel=3)
+
+
+def stained_for_grey_note(config: ModelConfig, plane: np.ndarray, colour_models: list[str]) -> str | None:
+    """A hint when a one-channel model gets an RGB plane of stained brightfield tissue and a
+    model that reads colour is installed (``colour_models``, e.g. ``["stardist-he"]``)."""
+    if config.input_channels != 1 or not colour_models or not rgb_appearance(plane).stained:
+        return None
+    return (f"this RGB image looks like stained brightfield tissue: {config.name} reads it as grey, "
+            f"the model {colour_models[0]} reads its colour")

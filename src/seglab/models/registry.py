@@ -44,6 +44,7 @@ class ModelInfo:
     description: str
     path: Path
     source: str  # "builtin" or "user"
+    input_channels: int = 1  # 3: the model reads RGB colour
 
 
 class ModelRegistry:
@@ -71,7 +72,8 @@ class ModelRegistry:
             except SeglabError as e:
                 self._skip(sub, str(e))
                 continue
-            out.append(ModelInfo(sub.name, cfg.family, cfg.description.splitlines()[0] if cfg.description else "", sub, source))
+            out.append(ModelInfo(sub.name, cfg.family, cfg.description.splitlines()[0] if cfg.description else "", sub,
+                                 source, cfg.input_channels))
         return out
 
     def _skip(self, folder: Path, problem: str) -> None:
@@ -89,6 +91,11 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return [m.name for m in self.list()]
+
+    def names_reading(self, channels: int) -> list[str]:
+        """Models that read ``channels`` channels (1: grey; 3: RGB colour), the default first."""
+        names = [m.name for m in self.list() if m.input_channels == channels]
+        return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
     def default_name(self) -> str | None:
         """The model a widget offers first: :data:`DEFAULT_MODEL` when present, else the first listed."""

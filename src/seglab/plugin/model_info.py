@@ -99,19 +99,6 @@ def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
         return False
 
 
-def grey_models(registry: ModelRegistry) -> list[str]:
-    """Available one-channel models, the default first."""
-    names = []
-    for info in registry.list():
-        try:
-            if read_config(info.path).input_channels == 1:
-                names.append(info.name)
-        except SeglabError:
-            continue
-    default = registry.default_name()
-    return sorted(names, key=lambda n: n != default)
-
-
 def rgb_proposal(registry: ModelRegistry, current: str | None,
                  appearance: Appearance) -> tuple[str, str] | None:
     """For an RGB image: ``(model name, reason)`` to show, or None to say nothing.
@@ -134,7 +121,7 @@ def rgb_proposal(registry: ModelRegistry, current: str | None,
         return name, (f"{what}: proposing {name}" + (f", trained on {data}" if data else "")
                       + "; choose another model to override")
     if takes_rgb(registry, current):
-        greys = grey_models(registry)
+        greys = registry.names_reading(1)
         if not greys:
             return None
         return greys[0], (f"{what}, not stained tissue: proposing {greys[0]}, which reads it as grey "
