@@ -323,3 +323,12 @@ def test_segment_tells_which_model_reads_the_colour_of_stained_tissue(tmp_path, 
     assert err.count("seglab: warning:") == 1
     assert main(args + ["--channels", "0", str(tmp_path / "in" / "he.tif")]) == 0
     assert "seglab: warning" not in capsys.readouterr().err
+    # a fluorescence composite (a second stain in green beside the nuclei in blue) is mixed into grey
+    fluo, _ = load_sample("fluorescence")
+    composite = np.zeros(fluo.shape + (3,), np.uint8)
+    composite[..., 1], composite[..., 2] = np.roll(fluo, (101, 57), axis=(0, 1)), fluo
+    tifffile.imwrite(tmp_path / "composite.tif", composite, photometric="rgb")
+    assert main(args + [str(tmp_path / "composite.tif")]) == 0
+    err = capsys.readouterr().err
+    assert ("seglab: warning: this RGB image looks like fluorescence (dark background) in green and blue: "
+            "stardist-nuclei reads their mixture as grey; if the nuclei are in one colour, pick it") in err

@@ -78,17 +78,18 @@ def describe_size(result: Any) -> str:
     return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
 
 
-def _hint_colour_model(model: Any, array: Any, run: dict) -> None:
-    """Warn (once per message) when stained tissue goes to a grey model and an RGB one is installed."""
+def _rgb_input_hint(model: Any, array: Any, run: dict) -> None:
+    """Warn (once per message) when a grey model gets stained tissue and an RGB model is installed,
+    or a fluorescence composite it mixes into grey."""
     import warnings
 
     from seglab.axes import arrange
     from seglab.errors import SeglabWarning
-    from seglab.inference.appearance import stained_for_grey_note
+    from seglab.inference.appearance import grey_model_note
     from seglab.models.registry import ModelRegistry
 
     image, _, _ = arrange(array, axes=run["axes"], rgb=True)
-    note = stained_for_grey_note(model.config, image[tuple(n // 2 for n in image.shape[:-3])],
+    note = grey_model_note(model.config, image[tuple(n // 2 for n in image.shape[:-3])],
                                  ModelRegistry().names_reading(3))
     if note:
         warnings.warn(note, SeglabWarning, stacklevel=2)
@@ -123,7 +124,7 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
 
         return (yield from segment_large_file_iter(model, path, outdir, kinds, options, data, run))
     if run["rgb"] and options.channels is None and model.config.input_channels == 1:
-        _hint_colour_model(model, data.array, run)
+        _rgb_input_hint(model, data.array, run)
     result = yield from segment_iter(
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,

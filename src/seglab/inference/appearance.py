@@ -146,10 +146,17 @@ def warn_if_colour_unsuited(config: ModelConfig, plane: np.ndarray) -> None:
         warnings.warn(note, SeglabWarning, stacklevel=3)
 
 
-def stained_for_grey_note(config: ModelConfig, plane: np.ndarray, colour_models: list[str]) -> str | None:
-    """A hint when a one-channel model gets an RGB plane of stained brightfield tissue and a
-    model that reads colour is installed (``colour_models``, e.g. ``["stardist-he"]``)."""
-    if config.input_channels != 1 or not colour_models or not rgb_appearance(plane).stained:
+def grey_model_note(config: ModelConfig, plane: np.ndarray, colour_models: list[str]) -> str | None:
+    """A hint when a one-channel model gets an RGB plane it reads as a mixture: stained
+    brightfield tissue while a model that reads colour is installed (``colour_models``, e.g.
+    ``["stardist-he"]``), or a fluorescence composite of several colours."""
+    if config.input_channels != 1:
         return None
-    return (f"this RGB image looks like stained brightfield tissue: {config.name} reads it as grey, "
-            f"the model {colour_models[0]} reads its colour")
+    look = rgb_appearance(plane)
+    if look.stained and colour_models:
+        return (f"this RGB image looks like stained brightfield tissue: {config.name} reads it as grey, "
+                f"the model {colour_models[0]} reads its colour")
+    if look.kind == "fluorescence" and len(look.signal_channels) > 1:
+        return (f"this RGB image looks like {look.describe()}: {config.name} reads their mixture as grey; if "
+                "the nuclei are in one colour, pick it (--channels, or Channels in a widget: 0 red, 1 green, 2 blue)")
+    return None
