@@ -463,12 +463,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _one_line_warnings(previous):
-    """A ``warnings.showwarning`` that prints :class:`SeglabWarning` as one line and hands the
-    others to ``previous``."""
+    """A ``warnings.showwarning`` that prints :class:`SeglabWarning` as one line of its own (above
+    a running progress bar, not glued to it) and hands the others to ``previous``."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, SeglabWarning):
-            print(f"seglab: warning: {message}", file=sys.stderr)
+            text = f"seglab: warning: {message}"
+            if "tqdm" in sys.modules:  # bars may be drawn: tqdm clears them, prints, redraws
+                sys.modules["tqdm"].tqdm.write(text, file=sys.stderr)
+            else:
+                print(text, file=sys.stderr)
         else:
             previous(message, category, filename, lineno, file, line)
 

@@ -124,6 +124,10 @@ def test_a_colour_model_given_fluorescence_as_rgb_warns(samples, rgb_model):
     assert not _warnings(lambda: segment(rgb_model, stained[:128, :128], diameter=None))
     assert not _warnings(lambda: segment(rgb_model, blue, channels=[2], diameter=None))
     assert colour_model_note(ModelConfig(name="g", family="stardist"), blue) is None
+    # three fluorescence channels (CYX, not RGB) are taken as R, G, B by such a model: told too
+    cyx = np.stack([fluo, np.roll(fluo, (40, 23), axis=(0, 1)), zero])
+    (msg,) = _warnings(lambda: segment(rgb_model, cyx, axes="CYX", diameter=None))
+    assert "looks like fluorescence (dark background) in red and green" in msg
 
 
 def test_a_colour_model_given_fluorescence_out_of_core_warns(tmp_path, samples, rgb_model):

@@ -389,7 +389,8 @@ def segment_iter(
     check_image(image, channel_axis)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
-    if rgb and channels is None and channel_axis is not None:  # an H&E model given fluorescence finds little
+    if channels is None and channel_axis is not None and (rgb or image.shape[-1] == 3):
+        # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
         warn_if_colour_unsuited(model.config, image[tuple(n // 2 for n in stack_shape)])
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     dev = resolve_device(device)

@@ -419,7 +419,8 @@ def segment_lazy_iter(
     inp = _Input(src, model, channels, rgb)
     indices = src.indices()
     n_planes = len(indices)
-    if inp.rgb and channels is None:  # an H&E model given fluorescence finds little
+    if channels is None and src.channel is not None and (inp.rgb or image.shape[src.channel] == 3):
+        # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
         warn_if_colour_unsuited(model.config, src.read(indices[n_planes // 2], *centre_slices(src.height, src.width)))
     th = model.thresholds(thresholds)
     dev = resolve_device(device)
