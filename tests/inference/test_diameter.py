@@ -216,6 +216,22 @@ def test_estimate_without_objects_or_object_size():
     assert _estimate(model, img).diameter is None
 
 
+@pytest.mark.parametrize("name", ["stardist-nuclei", "unet-nuclei", "maskrcnn-nuclei"])
+def test_constant_planes_give_no_size(name):
+    """A blank plane (padding, a missing frame) has nothing to measure: the size model's reading of
+    it (43 px for stardist-nuclei) must not shrink the image, nor a stack it is part of."""
+    model = get_model(name)
+    for blank in (np.zeros((256, 256), np.uint8), np.full((300, 200), 7, np.uint16)):
+        seg = segment(model, blank)
+        assert seg.diameter is None and seg.scale_factor == 1.0 and seg.n_objects == 0
+    image, _ = load_sample("fluorescence")
+    alone = segment(model, image)
+    stack = segment(model, np.stack([np.zeros_like(image), image, np.zeros_like(image)]))
+    assert stack.diameter == pytest.approx(alone.diameter) and stack.scale_factor == alone.scale_factor
+    assert not stack.labels[0].any() and not stack.labels[2].any()
+    assert (stack.labels[1] > 0).sum() == (alone.labels > 0).sum()  # its pass reused or rerun alike
+
+
 # ---- segmenting with a diameter -------------------------------------------------------------------
 def test_segment_reports_diameter_and_returns_original_grid():
     model = get_model("stardist-nuclei")

@@ -125,3 +125,51 @@ def test_outputs_are_named_without_the_ome_suffix():
     assert image_stem("cells.ome.tif") == "cells" and image_stem("cells.OME.TIFF") == "cells"
     assert image_stem("cells.tif") == "cells" and image_stem("x/big.ome.zarr") == "big"
     assert image_stem(".ome.tif") == ".ome"  # nothing left to name it after
+
+
+def test_a_file_of_several_images_says_only_the_first_is_read(tmp_path):
+    """A multi-position OME-TIFF (or any TIFF of several series) is never read partly in silence;
+    an image's pyramid levels are not other images."""
+    import warnings
+
+    from seglab.errors import SeglabWarning
+
+    def warned(path, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = read_image_data(path, **kw)
+        return data, [str(w.message) for w in caught if issubclass(w.category, SeglabWarning)]
+
+    a, b = np.ones((30, 40), np.uint8), np.ones((20, 20), np.uint8)
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as w:
+        w.write(a, metadata={"axes": "YX"})
+        w.write(b, metadata={"axes": "YX"})
+    for lazy in (False, True):
+        data, msgs = warned(tmp_path / "positions.ome.tif", lazy=lazy)
+        assert data.array.shape == (30, 40)
+        assert msgs == ["positions.ome.tif holds 2 images (ome series: 30x40, 20x20); only the first is read: "
+                        "save each as its own file (e.g. Fiji's Bio-Formats, 'open all series') to segment the "
+                        "others"]
+    with tifffile.TiffWriter(tmp_path / "pyramid.ome.tif", ome=True) as w:
+        w.write(np.ones((64, 64), np.uint8), subifds=1, metadata={"axes": "YX"})
+        w.write(np.ones((32, 32), np.uint8), subfiletype=1)
+    assert warned(tmp_path / "pyramid.ome.tif")[1] == []
+    tifffile.imwrite(tmp_path / "one.tif", a)
+    assert warned(tmp_path / "one.tif")[1] == []
+
+
+def test_a_slides_side_images_are_not_other_images():
+    import warnings
+    from types import SimpleNamespace as NS
+
+    from seglab.io.images import warn_other_images
+
+    slide = NS(series=[NS(name="Baseline", shape=(900, 800, 3), kind="svs"),
+                       NS(name="Thumbnail", shape=(90, 80, 3), kind="svs"),
+                       NS(name="Label", shape=(50, 50, 3), kind="svs"), NS(name="Macro", shape=(60, 90, 3), kind="svs")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_other_images(slide, "slide.svs")
+    slide.series.append(NS(name="Image1", shape=(900, 800, 3), kind="svs"))
+    with pytest.warns(UserWarning, match=r"slide.svs holds 2 images \(svs series: 900x800x3, 900x800x3\)"):
+        warn_other_images(slide, "slide.svs")

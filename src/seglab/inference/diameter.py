@@ -466,6 +466,15 @@ def estimate_diameter_iter(
     target = model.config.object_diameter
     if not target:
         return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
+    kept = [i for i, x in enumerate(planes) if np.ptp(x) > 0]
+    if len(kept) < len(planes):
+        # a constant plane (blank, padding, a missing frame) has no objects, and the size model's
+        # reading of it (43 px for stardist-nuclei) is no size: the other planes decide, or none
+        if not kept:
+            return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
+        est = yield from estimate_diameter_iter(model, [planes[i] for i in kept], th, **run)
+        est.reusable = {kept[i]: pred for i, pred in est.reusable.items()}
+        return est
     target = float(target)
     passes: list[dict[str, float]] = []
     whole: dict[float, dict[int, Prediction]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import tifffile
 
 from seglab.axes import guess_channel_axis as guess_axes_channel
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SeglabWarning
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
@@ -177,6 +178,22 @@ def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
     return axes.replace("C", "Q"), True  # one channel axis: RGB samples; other "channels" undeclared
 
 
+#: names of a slide file's side images (scanners store them as extra series), never the data
+SIDE_IMAGE_WORDS = ("thumbnail", "label", "macro", "overview", "preview")
+
+
+def warn_other_images(tif: tifffile.TiffFile, name: str) -> None:
+    """Say so when a TIFF holds more images than its first series (e.g. the positions of a
+    multi-position OME-TIFF): only the first is read, never silently. A slide's thumbnail,
+    label and macro images and the pyramid levels of one image are not counted."""
+    images = [s for s in tif.series if not any(w in (s.name or "").lower() for w in SIDE_IMAGE_WORDS)]
+    if len(images) > 1:
+        shapes = ", ".join("x".join(str(n) for n in s.shape) for s in images[:4]) + (", ..." if len(images) > 4 else "")
+        warnings.warn(f"{name} holds {len(images)} images ({images[0].kind} series: {shapes}); only the first is "
+                      "read: save each as its own file (e.g. Fiji's Bio-Formats, 'open all series') to segment "
+                      "the others", SeglabWarning, stacklevel=3)
+
+
 def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> ImageData:
     """Read an image file with its axes and calibration; a clear :class:`SeglabError` when it
     is missing, unsupported, corrupt or empty.
@@ -206,6 +223,7 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> Image
                 if not tif.series:
                     raise SeglabError(f"{path.name} holds no image")
                 series = tif.series[0]
+                warn_other_images(tif, path.name)
                 arr = np.asarray(series.asarray())
                 axes, rgb = _tiff_axes(tif, series, arr)
                 try:
@@ -237,6 +255,7 @@ def _read_tiff_lazy(path: Path) -> ImageData:
         if not tif.series:
             raise SeglabError(f"{path.name} holds no image")
         series = tif.series[0]
+        warn_other_images(tif, path.name)
         try:
             arr = tifffile.memmap(path, series=0, mode="r")
         except Exception:  # compressed or scattered pixels: chunk by tile/strip through zarr
