@@ -149,3 +149,27 @@ def test_a_flood_of_events_is_handled_in_order_without_nesting(qtbot, make_napar
     assert seen == list(range(1, n + 1))
     assert order == [("done", n)]  # the result after every event
     assert job.status.value != "failed" and job.pbar is None
+
+
+def test_warnings_in_a_worker_reach_the_user(qtbot, monkeypatch):
+    """seglab's warnings become 'seglab: ...' notifications, others go to napari as warnings."""
+    import warnings
+
+    from seglab.errors import SeglabWarning
+    from seglab.plugin import jobs
+
+    shown, others = [], []
+    monkeypatch.setattr(jobs, "show_warning", shown.append)
+    monkeypatch.setattr(jobs.notification_manager, "receive_warning", lambda message, *a: others.append(str(message)))
+
+    def work():
+        warnings.warn("the GPU ran out of memory", SeglabWarning)
+        warnings.warn("a library's own warning", RuntimeWarning)
+        yield 1
+        return 2
+
+    worker = jobs.new_worker(work)
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        worker.start()
+    qtbot.waitUntil(lambda: bool(shown and others), timeout=5_000)
+    assert shown == ["seglab: the GPU ran out of memory"] and others == ["a library's own warning"]

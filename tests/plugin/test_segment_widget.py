@@ -346,6 +346,28 @@ def test_fluorescence_as_rgb_is_not_given_the_he_model(segment_dock):
     assert not widget.proposal.value and widget.proposal.native.isHidden()
 
 
+def test_an_rgb_model_chosen_for_fluorescence_warns_when_it_runs(qtbot, models_dir, segment_dock, segment_errors,
+                                                                  monkeypatch):
+    """The user's choice wins over the proposal; running it brings the core's warning to napari
+    (from the worker thread: napari 0.9's own workers dropped it, seglab.plugin.jobs relays it)."""
+    from seglab.plugin import jobs
+
+    _rgb_model(models_dir)
+    viewer, widget = segment_dock
+    widget.reset_choices()
+    seen = []
+    monkeypatch.setattr(jobs, "show_warning", seen.append)
+    widget.image.value = viewer.add_image(_fluorescence_rgb((2,))[:128, :128], name="blue", rgb=True)
+    assert widget.model.value == "stardist-nuclei"
+    widget.model.value = "he-test"
+    widget.diameter.value = "none"
+    _run(qtbot, widget)
+    assert not segment_errors
+    assert any(m.startswith("seglab: he-test reads RGB colour, as in stained brightfield tissue, but this image looks "
+                            "like fluorescence (dark background) in blue") for m in seen), seen
+    assert _labels_layers(viewer)  # it still ran: a warning, not a refusal
+
+
 def test_rgb_layer_proposes_an_rgb_model_once(models_dir, segment_dock, grey_builtins):
     _rgb_model(models_dir)
     viewer, widget = segment_dock

@@ -46,7 +46,7 @@ def _export(model_name: str, path: Path):
 
 def start_export(model_name: str, path: Path, done: Callable[[str], None]) -> Any:
     """Export ``model_name`` to ``path`` in a worker; ``done(message)`` gets the outcome (GUI thread)."""
-    from napari.qt.threading import create_worker
+    from seglab.plugin.jobs import new_worker
 
     def returned(result: Any) -> None:
         if isinstance(result, ExportProblem):
@@ -62,7 +62,7 @@ def start_export(model_name: str, path: Path, done: Callable[[str], None]) -> An
         show_error(f"seglab: export to the BioImage Model Zoo failed: {exc}")
         done(f"export failed: {exc}")
 
-    worker = create_worker(_export, model_name, Path(path), _start_thread=False)
+    worker = new_worker(_export, model_name, Path(path))
     worker.returned.connect(returned)
     worker.errored.connect(errored)
     worker.start()

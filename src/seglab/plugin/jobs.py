@@ -22,10 +22,10 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
-from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import notification_manager, show_error, show_info, show_warning
 
+from seglab.errors import SeglabWarning
 from seglab.plugin.progress_panel import ProgressPanel
 
 
@@ -38,6 +38,30 @@ class _Cancelled:
 
 
 CANCELLED = _Cancelled()
+
+
+def show_worker_warning(args: tuple) -> None:
+    """A warning raised in a worker thread (``warnings.showwarning``'s arguments), as a napari
+    notification: seglab's own as ``seglab: <message>``, others as napari shows warnings."""
+    message, category = args[0], args[1]
+    if isinstance(category, type) and issubclass(category, SeglabWarning):
+        show_warning(f"seglab: {message}")
+    else:
+        notification_manager.receive_warning(*args)
+
+
+def new_worker(fn: Callable, *args: Any, connect: dict[str, Callable] | None = None) -> Any:
+    """A worker thread for ``fn(*args)`` (not started) whose warnings reach the user.
+
+    napari's own worker classes are meant to relay warnings as notifications, but in napari 0.9
+    with PyQt6 they do not (their relaying mixin's ``__init__`` is never reached), so a warning
+    raised in a worker (an H&E model given fluorescence, a GPU out of memory) was lost; this
+    uses superqt's worker and relays them itself (:func:`show_worker_warning`)."""
+    from superqt.utils import create_worker
+
+    worker = create_worker(fn, *args, _start_thread=False, _connect=connect)
+    worker.warned.connect(show_worker_warning)
+    return worker
 #: shortest time between two updates of napari's progress bar (each one repaints)
 UPDATE_INTERVAL_S = 0.05
 #: the Cancel button's text once a graceful stop is under way: a second click discards the run
@@ -102,7 +126,7 @@ class BackgroundJob:
         Events of a worker the job has detached from (cancelled) are ignored.
         """
         cancel = threading.Event()
-        worker = create_worker(guarded, fn, args, cancel, _start_thread=False)
+        worker = new_worker(guarded, fn, args, cancel)
 
         def current() -> bool:
             return self.worker is worker

@@ -289,7 +289,7 @@ class MeasurementsDock(QWidget):
 
     def measure(self, *_: Any):
         """Measure the layer's objects again in a worker; returns the worker (None when nothing to do)."""
-        from napari.qt.threading import create_worker
+        from seglab.plugin.jobs import new_worker
 
         if self.layer is None or self._worker is not None:
             return None
@@ -311,8 +311,8 @@ class MeasurementsDock(QWidget):
             self._worker = None
             self.measure_button.setEnabled(True)
 
-        worker = create_worker(remeasured, layer, image_layer, _start_thread=False,
-                               _connect={"returned": done, "errored": failed, "finished": finished})
+        worker = new_worker(remeasured, layer, image_layer,
+                            connect={"returned": done, "errored": failed, "finished": finished})
         self._worker = worker
         self.measure_button.setEnabled(False)
         self.info.setText(f"measuring '{layer.name}'…")

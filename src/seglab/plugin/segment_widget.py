@@ -34,7 +34,7 @@ from seglab.models.storage import read_config
 from seglab.outlines import collect_outlines
 from seglab.plugin.docking import docked_widget, same_viewer
 from seglab.plugin.events import alive, on_models_changed
-from seglab.plugin.jobs import BackgroundJob, UserInputProblem
+from seglab.plugin.jobs import BackgroundJob, UserInputProblem, new_worker
 from seglab.plugin.layers import (
     OWNER_KEY,
     ambiguous_axes_note,
@@ -441,8 +441,6 @@ class SegmentWidget(ScrollableContainer):
 
     def estimate(self, *_: Any):
         """Estimate the objects' diameter of the chosen layer in a worker; fills the Diameter field."""
-        from napari.qt.threading import create_worker
-
         if self._estimate_worker is not None:
             return None
         try:
@@ -469,9 +467,9 @@ class SegmentWidget(ScrollableContainer):
             self._estimate_worker = None
             self.estimate_button.enabled = True
 
-        worker = create_worker(_run_estimate, self.model.value, data, kwargs, _start_thread=False,
-                               _connect={"returned": done, "finished": finished,
-                                         "errored": lambda e: show_error(f"seglab: estimate failed: {e}")})
+        worker = new_worker(_run_estimate, self.model.value, data, kwargs,
+                            connect={"returned": done, "finished": finished,
+                                     "errored": lambda e: show_error(f"seglab: estimate failed: {e}")})
         self._estimate_worker = worker
         self.estimate_button.enabled = False
         self.diameter_used.value = "estimating…"
