@@ -44,9 +44,10 @@ def test_stained_sample_is_stained_in_any_dtype(samples):
 
 def test_grey_stored_as_rgb_is_grey(samples):
     _, fluo, bright = samples
-    for grey in (fluo, bright):
+    for grey, dark in ((fluo, True), (bright, False)):
         app = rgb_appearance(_rgb(grey, grey, grey))
-        assert app.kind == "grey", app
+        assert app.kind == "grey" and app.dark_background == dark, app
+    assert rgb_appearance(_rgb(fluo, fluo, fluo)).describe() == "grey stored as RGB (the three channels alike, dark background)"
     noisy = np.clip(_rgb(fluo, fluo, fluo).astype(int)
                     + np.random.default_rng(0).integers(-3, 4, fluo.shape + (3,)), 0, 255).astype(np.uint8)
     assert rgb_appearance(noisy).kind == "grey"
@@ -120,8 +121,10 @@ def test_a_colour_model_given_fluorescence_as_rgb_warns(samples, rgb_model):
     assert "stardist-nuclei" in msg
     # a stack is judged by its middle plane; the warning comes once
     assert len(_warnings(lambda: segment(rgb_model, np.stack([blue, blue]), diameter=None))) == 1
-    # stained tissue, channels picked by the user, or a grey model: nothing to say
+    # stained tissue, grey brightfield, channels picked by the user, or a grey model: nothing to say
     assert not _warnings(lambda: segment(rgb_model, stained[:128, :128], diameter=None))
+    bright = samples[2][:128, :128]
+    assert not _warnings(lambda: segment(rgb_model, _rgb(bright, bright, bright), diameter=None))
     assert not _warnings(lambda: segment(rgb_model, blue, channels=[2], diameter=None))
     assert colour_model_note(ModelConfig(name="g", family="stardist"), blue) is None
     # three fluorescence channels (CYX, not RGB) are taken as R, G, B by such a model: told too

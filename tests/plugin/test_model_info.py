@@ -42,6 +42,7 @@ STAINED = Appearance("stained", 0.5, 0.05, (0, 1, 2))
 BLUE = Appearance("fluorescence", 0.2, 0.95, (2,))
 GREY = Appearance("grey", 0.0, 0.9, (0, 1, 2))
 COMPOSITE = Appearance("fluorescence", 0.4, 0.9, (1, 2))
+BRIGHT_GREY = Appearance("grey", 0.0, 0.05, (0, 1, 2))
 
 
 def test_rgb_proposal(models_dir, grey_builtins):
@@ -61,6 +62,8 @@ def test_rgb_proposal(models_dir, grey_builtins):
         assert rgb_proposal(reg, "unet-nuclei", look) is None
         name, reason = rgb_proposal(reg, "he-model", look)
         assert name == "stardist-nuclei" and "not stained tissue" in reason and "(he-model reads colour)" in reason
+    # grey brightfield keeps whichever model is chosen (neither kind is the better on all of it)
+    assert rgb_proposal(reg, "he-model", BRIGHT_GREY) is None and rgb_proposal(reg, "unet-nuclei", BRIGHT_GREY) is None
     assert rgb_proposal(reg, "he-model", BLUE)[1].startswith(
         "RGB image, fluorescence (dark background) in blue, not stained tissue: proposing stardist-nuclei")
     # a composite of two colours keeps the grey model and is told about Channels

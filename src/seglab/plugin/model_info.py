@@ -103,9 +103,10 @@ def rgb_proposal(registry: ModelRegistry, current: str | None,
                  appearance: Appearance) -> tuple[str, str] | None:
     """For an RGB image: ``(model name, reason)`` to show, or None to say nothing.
 
-    Stained brightfield gets the first RGB (H&E) model when the current one reads grey;
-    anything else (fluorescence, grey stored as RGB) gets the default grey model when the
-    current one reads colour: an H&E model finds almost nothing there. A fluorescence
+    Stained brightfield gets the first RGB (H&E) model when the current one reads grey; a dark
+    background (fluorescence, or grey fluorescence stored as RGB) gets the default grey model
+    when the current one reads colour: an H&E model finds almost nothing there. Grey brightfield
+    keeps the current model (neither kind of model is the better on all of it). A fluorescence
     composite of several colours keeps its grey model and is told about *Channels* (the name
     returned is then ``current``).
     """
@@ -121,6 +122,8 @@ def rgb_proposal(registry: ModelRegistry, current: str | None,
         return name, (f"{what}: proposing {name}" + (f", trained on {data}" if data else "")
                       + "; choose another model to override")
     if takes_rgb(registry, current):
+        if not appearance.dark_background:
+            return None
         greys = registry.names_reading(1)
         if not greys:
             return None
