@@ -57,18 +57,26 @@ def test_rgb_proposal(models_dir, grey_builtins):
     assert name == "he-model" and "trained on H&E tissue" in reason and "override" in reason
     assert reason.startswith("RGB image, stained brightfield (bright background, coloured): proposing he-model")
     assert rgb_proposal(reg, "he-model", STAINED) is None  # already an RGB model
-    # fluorescence or grey stored as RGB: an RGB model gives way to the default grey one
+    # a dark background (fluorescence, grey stored as RGB): an RGB model gives way to the default
+    # grey one, a grey one stays, and the line says why
     for look in (BLUE, GREY):
-        assert rgb_proposal(reg, "unet-nuclei", look) is None
         name, reason = rgb_proposal(reg, "he-model", look)
         assert name == "stardist-nuclei" and "not stained tissue" in reason and "(he-model reads colour)" in reason
-    # grey brightfield keeps whichever model is chosen (neither kind is the better on all of it)
-    assert rgb_proposal(reg, "he-model", BRIGHT_GREY) is None and rgb_proposal(reg, "unet-nuclei", BRIGHT_GREY) is None
+        name, reason = rgb_proposal(reg, "unet-nuclei", look)
+        assert name == "unet-nuclei"
+        assert reason.endswith("keeping unet-nuclei, which reads it as grey; he-model is for stained tissue and "
+                               "finds little here")
     assert rgb_proposal(reg, "he-model", BLUE)[1].startswith(
         "RGB image, fluorescence (dark background) in blue, not stained tissue: proposing stardist-nuclei")
+    # grey brightfield keeps whichever model is chosen (neither kind is the better on all of it)
+    assert rgb_proposal(reg, "he-model", BRIGHT_GREY) == (
+        "he-model", "RGB image, grey stored as RGB (the three channels alike, bright background): keeping he-model; "
+                    "for cytology rather than tissue a grey model may do better")
+    assert rgb_proposal(reg, "unet-nuclei", BRIGHT_GREY)[1].endswith(
+        "keeping unet-nuclei; for tissue sections he-model may do better")
     # a composite of two colours keeps the grey model and is told about Channels
     name, reason = rgb_proposal(reg, "unet-nuclei", COMPOSITE)
-    assert name == "unet-nuclei" and "enter it under Channels (0 red, 1 green, 2 blue)" in reason
+    assert name == "unet-nuclei" and "enter it under Channels, 0 red, 1 green, 2 blue" in reason
 
 
 def test_builtin_he_model_is_proposed_with_its_data_and_licence():

@@ -327,7 +327,9 @@ def test_fluorescence_as_rgb_is_not_given_the_he_model(segment_dock):
     grey, _ = load_sample("fluorescence")
     for i, data in enumerate((np.stack([grey] * 3, -1), _fluorescence_rgb((2,)), np.zeros((32, 32, 3), np.uint8))):
         widget.image.value = viewer.add_image(data, name=f"fluo{i}", rgb=True)
-        assert widget.model.value == "stardist-nuclei" and not widget.proposal.value
+        assert widget.model.value == "stardist-nuclei"
+        assert widget.proposal.value.endswith("keeping stardist-nuclei, which reads it as grey; stardist-he is for "
+                                              "stained tissue and finds little here")
     widget.image.value = viewer.add_image(_stained(), name="he", rgb=True)
     assert widget.model.value == "stardist-he"
     blue = viewer.add_image(_fluorescence_rgb((2,)), name="blue", rgb=True)

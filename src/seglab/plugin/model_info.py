@@ -101,38 +101,41 @@ def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
 
 def rgb_proposal(registry: ModelRegistry, current: str | None,
                  appearance: Appearance) -> tuple[str, str] | None:
-    """For an RGB image: ``(model name, reason)`` to show, or None to say nothing.
+    """For an RGB image, when an RGB (H&E) model is installed: ``(model name, reason)``, the
+    model to choose and the line that says why (the name is ``current`` when it stays).
 
-    Stained brightfield gets the first RGB (H&E) model when the current one reads grey; a dark
-    background (fluorescence, or grey fluorescence stored as RGB) gets the default grey model
-    when the current one reads colour: an H&E model finds almost nothing there. Grey brightfield
-    keeps the current model (neither kind of model is the better on all of it). A fluorescence
-    composite of several colours keeps its grey model and is told about *Channels* (the name
-    returned is then ``current``).
+    Stained brightfield gets the RGB model. A dark background (fluorescence, in colour or grey
+    stored as RGB) gets a grey model, since an H&E model finds almost nothing there (a
+    composite of several colours is also told about *Channels*). Grey brightfield keeps the
+    current model: neither kind is the better on all of it (tissue: the H&E model; cytology:
+    the grey ones). None when no RGB model is installed, or the current one already suits.
     """
+    candidates = rgb_models(registry)
+    if not candidates or not current:
+        return None
     what = f"RGB image, {appearance.describe()}"
+    rgb_name, cfg = candidates[0]
     if appearance.stained:
         if takes_rgb(registry, current):
             return None
-        candidates = rgb_models(registry)
-        if not candidates:
-            return None
-        name, cfg = candidates[0]
         data = _short_data(cfg)
-        return name, (f"{what}: proposing {name}" + (f", trained on {data}" if data else "")
-                      + "; choose another model to override")
+        return rgb_name, (f"{what}: proposing {rgb_name}" + (f", trained on {data}" if data else "")
+                          + "; choose another model to override")
+    if not appearance.dark_background:  # grey brightfield: say what each kind of model is for
+        if takes_rgb(registry, current):
+            return current, f"{what}: keeping {current}; for cytology rather than tissue a grey model may do better"
+        return current, f"{what}: keeping {current}; for tissue sections {rgb_name} may do better"
+    mixture = (" (the model reads their mixture as grey: if the nuclei are in one colour, enter it under "
+               "Channels, 0 red, 1 green, 2 blue)"
+               if appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1 else "")
     if takes_rgb(registry, current):
-        if not appearance.dark_background:
-            return None
         greys = registry.names_reading(1)
         if not greys:
             return None
         return greys[0], (f"{what}, not stained tissue: proposing {greys[0]}, which reads it as grey "
-                          f"({current} reads colour); choose another model to override")
-    if current and appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1:
-        return current, (f"{what}: the model reads their mixture as grey; if the nuclei are in one "
-                         "colour, enter it under Channels (0 red, 1 green, 2 blue)")
-    return None
+                          f"({current} reads colour){mixture}; choose another model to override")
+    return current, (f"{what}: keeping {current}, which reads it as grey; {rgb_name} is for stained "
+                     f"tissue and finds little here{mixture}")
 
 
 def _short_data(cfg: ModelConfig) -> str | None:
