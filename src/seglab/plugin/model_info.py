@@ -125,17 +125,20 @@ def rgb_proposal(registry: ModelRegistry, current: str | None,
         if takes_rgb(registry, current):
             return current, f"{what}: keeping {current}; for cytology rather than tissue a grey model may do better"
         return current, f"{what}: keeping {current}; for tissue sections {rgb_name} may do better"
-    mixture = (" (the model reads their mixture as grey: if the nuclei are in one colour, enter it under "
-               "Channels, 0 red, 1 green, 2 blue)"
-               if appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1 else "")
+    composite = appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1
+
+    def mixture(grey: str) -> str:
+        return (f"; {grey} mixes the colours into grey: if the nuclei are in one, enter it under Channels "
+                "(0 red, 1 green, 2 blue)" if composite else "")
+
     if takes_rgb(registry, current):
         greys = registry.names_reading(1)
         if not greys:
             return None
         return greys[0], (f"{what}, not stained tissue: proposing {greys[0]}, which reads it as grey "
-                          f"({current} reads colour){mixture}; choose another model to override")
+                          f"({current} reads colour){mixture(greys[0])}; choose another model to override")
     return current, (f"{what}: keeping {current}, which reads it as grey; {rgb_name} is for stained "
-                     f"tissue and finds little here{mixture}")
+                     f"tissue and finds little here{mixture(current)}")
 
 
 def _short_data(cfg: ModelConfig) -> str | None:
