@@ -36,6 +36,12 @@ def test_stained_sample_is_stained_in_any_dtype(samples):
         assert app.signal_channels == (0, 1, 2)
     assert rgb_appearance(np.concatenate([stained, np.full(stained.shape[:2] + (1,), 255, np.uint8)], -1)).stained
     assert "stained brightfield" in rgb_appearance(stained).describe()
+    # tissue beside a scanner's black padding (as much black as tissue) is still stained tissue
+    padded = np.zeros((stained.shape[0], stained.shape[1] * 2, 3), np.uint8)
+    padded[:, :stained.shape[1]] = stained
+    look = rgb_appearance(padded)
+    assert look.dark_background and look.stained, look
+    assert look.describe() == "stained brightfield (coloured, beside a dark surround)"
     # a little tissue on a white slide (here 1/25 of it) is still a stained slide
     slide = np.full((stained.shape[0] * 5, stained.shape[1] * 5, 3), 242, np.uint8)
     slide[:stained.shape[0], :stained.shape[1]] = stained
