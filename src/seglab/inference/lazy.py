@@ -52,7 +52,8 @@ from seglab.inference.diameter import (
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
-    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, edge_depth, edge_lines, mend_edges, select_channels,
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, find_black_padding, mend_edges,
+    select_channels,
 )
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
 from seglab.inference.tiling import Surround, tile_context
@@ -149,6 +150,8 @@ class Normalizer:
     lo: np.ndarray
     hi: np.ndarray
     edges: list[dict[str, int]] = field(default_factory=list)
+    #: the plane's black padding, filled before scaling (models with ``normalization["fill_black"]``)
+    padding: BlackPadding | None = None
 
     def mend(self, x: np.ndarray, ys: slice, xs: slice, height: int, width: int) -> np.ndarray:
         """Mend, in place, the artifact lines of the normalised window ``x`` (rows ``ys``, columns
@@ -159,6 +162,8 @@ class Normalizer:
         return x
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.padding is not None:
+            x = self.padding.fill(x)
         out = np.empty(x.shape, np.float32)
         for c in range(x.shape[0]):
             span = float(self.hi[c] - self.lo[c])
@@ -244,13 +249,16 @@ class _Input:
             yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
         sample = np.concatenate(samples, axis=1)
         norm = self.model.config.normalization
+        padding = find_black_padding(sample) if norm.get("fill_black") else None
+        if padding is not None:
+            sample = padding.fill(sample)
         low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
         lo, hi = np.zeros(sample.shape[0]), np.zeros(sample.shape[0])
         for c in range(sample.shape[0]):
             ch = sample[c][np.isfinite(sample[c])]
             if ch.size:
                 lo[c], hi[c] = np.percentile(ch, [low, high])
-        normalizer = Normalizer(lo, hi)
+        normalizer = Normalizer(lo, hi, padding=padding)
         if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
             edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),
                     "bottom": normalizer(self.channels_of(self.src.read(index, slice(h - n, h), slice(0, w)))),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -170,6 +171,51 @@ def percentile_normalize(
     return out
 
 
+#: with ``normalization["fill_black"]``: a pixel at or below this share of the image's bright end
+#: (99.8th percentile over its channels) in every channel is padding, not tissue
+BLACK_LEVEL = 0.04
+#: ... and is filled with this percentile of the other pixels, per channel: the slide's glass
+GLASS_PERCENTILE = 99.0
+
+
+@dataclass
+class BlackPadding:
+    """Black padding of a brightfield image (a scanner's out-of-scan area, a rotated tile's
+    corners): pixels at or below ``level`` in every channel, to be filled with ``glass``."""
+
+    level: float
+    glass: np.ndarray  # (C,)
+
+    def fill(self, x: np.ndarray) -> np.ndarray:
+        """A copy of ``(C, ...)`` ``x`` with its padding pixels set to the glass colour."""
+        black = (x <= self.level).all(axis=0)
+        if not black.any():
+            return x
+        out = np.array(x, dtype=np.float32, copy=True)
+        out[:, black] = self.glass[:, None]
+        return out
+
+
+def find_black_padding(x: np.ndarray) -> BlackPadding | None:
+    """The black padding of ``(C, ...)`` pixels of a brightfield image, or None when there is none
+    (or nothing but black). Tissue is never black in every channel under transmitted light,
+    so such pixels are no image: left black they pull the 1st percentile to zero (tissue loses
+    contrast) and a model reads them as something (`stardist-he` on MoNuSeg `val` tiles at 20x
+    rotated 30 degrees with black corners: PQ 0.276 with `auto`, 0.529 with them filled)."""
+    flat = x.reshape(x.shape[0], -1)
+    finite = np.isfinite(flat).all(axis=0)
+    if not finite.any():
+        return None
+    flat = flat[:, finite] if not finite.all() else flat
+    if flat.shape[1] > 1_000_000:  # as for the percentiles: a strided sample
+        flat = flat[:, :: int(np.ceil(flat.shape[1] / 1_000_000))]
+    level = BLACK_LEVEL * float(np.percentile(flat, 99.8))
+    black = (flat <= level).all(axis=0)
+    if not black.any() or black.all() or level <= 0:
+        return None
+    return BlackPadding(level, np.percentile(flat[:, ~black], GLASS_PERCENTILE, axis=1).astype(np.float32))
+
+
 def model_input(
     plane: np.ndarray,
     input_channels: int,
@@ -178,6 +224,12 @@ def model_input(
     channels: Sequence[int] | None = None,
     rgb: bool | None = None,
 ) -> np.ndarray:
-    """What a model sees of a plane, in training and inference alike: its channels, normalised."""
+    """What a model sees of a plane, in training and inference alike: its channels (black
+    padding filled with the glass colour, for models whose ``normalization`` says
+    ``fill_black``), normalised."""
     x = select_channels(plane, input_channels, channel_axis, channels, rgb)
+    if normalization.get("fill_black"):
+        padding = find_black_padding(x)
+        if padding is not None:
+            x = padding.fill(x)
     return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))

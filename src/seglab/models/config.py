@@ -110,6 +110,9 @@ def check_fields(values: dict[str, Any]) -> None:
             if k in norm and not (_is_number(norm[k]) and 0 <= norm[k] <= 100):
                 raise SeglabError(f"model config normalization[{k!r}] must be a percentile in [0, 100], "
                                   f"not {_kind(norm[k])}")
+        if "fill_black" in norm and not isinstance(norm["fill_black"], bool):
+            raise SeglabError(f"model config normalization['fill_black'] must be true or false, "
+                              f"not {_kind(norm['fill_black'])}")
     for k, v in values.get("architecture", {}).items():
         if not _json_plain(v):
             raise SeglabError(f"model config architecture[{k!r}] must be a number, string or list of them, "
