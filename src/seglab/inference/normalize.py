@@ -176,6 +176,8 @@ def percentile_normalize(
 BLACK_LEVEL = 0.04
 #: ... and is filled with this percentile of the other pixels, per channel: the slide's glass
 GLASS_PERCENTILE = 99.0
+#: pixels of a plane looked at to find its padding (a strided sample)
+PADDING_SAMPLE = 256 * 256
 
 
 @dataclass
@@ -202,13 +204,16 @@ def find_black_padding(x: np.ndarray) -> BlackPadding | None:
     so such pixels are no image: left black they pull the 1st percentile to zero (tissue loses
     contrast) and a model reads them as something (`stardist-he` on MoNuSeg `val` tiles at 20x
     rotated 30 degrees with black corners: PQ 0.276 with `auto`, 0.529 with them filled)."""
-    flat = x.reshape(x.shape[0], -1)
+    if x.ndim == 3:  # a strided sample of the plane (padding is large areas, not single pixels)
+        step = max(1, int(np.ceil(np.sqrt(x.shape[1] * x.shape[2] / PADDING_SAMPLE))))
+        flat = x[:, ::step, ::step].reshape(x.shape[0], -1)
+    else:
+        flat = x.reshape(x.shape[0], -1)
+        flat = flat[:, :: max(1, int(np.ceil(flat.shape[1] / PADDING_SAMPLE)))]
     finite = np.isfinite(flat).all(axis=0)
     if not finite.any():
         return None
     flat = flat[:, finite] if not finite.all() else flat
-    if flat.shape[1] > 1_000_000:  # as for the percentiles: a strided sample
-        flat = flat[:, :: int(np.ceil(flat.shape[1] / 1_000_000))]
     level = BLACK_LEVEL * float(np.percentile(flat, 99.8))
     black = (flat <= level).all(axis=0)
     if not black.any() or black.all() or level <= 0:
