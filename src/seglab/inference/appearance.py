@@ -49,7 +49,7 @@ GLOW_SATURATION = 0.8
 #: the saturation measure averages blocks of this many sampled pixels a side
 POOL = 3
 #: pixels read (a strided view of larger planes)
-SAMPLE_PIXELS = 256 * 256
+SAMPLE_PIXELS = 160 * 160
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 COLOUR_NAMES = ("red", "green", "blue")
 
