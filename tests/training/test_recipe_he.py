@@ -112,3 +112,18 @@ def test_scale_range_from_the_command_line_reaches_the_sampler_and_the_record(tm
 
     recipe_he.finish_only(argparse.Namespace(out=str(tmp_path / "run"), data=str(dsb), monuseg=str(mo), init=None))
     assert finished["augment"]["scale_range"] == [0.5, 1.6]
+
+
+def test_a_model_the_recipe_trains_fills_black_padding(tmp_path, monkeypatch):
+    """Brightfield: the recipe's model fills black padding with the glass colour, as the shipped one."""
+    from seglab.training import recipe_he
+
+    dsb, mo = tmp_path / "dsb", tmp_path / "mo"
+    _folder(dsb, [(f"c{i:02d}", "train", 3) for i in range(12)], (32, 40))
+    _folder(mo, [("t0", "train", 3)], (32, MONUSEG_TUNE_COLUMNS + 40))
+    finished = {}
+    monkeypatch.setattr(recipe_he, "finish_he", lambda m, *a, **k: finished.update(m.config.normalization))
+    assert main(["stardist-he", "--data", str(dsb), "--monuseg", str(mo), "--steps", "1", "--batch-size", "1",
+                 "--validate-every", "100", "--threads", "1", "--device", "cpu", "--architecture",
+                 '{"widths": [8, 16], "n_rays": 8}', "--out", str(tmp_path / "run")]) in (0, None)
+    assert finished["fill_black"] is True

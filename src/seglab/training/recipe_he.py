@@ -168,6 +168,8 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
             _log(f"copied {len(copied)} tensors from {args.init_from}")
     model.config.name = recipe["name"]
     model.config.description = recipe["description"]
+    # brightfield: pixels black in every channel are a scanner's padding, filled with the glass colour
+    model.config.normalization = {**model.config.normalization, "fill_black": True}
     settings = TrainSettings(steps=args.steps, time_budget=args.time_budget,
                              batch_size=args.batch_size or recipe["batch_size"], lr=args.lr or recipe["lr"],
                              validate_every=args.validate_every, seed=args.seed, warmup_steps=50,
@@ -267,7 +269,8 @@ def finish_he(model: SegmentationModel, data: dict, out: Path, recipe: dict, arg
         "lr": run_lr(args, run, recipe),
         "monuseg_weight": run.get("monuseg_weight", recipe["monuseg_weight"]),
         "augment": a,
-        "normalization": "per-channel percentiles 1 / 99.8 (the RGB channels as they are, not luma)",
+        "normalization": ("per-channel percentiles 1 / 99.8 (the RGB channels as they are, not luma), black "
+                          "padding filled with the glass colour first"),
         "device": str(args.device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
