@@ -191,3 +191,14 @@ def test_given_test_image_is_used_and_a_stack_is_refused(tmp_path):
     assert _rdf(result.path)["outputs"][0]["axes"][2]["halo"] == tile_context(model) >= model.network.receptive_radius() > 0
     with pytest.raises(SeglabError, match="one plane"):
         export_bmz(model, tmp_path / "q.zip", image=np.zeros((5, 64, 64), np.uint8))
+
+
+def test_the_package_readme_says_when_seglab_fills_black_padding():
+    from seglab.bmz.card import package_notes
+    from seglab.models.config import ModelConfig
+
+    he = ModelConfig(name="he", family="stardist", input_channels=3,
+                     normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "fill_black": True})
+    grey = ModelConfig(name="grey", family="stardist")
+    assert "seglab fills black padding" in package_notes(he, "maps", "CC0-1.0", 32)
+    assert "black padding" not in package_notes(grey, "maps", "CC0-1.0", 32)

@@ -155,6 +155,15 @@ def generated_card(config: ModelConfig, data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _padding_note(config: ModelConfig) -> str:
+    """For models that fill black padding before normalising (``normalization["fill_black"]``)."""
+    if not config.normalization.get("fill_black"):
+        return ""
+    return ("\n  Before that, seglab fills black padding (pixels black in every channel: a scanner's "
+            "out-of-scan area, a rotated tile's corners) with the slide's glass colour; the package "
+            "does not: fill it yourself for such images.")
+
+
 def package_notes(config: ModelConfig, family_outputs: str, licence: str, context: int) -> str:
     """The section every package's README gets: what the tensors are and what seglab does after them.
 
@@ -175,7 +184,7 @@ Exported by napari-seglab from the model `{config.name}` (family `{config.family
   {config.normalization.get('low', 1.0):g} and {config.normalization.get('high', 99.8):g} map to 0 and 1
   (`scale_range`), as seglab normalises. seglab's channel handling (RGB to grey for
   one-channel models, a grey image repeated for three-channel models) is not in the package:
-  give the channels the model takes.
+  give the channels the model takes.{_padding_note(config)}
 - **Output**: {family_outputs}
 - **seglab's own post-processing** (thresholds `{t}`) is named in `config.seglab`:
   `postprocessing` says what seglab does with the output to get instances; `model` is the model's
