@@ -1,0 +1,85 @@
+"""A grey model on DSB2018 `val` fluorescence as other microscopes and settings give it (session 24).
+
+    python benchmarks/bench_fluo_conditions.py [--model stardist-nuclei] [--threads 2] [--json out.json]
+
+The 53 dark-background grey `val` images, changed the way acquisitions differ, segmented with
+the default ``diameter="auto"`` and scored by pooled AP@0.5 (``seglab.metrics.evaluate``):
+contrast curves (gamma 0.5 and 2), vignetting, out-of-focus haze, saturation, defocus (Gaussian
+blur), and shot noise at low light (each pixel a Poisson count, the brightest pixel expecting
+``N`` photons). For the noisy ones also with a Gaussian pre-filter (``sigma`` px) before
+segmenting: what smoothing would give back, a lever that is not in the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from machine import cpu_model, write_json  # benchmarks/machine.py
+from seglab.datasets import image_kind, load_split
+from seglab.inference.engine import segment
+from seglab.metrics import evaluate
+from seglab.models.registry import get_model
+
+
+def vignetting(im: np.ndarray, fall: float = 0.6) -> np.ndarray:
+    h, w = im.shape
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2)) / np.sqrt(2)
+    return im * (1 - fall * r ** 2)
+
+
+def shot_noise(photons: float, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return lambda im: rng.poisson(im / max(float(im.max()), 1.0) * photons).astype(np.float32)
+
+
+CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "as is": lambda im: im,
+    "gamma 0.5": lambda im: 255 * (im / 255) ** 0.5,
+    "gamma 2": lambda im: 255 * (im / 255) ** 2,
+    "vignetting (60 % darker at the corners)": vignetting,
+    "haze (+ a 20 px blur of itself x0.5, + 40)": lambda im: im + 0.5 * ndi.gaussian_filter(im, 20) + 40,
+    "saturated at half the maximum": lambda im: np.minimum(im, 0.5 * im.max()),
+    "defocus (Gaussian blur, sigma 2 px)": lambda im: ndi.gaussian_filter(im, 2),
+    "shot noise, 1000 photons at the brightest": shot_noise(1000),
+    "shot noise, 100 photons at the brightest": shot_noise(100),
+    "shot noise, 30 photons at the brightest": shot_noise(30),
+    "shot noise, 10 photons at the brightest": shot_noise(10),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="stardist-nuclei")
+    p.add_argument("--data", default="../shared/data/dsb2018")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prefilter", nargs="*", type=float, default=[1.0], help="Gaussian sigmas tried on noisy images")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = get_model(args.model)
+    items = [it for it in load_split(args.data, "val") if image_kind(it) == "grey, dark background"]
+    results: dict = {}
+    for name, change in CHANGES.items():
+        images = [change(it.image.astype(np.float32)) for it in items]
+        for sigma in [0.0] + (list(args.prefilter) if "noise" in name else []):
+            pairs = [(it.labels, segment(model, ndi.gaussian_filter(x, sigma) if sigma else x).labels)
+                     for it, x in zip(items, images)]
+            ap = float(evaluate(pairs, thresholds=(0.5,))["thresholds"]["0.50"]["ap"])
+            key = name if not sigma else f"{name}, pre-filter sigma {sigma:g}"
+            results[key] = round(ap, 4)
+            print(f"{args.model:<16} {key:<62} AP@0.5 {ap:.3f}", flush=True)
+    if args.json:
+        write_json(args.json, {"cpu": cpu_model(), "model": args.model, "images": len(items), "diameter": "auto",
+                               "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
