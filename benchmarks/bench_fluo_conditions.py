@@ -8,6 +8,10 @@ contrast curves (gamma 0.5 and 2), vignetting, out-of-focus haze, saturation, de
 blur), and shot noise at low light (each pixel a Poisson count, the brightest pixel expecting
 ``N`` photons). For the noisy ones also with a Gaussian pre-filter (``sigma`` px) before
 segmenting: what smoothing would give back, a lever that is not in the product.
+
+``--noise-levels`` instead prints, for the dark-background ``train`` images (never ``val``), the
+spread of :func:`noise_level` clean and at each shot-noise level: groundwork for a trigger that
+would smooth only noisy images.
 """
 
 from __future__ import annotations
@@ -54,14 +58,46 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def noise_level(image: np.ndarray) -> float:
+    """Noise of the percentile-normalised plane: 1.4826 x the median absolute difference from its
+    sigma-1 Gaussian smoothing, over the pixels whose smoothed value is above 0.25 (the nuclei:
+    shot noise grows with the signal). NaN when too few such pixels."""
+    from seglab.inference.normalize import model_input
+
+    x = model_input(image, 1, {"low": 1.0, "high": 99.8})[0]
+    smooth = ndi.gaussian_filter(x, 1.0)
+    bright = smooth > 0.25
+    if bright.sum() < 100:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs((x - smooth)[bright])))
+
+
+def noise_levels(data: str) -> dict[str, dict[str, float]]:
+    """The spread of :func:`noise_level` over the dark-background ``train`` images, clean and noisy."""
+    items = [it for it in load_split(data, "train") if image_kind(it) == "grey, dark background"]
+    out = {}
+    for name in ["as is"] + [k for k in CHANGES if k.startswith("shot noise")]:
+        v = np.array([noise_level(CHANGES[name](it.image.astype(np.float32))) for it in items])
+        v = v[np.isfinite(v)]
+        out[name] = {"images": int(len(v)), **{f"p{q}": round(float(np.percentile(v, q)), 4) for q in (0, 5, 50, 95, 100)}}
+        print(f"{name:<44} " + "  ".join(f"{k} {val}" for k, val in out[name].items()), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="stardist-nuclei")
     p.add_argument("--data", default="../shared/data/dsb2018")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prefilter", nargs="*", type=float, default=[1.0], help="Gaussian sigmas tried on noisy images")
+    p.add_argument("--noise-levels", action="store_true", help="only the noise levels of the train images")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if args.noise_levels:
+        levels = noise_levels(args.data)
+        if args.json:
+            write_json(args.json, {"cpu": cpu_model(), "split": "train", "noise_levels": levels})
+        return 0
     torch.set_num_threads(args.threads)
     model = get_model(args.model)
     items = [it for it in load_split(args.data, "val") if image_kind(it) == "grey, dark background"]
