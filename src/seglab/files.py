@@ -90,7 +90,7 @@ def _rgb_input_hint(model: Any, array: Any, run: dict) -> None:
 
     image, _, _ = arrange(array, axes=run["axes"], rgb=True)
     note = grey_model_note(model.config, image[tuple(n // 2 for n in image.shape[:-3])],
-                           ModelRegistry().names_reading(3))
+                           lambda: ModelRegistry().names_reading(3))
     if note:
         warnings.warn(note, SeglabWarning, stacklevel=2)
 

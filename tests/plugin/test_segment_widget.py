@@ -406,12 +406,13 @@ def test_rgb_layer_without_rgb_models_keeps_the_choice(segment_dock, grey_builti
 def test_lazy_and_multiscale_rgb_layers_are_looked_at_cheaply(segment_dock):
     """A dask layer is read in one central window; a multiscale one at its smallest level."""
     da = pytest.importorskip("dask.array")
-    from seglab.plugin.layers import PREVIEW_SIDE, rgb_preview
+    from seglab.inference.appearance import LOOK_SIDE
+    from seglab.plugin.layers import rgb_preview
 
     viewer, widget = segment_dock
     tiles = np.tile(_stained(256), (12, 12, 1))  # 3072 x 3072
     lazy = viewer.add_image(da.from_array(tiles, chunks=(512, 512, 3)), name="lazy", rgb=True)
-    assert rgb_preview(lazy).shape == (PREVIEW_SIDE, PREVIEW_SIDE, 3)
+    assert rgb_preview(lazy).shape == (LOOK_SIDE, LOOK_SIDE, 3)
     widget.image.value = lazy
     assert widget.model.value == "stardist-he"
     widget.model.value = "stardist-nuclei"

@@ -26,6 +26,7 @@ DSB2018's stained images beside as much black (the palest of them read as grey).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,8 @@ GREY_SATURATION = 0.1
 GLOW_SATURATION = 0.8
 #: the saturation measure averages blocks of this many sampled pixels a side
 POOL = 3
+#: the side of the central window read of a lazy (dask, zarr) plane to judge its look
+LOOK_SIDE = 1024
 #: pixels read (a strided view of larger planes)
 SAMPLE_PIXELS = 160 * 160
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -75,6 +78,11 @@ class Appearance:
     def dark_background(self) -> bool:
         """Fluorescence-like: most pixels dark (:data:`DARK_FRACTION`)."""
         return self.dark_fraction >= DARK_FRACTION
+
+    @property
+    def composite(self) -> bool:
+        """Fluorescence in several colours: a model that reads grey mixes them."""
+        return self.kind == "fluorescence" and len(self.signal_channels) > 1
 
     def describe(self) -> str:
         """A short phrase for messages, e.g. 'fluorescence (dark background) in blue'."""
@@ -153,7 +161,7 @@ def _lit_saturation(px: np.ndarray, lo: float, hi: float, pool: int = POOL) -> f
     return float(np.median((value[lit] - blocks.min(axis=1)[lit]) / value[lit]))
 
 
-def centre_slices(height: int, width: int, side: int = 2048) -> tuple[slice, slice]:
+def centre_slices(height: int, width: int, side: int = LOOK_SIDE) -> tuple[slice, slice]:
     """Rows and columns of the central ``side x side`` window of a plane (what is read of a
     lazy image to judge its look)."""
     top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
@@ -177,6 +185,12 @@ def colour_model_note(config: ModelConfig, plane: np.ndarray) -> str | None:
             "reads it as grey")
 
 
+def colour_check_needed(config: ModelConfig, channels: object, rgb: bool | None, n_channels: int | None) -> bool:
+    """Whether :func:`warn_if_colour_unsuited` has anything to look at: a model that reads colour,
+    given RGB or three channels (which it takes as R, G, B), none of them picked by the user."""
+    return config.input_channels == 3 and channels is None and (bool(rgb) or n_channels == 3)
+
+
 def warn_if_colour_unsuited(config: ModelConfig, plane: np.ndarray) -> None:
     """:func:`colour_model_note` as a :class:`~seglab.errors.SeglabWarning`."""
     note = colour_model_note(config, plane)
@@ -184,17 +198,19 @@ def warn_if_colour_unsuited(config: ModelConfig, plane: np.ndarray) -> None:
         warnings.warn(note, SeglabWarning, stacklevel=3)
 
 
-def grey_model_note(config: ModelConfig, plane: np.ndarray, colour_models: list[str]) -> str | None:
+def grey_model_note(config: ModelConfig, plane: np.ndarray, colour_models: Callable[[], list[str]]) -> str | None:
     """A hint when a one-channel model gets an RGB plane it reads as a mixture: stained
-    brightfield tissue while a model that reads colour is installed (``colour_models``, e.g.
-    ``["stardist-he"]``), or a fluorescence composite of several colours."""
+    brightfield tissue while a model that reads colour is installed (``colour_models()``, e.g.
+    ``["stardist-he"]``, asked only then), or a fluorescence composite of several colours."""
     if config.input_channels != 1:
         return None
     look = rgb_appearance(plane)
-    if look.stained and colour_models:
-        return (f"this RGB image looks like stained brightfield tissue: {config.name} reads it as grey, "
-                f"the model {colour_models[0]} reads its colour")
-    if look.kind == "fluorescence" and len(look.signal_channels) > 1:
+    if look.stained:
+        names = colour_models()
+        if names:
+            return (f"this RGB image looks like stained brightfield tissue: {config.name} reads it as grey, "
+                    f"the model {names[0]} reads its colour")
+    if look.composite:
         return (f"this RGB image looks like {look.describe()}: {config.name} reads their mixture as grey; if "
                 "the nuclei are in one colour, pick it (--channels, or Channels in a widget: 0 red, 1 green, 2 blue)")
     return None

@@ -24,7 +24,7 @@ import torch
 
 from seglab.axes import arrange
 from seglab.errors import SeglabError
-from seglab.inference.appearance import warn_if_colour_unsuited
+from seglab.inference.appearance import colour_check_needed, warn_if_colour_unsuited
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.feature_tap import EncoderTap
@@ -389,7 +389,7 @@ def segment_iter(
     check_image(image, channel_axis)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
-    if channels is None and channel_axis is not None and (rgb or image.shape[-1] == 3):
+    if channel_axis is not None and colour_check_needed(model.config, channels, rgb, image.shape[-1]):
         # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
         warn_if_colour_unsuited(model.config, image[tuple(n // 2 for n in stack_shape)])
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1

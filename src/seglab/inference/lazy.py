@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from seglab.errors import SeglabError
-from seglab.inference.appearance import centre_slices, warn_if_colour_unsuited
+from seglab.inference.appearance import centre_slices, colour_check_needed, warn_if_colour_unsuited
 from seglab.inference.diameter import (
     AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
     scaled_plane_iter,
@@ -427,7 +427,7 @@ def segment_lazy_iter(
     inp = _Input(src, model, channels, rgb)
     indices = src.indices()
     n_planes = len(indices)
-    if channels is None and src.channel is not None and (inp.rgb or image.shape[src.channel] == 3):
+    if src.channel is not None and colour_check_needed(model.config, channels, inp.rgb, image.shape[src.channel]):
         # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
         warn_if_colour_unsuited(model.config, src.read(indices[n_planes // 2], *centre_slices(src.height, src.width)))
     th = model.thresholds(thresholds)

@@ -20,20 +20,16 @@ def image_array(layer: Any) -> np.ndarray:
     return data
 
 
-#: the largest window of a lazy (dask, zarr) layer read to see what it looks like
-PREVIEW_SIDE = 1024
-
-
 def rgb_preview(layer: Any) -> np.ndarray:
     """One ``(H, W, 3|4)`` plane of an RGB layer to judge its look: the smallest level of a
     multiscale layer, the middle plane of a stack; of a lazy array only a central window of at
-    most :data:`PREVIEW_SIDE` a side is read."""
+    most :data:`~seglab.inference.appearance.LOOK_SIDE` a side is read."""
     data = layer.data[-1] if getattr(layer, "multiscale", False) else layer.data
     index = tuple(n // 2 for n in data.shape[:-3])
     plane = data[index] if index else data
     if isinstance(plane, np.ndarray):
         return plane
-    return np.asarray(plane[centre_slices(plane.shape[0], plane.shape[1], PREVIEW_SIDE)])
+    return np.asarray(plane[centre_slices(plane.shape[0], plane.shape[1])])
 
 
 def channel_axis_of(layer: Any, data_ndim: int, user_axis: int | None) -> int | None:

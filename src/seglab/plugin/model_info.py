@@ -77,19 +77,6 @@ def describe_name(registry: ModelRegistry, name: str, short: bool = True) -> str
         return f"cannot read this model: {e}"
 
 
-def rgb_models(registry: ModelRegistry) -> list[tuple[str, ModelConfig]]:
-    """Available models that take 3-channel (RGB, e.g. H&E) input, in registry order."""
-    out = []
-    for info in registry.list():
-        try:
-            cfg = read_config(info.path)
-        except SeglabError:
-            continue
-        if cfg.input_channels == 3:
-            out.append((info.name, cfg))
-    return out
-
-
 def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
     if not name:
         return False
@@ -110,26 +97,27 @@ def rgb_proposal(registry: ModelRegistry, current: str | None,
     current model: neither kind is the better on all of it (tissue: the H&E model; cytology:
     the grey ones). None when no RGB model is installed, or the current one already suits.
     """
-    candidates = rgb_models(registry)
-    if not candidates or not current:
+    colour_models = registry.names_reading(3)
+    if not colour_models or not current:
         return None
     what = f"RGB image, {appearance.describe()}"
-    rgb_name, cfg = candidates[0]
+    rgb_name = colour_models[0]
     if appearance.stained:
         if takes_rgb(registry, current):
             return None
-        data = _short_data(cfg)
+        try:
+            data = _short_data(read_config(registry.resolve(rgb_name)))
+        except SeglabError:
+            data = None
         return rgb_name, (f"{what}: proposing {rgb_name}" + (f", trained on {data}" if data else "")
                           + "; choose another model to override")
     if not appearance.dark_background:  # grey brightfield: say what each kind of model is for
         if takes_rgb(registry, current):
             return current, f"{what}: keeping {current}; for cytology rather than tissue a grey model may do better"
         return current, f"{what}: keeping {current}; for tissue sections {rgb_name} may do better"
-    composite = appearance.kind == "fluorescence" and len(appearance.signal_channels) > 1
-
     def mixture(grey: str) -> str:
         return (f"; {grey} mixes the colours into grey: if the nuclei are in one, enter it under Channels "
-                "(0 red, 1 green, 2 blue)" if composite else "")
+                "(0 red, 1 green, 2 blue)" if appearance.composite else "")
 
     if takes_rgb(registry, current):
         greys = registry.names_reading(1)

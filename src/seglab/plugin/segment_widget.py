@@ -155,8 +155,8 @@ class SegmentWidget(ScrollableContainer):
         self._temp_stores: dict[int, Any] = {}  # id(layer) -> finalizer removing its temporary store
         self._source_channel_axis: int | None = None
         self._setting_model = False  # True while the widget itself changes the model choice
-        self._settled_layers: weakref.WeakSet = weakref.WeakSet()  # RGB layers already proposed for
-        self._proposals: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> (model, reason)
+        # RGB layers already settled -> (model proposed, reason), (None, "") when nothing was proposed
+        self._proposals: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._outlines_wanted = False  # the user's last choice, restored for models that have outlines
         self._build_fields()
         self.finish_layout()
@@ -281,7 +281,7 @@ class SegmentWidget(ScrollableContainer):
             self._show_proposal("")
             layer = self.image.value
             if layer is not None and layer_is_rgb(layer):
-                self._settled_layers.add(layer)
+                self._proposals.setdefault(layer, (None, ""))
 
     def _update_outlines_option(self) -> None:
         """Outlines only for families that give them; the user's wish comes back with such a model."""
@@ -335,11 +335,11 @@ class SegmentWidget(ScrollableContainer):
         if layer is None or not layer_is_rgb(layer):
             self._show_proposal("")
             return
-        if layer in self._settled_layers:  # shown again while its proposal is still the choice
-            name, text = self._proposals.get(layer, (None, ""))
+        if layer in self._proposals:  # shown again while its proposal is still the choice
+            name, text = self._proposals[layer]
             self._show_proposal(text if name == self.model.value else "")
             return
-        self._settled_layers.add(layer)
+        self._proposals[layer] = (None, "")
         try:
             appearance = rgb_appearance(rgb_preview(layer))
         except Exception as e:  # noqa: BLE001 - a layer that cannot be read is told at Segment
