@@ -127,10 +127,14 @@ def test_a_colour_model_given_fluorescence_as_rgb_warns(samples, rgb_model):
     assert "stardist-nuclei" in msg
     # a stack is judged by its middle plane; the warning comes once
     assert len(_warnings(lambda: segment(rgb_model, np.stack([blue, blue]), diameter=None))) == 1
+    # a grey fluorescence image, which such a model gets in all three channels: told too
+    (msg,) = _warnings(lambda: segment(rgb_model, fluo, diameter=None))
+    assert "this image looks like a grey image with a dark background (fluorescence)" in msg
     # stained tissue, grey brightfield, channels picked by the user, or a grey model: nothing to say
     assert not _warnings(lambda: segment(rgb_model, stained[:128, :128], diameter=None))
     bright = samples[2][:128, :128]
     assert not _warnings(lambda: segment(rgb_model, _rgb(bright, bright, bright), diameter=None))
+    assert not _warnings(lambda: segment(rgb_model, bright, diameter=None))
     assert not _warnings(lambda: segment(rgb_model, blue, channels=[2], diameter=None))
     assert colour_model_note(ModelConfig(name="g", family="stardist"), blue) is None
     # three fluorescence channels (CYX, not RGB) are taken as R, G, B by such a model: told too
@@ -146,3 +150,7 @@ def test_a_colour_model_given_fluorescence_out_of_core_warns(tmp_path, samples, 
     grey_rgb[:] = _rgb(fluo, fluo, fluo)
     msgs = _warnings(lambda: segment_lazy(rgb_model, grey_rgb, tmp_path / "out.zarr", axes="YXS", diameter=None))
     assert any("looks like grey stored as RGB" in m for m in msgs), msgs
+    grey = zarr.open(str(tmp_path / "grey.zarr"), mode="w", shape=fluo.shape, chunks=(256, 256), dtype=fluo.dtype)
+    grey[:] = fluo
+    msgs = _warnings(lambda: segment_lazy(rgb_model, grey, tmp_path / "out2.zarr", axes="YX", diameter=None))
+    assert any("looks like a grey image with a dark background" in m for m in msgs), msgs

@@ -170,25 +170,29 @@ def centre_slices(height: int, width: int, side: int = LOOK_SIDE) -> tuple[slice
 
 def colour_model_note(config: ModelConfig, plane: np.ndarray) -> str | None:
     """Why a model that reads RGB colour (trained on stained brightfield tissue, as H&E models
-    are) does not suit this RGB plane: a dark background (fluorescence, as RGB or grey stored as
-    RGB), where `stardist-he` scores AP@0.5 0.002 on DSB2018 `val`. None otherwise, and for a model
-    that reads one channel. Grey brightfield is left alone: on it the H&E model is not always
-    the worse (MoNuSeg `val` tiles turned grey: PQ 0.509 against `stardist-nuclei`'s 0.368;
-    DSB2018's grey brightfield cytology: AP@0.5 0.284 against 0.536)."""
+    are) does not suit this plane, RGB ``(H, W, 3|4)`` or grey ``(H, W)`` (which such a model gets
+    in all three channels): a dark background (fluorescence), where `stardist-he` scores AP@0.5
+    0.002 on DSB2018 `val`. None otherwise, and for a model that reads one channel. Grey
+    brightfield is left alone: on it the H&E model is not always the worse (MoNuSeg `val` tiles
+    turned grey: PQ 0.509 against `stardist-nuclei`'s 0.368; DSB2018's grey brightfield
+    cytology: AP@0.5 0.284 against 0.536)."""
     if config.input_channels != 3:
         return None
-    look = rgb_appearance(plane)
+    grey = plane.ndim == 2
+    look = rgb_appearance(np.repeat(np.asarray(plane)[..., None], 3, axis=-1) if grey else plane)
     if look.stained or not look.dark_background:
         return None
+    what = "a grey image with a dark background (fluorescence)" if grey else look.describe()
     return (f"{config.name} reads RGB colour, as in stained brightfield tissue, but this image looks like "
-            f"{look.describe()}, where such a model finds little; a one-channel model (e.g. stardist-nuclei) "
+            f"{what}, where such a model finds little; a one-channel model (e.g. stardist-nuclei) "
             "reads it as grey")
 
 
 def colour_check_needed(config: ModelConfig, channels: object, rgb: bool | None, n_channels: int | None) -> bool:
     """Whether :func:`warn_if_colour_unsuited` has anything to look at: a model that reads colour,
-    given RGB or three channels (which it takes as R, G, B), none of them picked by the user."""
-    return config.input_channels == 3 and channels is None and (bool(rgb) or n_channels == 3)
+    given RGB, three channels (which it takes as R, G, B) or a grey image (``n_channels`` None: it
+    gets it in all three), none of them picked by the user."""
+    return config.input_channels == 3 and channels is None and (bool(rgb) or n_channels in (3, None))
 
 
 def warn_if_colour_unsuited(config: ModelConfig, plane: np.ndarray) -> None:

@@ -389,8 +389,8 @@ def segment_iter(
     check_image(image, channel_axis)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
-    if channel_axis is not None and colour_check_needed(model.config, channels, rgb, image.shape[-1]):
-        # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
+    if colour_check_needed(model.config, channels, rgb, None if channel_axis is None else image.shape[-1]):
+        # an H&E model given fluorescence (RGB, three channels it takes as R, G, B, or grey) finds little
         warn_if_colour_unsuited(model.config, image[tuple(n // 2 for n in stack_shape)])
     n_planes = int(np.prod(stack_shape)) if stack_shape else 1
     dev = resolve_device(device)

@@ -427,8 +427,8 @@ def segment_lazy_iter(
     inp = _Input(src, model, channels, rgb)
     indices = src.indices()
     n_planes = len(indices)
-    if src.channel is not None and colour_check_needed(model.config, channels, inp.rgb, image.shape[src.channel]):
-        # an H&E model given fluorescence (RGB, or three channels it takes as R, G, B) finds little
+    if colour_check_needed(model.config, channels, inp.rgb, None if src.channel is None else image.shape[src.channel]):
+        # an H&E model given fluorescence (RGB, three channels it takes as R, G, B, or grey) finds little
         warn_if_colour_unsuited(model.config, src.read(indices[n_planes // 2], *centre_slices(src.height, src.width)))
     th = model.thresholds(thresholds)
     dev = resolve_device(device)
