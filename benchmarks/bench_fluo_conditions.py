@@ -7,7 +7,9 @@ the default ``diameter="auto"`` and scored by pooled AP@0.5 (``seglab.metrics.ev
 contrast curves (gamma 0.5 and 2), vignetting, out-of-focus haze, saturation, defocus (Gaussian
 blur), and shot noise at low light (each pixel a Poisson count, the brightest pixel expecting
 ``N`` photons). For the noisy ones also with a Gaussian pre-filter (``sigma`` px) before
-segmenting: what smoothing would give back, a lever that is not in the product.
+segmenting: what smoothing would give back (in the product since session 25 as ``denoise="auto"``,
+``benchmarks/bench_low_light.py``; ``--denoise auto`` scores the product as a user gets it, the
+default ``off`` the conditions as they are).
 
 ``--noise-levels`` instead prints, for the dark-background ``train`` images (never ``val``), the
 spread of :func:`noise_level` clean and at each shot-noise level: groundwork for a trigger that
@@ -59,17 +61,14 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def noise_level(image: np.ndarray) -> float:
-    """Noise of the percentile-normalised plane: 1.4826 x the median absolute difference from its
-    sigma-1 Gaussian smoothing, over the pixels whose smoothed value is above 0.25 (the nuclei:
-    shot noise grows with the signal). NaN when too few such pixels."""
+    """The product's noise measure (:func:`seglab.inference.denoise.noise_level`) of a grey plane as
+    a grey model sees it (percentile-normalised). Session 24 measured over all the object pixels
+    (their edges too): 0.028 median / 0.194 largest on the clean train images; since session 25
+    over their flatter half (0.024 / 0.109)."""
+    from seglab.inference.denoise import noise_level as product_noise_level
     from seglab.inference.normalize import model_input
 
-    x = model_input(image, 1, {"low": 1.0, "high": 99.8})[0]
-    smooth = ndi.gaussian_filter(x, 1.0)
-    bright = smooth > 0.25
-    if bright.sum() < 100:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs((x - smooth)[bright])))
+    return product_noise_level(model_input(image, 1, {"low": 1.0, "high": 99.8}))
 
 
 def noise_levels(data: str) -> dict[str, dict[str, float]]:
@@ -90,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="../shared/data/dsb2018")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prefilter", nargs="*", type=float, default=[1.0], help="Gaussian sigmas tried on noisy images")
+    p.add_argument("--denoise", default="off", choices=["off", "auto"],
+                   help="the product's smoothing of noisy images (session 24's figures: off)")
     p.add_argument("--noise-levels", action="store_true", help="only the noise levels of the train images")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -105,15 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, change in CHANGES.items():
         images = [change(it.image.astype(np.float32)) for it in items]
         for sigma in [0.0] + (list(args.prefilter) if "noise" in name else []):
-            pairs = [(it.labels, segment(model, ndi.gaussian_filter(x, sigma) if sigma else x).labels)
-                     for it, x in zip(items, images)]
+            pairs = [(it.labels, segment(model, ndi.gaussian_filter(x, sigma), denoise=False).labels if sigma
+                      else segment(model, x, denoise=args.denoise).labels) for it, x in zip(items, images)]
             ap = float(evaluate(pairs, thresholds=(0.5,))["thresholds"]["0.50"]["ap"])
             key = name if not sigma else f"{name}, pre-filter sigma {sigma:g}"
             results[key] = round(ap, 4)
             print(f"{args.model:<16} {key:<62} AP@0.5 {ap:.3f}", flush=True)
     if args.json:
         write_json(args.json, {"cpu": cpu_model(), "model": args.model, "images": len(items), "diameter": "auto",
-                               "results": results})
+                               "denoise": args.denoise, "results": results})
     return 0
 
 

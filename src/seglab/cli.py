@@ -63,6 +63,15 @@ def _parse_diameter(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _parse_denoise(text: str):
+    from seglab.inference.denoise import parse_denoise
+
+    try:
+        return parse_denoise(text)
+    except SeglabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
     th = dict(args.threshold or [])
     if getattr(args, "prob_thresh", None) is not None:
@@ -83,6 +92,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="object diameter in pixels: images are rescaled so objects arrive at the model's size; "
                         "auto (default): estimated per image (once per stack), or from the file's pixel size "
                         "when the model records the pixel size it was trained at; none: no rescaling")
+    p.add_argument("--denoise", type=_parse_denoise, default="auto", metavar="auto|on|off",
+                   help="smooth noisy (low-light) images before the model; auto (default): where an image's noise "
+                        "passes the level from which it pays for the model (models without a measured rule: never)")
 
 
 def channel_list(text: str) -> list[int]:
@@ -293,7 +305,8 @@ def segment_options(args: argparse.Namespace, model):
     return SegmentOptions(channels=args.channels, axes=args.axes, channel_axis=args.channel_axis,
                           tile_size=args.tile_size, batch_size=args.batch_size, device=args.device,
                           amp=not args.no_amp, thresholds=model.thresholds(_thresholds(args)),
-                          diameter=args.diameter, link_z=bool(getattr(args, "link_z", False)),
+                          diameter=args.diameter, denoise=getattr(args, "denoise", "auto"),
+                          link_z=bool(getattr(args, "link_z", False)),
                           link_min_iou=link_iou, out_of_core=getattr(args, "out_of_core", None),
                           block_size=getattr(args, "block_size", 4096))
 
@@ -387,7 +400,8 @@ def _evaluate_rescaled_iter(model, items, args):
     for i, it in enumerate(items):
         result = run_to_end(segment_iter(model, it.image, channel_axis=it.channel_axis, tile_size=args.tile_size,
                                          batch_size=args.batch_size, device=args.device, amp=not args.no_amp,
-                                         thresholds=th, diameter=args.diameter))
+                                         thresholds=th, diameter=args.diameter,
+                                         denoise=getattr(args, "denoise", "auto")))
         preds.append(result.labels)
         if not args.quiet and not args.json:
             print(f"{it.name}: {describe_size(result)}", file=sys.stderr)

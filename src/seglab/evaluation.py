@@ -25,7 +25,7 @@ from seglab.inference.engine import (
     plane_prediction_iter,
     run_to_end,
 )
-from seglab.inference.normalize import model_input
+from seglab.inference.denoise import prepared_plane
 from seglab.metrics import evaluate
 from seglab.models.base import SegmentationModel
 
@@ -48,7 +48,8 @@ class AnnotatedImage:
 
 
 def _plane_input(model: SegmentationModel, item: AnnotatedImage) -> np.ndarray:
-    return model_input(item.image, model.config.input_channels, model.config.normalization, item.channel_axis)
+    """What the model sees of an item in inference (smoothed where noisy, by the model's rule)."""
+    return prepared_plane(model.config, item.image, "auto", item.channel_axis)[0]
 
 
 def _run(model: SegmentationModel, device: Any, tile_size: int, batch_size: int, amp: bool,

@@ -28,6 +28,7 @@ class SegmentOptions:
     amp: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
     diameter: float | str | None = "auto"
+    denoise: str | bool = "auto"  # smooth noisy (low-light) planes first (seglab.inference.denoise)
     link_z: bool = False  # link objects across Z planes by overlap (seglab.linking)
     link_min_iou: float = 0.3
     #: large inputs (zarr stores; TIFFs when True, or when None and over the size limit) are
@@ -69,13 +70,18 @@ def input_axes(data: Any, name: str, axes: str | None = None, channel_axis: int 
 
 
 def describe_size(result: Any) -> str:
-    """How a result was rescaled, in words (for a per-file line)."""
+    """How a result was rescaled (and smoothed, for low light), in words (for a per-file line)."""
+    from seglab.inference.denoise import describe_planes
+
     if result.diameter is None:
-        return "diameter unknown, not rescaled"
-    text = f"diameter {result.diameter:.1f} px"
-    if result.pixel_size is not None:
-        text += f" from the pixel size ({result.pixel_size:.3g} µm)"
-    return text + (f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled")
+        text = "diameter unknown, not rescaled"
+    else:
+        text = f"diameter {result.diameter:.1f} px"
+        if result.pixel_size is not None:
+            text += f" from the pixel size ({result.pixel_size:.3g} µm)"
+        text += f", rescaled x{result.scale_factor:.3g}" if result.scale_factor != 1.0 else ", not rescaled"
+    smoothing = describe_planes(getattr(result, "smoothing", []))
+    return f"{text}; {smoothing}" if smoothing else text
 
 
 def _rgb_input_hint(model: Any, array: Any, run: dict) -> None:
@@ -129,7 +135,7 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,
         thresholds=options.thresholds, diameter=options.diameter, pixel_size=pixel_size_um(data.pixel_size, data.unit),
-        **run)
+        denoise=options.denoise, **run)
     if options.link_z:
         from seglab.linking import link_stack
 

@@ -202,3 +202,14 @@ def test_the_package_readme_says_when_seglab_fills_black_padding():
     grey = ModelConfig(name="grey", family="stardist")
     assert "seglab fills black padding" in package_notes(he, "maps", "CC0-1.0", 32)
     assert "black padding" not in package_notes(grey, "maps", "CC0-1.0", 32)
+
+
+def test_the_package_readme_says_when_seglab_smooths_noisy_planes():
+    from seglab.bmz.card import package_notes
+    from seglab.models.config import ModelConfig
+
+    grey = ModelConfig(name="grey", family="stardist", denoise={"steps": [[0.05, 0.7], [0.09, 1.5]]})
+    text = package_notes(grey, "maps", "CC0-1.0", 32)
+    assert "seglab smooths a noisy (low-light) plane" in text
+    assert "sigma 0.7 px from noise 0.05, sigma 1.5 px from noise 0.09" in text
+    assert "smooths" not in package_notes(ModelConfig(name="he", family="stardist"), "maps", "CC0-1.0", 32)

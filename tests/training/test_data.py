@@ -35,3 +35,25 @@ def test_targets_from_huge_ids_equal_those_from_small_ids(tiny_model):
     b = PatchSampler([make_pair(img, huge, 1, NORM)], 64, seed=3).batch(2, tiny_model)
     for k in a[1]:
         assert np.array_equal(a[1][k].numpy(), b[1][k].numpy()), k
+
+
+def test_make_pair_smooths_a_noisy_image_as_inference_does():
+    """A low-light image is smoothed by the model's steps, as segment() smooths it; a clean one not."""
+    from seglab.inference.denoise import prepared_plane
+    from seglab.models.base import ModelConfig
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    lab = (((yy - 64) ** 2 + (xx - 40) ** 2) < 15 ** 2).astype(np.int32) + 2 * (((yy - 60) ** 2 + (xx - 95) ** 2) < 12 ** 2)
+    clean = (lab > 0) * 0.9 + 0.05
+    noisy = rng.poisson(clean * 10).astype(np.uint16)
+    steps = [[0.1, 1.0]]
+    cfg = ModelConfig(name="t", family="unet", denoise={"steps": steps})
+    pair = make_pair(noisy, lab, 1, cfg.normalization, denoise_steps=steps)
+    ref, smoothing = prepared_plane(cfg, noisy, "auto")
+    assert smoothing.sigma == 1.0
+    np.testing.assert_array_equal(pair.image, ref)
+    plain = make_pair(noisy, lab, 1, cfg.normalization)
+    assert not np.array_equal(plain.image, pair.image)
+    clean_pair = make_pair(clean, lab, 1, cfg.normalization, denoise_steps=steps)
+    np.testing.assert_array_equal(clean_pair.image, make_pair(clean, lab, 1, cfg.normalization).image)

@@ -352,3 +352,20 @@ def test_stop_during_tuning_ends_it_and_keeps_the_thresholds(tmp_path, tiny_mode
     assert result.path is not None and result.stopped and result.scores.get("tuning_stopped") is True
     saved = load_model(result.path)
     assert saved.config.thresholds == before and "ap50_tuned_thresholds" not in saved.config.scores
+
+
+def test_noisy_pairs_are_smoothed_as_the_start_model_smooths_them_in_inference(tmp_path, tiny_model):
+    """A start model with a low-light rule: the user's noisy pair reaches training as segment()
+    would give it to the model (smoothed); the rule carries over to the saved model."""
+    from seglab.inference.denoise import prepared_plane
+    from seglab.models.storage import save_model
+
+    tiny_model.config.denoise = {"steps": [[0.1, 1.0]]}
+    start = save_model(tiny_model, tmp_path / "noisy-start")
+    img, lab = blob_image((96, 96), n=8, seed=4, rmin=6, rmax=9)
+    noisy = np.random.default_rng(0).poisson(img / img.max() * 8).astype(np.uint16)
+    plan = _prepare(tmp_path, [Annotation(noisy, lab, name="low-light")], start)
+    ref, smoothing = prepared_plane(plan.model.config, noisy, "auto")
+    assert smoothing.sigma == 1.0
+    np.testing.assert_array_equal(plan.sampler.pairs[0].image, ref)
+    assert plan.model.config.denoise == {"steps": [[0.1, 1.0]]}

@@ -164,6 +164,17 @@ def _padding_note(config: ModelConfig) -> str:
             "does not: fill it yourself for such images.")
 
 
+def _smoothing_note(config: ModelConfig) -> str:
+    """For models that smooth noisy (low-light) planes before the network (``denoise["steps"]``)."""
+    steps = (config.denoise or {}).get("steps")
+    if not steps:
+        return ""
+    rule = ", ".join(f"sigma {s:g} px from noise {level:g}" for level, s in steps)
+    return ("\n  After that, seglab smooths a noisy (low-light) plane with a Gaussian before the network "
+            f"({rule}; the noise is read on the normalised plane, see `seglab.inference.denoise`); the "
+            "package does not: smooth such images yourself.")
+
+
 def package_notes(config: ModelConfig, family_outputs: str, licence: str, context: int) -> str:
     """The section every package's README gets: what the tensors are and what seglab does after them.
 
@@ -184,7 +195,7 @@ Exported by napari-seglab from the model `{config.name}` (family `{config.family
   {config.normalization.get('low', 1.0):g} and {config.normalization.get('high', 99.8):g} map to 0 and 1
   (`scale_range`), as seglab normalises. seglab's channel handling (RGB to grey for
   one-channel models, a grey image repeated for three-channel models) is not in the package:
-  give the channels the model takes.{_padding_note(config)}
+  give the channels the model takes.{_padding_note(config)}{_smoothing_note(config)}
 - **Output**: {family_outputs}
 - **seglab's own post-processing** (thresholds `{t}`) is named in `config.seglab`:
   `postprocessing` says what seglab does with the output to get instances; `model` is the model's

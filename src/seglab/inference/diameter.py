@@ -814,6 +814,7 @@ def estimate_image_iter(
     channels: Sequence[int] | None = None, tile_size: int = 1024, batch_size: int = 4,
     device: Any = "auto", amp: bool = True, thresholds: dict[str, float] | None = None,
     axes: str | None = None, rgb: bool | None = None, pixel_size: float | None = None,
+    denoise: str | bool = "auto",
 ) -> Generator[Any, None, DiameterEstimate]:
     """``diameter="auto"``'s estimate for an image or stack, without segmenting it (the widget's
     *Estimate* button); arguments as for :func:`~seglab.inference.engine.segment_iter`."""
@@ -821,8 +822,8 @@ def estimate_image_iter(
 
     from seglab.inference.device import resolve_device
     from seglab.axes import arrange
+    from seglab.inference.denoise import parse_denoise, prepared_plane
     from seglab.inference.engine import check_image, place_network
-    from seglab.inference.normalize import model_input
 
     image, channel_axis, rgb = arrange(np.asarray(image), axes=axes, channel_axis=channel_axis, rgb=rgb)
     check_image(image, channel_axis)
@@ -830,9 +831,9 @@ def estimate_image_iter(
     indices = list(itertools.product(*[range(s) for s in spatial[:-2]]))
     dev = resolve_device(device)
     place_network(model, dev)
+    mode = parse_denoise(denoise)
     est = yield from choose_scale_iter(
-        model, AUTO, lambda i: model_input(image[indices[i]], model.config.input_channels,
-                                           model.config.normalization, channel_axis, channels, rgb),
+        model, AUTO, lambda i: prepared_plane(model.config, image[indices[i]], mode, channel_axis, channels, rgb)[0],
         len(indices), model.thresholds(thresholds), pixel_size, tile_size=tile_size, batch_size=batch_size,
         device=dev, amp=amp)
     est.reusable = {}

@@ -25,10 +25,10 @@ import torch
 from seglab.axes import arrange
 from seglab.errors import SeglabError
 from seglab.inference.appearance import colour_check_needed, warn_if_colour_unsuited
+from seglab.inference.denoise import AUTO as DENOISE_AUTO, Smoothing, parse_denoise, prepared_plane
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
 from seglab.inference.feature_tap import EncoderTap
-from seglab.inference.normalize import model_input
 from seglab.inference.tiling import Surround, TileGrid, model_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
 from seglab.objects import concat_tables
@@ -78,6 +78,8 @@ class Segmentation:
     scale_factor: float = 1.0
     #: the image's pixel size (micrometres) that ``"auto"`` took the diameter from, when it did
     pixel_size: float | None = None
+    #: per plane, the smoothing it got before the model (``denoise``; low light)
+    smoothing: list[Smoothing] = field(default_factory=list)
 
     @property
     def n_objects(self) -> int:
@@ -369,6 +371,7 @@ def segment_iter(
     rgb: bool | None = None,
     diameter: float | str | None = "auto",
     pixel_size: float | None = None,
+    denoise: str | bool = DENOISE_AUTO,
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
 
@@ -376,7 +379,9 @@ def segment_iter(
     plane so that objects arrive at the model's ``object_diameter``; results come back on the
     original pixel grid (:mod:`seglab.inference.diameter`). ``pixel_size``: the image's pixel
     size in micrometres, where known; with a model that records the pixel size it was trained
-    at, ``"auto"`` rescales by their ratio instead of estimating.
+    at, ``"auto"`` rescales by their ratio instead of estimating. ``denoise`` (``"auto"``: where
+    the plane is noisy by the model's rule; True; False) smooths planes before the model
+    (:mod:`seglab.inference.denoise`; low light).
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
@@ -403,11 +408,15 @@ def segment_iter(
     run: dict[str, Any] = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
     indices = list(itertools.product(*[range(s) for s in stack_shape])) if stack_shape else [()]
     first: dict[int, np.ndarray] = {}  # plane 0 as the estimate normalised it, for the loop (not made twice)
+    mode = parse_denoise(denoise)
+    smoothing: dict[int, Smoothing] = {}
 
     def plane_input(i: int) -> np.ndarray:
         x = first.pop(i, None)
-        return x if x is not None else model_input(image[indices[i]], model.config.input_channels,
-                                                   model.config.normalization, channel_axis, channels, rgb)
+        if x is not None:
+            return x
+        x, smoothing[i] = prepared_plane(model.config, image[indices[i]], mode, channel_axis, channels, rgb)
+        return x
 
     def estimate_input(i: int) -> np.ndarray:
         x = plane_input(i)
@@ -438,7 +447,8 @@ def segment_iter(
         yield ProgressEvent("postprocess", 1, 1, p, n_planes)
     table = concat_tables(tables, {"plane": list(range(len(tables)))} if stack_shape else None)
     return Segmentation(labels=labels_out, table=table, thresholds=th, extras=extras,
-                        diameter=size.diameter, scale_factor=size.factor, pixel_size=size.pixel_size)
+                        diameter=size.diameter, scale_factor=size.factor, pixel_size=size.pixel_size,
+                        smoothing=[smoothing.get(i, Smoothing()) for i in range(len(indices))])
 
 
 def _offset_extras(extras: dict[str, Any], offset: int) -> dict[str, Any]:

@@ -8,6 +8,9 @@ writes uint32 labels into a zarr store (plain array, or OME-Zarr labels with a p
 * **Normalisation** is the in-memory path's: per plane and channel, the model's low/high
   percentiles of the same strided sample (every ``step``-th row and column, ``step`` chosen as
   :func:`~seglab.inference.normalize.percentile_normalize` does), read band by band.
+* **Low light**: ``denoise`` as there: the plane's noise is measured on the same central window,
+  and a smoothed plane's windows are read with the kernel's halo, so they equal the in-memory
+  path's whole-plane smoothing (:mod:`seglab.inference.denoise`).
 * **Size**: ``diameter`` as in :func:`~seglab.inference.engine.segment_iter`: a number, None, or
   ``"auto"``, estimated once (:func:`~seglab.inference.diameter.estimate_diameter_iter`) on the
   three most structured of nine windows of 1024 px spread over the image (a few planes of a
@@ -46,6 +49,9 @@ import numpy as np
 
 from seglab.errors import SeglabError
 from seglab.inference.appearance import centre_slices, colour_check_needed, warn_if_colour_unsuited
+from seglab.inference.denoise import (
+    AUTO as DENOISE_AUTO, Smoothing, choose_smoothing, noise_window, parse_denoise, steps_of,
+)
 from seglab.inference.diameter import (
     AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
     scaled_plane_iter,
@@ -211,6 +217,8 @@ class LazyResult:
     merged: int = 0  # ids joined after the fact (an object two finished blocks had given two ids)
     #: the image's pixel size (micrometres) that ``"auto"`` took the diameter from, when it did
     pixel_size: float | None = None
+    #: per plane, the smoothing it got before the model (``denoise``; low light)
+    smoothing: list[Smoothing] = field(default_factory=list)
 
     @property
     def n_objects(self) -> int:
@@ -218,13 +226,16 @@ class LazyResult:
 
 
 class _Input:
-    """A lazy image with the model's channel handling and per-plane normalisation."""
+    """A lazy image with the model's channel handling, per-plane normalisation and smoothing."""
 
-    def __init__(self, src: LazyPlanes, model: SegmentationModel, channels: Sequence[int] | None, rgb: bool | None):
+    def __init__(self, src: LazyPlanes, model: SegmentationModel, channels: Sequence[int] | None, rgb: bool | None,
+                 denoise: str | bool = DENOISE_AUTO):
         self.src, self.model, self.channels = src, model, channels
         self.rgb = rgb if rgb is not None else (src.channel is not None and src.axes[src.channel] == "S"
                                                 and src.array.shape[src.channel] in (3, 4))
         self.norms: dict[tuple[int, ...], Normalizer] = {}
+        self.denoise = parse_denoise(denoise)
+        self.smoothing: dict[tuple[int, ...], Smoothing] = {}
 
     def channels_of(self, pixels: np.ndarray) -> np.ndarray:
         return select_channels(pixels, self.model.config.input_channels, 2 if pixels.ndim == 3 else None,
@@ -267,13 +278,28 @@ class _Input:
                 depths = {side: edge_depth(edge_lines(edge[side][c], side)) for side in SIDES}
                 normalizer.edges.append({side: k for side, k in depths.items() if k})
         self.norms[index] = normalizer
+        # the in-memory path's choice, on the same central window of the normalised plane
+        self.smoothing[index] = choose_smoothing(steps_of(self.model.config),
+                                                 self.normalized(index, *noise_window(h, w)), self.denoise)
         return normalizer
 
-    def window(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+    def normalized(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
         """A normalised ``(C, h, w)`` window, its edge artifact lines mended (the plane's
         normaliser must exist)."""
         x = self.norms[index](self.channels_of(self.src.read(index, ys, xs)))
         return self.norms[index].mend(x, ys, xs, self.src.height, self.src.width)
+
+    def window(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
+        """What the model sees of a window: normalised, mended, and smoothed where the plane is
+        (read with the kernel's halo, so that it equals the in-memory path's whole-plane smoothing)."""
+        smoothing = self.smoothing.get(index)
+        if smoothing is None or smoothing.sigma <= 0:
+            return self.normalized(index, ys, xs)
+        r, h, w = smoothing.halo, self.src.height, self.src.width
+        oy, ox = slice(max(0, ys.start - r), min(h, ys.stop + r)), slice(max(0, xs.start - r), min(w, xs.stop + r))
+        x = smoothing.apply(self.normalized(index, oy, ox))
+        top, left = ys.start - oy.start, xs.start - ox.start
+        return x[:, top : top + ys.stop - ys.start, left : left + xs.stop - xs.start]
 
 
 def block_starts(n: int, block: int) -> list[tuple[int, int]]:
@@ -399,6 +425,7 @@ def segment_lazy_iter(
     thresholds: dict[str, float] | None = None,
     diameter: float | str | None = AUTO,
     pixel_size: float | None = None,
+    denoise: str | bool = DENOISE_AUTO,
     overwrite: bool = True,
     block_fn: BlockFn | None = None,
     before_finish: Callable[[LazyResult], None] | None = None,
@@ -424,7 +451,7 @@ def segment_lazy_iter(
     block_size = int(block_size)
     if block_size < 64:
         raise SeglabError(f"block size {block_size} is too small (at least 64 pixels)")
-    inp = _Input(src, model, channels, rgb)
+    inp = _Input(src, model, channels, rgb, denoise)
     indices = src.indices()
     n_planes = len(indices)
     if colour_check_needed(model.config, channels, inp.rgb, None if src.channel is None else image.shape[src.channel]):
@@ -542,7 +569,8 @@ def segment_lazy_iter(
                 store.relabel(indices[int(stats.plane[a])], box.tolist(), {a: root})
             stats.merge(a, root)
         result = LazyResult(store.partial, store.array, stats.table(stack=bool(stack_shape)), th, size.diameter,
-                            factor, blocks=k, merged=len(absorbed), pixel_size=size.pixel_size)
+                            factor, blocks=k, merged=len(absorbed), pixel_size=size.pixel_size,
+                            smoothing=[inp.smoothing.get(i, Smoothing()) for i in indices])
         if before_finish is not None:
             before_finish(result)
         path = store.finish(overwrite=overwrite)

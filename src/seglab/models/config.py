@@ -42,6 +42,10 @@ class ModelConfig:
     # ``pixel_size_um``, the pixel size (micrometres) of the images it was trained on, where known:
     # ``auto`` then rescales a calibrated image by its pixel size instead of estimating
     auto_rescale: dict[str, Any] = field(default_factory=dict)
+    # low light: ``steps`` [[noise level, Gaussian sigma], ...] (levels rising), the smoothing a
+    # plane gets before the model from each noise level on (``seglab.inference.denoise``); no
+    # steps: ``denoise="auto"`` never smooths for this model
+    denoise: dict[str, Any] = field(default_factory=dict)
     # family-specific loss settings (e.g. U-Net border_weight), used by any later retraining
     loss: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -89,7 +93,8 @@ def check_fields(values: dict[str, Any]) -> None:
             raise bad(name, "a string")
     if not values.get("name", "x").strip():
         raise SeglabError("model config field 'name' is empty")
-    for name in ("architecture", "normalization", "thresholds", "loss", "training", "scores", "auto_rescale"):
+    for name in ("architecture", "normalization", "thresholds", "loss", "training", "scores", "auto_rescale",
+                 "denoise"):
         if name in values and not isinstance(values[name], dict):
             raise bad(name, "a JSON object")
     if "input_channels" in values and not (_is_int(values["input_channels"]) and values["input_channels"] >= 1):
@@ -100,6 +105,7 @@ def check_fields(values: dict[str, Any]) -> None:
     if d is not None and not (_is_number(d) and d > 0):
         raise bad("object_diameter", "a positive number or null")
     _check_auto_rescale(values.get("auto_rescale", {}))
+    _check_denoise(values.get("denoise", {}))
     for name in ("thresholds", "loss"):
         for k, v in values.get(name, {}).items():
             if not _is_number(v):
@@ -133,6 +139,16 @@ def _check_auto_rescale(rule: dict[str, Any]) -> None:
     tol = rule.get("tolerance")
     if tol is not None and not tol[0] <= 1.0 <= tol[1]:
         raise SeglabError(f"model config auto_rescale['tolerance'] must hold 1 (low <= 1 <= high), not {tol}")
+
+
+def _check_denoise(rule: dict[str, Any]) -> None:
+    """``denoise['steps']``: a list of [noise level, sigma] pairs, positive, levels rising."""
+    steps = rule.get("steps", [])
+    ok = isinstance(steps, list) and all(
+        isinstance(s, list) and len(s) == 2 and all(_is_number(x) and x > 0 for x in s) for s in steps)
+    if not ok or any(a[0] >= b[0] for a, b in zip(steps, steps[1:])):
+        raise SeglabError("model config denoise['steps'] must be a list of [noise level, sigma] pairs of positive "
+                          f"numbers with rising levels, not {_kind(steps) if not ok else steps}")
 
 
 def _json_plain(v: Any) -> bool:

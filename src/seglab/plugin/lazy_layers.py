@@ -50,7 +50,8 @@ def segment_lazily_iter(model: Any, data: Any, kwargs: dict, folder: str | Path 
             model, data, folder / "labels.zarr", axes=axes, rgb=rgb or None, channels=kwargs.get("channels"),
             tile_size=kwargs.get("tile_size", 1024), batch_size=kwargs.get("batch_size", 4),
             device=kwargs.get("device", "auto"), amp=kwargs.get("amp", True), thresholds=kwargs.get("thresholds"),
-            diameter=kwargs.get("diameter", "auto"), pixel_size=kwargs.get("pixel_size")))
+            diameter=kwargs.get("diameter", "auto"), pixel_size=kwargs.get("pixel_size"),
+            denoise=kwargs.get("denoise", "auto")))
     except BaseException:  # cancelled (the generator closed) or failed: nothing left on disk
         if own:
             shutil.rmtree(folder, ignore_errors=True)

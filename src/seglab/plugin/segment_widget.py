@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from seglab.errors import SeglabError
 from seglab.inference.appearance import rgb_appearance
+from seglab.inference.denoise import parse_denoise
 from seglab.inference.diameter import parse_diameter
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -108,6 +109,16 @@ def _run_estimate(model_ref: str, data: Any, kwargs: dict):
     except SeglabError as e:
         return UserInputProblem(str(e))
     return model.config.object_diameter, est
+
+
+def describe_run(result: Any) -> str:
+    """The label under the Diameter field after a run: its size (:func:`describe_size`) and, on a
+    second line, the smoothing noisy planes got (low light)."""
+    from seglab.inference.denoise import describe_planes
+
+    text = describe_size(result.diameter, result.scale_factor, result.pixel_size)
+    smoothing = describe_planes(getattr(result, "smoothing", []))
+    return f"{text}\n{smoothing}" if smoothing else text
 
 
 def describe_size(diameter: float | None, factor: float, pixel_size: float | None = None) -> str:
@@ -197,7 +208,8 @@ class SegmentWidget(ScrollableContainer):
                                           tooltip="estimate the objects' diameter in the chosen image with the model "
                                                   "(fills the Diameter field)")
         self.diameter_used = Label(value="")
-        self.diameter_used.tooltip = "the object diameter used in the last run or estimate, and the rescale factor"
+        self.diameter_used.tooltip = ("the object diameter used in the last run or estimate, the rescale factor, "
+                                      "and any smoothing of a noisy image")
         self.channel_axis = SpinBox(label="Channel axis", value=-1, min=-1, max=4,
                                     tooltip="axis of a non-RGB multichannel layer holding channels; -1: none")
         self.channels = LineEdit(label="Channels", value="",
@@ -222,13 +234,18 @@ class SegmentWidget(ScrollableContainer):
         self.amp = CheckBox(text="Mixed precision", value=True,
                             tooltip="run the network in 16-bit precision where the device supports it: "
                                     "faster, same results to within rounding; untick if results look wrong")
+        self.denoise = ComboBox(label="Smoothing", choices=["auto", "on", "off"], value="auto",
+                                tooltip="smooth a noisy (low-light) image before the model: auto: when the image's "
+                                        "noise passes the level from which smoothing pays for this model (measured; "
+                                        "clean images are left alone); on: always; off: never")
         self.link_z = CheckBox(text="Link objects across Z", value=False, enabled=False,
                                tooltip="Z stacks: give an object one id through the stack, linking objects of "
                                        "consecutive planes that overlap (IoU >= 0.3)")
         self.thresholds = Container(labels=True, label="Thresholds")
         self.advanced = Collapsible("Advanced", [self.tile_size, self.batch_size, self.device, self.amp,
-                                                 self.link_z, self.thresholds],
-                                    tooltip="tile size, batch size, device, precision and the model's thresholds")
+                                                 self.denoise, self.link_z, self.thresholds],
+                                    tooltip="tile size, batch size, device, precision, smoothing of noisy images "
+                                            "and the model's thresholds")
         channel_row = Container(layout="horizontal", labels=True, label="Channel axis",
                                 widgets=[self.channel_axis, self.channels])
         channel_row.margins = (0, 0, 0, 0)
@@ -411,6 +428,7 @@ class SegmentWidget(ScrollableContainer):
             device=self.device.value,
             amp=bool(self.amp.value),
             thresholds=self.threshold_values(),
+            denoise=parse_denoise(self.denoise.value),
         )
         from seglab.io.images import pixel_size_um
 
@@ -532,7 +550,7 @@ class SegmentWidget(ScrollableContainer):
             self.status.tooltip = (f"The labels are in a temporary store ({result.path}), removed with the layer. "
                                    "File > Save Selected Layers (OME-Zarr labels) keeps them.")
         self.status.value = f"{result.n_objects} objects ({model_name}; {where})"
-        self.diameter_used.value = describe_size(result.diameter, result.scale_factor, result.pixel_size)
+        self.diameter_used.value = describe_run(result)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}' (out of core)")
 
     def _on_result(self, value: tuple[str, Any]) -> None:
@@ -577,5 +595,5 @@ class SegmentWidget(ScrollableContainer):
             result.thresholds, target, result.labels.ndim)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         self.status.tooltip = None  # (an out-of-core result's said where its store was)
-        self.diameter_used.value = describe_size(result.diameter, result.scale_factor, result.pixel_size)
+        self.diameter_used.value = describe_run(result)
         show_info(f"seglab: {result.n_objects} objects in '{src.name}'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from seglab.errors import SeglabError
+from seglab.inference.denoise import smoothed
 from seglab.inference.normalize import model_input
 from seglab.models.base import TEACHER_KEY, SegmentationModel
 from seglab.training.distill import teacher_maps
@@ -85,13 +87,17 @@ def make_pair(
     valid: np.ndarray | None = None,
     weight: float = 1.0,
     name: str = "",
+    denoise_steps: Sequence[Sequence[float]] = (),
 ) -> TrainPair:
-    """Check and normalise one (image, labels) pair the way inference will see it."""
+    """Check and normalise one (image, labels) pair the way inference will see it (a noisy image
+    smoothed by the model's ``denoise_steps``, :mod:`seglab.inference.denoise`)."""
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         if labels.dtype == bool or not np.all(np.mod(labels, 1) == 0):
             raise SeglabError(f"labels of {name or 'a pair'} must be integers, got {labels.dtype}")
     x = model_input(image, model_channels, normalization, channel_axis)
+    if denoise_steps:
+        x = smoothed(x, denoise_steps)[0]
     if x.shape[1:] != labels.shape:
         raise SeglabError(
             f"image and labels of {name or 'a pair'} differ in shape: {x.shape[1:]} vs {labels.shape}"

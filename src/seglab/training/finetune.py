@@ -35,6 +35,7 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage, ap50, grid_points, raw_output_iter, tune_thresholds_iter
+from seglab.inference.denoise import steps_of
 from seglab.inference.device import resolve_device
 from seglab.inference.engine import TileRun, place_network, run_to_end
 from seglab.inference.tiling import plane_borders, tile_context
@@ -340,7 +341,8 @@ def prepare(
     tune_items: list[AnnotatedImage] = []
     for a, (labels, valid, _) in zip(annotations, checked):
         pairs.append(rescale_pair(make_pair(a.image, labels, model.config.input_channels, model.config.normalization,
-                                            channel_axis=a.channel_axis, valid=valid, name=a.name), factor))
+                                            channel_axis=a.channel_axis, valid=valid, name=a.name,
+                                            denoise_steps=steps_of(model.config)), factor))
         tune_items += [rescale_item(c, factor) for c in _crops(np.asarray(a.image), labels, a.channel_axis, valid,
                                                                 a.name)]
     val_items = []
@@ -414,7 +416,8 @@ def _replay_pairs(model: SegmentationModel, items: list[AnnotatedImage], pairs: 
     for p in pairs:
         p.weight = (1.0 - share) / len(pairs)
     return [make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
-                      channel_axis=it.channel_axis, weight=share / len(items), name=f"replay:{it.name}")
+                      channel_axis=it.channel_axis, weight=share / len(items), name=f"replay:{it.name}",
+                      denoise_steps=steps_of(model.config))
             for it in items]
 
 

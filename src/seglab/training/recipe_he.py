@@ -29,6 +29,7 @@ import torch
 
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import AnnotatedImage, predict_maps
+from seglab.inference.denoise import steps_of
 from seglab.metrics import evaluate
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
@@ -135,7 +136,8 @@ def _sampler(model: SegmentationModel, data: dict, recipe: dict, seed: int) -> P
         for it in data[group]:
             weight = w * it.labels.size / ref_area
             pairs.append(make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
-                                   channel_axis=it.channel_axis, weight=weight, name=it.name))
+                                   channel_axis=it.channel_axis, weight=weight, name=it.name,
+                                   denoise_steps=steps_of(model.config)))
     a = recipe["augment"]
     aug = Augment(scale_range=tuple(a["scale_range"]), noise_std=a["noise_std"], invert_prob=a["invert_prob"],
                   colour_jitter=a["colour_jitter"])

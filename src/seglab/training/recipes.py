@@ -32,6 +32,7 @@ import torch
 
 from seglab.datasets import image_kind, load_split, read_manifest
 from seglab.evaluation import ap50, evaluate_model, tune_thresholds
+from seglab.inference.denoise import steps_of
 from seglab.inference.device import device_name
 from seglab.inference.diameter import equivalent_diameters
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
@@ -220,7 +221,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     pairs = [
         make_pair(it.image, it.labels, model.config.input_channels, model.config.normalization,
                   channel_axis=it.channel_axis, weight=image_weight(recipe, it),
-                  name=it.name)
+                  name=it.name, denoise_steps=steps_of(model.config))
         for it in train_items
     ]
     teacher = None

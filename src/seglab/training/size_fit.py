@@ -50,7 +50,7 @@ def size_samples_iter(
     (image, factor, window) sample: up to ``windows`` windows (:func:`probe_windows`) of a plane probed
     through one, one of a plane probed whole; yields ``(done, total)`` images."""
     from seglab.inference.diameter import WHOLE_PROBE_AREA, equivalent_diameters, probe_tile, probe_windows
-    from seglab.inference.normalize import model_input
+    from seglab.inference.denoise import prepared_plane
     from seglab.inference.rescale import resize_image, scaled_shape
 
     target = model.config.object_diameter
@@ -60,8 +60,7 @@ def size_samples_iter(
     for k, item in enumerate(items):
         d = equivalent_diameters(np.asarray(item.labels))
         if d.size >= MIN_OBJECTS:
-            x = model_input(np.asarray(item.image), model.config.input_channels, model.config.normalization,
-                            item.channel_axis)
+            x = prepared_plane(model.config, np.asarray(item.image), "auto", item.channel_axis)[0]
             size = float(np.median(d))
             for f in factors:
                 # the plane as it would arrive at factor f, and the tile its factor-1 probe reads
