@@ -201,6 +201,8 @@ def test_fields_reach_the_batch(tmp_path, qtbot, viewer_widget, notes, monkeypat
     widget.tile_size.value = 512
     widget.workers.value = 2
     widget.overwrite.value = True
+    assert widget.denoise.value == "auto"
+    widget.denoise.value = "off"
     name = widget.thresholds[0].name
     widget.thresholds[0].value = 0.35
     run(qtbot, widget, timeout=30_000)
@@ -208,6 +210,7 @@ def test_fields_reach_the_batch(tmp_path, qtbot, viewer_widget, notes, monkeypat
     assert seen["outputs"] == ["objects"]
     opts = seen["options"]
     assert opts.diameter == 25.0 and list(opts.channels) == [0] and opts.tile_size == 512 and opts.device == "cpu"
+    assert opts.denoise is False
     assert opts.thresholds[name] == pytest.approx(0.35)
     assert seen["settings"].workers == 2 and not seen["settings"].processes and seen["settings"].overwrite
     assert seen["ref"].endswith("tiny-unet")

@@ -57,3 +57,27 @@ def test_make_pair_smooths_a_noisy_image_as_inference_does():
     assert not np.array_equal(plain.image, pair.image)
     clean_pair = make_pair(clean, lab, 1, cfg.normalization, denoise_steps=steps)
     np.testing.assert_array_equal(clean_pair.image, make_pair(clean, lab, 1, cfg.normalization).image)
+
+
+def test_blur_augmentation_blurs_a_share_of_patches_and_keeps_the_labels():
+    from seglab.training.data import Augment
+
+    img, lab = blob_image((96, 96), n=8, seed=2)
+    pair = make_pair(img, lab, 1, {"low": 1.0, "high": 99.8})
+    plain = dict(flips=False, scale_range=(1.0, 1.0), intensity=False, noise_std=0.0)
+
+    def patches(**kw):  # the first patch of samplers of 40 seeds: the same crops whatever the blur draws
+        return [PatchSampler([pair], 64, Augment(**plain, **kw), seed=seed).sample() for seed in range(40)]
+
+    def detail(x):  # mean absolute Laplacian
+        x = x[0]
+        return np.abs(4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]).mean()
+
+    sharp, always, never = patches(), patches(blur_prob=1.0, blur_sigma=2.0), patches(blur_prob=0.0)
+    for (a, la, _), (b, lb, _), (c, _, _) in zip(sharp, always, never):
+        np.testing.assert_array_equal(la, lb)  # blurring moves no label
+        np.testing.assert_array_equal(a, c)
+        assert detail(b) < 0.8 * detail(a)
+    some = patches(blur_prob=0.3, blur_sigma=2.0)
+    changed = sum(not np.array_equal(a, b) for (a, _, _), (b, _, _) in zip(sharp, some))
+    assert 4 <= changed <= 24

@@ -33,6 +33,7 @@ from seglab.batch.core import BatchSettings, BatchSummary, batch_inputs, batch_i
 from seglab.batch.one_file import error_text
 from seglab.batch.outcome import FileOutcome
 from seglab.errors import SeglabError
+from seglab.inference.denoise import parse_denoise
 from seglab.inference.diameter import parse_diameter
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
@@ -42,7 +43,7 @@ from seglab.plugin.events import on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
 from seglab.plugin.model_info import describe_name
 from seglab.plugin.progress_panel import ProgressPanel
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, wrapped_label
+from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, smoothing_choice, wrapped_label
 from seglab.plugin.tooltips import fill_threshold_tooltips
 
 if TYPE_CHECKING:
@@ -160,10 +161,12 @@ class BatchWidget(ScrollableContainer):
         self.channels = LineEdit(label="Channels", value="",
                                  tooltip="channels of multichannel images to use, e.g. '0' or '0,1' (empty: all; "
                                          "colour images become grey for grey models)")
+        self.denoise = smoothing_choice()
         self.thresholds = Container(labels=True, label="Thresholds")
         self.advanced = Collapsible("Advanced", [self.workers, self.scheduler, self.tile_size, self.batch_size,
-                                                 self.device, self.amp, self.channels, self.thresholds],
-                                    tooltip="workers, cluster, tile size, batch size, device, precision, thresholds")
+                                                 self.device, self.amp, self.channels, self.denoise, self.thresholds],
+                                    tooltip="workers, cluster, tile size, batch size, device, precision, smoothing of "
+                                            "noisy images, thresholds")
         self.extend([self.folder, self.model, self.model_info, self.diameter, self.outputs, self.destination,
                      self.outdir, self.overwrite, button_row(self.run_button, self.cancel_button), self.progress,
                      self.status, self.advanced, self.table, self.open_button])
@@ -259,7 +262,7 @@ class BatchWidget(ScrollableContainer):
         options = dict(channels=parse_channels(self.channels.value),
                        tile_size=int(self.tile_size.value), batch_size=int(self.batch_size.value),
                        device=self.device.value, amp=bool(self.amp.value),
-                       diameter=parse_diameter(self.diameter.value))
+                       diameter=parse_diameter(self.diameter.value), denoise=parse_denoise(self.denoise.value))
         settings = BatchSettings(workers=int(self.workers.value), scheduler=self.scheduler.value.strip() or None,
                                  processes=False, overwrite=bool(self.overwrite.value))
         thresholds = {w.name: float(w.value) for w in self.thresholds}

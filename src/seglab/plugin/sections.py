@@ -1,4 +1,4 @@
-"""Layout helpers for the docked widgets: a collapsible section and a row of buttons."""
+"""Layout helpers for the docked widgets: a collapsible section, a row of buttons, shared fields."""
 
 from __future__ import annotations
 
@@ -153,3 +153,13 @@ def wrapped_label(tooltip: str) -> Label:
     label.native.setWordWrap(True)
     label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
+
+
+def smoothing_choice() -> Any:
+    """The *Smoothing* field of the Segment and Batch widgets (``denoise``: low light)."""
+    from magicgui.widgets import ComboBox
+
+    return ComboBox(label="Smoothing", choices=["auto", "on", "off"], value="auto",
+                    tooltip="smooth a noisy (low-light) image before the model: auto: when the image's noise "
+                            "passes the level from which smoothing pays for this model (measured; clean images "
+                            "are left alone); on: always; off: never")

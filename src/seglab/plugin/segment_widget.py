@@ -55,6 +55,7 @@ from seglab.plugin.sections import (
     Collapsible,
     ScrollableContainer,
     button_row,
+    smoothing_choice,
     wrapped_label,
 )
 from seglab.plugin.tooltips import fill_threshold_tooltips
@@ -234,10 +235,7 @@ class SegmentWidget(ScrollableContainer):
         self.amp = CheckBox(text="Mixed precision", value=True,
                             tooltip="run the network in 16-bit precision where the device supports it: "
                                     "faster, same results to within rounding; untick if results look wrong")
-        self.denoise = ComboBox(label="Smoothing", choices=["auto", "on", "off"], value="auto",
-                                tooltip="smooth a noisy (low-light) image before the model: auto: when the image's "
-                                        "noise passes the level from which smoothing pays for this model (measured; "
-                                        "clean images are left alone); on: always; off: never")
+        self.denoise = smoothing_choice()
         self.link_z = CheckBox(text="Link objects across Z", value=False, enabled=False,
                                tooltip="Z stacks: give an object one id through the stack, linking objects of "
                                        "consecutive planes that overlap (IoU >= 0.3)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from seglab.errors import SeglabError
@@ -35,7 +36,8 @@ class Augment:
 
     ``scale_range``: objects are shown enlarged by a factor drawn log-uniformly from it; 0.7-1.4
     (as the built-ins' recipes) makes a model tolerate objects 0.7x to 1.4x its size without
-    rescaling (issue 11).
+    rescaling (issue 11). ``blur_prob``: the share of patches blurred (defocus) by a Gaussian
+    whose sigma is drawn uniformly from 0.5 to ``blur_sigma`` pixels (as the network sees them).
     """
 
     flips: bool = True
@@ -46,6 +48,8 @@ class Augment:
     #: colour (3-channel) images only: stain jitter in HED optical-density space and saturation
     #: jitter, of this strength (0 = off; 0.05 is mild, 0.1 strong); see :func:`colour_jitter`
     colour_jitter: float = 0.0
+    blur_prob: float = 0.0
+    blur_sigma: float = 2.5
 
 
 # optical densities of haematoxylin, eosin and DAB (rows) in R, G, B (Ruifrok & Johnston 2001,
@@ -175,6 +179,9 @@ class PatchSampler:
             if rng.random() < 0.5:
                 img, lab, val = img[..., ::-1], lab[:, ::-1], val[:, ::-1]
         img = np.array(img, dtype=np.float32)
+        if a.blur_prob > 0 and rng.random() < a.blur_prob:
+            s = float(rng.uniform(0.5, max(0.5, a.blur_sigma)))
+            img = ndi.gaussian_filter(img, (0.0, s, s)).astype(np.float32, copy=False)
         if a.colour_jitter > 0:
             img = colour_jitter(img, rng, a.colour_jitter)
         if a.intensity:

@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     sampler = background_sampler(
         PatchSampler(pairs, recipe["patch_size"],
                      Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
-                             invert_prob=aug["invert_prob"]), seed=args.seed, teacher=teacher),
+                             invert_prob=aug["invert_prob"], blur_prob=aug.get("blur_prob", 0.0),
+                             blur_sigma=aug.get("blur_sigma", 2.5)), seed=args.seed, teacher=teacher),
         settings.batch_size, model, args.workers)
 
     def on_best(m, step, score):
@@ -266,7 +268,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     _log(f"training done: {result.steps} steps in {result.elapsed:.0f}s, best tune AP@0.5 {result.best_score} at {result.best_step}")
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr,
-           "image_weights": image_weights(recipe), **where_trained(args)}
+           "image_weights": image_weights(recipe), "augment": recipe["augment"], **where_trained(args)}
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if teacher is not None:
@@ -288,8 +290,16 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
 #: what a recipe run records of itself (``train_result.json``, and in the model's ``training``)
 RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune_score_best_checkpoint",
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
-             "backbone_initialised_from", "teacher", "monuseg_weight", "scale_range", "trained_on", "data_workers",
-             "previous_phase")
+             "backbone_initialised_from", "teacher", "monuseg_weight", "scale_range", "augment", "trained_on",
+             "data_workers", "previous_phase")
+
+
+def with_blur(recipe: dict, blur: Sequence[float] | None) -> dict:
+    """The recipe with defocus augmentation (``--blur PROB SIGMA``: its share of patches and
+    largest sigma), recorded in its ``augment`` as the model's ``training`` keeps it."""
+    if blur is None:
+        return recipe
+    return {**recipe, "augment": {**recipe["augment"], "blur_prob": float(blur[0]), "blur_sigma": float(blur[1])}}
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -359,7 +369,7 @@ def finish(model, root: Path, tune_items, out: Path, recipe: dict, args, run: di
         "patch_size": recipe["patch_size"],
         "batch_size": args.batch_size or recipe["batch_size"],
         "lr": run_lr(args, run, recipe),
-        "augment": recipe["augment"],
+        "augment": run.get("augment", recipe["augment"]),  # what it trained with (a finish may lack --blur)
         "image_weights": image_weights(recipe),
         "device": str(args.device),
         "torch": torch.__version__,
@@ -426,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--monuseg-weight", type=float, default=None,
                    help=f"{he}: how much more likely a MoNuSeg pixel is drawn than a DSB2018 colour one "
                         f"(default: the recipe's {recipe_he.STARDIST_HE['monuseg_weight']})")
+    p.add_argument("--blur", nargs=2, type=float, default=None, metavar=("PROB", "SIGMA"),
+                   help="defocus augmentation: this share of patches blurred by a Gaussian of sigma 0.5..SIGMA px")
     p.add_argument("--scale-range", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                    help=f"{he}: scale augmentation range (default: the recipe's, 0.7 1.4)")
     p.add_argument("--teacher", default=None,
@@ -489,9 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe = RECIPES[args.recipe]
         if args.colour_weight is not None:
             recipe = {**recipe, "colour_weight": args.colour_weight}
-        train_recipe(args, recipe)
+        train_recipe(args, with_blur(recipe, args.blur))
     else:
-        recipe = RECIPES[args.recipe.removeprefix("finish-")]
+        recipe = with_blur(RECIPES[args.recipe.removeprefix("finish-")], args.blur)
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
