@@ -47,3 +47,29 @@ def test_bad_denoise_value_is_refused(tmp_path, noisy_folder, capsys):
         main(["segment", "-m", "stardist-nuclei", "-o", str(tmp_path / "o"), str(noisy_folder), "--denoise", "maybe"])
     assert e.value.code == 2
     assert "denoise must be 'auto', 'on' or 'off'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, mode", [([], "auto"), (["--denoise", "off"], False),
+                                         (["--denoise", "on", "--diameter", "20"], True)])
+def test_evaluate_passes_denoise_on(tmp_path, denoising_model_dir, monkeypatch, flags, mode):
+    import seglab.evaluation as ev
+    from seglab.inference import denoise
+
+    seen = []
+    real = denoise.prepared_plane
+
+    def spy(config, plane, m, *a, **kw):
+        seen.append(m)
+        return real(config, plane, m, *a, **kw)
+
+    monkeypatch.setattr(ev, "prepared_plane", spy)
+    monkeypatch.setattr(denoise, "prepared_plane", spy)
+    monkeypatch.setattr("seglab.inference.engine.prepared_plane", spy)  # --diameter: through segment()
+    imgs, labs = tmp_path / "imgs", tmp_path / "labs"
+    imgs.mkdir(), labs.mkdir()
+    img, lab = blob_image((96, 96), n=6, seed=1, rmin=6, rmax=9)
+    tifffile.imwrite(imgs / "a.tif", img)
+    tifffile.imwrite(labs / "a.tif", lab.astype(np.uint16))
+    assert main(["evaluate", "-m", str(denoising_model_dir), "--images", str(imgs), "--labels", str(labs),
+                 "--device", "cpu", "--quiet", *flags]) == 0
+    assert seen and set(seen) == {mode}

@@ -371,7 +371,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = get_model(args.model)
     if args.diameter is None or not model.config.object_diameter:
         gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device,
-                                  tile_size=args.tile_size, batch_size=args.batch_size, amp=not args.no_amp)
+                                  tile_size=args.tile_size, batch_size=args.batch_size, amp=not args.no_amp,
+                                  denoise=getattr(args, "denoise", "auto"))
     else:
         gen = _evaluate_rescaled_iter(model, items, args)
     metrics, _ = _progress(gen, "evaluate", args.quiet)

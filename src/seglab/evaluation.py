@@ -47,9 +47,9 @@ class AnnotatedImage:
         return AnnotatedImage(img, self.labels[rows, cols], ca, self.name if name is None else name)
 
 
-def _plane_input(model: SegmentationModel, item: AnnotatedImage) -> np.ndarray:
+def _plane_input(model: SegmentationModel, item: AnnotatedImage, denoise: str | bool = "auto") -> np.ndarray:
     """What the model sees of an item in inference (smoothed where noisy, by the model's rule)."""
-    return prepared_plane(model.config, item.image, "auto", item.channel_axis)[0]
+    return prepared_plane(model.config, item.image, denoise, item.channel_axis)[0]
 
 
 def _run(model: SegmentationModel, device: Any, tile_size: int, batch_size: int, amp: bool,
@@ -94,14 +94,19 @@ def evaluate_model_iter(
     tile_size: int = DEFAULT_TILE_SIZE,
     batch_size: int = 4,
     amp: bool = True,
+    denoise: str | bool = "auto",
 ) -> Generator[ProgressEvent, None, tuple[dict, list[np.ndarray]]]:
     """Segment every item through the engine and score against its labels; returns (metrics,
-    predictions). Yields the engine's events with ``plane``/``n_planes`` counting images."""
+    predictions). Yields the engine's events with ``plane``/``n_planes`` counting images.
+    ``denoise``: the low-light smoothing, as :func:`~seglab.inference.engine.segment_iter`'s."""
+    from seglab.inference.denoise import parse_denoise
+
     th = model.thresholds(thresholds)
+    mode = parse_denoise(denoise)
     preds = []
     for i, item in enumerate(items):
         run = _run(model, device, tile_size, batch_size, amp, i, len(items))
-        pred = yield from plane_prediction_iter(model, _plane_input(model, item), th, run)
+        pred = yield from plane_prediction_iter(model, _plane_input(model, item, mode), th, run)
         preds.append(pred.labels)
         yield ProgressEvent("image", i + 1, len(items))
     metrics = evaluate(zip([it.labels for it in items], preds))
