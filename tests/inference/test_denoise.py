@@ -168,3 +168,18 @@ def test_grey_built_ins_have_a_measured_rule(name):
 
 def test_the_he_model_is_never_smoothed_on_its_own():
     assert not read_config(ModelRegistry().resolve("stardist-he")).denoise.get("steps")
+
+
+def test_auto_leaves_planes_without_a_dark_background_alone():
+    """An empty field of pure noise, or a noisy brightfield plane: noisy, but no fluorescence on a
+    dark background, which is what the rules were measured on (asked, they are smoothed)."""
+    rng = np.random.default_rng(0)
+    empty = rng.normal(100, 1, (128, 128)).astype(np.float32)
+    clean, _ = discs()
+    brightfield = rng.poisson((1.0 - 0.6 * (clean > 0.5)) * 10).astype(np.uint16)  # dark nuclei, bright light
+    cfg = _model().config
+    for plane in (empty, brightfield):
+        x = prepared_plane(cfg, plane, False)[0]
+        assert noise_level(x) > 0.1
+        assert choose_smoothing(STEPS, x, "auto").sigma == 0
+        assert choose_smoothing(STEPS, x, True).sigma > 0

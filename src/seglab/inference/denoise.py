@@ -19,7 +19,9 @@ measure taken against a smoothing would read as noise) 0.030 (0.072); under shot
 **Rule**: a model's config says, in ``denoise["steps"]``, the Gaussian sigma (pixels of the
 image as given) for each noise level from which it pays (``[[level, sigma], ...]``, rising), as
 measured on the recipes' tune set (``benchmarks/bench_low_light.py``); a model without steps is
-never smoothed unless asked.
+never smoothed unless asked. The rules were measured on fluorescence, so ``"auto"`` smooths only
+planes with a dark background (:data:`MIN_DARK_SHARE`): a field of pure noise (an empty view)
+smoothed would show blobs to segment and to measure.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ AUTO = "auto"
 OBJECT_LEVEL = 0.25
 #: fewer object pixels than this: the level is unknown (nothing to measure it on)
 MIN_OBJECT_PIXELS = 100
+#: ``"auto"`` smooths only planes with a dark background (fluorescence, what the rules were measured
+#: on): at least this share of the window below ``DARK_LEVEL`` (DSB2018's dark-background images:
+#: 0.51-1.0; a field of pure noise or a brightfield image: a few per cent)
+MIN_DARK_SHARE = 0.2
+DARK_LEVEL = 0.2
 #: the sigma used when smoothing is asked for (``denoise=True``) below the model's first step
 DEFAULT_SIGMA = 1.0
 #: side of the central window a plane's noise is read on (0.26 M pixels)
@@ -87,6 +94,15 @@ def noise_window(height: int, width: int) -> tuple[slice, slice]:
     from seglab.inference.appearance import centre_slices
 
     return centre_slices(height, width, NOISE_SIDE)
+
+
+def dark_share(x: np.ndarray) -> float:
+    """The share of a normalised ``(C, H, W)`` (or ``(H, W)``) plane's pixels below ``DARK_LEVEL``
+    (channels averaged)."""
+    plane = np.asarray(x, dtype=np.float32)
+    if plane.ndim == 3:
+        plane = plane.mean(axis=0)
+    return float((plane < DARK_LEVEL).mean()) if plane.size else 0.0
 
 
 def rule_sigma(level: float, steps: Sequence[Sequence[float]]) -> float:
@@ -143,6 +159,8 @@ def choose_smoothing(steps: Sequence[Sequence[float]], window: np.ndarray, mode:
         return Smoothing()
     level = noise_level(window)
     sigma = rule_sigma(level, steps)
+    if mode == AUTO and sigma > 0 and dark_share(window) < MIN_DARK_SHARE:
+        sigma = 0.0  # no dark background: not the fluorescence the rule knows (pure noise, brightfield)
     if mode is True and sigma <= 0:
         sigma = float(steps[0][1]) if steps else DEFAULT_SIGMA
     return Smoothing(sigma, level if math.isfinite(level) else None)
