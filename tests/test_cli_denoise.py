@@ -33,7 +33,7 @@ def test_noisy_image_is_smoothed_and_the_line_says_so(tmp_path, noisy_folder, de
     assert main(["segment", "-m", str(denoising_model_dir), "-o", str(out), str(noisy_folder), "--device", "cpu",
                  "--diameter", "none", *extra]) == 0
     err = capsys.readouterr().err
-    assert "dim.tif:" in err and "noisy image (noise 0." in err and "smoothed (sigma 1 px) before segmenting" in err
+    assert "dim.tif:" in err and "noisy image (noise 0." in err and "smoothed, sigma 1 px" in err
 
 
 def test_denoise_off_leaves_it_alone(tmp_path, noisy_folder, denoising_model_dir, capsys):

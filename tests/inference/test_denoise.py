@@ -108,9 +108,10 @@ def test_stack_planes_are_judged_one_by_one():
     stack = np.stack([low_light(clean, 3000), low_light(clean, 10)])
     res = segment(_model(), stack, diameter=None, device="cpu", amp=False)
     assert [s.sigma > 0 for s in res.smoothing] == [False, True]
-    assert describe_planes(res.smoothing).startswith("1 of 2 planes noisy (noise up to 0.")
+    assert describe_planes(res.smoothing).startswith("1 of 2 planes noisy (up to 0.")
     assert describe_planes([Smoothing()]) == ""
-    assert "smoothed (sigma 1 px)" in describe_planes([Smoothing(1.0, 0.12)])
+    assert describe_planes([Smoothing(1.0, 0.12)]) == "noisy image (noise 0.12): smoothed, sigma 1 px"
+    assert describe_planes([Smoothing(1.5, None)]) == "smoothed, sigma 1.5 px (as asked)"
 
 
 def test_out_of_core_windows_equal_the_in_memory_smoothing(tmp_path):

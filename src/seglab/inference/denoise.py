@@ -138,9 +138,9 @@ class Smoothing:
     def describe(self) -> str:
         """A line for the user: what was done and why (empty when the level was not measured)."""
         if self.level is None or not math.isfinite(self.level):
-            return "smoothed (sigma {:g} px), as asked".format(self.sigma) if self.sigma > 0 else ""
+            return f"smoothed, sigma {self.sigma:g} px (as asked)" if self.sigma > 0 else ""
         if self.sigma > 0:
-            return f"noisy image (noise {self.level:.2f}): smoothed (sigma {self.sigma:g} px) before segmenting"
+            return f"noisy image (noise {self.level:.2f}): smoothed, sigma {self.sigma:g} px"
         return ""
 
 
@@ -192,6 +192,5 @@ def describe_planes(smoothings: Sequence[Smoothing]) -> str:
         return done[0].describe()
     levels = [s.level for s in done if s.level is not None]
     sigmas = sorted({s.sigma for s in done})
-    noise = f" (noise up to {max(levels):.2f})" if levels else ""
-    return (f"{len(done)} of {len(smoothings)} planes noisy{noise}: smoothed "
-            f"(sigma {'/'.join(f'{v:g}' for v in sigmas)} px) before segmenting")
+    noise = f" (up to {max(levels):.2f})" if levels else ""
+    return f"{len(done)} of {len(smoothings)} planes noisy{noise}: smoothed, sigma {'/'.join(f'{v:g}' for v in sigmas)} px"
