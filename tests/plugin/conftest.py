@@ -37,3 +37,19 @@ def segment_errors(monkeypatch):
     seen = []
     monkeypatch.setattr(sw, "show_error", lambda msg: seen.append(msg))
     return seen
+
+
+@pytest.fixture
+def segment_run_kwargs(monkeypatch):
+    """The keyword arguments of the Segment widget's last run, recorded as the run starts."""
+    from seglab.plugin import segment_widget as sw
+
+    seen = {}
+    real = sw._run_segmentation
+
+    def spy(model_ref, data, kwargs):
+        seen.update(kwargs)
+        return (yield from real(model_ref, data, kwargs))
+
+    monkeypatch.setattr(sw, "_run_segmentation", spy)
+    return seen

@@ -5,25 +5,17 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
 
 
-def test_a_noisy_layer_is_smoothed_and_the_widget_says_so(qtbot, segment_dock, segment_errors, monkeypatch):
+def test_a_noisy_layer_is_smoothed_and_the_widget_says_so(qtbot, segment_dock, segment_errors, segment_run_kwargs):
     viewer, widget = segment_dock
     image, _ = load_sample("fluorescence")
     dim = np.random.default_rng(0).poisson(image / image.max() * 10).astype(np.uint16)  # 10 photons at the brightest
     widget.image.value = viewer.add_image(dim, name="low light")
     widget.model.value = "stardist-nuclei"
     assert widget.denoise.value == "auto"
-    seen = {}
-    real = sw._run_segmentation
-
-    def spy(model_ref, data, kwargs):
-        seen.update(kwargs)
-        return (yield from real(model_ref, data, kwargs))
-
-    monkeypatch.setattr(sw, "_run_segmentation", spy)
+    seen = segment_run_kwargs
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
     assert not segment_errors and seen["denoise"] == "auto"

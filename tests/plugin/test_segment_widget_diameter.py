@@ -5,7 +5,6 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from seglab.plugin import segment_widget as sw  # noqa: E402
 from seglab.samples import load_sample  # noqa: E402
 
 
@@ -19,18 +18,11 @@ def _sample(viewer, widget, factor=1):
     return image, truth
 
 
-def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, segment_dock, segment_errors, monkeypatch):
+def test_diameter_field_goes_to_the_run_and_the_size_is_shown(qtbot, segment_dock, segment_errors, segment_run_kwargs):
     viewer, widget = segment_dock
     assert widget.diameter.value == "auto"
     image, _ = _sample(viewer, widget, factor=2)
-    seen = {}
-    real = sw._run_segmentation
-
-    def spy(model_ref, data, kwargs):
-        seen.update(kwargs)
-        return (yield from real(model_ref, data, kwargs))
-
-    monkeypatch.setattr(sw, "_run_segmentation", spy)
+    seen = segment_run_kwargs
     widget.diameter.value = "40"
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
