@@ -74,9 +74,7 @@ def parse_denoise(value: Any) -> str | bool:
 def noise_level(x: np.ndarray) -> float:
     """The noise of a normalised ``(C, H, W)`` (or ``(H, W)``) plane, its channels averaged (see
     the module docstring); NaN when it has too few object pixels to tell."""
-    plane = np.asarray(x, dtype=np.float32)
-    if plane.ndim == 3:
-        plane = plane.mean(axis=0)
+    plane = _grey(x)
     h, w = plane.shape[0] // 2 * 2, plane.shape[1] // 2 * 2
     if min(h, w) < 4:
         return float("nan")
@@ -99,10 +97,14 @@ def noise_window(height: int, width: int) -> tuple[slice, slice]:
 def dark_share(x: np.ndarray) -> float:
     """The share of a normalised ``(C, H, W)`` (or ``(H, W)``) plane's pixels below ``DARK_LEVEL``
     (channels averaged)."""
-    plane = np.asarray(x, dtype=np.float32)
-    if plane.ndim == 3:
-        plane = plane.mean(axis=0)
+    plane = _grey(x)
     return float((plane < DARK_LEVEL).mean()) if plane.size else 0.0
+
+
+def _grey(x: np.ndarray) -> np.ndarray:
+    """A normalised ``(C, H, W)`` plane's channels averaged (an ``(H, W)`` plane as it is), float32."""
+    plane = np.asarray(x, dtype=np.float32)
+    return plane.mean(axis=0) if plane.ndim == 3 else plane
 
 
 def rule_sigma(level: float, steps: Sequence[Sequence[float]]) -> float:
