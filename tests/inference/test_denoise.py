@@ -10,7 +10,8 @@ import zarr
 
 from seglab.errors import SeglabError
 from seglab.inference.denoise import (
-    Smoothing, choose_smoothing, describe_planes, noise_level, parse_denoise, prepared_plane, rule_sigma,
+    MIN_STRUCTURE, Smoothing, choose_smoothing, describe_planes, noise_level, parse_denoise, prepared_plane,
+    rule_sigma, structure_ratio,
 )
 from seglab.inference.engine import segment
 from seglab.inference.lazy import LazyPlanes, _Input, segment_lazy
@@ -65,6 +66,22 @@ def test_noise_level_grows_with_shot_noise_and_is_unknown_without_objects():
     assert math.isnan(noise_level(np.zeros((64, 64), np.float32)))
     # channels are averaged: a (C, H, W) plane of one channel reads as the plane
     assert noise_level(x(clean)[None]) == pytest.approx(noise_level(x(clean)))
+
+
+def test_structure_ratio_tells_white_noise_from_objects():
+    rng = np.random.default_rng(0)
+    for shape in ((64, 64), (128, 96), (512, 512)):
+        assert structure_ratio(rng.normal(100, 1, shape)) == pytest.approx(1.0, abs=0.15)
+    assert structure_ratio(np.full((32, 32), 7.0)) == 0.0 and structure_ratio(np.zeros((1, 5))) == 0.0
+    clean, _ = discs()
+    assert structure_ratio(clean) > 3.0
+    # small discs under shot noise, and a few in a large empty field, are structure
+    assert structure_ratio(low_light(discs(r=3, spacing=12)[0], 10).astype(np.float32)) > 2 * MIN_STRUCTURE
+    sparse = rng.normal(100, 5, (1024, 1024))
+    sparse[: 128, : 128] += 30 * clean[: 128, : 128]
+    assert structure_ratio(sparse) > 2 * MIN_STRUCTURE
+    # channels are averaged
+    assert structure_ratio(np.stack([clean, clean])) == pytest.approx(structure_ratio(clean))
 
 
 def test_rule_sigma_takes_the_highest_step_reached():

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from seglab.errors import SeglabError
+from seglab.inference.denoise import MIN_STRUCTURE, structure_ratio
 from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.rescale import rescale_with_surround, resize_image, restore_prediction, scaled_shape
 from seglab.inference.tiling import Surround
@@ -466,10 +467,12 @@ def estimate_diameter_iter(
     target = model.config.object_diameter
     if not target:
         return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
-    kept = [i for i, x in enumerate(planes) if np.ptp(x) > 0]
+    kept = [i for i, x in enumerate(planes) if structure_ratio(x) >= MIN_STRUCTURE]
     if len(kept) < len(planes):
-        # a constant plane (blank, padding, a missing frame) has no objects, and the size model's
-        # reading of it (43 px for stardist-nuclei) is no size: the other planes decide, or none
+        # a constant plane (blank, padding, a missing frame) or one of white noise (an empty field
+        # at low light) has no objects, and the size model's reading of it is no size (43 px for
+        # stardist-nuclei on a blank plane; on pure noise a size model read 8.5 px, and the probe
+        # enlarging x4 there found specks): the other planes decide, or none
         if not kept:
             return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
         est = yield from estimate_diameter_iter(model, [planes[i] for i in kept], th, **run)
