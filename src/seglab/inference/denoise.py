@@ -38,14 +38,15 @@ from seglab.errors import SeglabError
 
 #: ``denoise=`` values: smooth by the model's rule, always, never
 AUTO = "auto"
-#: the normalised level above which a pixel of the smoothed plane counts as object
+#: the normalised level above which a 2x2 block (its 3x3-block neighbourhood's mean) counts as object
 OBJECT_LEVEL = 0.25
-#: fewer object pixels than this: the level is unknown (nothing to measure it on)
+#: fewer object pixels (4 per block) than this: the level is unknown (nothing to measure it on)
 MIN_OBJECT_PIXELS = 100
 #: ``"auto"`` smooths only planes with a dark background (fluorescence, what the rules were measured
 #: on): at least this share of the window below ``DARK_LEVEL`` (DSB2018's dark-background images:
 #: 0.51-1.0; a field of pure noise or a brightfield image: a few per cent)
 MIN_DARK_SHARE = 0.2
+#: a normalised pixel below this is dark (background)
 DARK_LEVEL = 0.2
 #: the sigma used when smoothing is asked for (``denoise=True``) below the model's first step
 DEFAULT_SIGMA = 1.0
@@ -160,7 +161,7 @@ class Smoothing:
         return ndi.gaussian_filter(x, (0.0, self.sigma, self.sigma), truncate=TRUNCATE).astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        """A line for the user: what was done and why (empty when the level was not measured)."""
+        """A line for the user: what was done and why (empty when nothing was done)."""
         if self.level is None or not math.isfinite(self.level):
             return f"smoothed, sigma {self.sigma:g} px (as asked)" if self.sigma > 0 else ""
         if self.sigma > 0:
