@@ -78,8 +78,11 @@ def test_structure_ratio_tells_white_noise_from_objects():
     # small discs under shot noise, and a few in a large empty field, are structure
     assert structure_ratio(low_light(discs(r=3, spacing=12)[0], 10).astype(np.float32)) > 2 * MIN_STRUCTURE
     sparse = rng.normal(100, 5, (1024, 1024))
-    sparse[: 128, : 128] += 30 * clean[: 128, : 128]
-    assert structure_ratio(sparse) > 2 * MIN_STRUCTURE
+    yy, xx = np.mgrid[:1024, :1024]
+    for cy, cx in ((200, 200), (600, 300), (800, 800)):  # three nuclei: drowned in the whole plane, not in their tiles
+        sparse[(yy - cy) ** 2 + (xx - cx) ** 2 < 100] += 30
+    assert structure_ratio(sparse) > 1.5 * MIN_STRUCTURE and structure_ratio(sparse, tile=1024) < MIN_STRUCTURE
+    assert structure_ratio(rng.normal(100, 5, (2048, 2048))) < MIN_STRUCTURE  # the largest of 256 tiles of noise
     # channels are averaged
     assert structure_ratio(np.stack([clean, clean])) == pytest.approx(structure_ratio(clean))
 
@@ -101,6 +104,10 @@ def test_choose_smoothing_by_mode():
     assert choose_smoothing([[0.1, 0.7]], prepared_plane(cfg, clean, False)[0], True).sigma == 0.7  # the first step's
     assert choose_smoothing([], noisy, "auto") == Smoothing()  # no measured rule: never on its own
     assert choose_smoothing([], noisy, True).sigma == 1.0
+    assert choose_smoothing(STEPS, noisy, "off") == Smoothing()  # the words parse_denoise takes, too
+    assert choose_smoothing(STEPS, noisy, "on").sigma > 0
+    with pytest.raises(SeglabError, match="'auto', 'on' or 'off'"):
+        choose_smoothing(STEPS, noisy, "maybe")
 
 
 def test_noisy_image_is_smoothed_and_segmented_better():

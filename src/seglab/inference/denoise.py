@@ -52,11 +52,11 @@ DARK_LEVEL = 0.2
 DEFAULT_SIGMA = 1.0
 #: side of the central window a plane's noise is read on (0.26 M pixels)
 NOISE_SIDE = 512
-#: below this :func:`structure_ratio` a plane is white noise, with nothing to measure a size on:
-#: white noise reads 1.00 +- 0.03 (128 px planes), DSB2018 ``val`` images (normalised, at 1x and
-#: 0.5x) at least 3.39, and under shot noise of 10 / 1 photons at the brightest pixel at least
-#: 1.32 / 1.10 (brightfield at 10 photons, fluorescence at 1 photon: all but noise themselves)
+#: below this :func:`structure_ratio` a plane is white noise, with nothing to measure a size on
+#: (measured values: :func:`structure_ratio`'s test and docs/benchmarks.md, "Low light")
 MIN_STRUCTURE = 1.2
+#: side of the tiles :func:`structure_ratio` reads
+STRUCTURE_TILE = 128
 #: ``scipy.ndimage.gaussian_filter``'s kernel radius is ``int(TRUNCATE * sigma + 0.5)``
 TRUNCATE = 4.0
 
@@ -93,21 +93,25 @@ def noise_level(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(diagonal[bright])))
 
 
-def structure_ratio(x: np.ndarray) -> float:
-    """How much of a ``(C, H, W)`` (or ``(H, W)``) plane's variance is not white noise: 4 x the
-    variance of its 2x2 block means over the variance of its pixels (channels averaged). White noise
-    gives 1 (a block mean of four independent pixels keeps a quarter of their variance), any
-    structure of two pixels or more up to 4; a constant plane 0."""
+def structure_ratio(x: np.ndarray, tile: int = STRUCTURE_TILE) -> float:
+    """How much of a ``(C, H, W)`` (or ``(H, W)``) plane's variance is not white noise, where it
+    has most: the largest, over its ``tile`` px tiles (the whole plane when smaller), of 4 x the
+    variance of the tile's 2x2 block means over the variance of its pixels (channels averaged).
+    White noise gives 1 (a block mean of four independent pixels keeps a quarter of their
+    variance), structure of two pixels or more up to 4, a constant plane 0. Tiles, because a
+    few objects in a large field of noise are a small share of the whole plane's variance (three
+    10 px nuclei in a 1024 px field: 1.09 over the plane, 2.3 over their tile)."""
     plane = _grey(x)
-    h, w = plane.shape[0] // 2 * 2, plane.shape[1] // 2 * 2
-    if min(h, w) < 2:
+    h, w = plane.shape
+    th, tw = min(tile, h // 2 * 2), min(tile, w // 2 * 2)
+    if min(th, tw) < 2:
         return 0.0
-    plane = plane[:h, :w].astype(np.float64)
-    var = float(plane.var())
-    if not var > 0:
-        return 0.0
-    blocks = plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    return 4.0 * float(blocks.var()) / var
+    ny, nx = h // th, w // tw
+    tiles = plane[: ny * th, : nx * tw].astype(np.float64).reshape(ny, th, nx, tw).swapaxes(1, 2)
+    var = tiles.var(axis=(2, 3))
+    blocks = tiles.reshape(ny, nx, th // 2, 2, tw // 2, 2).mean(axis=(3, 5)).var(axis=(2, 3))
+    ratio = np.divide(4.0 * blocks, var, out=np.zeros_like(var), where=var > 0)
+    return float(ratio.max())
 
 
 def noise_window(height: int, width: int) -> tuple[slice, slice]:
@@ -177,7 +181,9 @@ def steps_of(config: Any) -> list[list[float]]:
 def choose_smoothing(steps: Sequence[Sequence[float]], window: np.ndarray, mode: str | bool) -> Smoothing:
     """The smoothing of a plane whose normalised central window is ``window`` (``(C, h, w)``), by a
     model's ``steps`` (:func:`steps_of`): by its rule (``"auto"``), always (True: the rule's
-    sigma, at least the first step's; ``DEFAULT_SIGMA`` without steps), or never (False)."""
+    sigma, at least the first step's; ``DEFAULT_SIGMA`` without steps), or never (False); the
+    words :func:`parse_denoise` takes are taken too."""
+    mode = parse_denoise(mode)
     if mode is False:
         return Smoothing()
     if mode == AUTO and not steps:
