@@ -81,3 +81,30 @@ def test_blur_augmentation_blurs_a_share_of_patches_and_keeps_the_labels():
     some = patches(blur_prob=0.3, blur_sigma=2.0)
     changed = sum(not np.array_equal(a, b) for (a, _, _), (b, _, _) in zip(sharp, some))
     assert 4 <= changed <= 24
+
+
+def test_saturate_augmentation_flattens_bright_nuclei_of_a_share_of_grey_patches():
+    from seglab.training.data import SATURATE_LEVELS, Augment
+
+    img, lab = blob_image((96, 96), n=8, seed=2)
+    pair = make_pair(img, lab, 1, {"low": 1.0, "high": 99.8})
+    plain = dict(flips=False, scale_range=(1.0, 1.0), intensity=False, noise_std=0.0)
+
+    def patches(pairs=(pair,), **kw):  # the first patch of samplers of 40 seeds
+        return [PatchSampler(list(pairs), 64, Augment(**plain, **kw), seed=seed).sample() for seed in range(40)]
+
+    sharp, always = patches(), patches(saturate_prob=1.0)
+    for (a, la, _), (b, lb, _) in zip(sharp, always):
+        np.testing.assert_array_equal(la, lb)  # saturating moves no label
+        # clipped at a level in the range and stretched back: the nuclei flat at 1
+        unclipped = (b > 0.05) & (b < 0.95)
+        level = float(np.median(a[unclipped] / b[unclipped]))
+        assert SATURATE_LEVELS[0] - 1e-3 <= level <= SATURATE_LEVELS[1] + 1e-3
+        np.testing.assert_allclose(b, np.minimum(a, level) / level, atol=1e-4)
+        assert (b >= 1 - 1e-6).sum() > (a >= 1 - 1e-6).sum()
+    changed = sum(not np.array_equal(a, b) for (a, _, _), (b, _, _) in zip(sharp, patches(saturate_prob=0.3)))
+    assert 4 <= changed <= 24
+    # colour patches are left alone (a camera saturates per channel; not what this mimics)
+    colour = make_pair(np.stack([img] * 3, axis=-1), lab, 3, {"low": 1.0, "high": 99.8}, channel_axis=-1)
+    for (a, _, _), (b, _, _) in zip(patches([colour]), patches([colour], saturate_prob=1.0)):
+        np.testing.assert_array_equal(a, b)

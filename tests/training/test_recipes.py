@@ -58,7 +58,7 @@ def test_a_new_architecture_from_the_command_line_and_the_lr_a_finish_records(tm
             main(["unet-nuclei", *common, "--out", str(tmp_path / "bad"), *bad])
 
 
-def test_colour_weight_and_blur_from_the_command_line_reach_the_recipe_and_its_record(tmp_path, monkeypatch):
+def test_colour_weight_blur_and_saturate_from_the_command_line_reach_the_recipe_and_its_record(tmp_path, monkeypatch):
     import pytest
 
     from seglab.training import recipes
@@ -69,18 +69,26 @@ def test_colour_weight_and_blur_from_the_command_line_reach_the_recipe_and_its_r
     data, out = tmp_path / "dsb", tmp_path / "run"
     fake_dsb(data)
     common = ["--data", str(data), "--steps", "2", "--batch-size", "2", "--validate-every", "2", "--device", "cpu"]
-    assert main(["unet-nuclei", *common, "--out", str(out), "--colour-weight", "3.5", "--blur", "0.3", "2.5"]) in (0, None)
+    assert main(["unet-nuclei", *common, "--out", str(out), "--colour-weight", "3.5", "--blur", "0.3", "2.5",
+                 "--saturate", "0.2"]) in (0, None)
     training = load_model(out / "final").config.training
     weights = training["image_weights"]
     assert weights["colour (stained)"] == 3.5 and weights["grey, bright background"] == 6.0
     assert made[-1]["blur_prob"] == 0.3 and made[-1]["blur_sigma"] == 2.5  # the sampler's augmentation
+    assert made[-1]["saturate_prob"] == 0.2
     assert training["augment"]["blur_prob"] == 0.3 and training["augment"]["blur_sigma"] == 2.5
+    assert training["augment"]["saturate_prob"] == 0.2
     # finishing the run again (no flag) records the weights and augmentation it trained with, not the recipe's
     assert main(["finish-unet-nuclei", *common, "--out", str(out)]) in (0, None)
     training = load_model(out / "final").config.training
     assert training["image_weights"]["colour (stained)"] == 3.5 and training["augment"]["blur_prob"] == 0.3
     with pytest.raises(SystemExit):  # the H&E recipe draws its images by source, not by DSB2018 kind
         main(["stardist-he", *common, "--out", str(tmp_path / "he"), "--colour-weight", "2"])
+    for bad in (["--blur", "0.3", "2"], ["--saturate", "0.2"]):
+        with pytest.raises(SystemExit):
+            main(["stardist-he", *common, "--out", str(tmp_path / "he"), *bad])
+    with pytest.raises(SystemExit):
+        main(["unet-nuclei", *common, "--out", str(tmp_path / "bad"), "--saturate", "1.5"])
 
 
 def test_the_unet_recipe_builds_the_shipped_layout():

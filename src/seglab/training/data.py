@@ -38,6 +38,9 @@ class Augment:
     (as the built-ins' recipes) makes a model tolerate objects 0.7x to 1.4x its size without
     rescaling (issue 11). ``blur_prob``: the share of patches blurred (defocus) by a Gaussian
     whose sigma is drawn uniformly from 0.5 to ``blur_sigma`` pixels (as the network sees them).
+    ``saturate_prob``: the share of grey patches saturated as a camera saturates bright nuclei and
+    normalisation then shows them: clipped at a level drawn uniformly from ``SATURATE_LEVELS`` of
+    the normalised range and divided by it (flat nuclei at 1, the background unchanged).
     """
 
     flips: bool = True
@@ -50,6 +53,11 @@ class Augment:
     colour_jitter: float = 0.0
     blur_prob: float = 0.0
     blur_sigma: float = 2.5
+    saturate_prob: float = 0.0
+
+
+#: the levels (of the normalised 0..1 range) a saturated patch is clipped at
+SATURATE_LEVELS = (0.3, 0.8)
 
 
 # optical densities of haematoxylin, eosin and DAB (rows) in R, G, B (Ruifrok & Johnston 2001,
@@ -182,6 +190,9 @@ class PatchSampler:
         if a.blur_prob > 0 and rng.random() < a.blur_prob:
             s = float(rng.uniform(0.5, max(0.5, a.blur_sigma)))
             img = ndi.gaussian_filter(img, (0.0, s, s)).astype(np.float32, copy=False)
+        if a.saturate_prob > 0 and img.shape[0] == 1 and rng.random() < a.saturate_prob:
+            level = float(rng.uniform(*SATURATE_LEVELS))  # after the optics' blur: the sensor saturates
+            img = np.minimum(img, level) / level
         if a.colour_jitter > 0:
             img = colour_jitter(img, rng, a.colour_jitter)
         if a.intensity:

@@ -248,7 +248,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         PatchSampler(pairs, recipe["patch_size"],
                      Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                              invert_prob=aug["invert_prob"], blur_prob=aug.get("blur_prob", 0.0),
-                             blur_sigma=aug.get("blur_sigma", 2.5)), seed=args.seed, teacher=teacher),
+                             blur_sigma=aug.get("blur_sigma", 2.5), saturate_prob=aug.get("saturate_prob", 0.0)),
+                     seed=args.seed, teacher=teacher),
         settings.batch_size, model, args.workers)
 
     def on_best(m, step, score):
@@ -294,12 +295,16 @@ RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune
              "data_workers", "previous_phase")
 
 
-def with_blur(recipe: dict, blur: Sequence[float] | None) -> dict:
+def with_augment(recipe: dict, blur: Sequence[float] | None = None, saturate: float | None = None) -> dict:
     """The recipe with defocus augmentation (``--blur PROB SIGMA``: its share of patches and
-    largest sigma), recorded in its ``augment`` as the model's ``training`` keeps it."""
-    if blur is None:
-        return recipe
-    return {**recipe, "augment": {**recipe["augment"], "blur_prob": float(blur[0]), "blur_sigma": float(blur[1])}}
+    largest sigma) and saturation (``--saturate PROB``), recorded in its ``augment`` as the
+    model's ``training`` keeps it."""
+    extra: dict[str, float] = {}
+    if blur is not None:
+        extra.update(blur_prob=float(blur[0]), blur_sigma=float(blur[1]))
+    if saturate is not None:
+        extra["saturate_prob"] = float(saturate)
+    return {**recipe, "augment": {**recipe["augment"], **extra}} if extra else recipe
 
 
 def recipe_architecture(recipe: dict, override: str | None) -> dict:
@@ -438,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default: the recipe's {recipe_he.STARDIST_HE['monuseg_weight']})")
     p.add_argument("--blur", nargs=2, type=float, default=None, metavar=("PROB", "SIGMA"),
                    help="defocus augmentation: this share of patches blurred by a Gaussian of sigma 0.5..SIGMA px")
+    p.add_argument("--saturate", type=float, default=None, metavar="PROB",
+                   help="saturation augmentation: this share of grey patches clipped at 0.3..0.8 of their "
+                        "range (a camera's saturated nuclei)")
     p.add_argument("--scale-range", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                    help=f"{he}: scale augmentation range (default: the recipe's, 0.7 1.4)")
     p.add_argument("--teacher", default=None,
@@ -470,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--teacher is a setting of the DSB2018 recipes' training")
     if args.colour_weight is not None and args.recipe not in RECIPES:
         p.error("--colour-weight is a setting of the DSB2018 recipes' training")
+    if (args.blur is not None or args.saturate is not None) and args.recipe in (he, f"finish-{he}"):
+        p.error("--blur and --saturate are settings of the DSB2018 recipes' training")
+    if args.saturate is not None and not 0 <= args.saturate <= 1:
+        p.error("--saturate is a share of patches: 0 to 1")
     if args.architecture and (args.init or args.recipe.startswith(("finish-", "object-diameter-"))):
         p.error("--architecture builds a new network: not with --init, finish-* or object-diameter-*")
     if args.workers < 0:
@@ -501,9 +513,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe = RECIPES[args.recipe]
         if args.colour_weight is not None:
             recipe = {**recipe, "colour_weight": args.colour_weight}
-        train_recipe(args, with_blur(recipe, args.blur))
+        train_recipe(args, with_augment(recipe, args.blur, args.saturate))
     else:
-        recipe = with_blur(RECIPES[args.recipe.removeprefix("finish-")], args.blur)
+        recipe = with_augment(RECIPES[args.recipe.removeprefix("finish-")], args.blur, args.saturate)
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
