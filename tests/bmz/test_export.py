@@ -200,7 +200,9 @@ def test_the_package_readme_says_when_seglab_fills_black_padding():
     he = ModelConfig(name="he", family="stardist", input_channels=3,
                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "fill_black": True})
     grey = ModelConfig(name="grey", family="stardist")
-    assert "seglab fills black padding" in package_notes(he, "maps", "CC0-1.0", 32)
+    bright = ModelConfig(name="bf", family="stardist", normalization={"low": 1.0, "high": 99.8, "fill_black": "brightfield"})
+    assert "seglab fills black padding (pixels" in package_notes(he, "maps", "CC0-1.0", 32)
+    assert "seglab fills black padding beside a bright (brightfield) background" in package_notes(bright, "maps", "CC0-1.0", 32)
     assert "black padding" not in package_notes(grey, "maps", "CC0-1.0", 32)
 
 

@@ -135,3 +135,54 @@ def test_small_planes_are_never_mended():
     x = np.full((1, 12, 12), 200.0, np.float32)
     x[0, :, -1] = 0
     np.testing.assert_array_equal(percentile_normalize(x), percentile_normalize(x, mend=False))
+
+
+def _cells(bright_background: bool, shape=(96, 96)) -> np.ndarray:
+    """Round cells on a background: dark on bright (brightfield) or bright on dark (fluorescence)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cells = np.zeros(shape, bool)
+    for cy, cx in ((20, 20), (50, 70), (75, 30)):
+        cells |= (yy - cy) ** 2 + (xx - cx) ** 2 < 100
+    noise = np.random.default_rng(0).normal(0, 3, shape)
+    img = np.where(cells, 90.0, 210.0) if bright_background else np.where(cells, 200.0, 12.0)
+    return (img + noise).astype(np.float32)
+
+
+def test_grey_models_fill_black_padding_only_beside_a_bright_background():
+    """``fill_black: "brightfield"`` (the grey built-ins): a brightfield image's black padding is
+    filled with its background; a fluorescence image's black is its background and stays."""
+    from seglab.inference.normalize import model_input, padding_of
+
+    norm = {"low": 1.0, "high": 99.8, "fill_black": "brightfield"}
+    for bright in (True, False):
+        padded = np.pad(_cells(bright), 32)
+        found = padding_of(padded[None], norm)
+        assert (found is not None) == bright
+        assert (padding_of(padded[None], {**norm, "fill_black": True}) is not None)  # the H&E model's rule: any
+        assert padding_of(padded[None], {"low": 1.0, "high": 99.8}) is None  # not asked for
+    bf = np.pad(_cells(True), 32)
+    filled, plain = model_input(bf, 1, norm), model_input(bf, 1, {"low": 1.0, "high": 99.8})
+    inner = (slice(None), slice(34, -34), slice(34, -34))  # (the 2 px beside the padding are filled too)
+    alone = model_input(_cells(True), 1, norm)[:, 2:-2, 2:-2]
+    # filled, the cells keep the contrast they have without the padding; left black they lose a third and more
+    np.testing.assert_allclose(filled[inner], alone, atol=0.02)
+    assert np.ptp(plain[inner]) < 0.7 * np.ptp(alone)
+    fl = np.pad(_cells(False), 32)
+    np.testing.assert_array_equal(model_input(fl, 1, norm), model_input(fl, 1, {"low": 1.0, "high": 99.8}))
+
+
+def test_a_rotated_images_interpolated_edge_is_filled_with_its_padding():
+    """Rotated with bilinear interpolation, an image's edge ramps from black to its background: the
+    ramp is filled too, or it would read as a dark line (a row of nuclei) on brightfield."""
+    from scipy import ndimage as ndi
+
+    from seglab.inference.normalize import padding_of
+
+    rotated = ndi.rotate(_cells(True, (128, 128)), 25, order=1, reshape=True, cval=0, mode="grid-constant")[None]
+    pad = padding_of(rotated, {"fill_black": "brightfield"})
+    filled = pad.fill(rotated)
+    inside = ndi.binary_erosion(rotated[0] > pad.level, iterations=3)  # the image, away from its edge
+    np.testing.assert_array_equal(filled[0][inside], rotated[0][inside])
+    # no pixel left darker than the cells (90) outside the image's inner part: the ramp is gone
+    assert filled[0][~inside].min() > 150
+    assert rotated[0][~inside & (rotated[0] > pad.level)].min() < 90  # (it was there)

@@ -138,7 +138,7 @@ def test_black_padding_beside_the_tissue_is_no_image(model, tmp_path):
 
 
 def test_black_padding_is_found_only_where_every_channel_is_black():
-    from seglab.inference.normalize import find_black_padding
+    from seglab.inference.normalize import FILL_MARGIN, find_black_padding
 
     rng = np.random.default_rng(0)
     tissue = rng.uniform(40, 250, (3, 64, 64)).astype(np.float32)
@@ -151,7 +151,9 @@ def test_black_padding_is_found_only_where_every_channel_is_black():
     pad = find_black_padding(padded)
     assert pad is not None and pad.level == pytest.approx(0.04 * np.percentile(padded, 99.8))
     filled = pad.fill(padded)
-    assert (filled[:, :, :20] == pad.glass[:, None, None]).all() and (filled[:, :, 20:] == tissue[:, :, 20:]).all()
+    # the padding and the FILL_MARGIN px beside it (a rotation's interpolated edge) take the glass colour
+    m = 20 + FILL_MARGIN
+    assert (filled[:, :, :m] == pad.glass[:, None, None]).all() and (filled[:, :, m:] == tissue[:, :, m:]).all()
     assert (padded[:, :, :20] == 0).all()  # the input is left as it was
     assert find_black_padding(np.zeros((3, 8, 8), np.float32)) is None  # nothing but black
     # only models that say so fill it

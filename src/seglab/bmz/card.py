@@ -157,9 +157,11 @@ def generated_card(config: ModelConfig, data: dict[str, Any]) -> str:
 
 def _padding_note(config: ModelConfig) -> str:
     """For models that fill black padding before normalising (``normalization["fill_black"]``)."""
-    if not config.normalization.get("fill_black"):
+    mode = config.normalization.get("fill_black")
+    if not mode:
         return ""
-    return ("\n  Before that, seglab fills black padding (pixels black in every channel: a scanner's "
+    where = " beside a bright (brightfield) background" if mode == "brightfield" else ""
+    return (f"\n  Before that, seglab fills black padding{where} (pixels black in every channel: a scanner's "
             "out-of-scan area, a rotated tile's corners) with the slide's glass colour; the package "
             "does not: fill it yourself for such images.")
 

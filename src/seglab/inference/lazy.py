@@ -58,7 +58,7 @@ from seglab.inference.diameter import (
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
-    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, find_black_padding, mend_edges,
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, mend_edges, padding_of,
     select_channels,
 )
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
@@ -260,9 +260,9 @@ class _Input:
             yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
         sample = np.concatenate(samples, axis=1)
         norm = self.model.config.normalization
-        padding = find_black_padding(sample) if norm.get("fill_black") else None
-        if padding is not None:
-            sample = padding.fill(sample)
+        padding = padding_of(sample, norm)
+        if padding is not None:  # left out of the percentiles, as in memory (filled: no image)
+            sample = sample[:, ~padding.mask(sample)]
         low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
         lo, hi = np.zeros(sample.shape[0]), np.zeros(sample.shape[0])
         for c in range(sample.shape[0]):

@@ -136,11 +136,13 @@ def mend_edges(ch: np.ndarray, artifacts: dict[str, int]) -> None:
 
 
 def percentile_normalize(
-    x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6, mend: bool = True
+    x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6, mend: bool = True,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scale each channel of ``(C, H, W)`` so its ``low``/``high`` percentiles map to 0/1.
 
-    NaN pixels are ignored for the percentiles and set to 0 afterwards; a constant
+    NaN pixels, and those of the ``(H, W)`` mask ``exclude`` (filled padding: no image), are
+    ignored for the percentiles; NaN is set to 0 afterwards. A constant
     channel becomes all zeros (so an empty image gives no objects, not noise). With ``mend``,
     artifact lines at the edges (:func:`find_edge_artifacts`) take their inner neighbour's values
     (in the output; ``x`` is never changed).
@@ -151,13 +153,14 @@ def percentile_normalize(
     for c in range(x.shape[0]):
         ch = x[c]
         finite = np.isfinite(ch)
+        counted = finite if exclude is None or exclude.all() else finite & ~exclude
         if not finite.any():
             out[c] = 0.0
             continue
-        sample = ch[finite] if not finite.all() else ch
+        sample = ch[counted] if not counted.all() else ch
         if sample.size > 1_000_000:  # percentiles of a strided sample are within noise of the full ones
             step = int(np.ceil(np.sqrt(sample.size / 1_000_000)))
-            sample = (ch[::step, ::step][finite[::step, ::step]])
+            sample = (ch[::step, ::step][counted[::step, ::step]])
         lo, hi = np.percentile(sample, [low, high])
         if hi - lo < eps:
             out[c] = 0.0
@@ -176,8 +179,15 @@ def percentile_normalize(
 BLACK_LEVEL = 0.04
 #: ... and is filled with this percentile of the other pixels, per channel: the slide's glass
 GLASS_PERCENTILE = 99.0
+#: pixels beside the padding filled too (a rotated tile's interpolated edge: 1-2 px)
+FILL_MARGIN = 2
 #: pixels of a plane looked at to find its padding (a strided sample)
 PADDING_SAMPLE = 256 * 256
+#: ``fill_black: "brightfield"`` (the grey models): padding only when the other pixels are a bright
+#: background, their median at least this share of their 99.8th percentile (DSB2018's grey
+#: ``train`` images with black padding added: brightfield 0.89-0.97, fluorescence 0.02-0.35, whose
+#: black is its background and stays)
+BRIGHTFIELD_REST = 0.6
 
 
 @dataclass
@@ -188,9 +198,20 @@ class BlackPadding:
     level: float
     glass: np.ndarray  # (C,)
 
-    def fill(self, x: np.ndarray) -> np.ndarray:
-        """A copy of ``(C, ...)`` ``x`` with its padding pixels set to the glass colour."""
+    def mask(self, x: np.ndarray) -> np.ndarray:
+        """The padding pixels of ``(C, ...)`` ``x``; in a ``(C, H, W)`` plane also the
+        :data:`FILL_MARGIN` px beside them (the ramp an interpolated rotation leaves between
+        black and image would read as a dark line)."""
         black = (x <= self.level).all(axis=0)
+        if black.ndim == 2 and FILL_MARGIN and black.any():
+            from scipy import ndimage as ndi
+
+            black = ndi.binary_dilation(black, iterations=FILL_MARGIN)
+        return black
+
+    def fill(self, x: np.ndarray) -> np.ndarray:
+        """A copy of ``(C, ...)`` ``x`` with its padding pixels (:meth:`mask`) set to the glass colour."""
+        black = self.mask(x)
         if not black.any():
             return x
         out = np.array(x, dtype=np.float32, copy=True)
@@ -198,12 +219,14 @@ class BlackPadding:
         return out
 
 
-def find_black_padding(x: np.ndarray) -> BlackPadding | None:
+def find_black_padding(x: np.ndarray, bright_rest: bool = False) -> BlackPadding | None:
     """The black padding of ``(C, ...)`` pixels of a brightfield image, or None when there is none
     (or nothing but black). Tissue is never black in every channel under transmitted light,
     so such pixels are no image: left black they pull the 1st percentile to zero (tissue loses
     contrast) and a model reads them as something (`stardist-he` on MoNuSeg `val` tiles at 20x
-    rotated 30 degrees with black corners: PQ 0.276 with `auto`, 0.529 with them filled)."""
+    rotated 30 degrees with black corners: PQ 0.276 with `auto`, 0.529 with them filled).
+    With ``bright_rest`` only when the other pixels are a bright background
+    (:data:`BRIGHTFIELD_REST`): a grey image may be fluorescence, whose black is its background."""
     if x.ndim == 3:  # a strided sample of the plane (padding is large areas, not single pixels)
         step = max(1, int(np.ceil(np.sqrt(x.shape[1] * x.shape[2] / PADDING_SAMPLE))))
         flat = x[:, ::step, ::step].reshape(x.shape[0], -1)
@@ -218,7 +241,21 @@ def find_black_padding(x: np.ndarray) -> BlackPadding | None:
     black = (flat <= level).all(axis=0)
     if not black.any() or black.all() or level <= 0:
         return None
+    if bright_rest:
+        rest = flat[:, ~black].mean(axis=0)
+        if float(np.median(rest)) < BRIGHTFIELD_REST * float(np.percentile(rest, 99.8)):
+            return None
     return BlackPadding(level, np.percentile(flat[:, ~black], GLASS_PERCENTILE, axis=1).astype(np.float32))
+
+
+def padding_of(x: np.ndarray, normalization: dict) -> BlackPadding | None:
+    """The black padding a model with this ``normalization`` fills in ``(C, ...)`` pixels:
+    ``fill_black`` true: any (:func:`find_black_padding`); ``"brightfield"``: only beside a bright
+    background; absent or false: none."""
+    mode = normalization.get("fill_black", False)
+    if not mode:
+        return None
+    return find_black_padding(x, bright_rest=mode == "brightfield")
 
 
 def model_input(
@@ -231,10 +268,12 @@ def model_input(
 ) -> np.ndarray:
     """What a model sees of a plane, in training and inference alike: its channels (black
     padding filled with the glass colour, for models whose ``normalization`` says
-    ``fill_black``), normalised."""
+    ``fill_black``: :func:`padding_of`), normalised."""
     x = select_channels(plane, input_channels, channel_axis, channels, rgb)
-    if normalization.get("fill_black"):
-        padding = find_black_padding(x)
-        if padding is not None:
-            x = padding.fill(x)
-    return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)))
+    padding = padding_of(x, normalization)
+    exclude = None
+    if padding is not None:  # filled with the glass colour, and left out of the percentiles: no image
+        exclude = padding.mask(x)
+        x = padding.fill(x)
+    return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)),
+                                exclude=exclude)

@@ -116,8 +116,8 @@ def check_fields(values: dict[str, Any]) -> None:
             if k in norm and not (_is_number(norm[k]) and 0 <= norm[k] <= 100):
                 raise SeglabError(f"model config normalization[{k!r}] must be a percentile in [0, 100], "
                                   f"not {_kind(norm[k])}")
-        if "fill_black" in norm and not isinstance(norm["fill_black"], bool):
-            raise SeglabError(f"model config normalization['fill_black'] must be true or false, "
+        if "fill_black" in norm and not (isinstance(norm["fill_black"], bool) or norm["fill_black"] == "brightfield"):
+            raise SeglabError(f"model config normalization['fill_black'] must be true, false or 'brightfield', "
                               f"not {_kind(norm['fill_black'])}")
     for k, v in values.get("architecture", {}).items():
         if not _json_plain(v):

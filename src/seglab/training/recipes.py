@@ -36,6 +36,7 @@ from seglab.evaluation import ap50, evaluate_model, tune_thresholds
 from seglab.inference.denoise import steps_of
 from seglab.inference.device import device_name
 from seglab.inference.diameter import equivalent_diameters
+from seglab.models.base import SegmentationModel
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE as MASKRCNN_ARCHITECTURE
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, background_sampler, make_pair
@@ -217,6 +218,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
             copied = transfer_weights(model, get_model(args.init_from))
             _log(f"copied {len(copied)} tensors from {args.init_from}")
     model.config.name = recipe["name"]
+    fill_brightfield_padding(model)
     if args.border_weight is not None:
         model.config.loss = {**model.config.loss, "border_weight": args.border_weight}
     pairs = [
@@ -293,6 +295,13 @@ RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune
              "n_train_images", "lr", "image_weights", "weight_average", "initialised_from",
              "backbone_initialised_from", "teacher", "monuseg_weight", "scale_range", "augment", "trained_on",
              "data_workers", "previous_phase")
+
+
+def fill_brightfield_padding(model: SegmentationModel) -> None:
+    """A grey recipe's model fills black padding beside a bright background (brightfield: a
+    scanner's out-of-scan area, a rotated image's corners), unless its config says otherwise; in
+    fluorescence black is the background and stays (:func:`seglab.inference.normalize.padding_of`)."""
+    model.config.normalization = {"fill_black": "brightfield", **model.config.normalization}
 
 
 def with_augment(recipe: dict, blur: Sequence[float] | None = None, saturate: float | None = None) -> dict:
@@ -519,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
+        fill_brightfield_padding(model)  # (a run trained before the grey models filled it)
         result_file = Path(args.out) / "train_result.json"
         if result_file.is_file():
             run = json.loads(result_file.read_text())
