@@ -1,6 +1,6 @@
 """A grey model on DSB2018 `val` fluorescence as other microscopes and settings give it (session 24).
 
-    python benchmarks/bench_fluo_conditions.py [--model stardist-nuclei] [--threads 2] [--json out.json]
+    python benchmarks/bench_fluo_conditions.py [--model stardist-nuclei] [--split val|tune] [--changes ...] [--threads 2] [--json out.json]
 
 The 53 dark-background grey `val` images, changed the way acquisitions differ, segmented with
 the default ``diameter="auto"`` and scored by pooled AP@0.5 (``seglab.metrics.evaluate``):
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from seglab.datasets import image_kind, load_split
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
+from seglab.training.recipes import split_train_tune
 
 
 def vignetting(im: np.ndarray, fall: float = 0.6) -> np.ndarray:
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--denoise", default="off", choices=["off", "auto"],
                    help="the product's smoothing of noisy images (session 24's figures: off)")
     p.add_argument("--noise-levels", action="store_true", help="only the noise levels of the train images")
+    p.add_argument("--split", choices=["tune", "val"], default="val",
+                   help="val (the report) or the recipes' tune set (held out of train: for choosing)")
+    p.add_argument("--changes", nargs="*", default=None, choices=list(CHANGES), help="only these (default: all)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.noise_levels:
@@ -101,9 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     model = get_model(args.model)
-    items = [it for it in load_split(args.data, "val") if image_kind(it) == "grey, dark background"]
+    if args.split == "tune":
+        split = load_split(args.data, "train", ids=split_train_tune(Path(args.data))[1])
+    else:
+        split = load_split(args.data, "val")
+    items = [it for it in split if image_kind(it) == "grey, dark background"]
     results: dict = {}
     for name, change in CHANGES.items():
+        if args.changes is not None and name not in args.changes:
+            continue
         images = [change(it.image.astype(np.float32)) for it in items]
         for sigma in [0.0] + (list(args.prefilter) if "noise" in name else []):
             pairs = [(it.labels, segment(model, ndi.gaussian_filter(x, sigma), denoise=False).labels if sigma
@@ -113,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = round(ap, 4)
             print(f"{args.model:<16} {key:<62} AP@0.5 {ap:.3f}", flush=True)
     if args.json:
-        write_json(args.json, {"cpu": cpu_model(), "model": args.model, "images": len(items), "diameter": "auto",
+        write_json(args.json, {"cpu": cpu_model(), "model": args.model, "split": args.split, "images": len(items),
+                               "diameter": "auto",
                                "denoise": args.denoise, "results": results})
     return 0
 
