@@ -209,9 +209,10 @@ class BlackPadding:
             black = ndi.binary_dilation(black, iterations=FILL_MARGIN)
         return black
 
-    def fill(self, x: np.ndarray) -> np.ndarray:
-        """A copy of ``(C, ...)`` ``x`` with its padding pixels (:meth:`mask`) set to the glass colour."""
-        black = self.mask(x)
+    def fill(self, x: np.ndarray, black: np.ndarray | None = None) -> np.ndarray:
+        """A copy of ``(C, ...)`` ``x`` with its padding pixels (:meth:`mask`, or ``black`` when
+        already found) set to the glass colour."""
+        black = self.mask(x) if black is None else black
         if not black.any():
             return x
         out = np.array(x, dtype=np.float32, copy=True)
@@ -274,6 +275,6 @@ def model_input(
     exclude = None
     if padding is not None:  # filled with the glass colour, and left out of the percentiles: no image
         exclude = padding.mask(x)
-        x = padding.fill(x)
+        x = padding.fill(x, exclude)
     return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)),
                                 exclude=exclude)
