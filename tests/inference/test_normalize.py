@@ -162,8 +162,8 @@ def test_grey_models_fill_black_padding_only_beside_a_bright_background():
         assert padding_of(padded[None], {"low": 1.0, "high": 99.8}) is None  # not asked for
     bf = np.pad(_cells(True), 32)
     filled, plain = model_input(bf, 1, norm), model_input(bf, 1, {"low": 1.0, "high": 99.8})
-    inner = (slice(None), slice(34, -34), slice(34, -34))  # (the 2 px beside the padding are filled too)
-    alone = model_input(_cells(True), 1, norm)[:, 2:-2, 2:-2]
+    inner = (slice(None), slice(33, -33), slice(33, -33))  # (the pixel beside the padding is filled too)
+    alone = model_input(_cells(True), 1, norm)[:, 1:-1, 1:-1]
     # filled, the cells keep the contrast they have without the padding; left black they lose a third and more
     np.testing.assert_allclose(filled[inner], alone, atol=0.02)
     assert np.ptp(plain[inner]) < 0.7 * np.ptp(alone)
