@@ -26,9 +26,10 @@ def blob_image(shape=(256, 256), n=30, seed=0, rmin=5, rmax=12):
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
-def threshold_net():
-    """A fixed U-Net stand-in: foreground = bright pixels; 'distance' = local mean of brightness
-    (peaks inside blobs), so segmentation results are known without training."""
+def threshold_net(invert: bool = False):
+    """A fixed U-Net stand-in: foreground = bright pixels (``invert``: dark ones, as brightfield
+    nuclei); 'distance' = local mean of brightness (peaks inside blobs), so segmentation results are
+    known without training."""
     import torch
     from torch import nn
 
@@ -41,6 +42,8 @@ def threshold_net():
             nn.init.constant_(self.blur.weight, 1 / 81)
 
         def forward(self, x):
+            if invert:
+                x = 1 - x
             return torch.cat([(x - 0.5) * 20, (self.blur(self.blur(x)) - 0.5) * 20], 1)
 
     return ThresholdNet()
@@ -101,3 +104,15 @@ def record_finish(worker) -> list:
     ended: list = []
     worker.finished.connect(lambda: ended.append(time.monotonic()))
     return ended
+
+
+def cells_image(bright_background: bool, shape=(96, 96)) -> np.ndarray:
+    """Three round cells (radius 10) on a background with a little noise: dark on bright
+    (brightfield, 90 on 210) or bright on dark (fluorescence, 200 on 12); float32."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cells = np.zeros(shape, bool)
+    for cy, cx in ((20, 20), (50, 70), (75, 30)):
+        cells |= (yy - cy) ** 2 + (xx - cx) ** 2 < 100
+    noise = np.random.default_rng(0).normal(0, 3, shape)
+    img = np.where(cells, 90.0, 210.0) if bright_background else np.where(cells, 200.0, 12.0)
+    return (img + noise).astype(np.float32)

@@ -343,3 +343,23 @@ def test_artifact_line_at_the_edge_is_mended_as_in_memory(tmp_path, block_size):
                        block_size=block_size, diameter=None, device="cpu", amp=False)
     out = np.asarray(res.labels)
     assert _n_pairs(out, mem) == _n_pairs(mem, mem) and not out[:, -1].any()
+
+
+def test_brightfield_padding_is_filled_out_of_core_as_in_memory(tmp_path):
+    """A grey model that fills black padding beside a bright background (``fill_black:
+    "brightfield"``, the grey built-ins) does so out of core too, with the same percentiles:
+    the objects match the in-memory run's; left black they would not."""
+    from seglab.metrics import evaluate
+    from tests_helpers import cells_image
+
+    img = np.pad(np.tile(cells_image(True, (96, 96)), (3, 3)), 64)  # dark cells on bright, black around
+    cfg = ModelConfig(name="t", family="unet", tile_context=24,
+                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "fill_black": "brightfield"},
+                      thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
+    model = UNetModel(cfg, network=threshold_net(invert=True))
+    ref = segment(model, img, diameter=None, device="cpu", amp=False).labels
+    res = segment_lazy(model, _zarr(tmp_path, img), tmp_path / "out.zarr", block_size=128, diameter=None,
+                       device="cpu", amp=False)
+    assert ref.max() >= 27 and not ref[:60].any()  # the 27 cells, nothing in the black
+    m = evaluate([(ref, np.asarray(res.labels))], thresholds=(0.9,))["thresholds"]["0.90"]
+    assert m["fp"] == m["fn"] == 0

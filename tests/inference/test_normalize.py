@@ -3,6 +3,7 @@ import pytest
 
 from seglab.errors import SeglabError
 from seglab.inference.normalize import percentile_normalize, select_channels
+from tests_helpers import cells_image
 
 
 def test_percentiles_map_to_unit_range():
@@ -137,17 +138,6 @@ def test_small_planes_are_never_mended():
     np.testing.assert_array_equal(percentile_normalize(x), percentile_normalize(x, mend=False))
 
 
-def _cells(bright_background: bool, shape=(96, 96)) -> np.ndarray:
-    """Round cells on a background: dark on bright (brightfield) or bright on dark (fluorescence)."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    cells = np.zeros(shape, bool)
-    for cy, cx in ((20, 20), (50, 70), (75, 30)):
-        cells |= (yy - cy) ** 2 + (xx - cx) ** 2 < 100
-    noise = np.random.default_rng(0).normal(0, 3, shape)
-    img = np.where(cells, 90.0, 210.0) if bright_background else np.where(cells, 200.0, 12.0)
-    return (img + noise).astype(np.float32)
-
-
 def test_grey_models_fill_black_padding_only_beside_a_bright_background():
     """``fill_black: "brightfield"`` (the grey built-ins): a brightfield image's black padding is
     filled with its background; a fluorescence image's black is its background and stays."""
@@ -155,19 +145,19 @@ def test_grey_models_fill_black_padding_only_beside_a_bright_background():
 
     norm = {"low": 1.0, "high": 99.8, "fill_black": "brightfield"}
     for bright in (True, False):
-        padded = np.pad(_cells(bright), 32)
+        padded = np.pad(cells_image(bright), 32)
         found = padding_of(padded[None], norm)
         assert (found is not None) == bright
         assert (padding_of(padded[None], {**norm, "fill_black": True}) is not None)  # the H&E model's rule: any
         assert padding_of(padded[None], {"low": 1.0, "high": 99.8}) is None  # not asked for
-    bf = np.pad(_cells(True), 32)
+    bf = np.pad(cells_image(True), 32)
     filled, plain = model_input(bf, 1, norm), model_input(bf, 1, {"low": 1.0, "high": 99.8})
     inner = (slice(None), slice(33, -33), slice(33, -33))  # (the pixel beside the padding is filled too)
-    alone = model_input(_cells(True), 1, norm)[:, 1:-1, 1:-1]
+    alone = model_input(cells_image(True), 1, norm)[:, 1:-1, 1:-1]
     # filled, the cells keep the contrast they have without the padding; left black they lose a third and more
     np.testing.assert_allclose(filled[inner], alone, atol=0.02)
     assert np.ptp(plain[inner]) < 0.7 * np.ptp(alone)
-    fl = np.pad(_cells(False), 32)
+    fl = np.pad(cells_image(False), 32)
     np.testing.assert_array_equal(model_input(fl, 1, norm), model_input(fl, 1, {"low": 1.0, "high": 99.8}))
 
 
@@ -178,7 +168,7 @@ def test_a_rotated_images_interpolated_edge_is_filled_with_its_padding():
 
     from seglab.inference.normalize import padding_of
 
-    rotated = ndi.rotate(_cells(True, (128, 128)), 25, order=1, reshape=True, cval=0, mode="grid-constant")[None]
+    rotated = ndi.rotate(cells_image(True, (128, 128)), 25, order=1, reshape=True, cval=0, mode="grid-constant")[None]
     pad = padding_of(rotated, {"fill_black": "brightfield"})
     filled = pad.fill(rotated)
     inside = ndi.binary_erosion(rotated[0] > pad.level, iterations=3)  # the image, away from its edge
