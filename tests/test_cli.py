@@ -55,6 +55,29 @@ def test_segment_refuses_to_overwrite(tmp_path, image_dir, tiny_model_dir, capsy
                  "--overwrite"]) == 0
 
 
+def test_segment_series_option(tmp_path, tiny_model_dir, capsys):
+    """``--series``: a bad value or a position the file lacks is one clear line; an existing output
+    of any position stops the run before any work; ``first`` writes the file's name."""
+    src = tmp_path / "wells.ome.tif"
+    with tifffile.TiffWriter(src, ome=True) as w:
+        for k in range(2):
+            w.write(blob_image((64, 64), n=3, seed=k)[0], metadata={"axes": "YX"})
+    base = ["segment", "-m", str(tiny_model_dir), str(src), "-q", "--device", "cpu", "--diameter", "none"]
+    for value, msg in (("x", "--series takes 'all', 'first' or series numbers"),
+                       ("0,2", "wells.ome.tif holds 2 image(s) (series 0, 1); no series 2")):
+        rc = main([*base, "-o", str(tmp_path / "a"), "--series", value])
+        err = capsys.readouterr().err.strip()
+        assert rc != 0 and msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    out = tmp_path / "b"
+    out.mkdir()
+    write_labels(out / "wells_s1_labels.tif", np.ones((3, 3), np.uint8))
+    rc = main([*base, "-o", str(out)])
+    assert rc != 0 and "wells_s1_labels.tif already exists" in capsys.readouterr().err
+    assert not (out / "wells_s0_labels.tif").exists()
+    assert main([*base, "-o", str(out), "--series", "first"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["wells_labels.tif", "wells_objects.csv", "wells_s1_labels.tif"]
+
+
 @pytest.mark.parametrize("make,msg", [
     (lambda p: p.write_bytes(b"junk"), "cannot read"),
     (lambda p: p.with_suffix(".txt").write_text("x"), "unsupported file type"),

@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "only TIFFs over 1 GiB; zarr and OME-Zarr inputs always)")
     s.add_argument("--block-size", type=int, default=4096,
                    help="block size in pixels for out-of-core inputs (default 4096)")
+    s.add_argument("--series", default="all", metavar="all|first|K[,K...]",
+                   help="a TIFF that holds several images (the positions of a multi-position OME-TIFF): segment "
+                        "all (default; each into its own outputs, <stem>_s<K>_labels.tif), only the first (named "
+                        "as the file), or the series numbered K (from 0)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from seglab.batch.options import add_batch_options
@@ -297,7 +301,7 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
 
 def segment_options(args: argparse.Namespace, model):
     """The per-file settings of ``seglab segment``."""
-    from seglab.files import SegmentOptions
+    from seglab.files import SegmentOptions, parse_series
 
     link_iou = getattr(args, "link_iou", 0.3)
     if not 0 < link_iou <= 1:
@@ -308,15 +312,14 @@ def segment_options(args: argparse.Namespace, model):
                           diameter=args.diameter, denoise=getattr(args, "denoise", "auto"),
                           link_z=bool(getattr(args, "link_z", False)),
                           link_min_iou=link_iou, out_of_core=getattr(args, "out_of_core", None),
-                          block_size=getattr(args, "block_size", 4096))
+                          block_size=getattr(args, "block_size", 4096),
+                          series=parse_series(getattr(args, "series", "all")))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from seglab.files import segment_file_iter
-    from seglab.inference.lazy_files import output_targets
+    from seglab.files import all_output_targets, output_stems, parse_series, segment_file_iter
     from seglab.io import list_images
     from seglab.io.atomic import check_writable_folder
-    from seglab.io.images import image_stem
     from seglab.models.registry import get_model
     from seglab.outputs import resolve_outputs
 
@@ -325,7 +328,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise SeglabError(f"output {outdir} exists and is not a folder")
-    stems = [image_stem(p) for p in paths]
+    series = parse_series(args.series)
+    stems = [stem for p in paths for stem in output_stems(p, series)]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
@@ -336,8 +340,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         return run_segment_batch(args, outdir, model, [k.name for k in kinds], segment_options(args, model))
     if not args.overwrite:
-        existing = [t for p in paths for t in output_targets(p, outdir, kinds, args.out_of_core).values()
-                    if t.exists()]
+        existing = [t for p in paths for targets in all_output_targets(p, outdir, kinds, args.out_of_core, series)
+                    for t in targets.values() if t.exists()]
         if existing:
             more = f", as do {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
             raise SeglabError(f"{existing[-1]} already exists{more} (use --overwrite to replace them)")
@@ -349,8 +353,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             gen = segment_file_iter(model, path, outdir, kinds, options)
             done = _progress(gen, f"[{i + 1}/{len(paths)}] {path.name}", args.quiet)
             if not args.quiet:
-                print(f"{path.name}: {done.n_objects} objects ({done.size}) -> {done.outputs['labels']}",
-                      file=sys.stderr)
+                for name, part in [(f"{path.name} series {k}", p) for k, p in done.parts] or [(path.name, done)]:
+                    print(f"{name}: {part.n_objects} objects ({part.size}) -> {part.outputs['labels']}",
+                          file=sys.stderr)
         except SeglabError as e:
             failures += 1
             print(f"seglab: error: {path.name}: {e}", file=sys.stderr)

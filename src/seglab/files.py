@@ -35,6 +35,10 @@ class SegmentOptions:
     #: segmented out of core in blocks of ``block_size`` pixels (seglab.inference.lazy)
     out_of_core: bool | None = None
     block_size: int = 4096
+    #: the images of a TIFF that holds several (the positions of a multi-position OME-TIFF):
+    #: "all" (each into its own outputs, ``<stem>_s<k>_...``), "first" (the first, with a
+    #: warning, named as the file), or series indices (see :func:`parse_series`)
+    series: str | tuple[int, ...] = "all"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,60 @@ class FileResult:
     n_objects: int
     size: str  # e.g. "diameter 18.2 px estimated, rescaled x0.88"
     result: Any = None  # the SegmentationResult, when kept
+    #: for a file of several images segmented apart: each one's (series index, result)
+    parts: tuple[tuple[int, FileResult], ...] = ()
+
+
+def parse_series(text: str | Sequence[int] | None) -> str | tuple[int, ...]:
+    """``--series``: "all", "first", or series indices as "0,2,5" (or a sequence of ints)."""
+    if text is None:
+        return "all"
+    if not isinstance(text, str):
+        values = tuple(int(k) for k in text)
+    elif text.strip().lower() in ("all", "first"):
+        return text.strip().lower()
+    else:
+        try:
+            values = tuple(int(k) for k in text.replace(" ", "").split(",") if k != "")
+        except ValueError:
+            values = ()
+        if not values:
+            raise SeglabError(f"--series takes 'all', 'first' or series numbers such as 0,2,5; got {text!r}")
+    if any(k < 0 for k in values) or len(set(values)) != len(values):
+        raise SeglabError(f"series numbers must be distinct and >= 0; got {','.join(map(str, values))}")
+    return values
+
+
+def series_to_read(path: str | Path, choice: str | tuple[int, ...] = "all") -> list[int | None]:
+    """Which images of ``path`` to segment, each written apart: ``[None]`` for a file of one image
+    or for "first" (read as the file, as before), else the series indices (``<stem>_s<k>`` outputs).
+    A clear :class:`SeglabError` for indices the file does not hold."""
+    from seglab.io.images import image_series
+
+    if choice == "first":
+        return [None]
+    found = image_series(path)
+    if choice == "all":
+        return [None] if len(found) == 1 else list(found)
+    missing = [k for k in choice if k not in found]
+    if missing:
+        raise SeglabError(f"{Path(path).name} holds {len(found)} image(s) (series {', '.join(map(str, found))}); "
+                          f"no series {', '.join(map(str, missing))}")
+    return [None] if len(found) == 1 else list(choice)
+
+
+class _PartEvent:
+    """A progress event of one image among ``n`` of a file: its fraction counts as a share."""
+
+    def __init__(self, event: Any, index: int, n: int) -> None:
+        self._event, self._index, self._n = event, index, n
+
+    @property
+    def fraction(self) -> float:
+        return (self._index + float(self._event.fraction)) / self._n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
 
 
 def input_axes(data: Any, name: str, axes: str | None = None, channel_axis: int | None = None) -> dict:
@@ -101,25 +159,82 @@ def _rgb_input_hint(model: Any, array: Any, run: dict) -> None:
         warnings.warn(note, SeglabWarning, stacklevel=2)
 
 
-def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None) -> bool:
-    """Whether ``path`` was done by an earlier run: its label image (written last) exists
-    (for large inputs, its labels store under its final name)."""
+def planned_series(path: str | Path, series: str | tuple[int, ...] = "all") -> list[int | None]:
+    """:func:`series_to_read` for planning a run: a file whose images cannot be listed (corrupt,
+    missing series) counts as one image; its error comes when it is segmented."""
+    try:
+        return series_to_read(path, series)
+    except SeglabError:
+        return [None]
+
+
+def output_stems(path: str | Path, series: str | tuple[int, ...] = "all") -> list[str]:
+    """The names the outputs of ``path`` are written under (one per image segmented apart)."""
+    from seglab.io.images import image_stem, series_stem
+
+    return [series_stem(image_stem(path), k) for k in planned_series(path, series)]
+
+
+def all_output_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
+                       series: str | tuple[int, ...] = "all") -> list[dict[str, Path]]:
+    """Every output file of each image of ``path`` to segment, by kind name."""
     from seglab.inference.lazy_files import output_targets
 
+    return [output_targets(path, outdir, kinds, out_of_core, k) for k in planned_series(path, series)]
+
+
+def labels_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
+                   series: str | tuple[int, ...] = "all") -> list[Path]:
+    """The label image (or store) of each image of ``path`` to segment."""
     labels = [k for k in kinds if k.name in ("labels", "ome-zarr")]
-    return output_targets(path, outdir, labels, out_of_core)["labels"].exists()
+    return [t["labels"] for t in all_output_targets(path, outdir, labels, out_of_core, series)]
+
+
+def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
+                series: str | tuple[int, ...] = "all") -> bool:
+    """Whether ``path`` was done by an earlier run: the label image (written last) of each of its
+    images exists (for large inputs, its labels store under its final name)."""
+    return all(t.exists() for t in labels_targets(path, outdir, kinds, out_of_core, series))
 
 
 def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],
                       options: SegmentOptions = SegmentOptions(), keep_result: bool = False,
                       ) -> Generator[Any, None, FileResult]:
-    """Read ``path``, segment it with ``model`` (progress events), write ``kinds`` into ``outdir``."""
+    """Read ``path``, segment it with ``model`` (progress events), write ``kinds`` into ``outdir``.
+    A TIFF of several images (``options.series``) gives each its own outputs and the result's ``parts``."""
+    path = Path(path)
+    chosen = series_to_read(path, options.series)
+    if chosen == [None]:
+        return (yield from _segment_image_iter(model, path, outdir, kinds, options, keep_result, None))
+    parts = []
+    for i, k in enumerate(chosen):
+        gen = _segment_image_iter(model, path, outdir, kinds, options, keep_result, k)
+        try:
+            while True:
+                try:
+                    ev = next(gen)
+                except StopIteration as stop:
+                    parts.append((k, stop.value))
+                    break
+                yield _PartEvent(ev, i, len(chosen))
+        finally:
+            gen.close()
+    first = parts[0][1]
+    size = "; ".join(f"s{k}: {p.n_objects} objects, {p.size}" for k, p in parts)
+    return FileResult(path, first.outputs, sum(p.n_objects for _, p in parts), f"{len(parts)} images: {size}",
+                      None, tuple(parts))
+
+
+def _segment_image_iter(model: Any, path: Path, outdir: str | Path, kinds: Sequence[OutputKind],
+                        options: SegmentOptions, keep_result: bool, series: int | None,
+                        ) -> Generator[Any, None, FileResult]:
+    """One image of ``path`` (``series`` None: the file's first, named as the file)."""
     from seglab.inference.engine import segment_iter
     from seglab.inference.lazy import is_lazy
-    from seglab.io.images import image_stem, pixel_size_um, read_image_data
+    from seglab.io.images import image_series, image_stem, pixel_size_um, read_image_data, series_stem
 
-    path = Path(path)
-    data = read_image_data(path, lazy=options.out_of_core)
+    read = image_series(path)[0] if options.series == "first" else series  # chosen: no warning about the others
+    data = read_image_data(path, lazy=options.out_of_core, series=read)
     run = input_axes(data, path.name, options.axes, options.channel_axis)
     if is_lazy(data.array):  # too large to load whole: block by block into a zarr store
         from seglab.inference.lazy_files import segment_large_file_iter
@@ -128,7 +243,7 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
             raise SeglabError(f"{path.name}: linking objects across Z (--link-z) is not available for images "
                               "segmented out of core; link the planes of a smaller stack, or leave it off")
 
-        return (yield from segment_large_file_iter(model, path, outdir, kinds, options, data, run))
+        return (yield from segment_large_file_iter(model, path, outdir, kinds, options, data, run, series))
     if run["rgb"] and options.channels is None and model.config.input_channels == 1:
         _rgb_input_hint(model, data.array, run)
     result = yield from segment_iter(
@@ -140,6 +255,6 @@ def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: S
         from seglab.linking import link_stack
 
         result = link_stack(result, run["axes"], options.link_min_iou, path.name)
-    ctx = OutputContext(data=data, axes=run["axes"], stem=image_stem(path), model=model)
+    ctx = OutputContext(data=data, axes=run["axes"], stem=series_stem(image_stem(path), series), model=model)
     written = write_outputs(result, ctx, Path(outdir), kinds)
     return FileResult(path, written, result.n_objects, describe_size(result), result if keep_result else None)

@@ -145,3 +145,63 @@ def test_out_of_core_outputs_mark_finished_files(tmp_path):
     assert not todo and skipped[0].outputs["labels"] == out / "x_labels.zarr"
     todo, skipped = plan_batch([src / "x.tif"], out, [])  # a small TIFF read in memory: its TIFF is missing
     assert len(todo) == 1 and not skipped
+
+
+def _positions_file(path, n=2, shape=(96, 96)):
+    from tests_helpers import blob_image
+
+    with tifffile.TiffWriter(path, ome=True) as w:
+        for k in range(n):
+            w.write(blob_image(shape, n=6, seed=k)[0], metadata={"axes": "YX"})
+    return path
+
+
+def test_a_multi_position_file_is_finished_when_every_position_is(tmp_path, tiny_model_dir):
+    """Planning counts the images of a multi-position TIFF: a re-run redoes a file whose last
+    position was not written; the names of its positions collide with another input's."""
+    src = tmp_path / "in"
+    src.mkdir()
+    _positions_file(src / "wells.ome.tif")
+    tifffile.imwrite(src / "plain.tif", np.zeros((32, 32), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    paths = batch_inputs([src])
+    write_labels(out / "wells_s0_labels.tif", np.ones((4, 4), np.uint8))
+    todo, skipped = plan_batch(paths, out, [])
+    assert [j.path.name for j in todo] == ["plain.tif", "wells.ome.tif"] and not skipped
+    todo, skipped = plan_batch(paths, out, [], series="first")  # the first only, named as the file
+    assert len(todo) == 2
+    write_labels(out / "wells_s1_labels.tif", np.ones((4, 4), np.uint8))
+    todo, skipped = plan_batch(paths, out, [])
+    assert [j.path.name for j in todo] == ["plain.tif"] and skipped[0].outputs["labels"] == out / "wells_s0_labels.tif"
+    tifffile.imwrite(src / "wells_s1.tif", np.zeros((32, 32), np.uint8))
+    with pytest.raises(SeglabError, match="several inputs share the name 'wells_s1'"):
+        plan_batch(batch_inputs([src]), out, [])
+    plan_batch(batch_inputs([src]), out, [], series="first")  # no collision when positions are not written apart
+
+
+def test_a_batch_writes_each_position_and_averages_over_all_their_objects(tmp_path):
+    from seglab.models.base import ModelConfig
+    from seglab.models.unet import UNetModel
+    from tests_helpers import threshold_net
+
+    model = UNetModel(ModelConfig(name="blobs", family="unet", tile_context=16,
+                                  thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5}),
+                      network=threshold_net())
+    src = _positions_file(tmp_path / "wells.ome.tif", n=3)
+    out = tmp_path / "out"
+    events, summary = events_and_summary(batch_iter(model, [src], out, ["objects"], OPTIONS, BatchSettings(workers=0)))
+    (o,) = summary.outcomes
+    assert o.status == "done" and o.outputs["labels"] == out / "wells_s0_labels.tif"
+    assert o.size.startswith("3 images: s0: ")
+    areas, n = [], 0
+    for k in range(3):
+        labels = tifffile.imread(out / f"wells_s{k}_labels.tif")
+        ids = np.unique(labels[labels > 0])
+        areas += [(labels == i).sum() for i in ids]
+        n += len(ids)
+        assert (out / f"wells_s{k}_objects.csv").exists()
+    assert o.n_objects == n > 3
+    assert o.mean_area == pytest.approx(np.mean(areas))
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions)

@@ -123,3 +123,28 @@ def test_out_of_core_refuses_outputs_it_cannot_give(tmp_path, tiny_model):
     with pytest.raises(SeglabError, match="out of core.*rois"):
         run_to_end(segment_file_iter(tiny_model, tmp_path / "big.zarr", tmp_path / "o", resolve_outputs(["rois"])))
     assert not (tmp_path / "o" / "big_labels.zarr").exists()
+
+
+def test_each_position_of_a_large_multi_position_tiff_out_of_core(tmp_path, tiny_model_dir, capsys):
+    """``--out-of-core`` on a multi-position OME-TIFF: each position into its own labels store,
+    equal to that position segmented in memory; the per-position lines name them."""
+    from seglab.io.labels import read_labels
+
+    imgs = [blob_image((200, 260), n=12, seed=k)[0] for k in range(2)]
+    src = tmp_path / "wells.ome.tif"
+    with tifffile.TiffWriter(src, ome=True) as w:
+        for im in imgs:
+            w.write(im, metadata={"axes": "YX"})
+    common = ["-m", str(tiny_model_dir), str(src), "--device", "cpu", "--diameter", "none", "--prob-thresh", "0.4"]
+    assert main(["segment", "-o", str(tmp_path / "lazy"), "--out-of-core", "--block-size", "128", *common]) == 0
+    err = capsys.readouterr().err
+    assert main(["segment", "-o", str(tmp_path / "mem"), "-q", *common]) == 0
+    for k in range(2):
+        store = tmp_path / "lazy" / f"wells_s{k}_labels.zarr"
+        assert f"wells.ome.tif series {k}: " in err and f"-> {store}" in err
+        lazy = np.asarray(zarr.open(str(store), mode="r"))
+        mem = read_labels(tmp_path / "mem" / f"wells_s{k}_labels.tif")
+        assert lazy.shape == imgs[k].shape
+        np.testing.assert_array_equal(lazy > 0, mem > 0)
+    assert is_finished(src, tmp_path / "lazy", resolve_outputs([]), out_of_core=True)
+    assert not is_finished(src, tmp_path / "lazy", resolve_outputs([]))  # in memory its TIFFs would be the labels

@@ -5,7 +5,8 @@ import tifffile
 
 from seglab.errors import SeglabError
 from seglab.io.images import (
-    guess_channel_axis, image_stem, list_images, normalize_unit, pixel_size_um, read_image, read_image_data,
+    guess_channel_axis, image_series, image_stem, list_images, normalize_unit, pixel_size_um, read_image,
+    read_image_data,
 )
 
 
@@ -148,21 +149,44 @@ def test_a_file_of_several_images_says_only_the_first_is_read(tmp_path):
         data, msgs = warned(tmp_path / "positions.ome.tif", lazy=lazy)
         assert data.array.shape == (30, 40)
         assert msgs == ["positions.ome.tif holds 2 images (ome series: 30x40, 20x20); only the first is read: "
-                        "save each as its own file (e.g. Fiji's Bio-Formats, 'open all series') to segment the "
-                        "others"]
+                        "`seglab segment --series all` segments each into its own outputs (or save each as its own "
+                        "file, e.g. Fiji's Bio-Formats, 'open all series')"]
+        for k, shape in ((0, (30, 40)), (1, (20, 20))):  # one chosen: read, no warning
+            data, msgs = warned(tmp_path / "positions.ome.tif", lazy=lazy, series=k)
+            assert data.array.shape == shape and data.axes == "YX" and msgs == []
+        with pytest.raises(SeglabError, match="positions.ome.tif has no image \\(series\\) 2: it holds 2"):
+            read_image_data(tmp_path / "positions.ome.tif", lazy=lazy, series=2)
+    assert image_series(tmp_path / "positions.ome.tif") == [0, 1]
     with tifffile.TiffWriter(tmp_path / "pyramid.ome.tif", ome=True) as w:
         w.write(np.ones((64, 64), np.uint8), subifds=1, metadata={"axes": "YX"})
         w.write(np.ones((32, 32), np.uint8), subfiletype=1)
     assert warned(tmp_path / "pyramid.ome.tif")[1] == []
+    assert image_series(tmp_path / "pyramid.ome.tif") == [0]
     tifffile.imwrite(tmp_path / "one.tif", a)
     assert warned(tmp_path / "one.tif")[1] == []
+    assert image_series(tmp_path / "one.tif") == [0]
+
+
+def test_series_of_other_files(tmp_path):
+    """PNGs and the like hold one image: series 0 reads it, others are a clear error; a corrupt TIFF
+    cannot be listed."""
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    assert image_series(tmp_path / "a.png") == [0]
+    assert read_image_data(tmp_path / "a.png", series=0).array.shape == (8, 8)
+    with pytest.raises(SeglabError, match="a.png holds one image; there is no series 1"):
+        read_image_data(tmp_path / "a.png", series=1)
+    (tmp_path / "bad.tif").write_bytes(b"not a TIFF at all")
+    with pytest.raises(SeglabError, match="cannot read bad.tif"):
+        image_series(tmp_path / "bad.tif")
 
 
 def test_a_slides_side_images_are_not_other_images():
     import warnings
     from types import SimpleNamespace as NS
 
-    from seglab.io.images import warn_other_images
+    from seglab.io.images import _pick_series, data_series, warn_other_images
 
     slide = NS(series=[NS(name="Baseline", shape=(900, 800, 3), kind="svs"),
                        NS(name="Thumbnail", shape=(90, 80, 3), kind="svs"),
@@ -170,6 +194,14 @@ def test_a_slides_side_images_are_not_other_images():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_other_images(slide, "slide.svs")
+    assert data_series(slide) == [0]
     slide.series.append(NS(name="Image1", shape=(900, 800, 3), kind="svs"))
     with pytest.warns(UserWarning, match=r"slide.svs holds 2 images \(svs series: 900x800x3, 900x800x3\)"):
         warn_other_images(slide, "slide.svs")
+    assert data_series(slide) == [0, 4]
+    # a thumbnail stored first: the image read by default is the first data image
+    scan = NS(series=[NS(name="Thumbnail", shape=(9, 8), kind="generic"), NS(name="", shape=(90, 80), kind="generic")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _pick_series(scan, "scan.tif", None) == (1, scan.series[1])
+    assert _pick_series(scan, "scan.tif", 0) == (0, scan.series[0])  # asked for

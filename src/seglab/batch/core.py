@@ -119,26 +119,28 @@ def batch_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str], overwrite: bool = False,
-               out_of_core: bool | None = None) -> tuple[list[Job], list[FileOutcome]]:
+               out_of_core: bool | None = None, series: str | tuple[int, ...] = "all",
+               ) -> tuple[list[Job], list[FileOutcome]]:
     """The files to segment and the finished ones to skip. ``outdir`` None: next to each image;
-    ``out_of_core`` as :class:`~seglab.files.SegmentOptions` (where large inputs' labels go)."""
-    from seglab.inference.lazy_files import output_targets
-    from seglab.io.images import image_stem
+    ``out_of_core`` and ``series`` as :class:`~seglab.files.SegmentOptions` (where large inputs'
+    labels go; which images of a multi-image TIFF are written apart)."""
+    from seglab.files import labels_targets, output_stems
 
     kinds = resolve_outputs(outputs)
     jobs = [Job(Path(p), Path(outdir) if outdir is not None else Path(p).parent) for p in paths]
     seen: dict[tuple[Path, str], Path] = {}
     for job in jobs:
-        key = (job.outdir.resolve(), image_stem(job.path))
-        if key in seen and seen[key] != job.path:
-            raise SeglabError(f"several inputs share the name {key[1]!r}; their outputs would collide")
-        seen[key] = job.path
+        for stem in output_stems(job.path, series):
+            key = (job.outdir.resolve(), stem)
+            if key in seen and seen[key] != job.path:
+                raise SeglabError(f"several inputs share the name {key[1]!r}; their outputs would collide")
+            seen[key] = job.path
     if overwrite:
         return jobs, []
-    done = {j.path for j in jobs if is_finished(j.path, j.outdir, kinds, out_of_core)}
+    done = {j.path for j in jobs if is_finished(j.path, j.outdir, kinds, out_of_core, series)}
     todo = [j for j in jobs if j.path not in done]
-    skipped = [FileOutcome(j.path, "skipped",
-                           outputs={"labels": output_targets(j.path, j.outdir, kinds, out_of_core)["labels"]})
+    skipped = [FileOutcome(j.path, "skipped", outputs={"labels": labels_targets(j.path, j.outdir, kinds, out_of_core,
+                                                                                series)[0]})
                for j in jobs if j.path in done]
     return todo, skipped
 
@@ -156,7 +158,7 @@ def batch_iter(model: Any, paths: Sequence[str | Path], outdir: str | Path | Non
     paths = [Path(p) for p in paths]
     resolve_outputs(outputs, model)  # a model that cannot give an output is refused before any work
     todo, skipped = plan_batch(paths, None if outdir is None else Path(outdir), outputs, settings.overwrite,
-                               options.out_of_core)
+                               options.out_of_core, options.series)
     outcomes: dict[Path, FileOutcome] = {o.path: o for o in skipped}
     total = len(paths)
     if settings.in_process(len(todo)):

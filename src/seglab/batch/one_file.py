@@ -53,8 +53,11 @@ def segment_one_iter(model: Any, path: Path, outdir: Path, outputs: Sequence[str
         if isinstance(e, Cancelled):
             return FileOutcome(Path(path), "cancelled", seconds=time.perf_counter() - t0)
         return FileOutcome(Path(path), "failed", error=error_text(e), seconds=time.perf_counter() - t0)
+    tables = [p.result.table for p in ([p for _, p in done.parts] or [done]) if p.result is not None]
+    areas = [np.asarray(t["area"], dtype=float) for t in tables if t and t.get("area") is not None]
+    area = mean_area({"area": np.concatenate(areas)}) if areas else None  # over the objects of all its images
     return FileOutcome(Path(path), "done", outputs=dict(done.outputs), n_objects=done.n_objects,
-                       mean_area=mean_area(done.result.table), size=done.size, seconds=time.perf_counter() - t0)
+                       mean_area=area, size=done.size, seconds=time.perf_counter() - t0)
 
 
 def run_file(model: Any, path: Path, outdir: Path, outputs: Sequence[str], options: SegmentOptions,

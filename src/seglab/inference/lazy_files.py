@@ -23,25 +23,28 @@ PLAIN_SUFFIX = "_labels.zarr"
 OME_SUFFIX = "_labels.ome.zarr"
 
 
-def lazy_labels_path(path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind] = ()) -> Path:
-    """Where the labels store of a large input goes."""
-    from seglab.io.images import image_stem
+def lazy_labels_path(path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind] = (),
+                     series: int | None = None) -> Path:
+    """Where the labels store of a large input (of image ``series`` of it, when it holds several) goes."""
+    from seglab.io.images import image_stem, series_stem
     from seglab.io.zarr_io import is_ome_zarr, is_zarr_path
 
     ome = any(k.name == OME_ZARR for k in kinds) or (is_zarr_path(path) and is_ome_zarr(path))
-    return Path(outdir) / f"{image_stem(path)}{OME_SUFFIX if ome else PLAIN_SUFFIX}"
+    return Path(outdir) / f"{series_stem(image_stem(path), series)}{OME_SUFFIX if ome else PLAIN_SUFFIX}"
 
 
 def output_targets(path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],
-                   out_of_core: bool | None = None) -> dict[str, Path]:
-    """Every output file of ``path`` by kind name (the labels store for large inputs)."""
-    from seglab.io.images import image_stem, is_large_input
+                   out_of_core: bool | None = None, series: int | None = None) -> dict[str, Path]:
+    """Every output file of ``path`` (of its image ``series``, when it holds several and they are
+    written apart: ``<stem>_s<series>_...``) by kind name (the labels store for large inputs)."""
+    from seglab.io.images import image_stem, is_large_input, series_stem
 
+    stem = series_stem(image_stem(path), series)
     if not is_large_input(path, out_of_core):
-        return output_paths(image_stem(path), Path(outdir), kinds)
+        return output_paths(stem, Path(outdir), kinds)
     side = [k for k in kinds if k.name in LAZY_SIDE_OUTPUTS]
-    out = output_paths(image_stem(path), Path(outdir), side)
-    out[LABELS] = lazy_labels_path(path, outdir, kinds)
+    out = output_paths(stem, Path(outdir), side)
+    out[LABELS] = lazy_labels_path(path, outdir, kinds, series)
     return out
 
 
@@ -66,15 +69,17 @@ def labels_geometry(data: Any, axes: str) -> Any:
 
 
 def segment_large_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],
-                            options: Any, data: Any, run: dict) -> Generator[Any, None, Any]:
-    """Segment an input already opened lazily (``data``, axes ``run``) into ``outdir``."""
+                            options: Any, data: Any, run: dict, series: int | None = None,
+                            ) -> Generator[Any, None, Any]:
+    """Segment an input already opened lazily (``data``, axes ``run``; image ``series`` of a file
+    of several, written apart) into ``outdir``."""
     from seglab.files import FileResult, describe_size
     from seglab.inference.lazy import segment_lazy_iter
     from seglab.io.images import pixel_size_um
 
     path = Path(path)
     check_lazy_kinds(kinds, path.name)
-    targets = output_targets(path, outdir, kinds, True)
+    targets = output_targets(path, outdir, kinds, True, series)
     label_path = targets[LABELS]
     ome = labels_geometry(data, run["axes"]) if label_path.name.endswith(OME_SUFFIX) else None
     side = [k for k in kinds if k.name in LAZY_SIDE_OUTPUTS]

@@ -182,21 +182,64 @@ def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
 SIDE_IMAGE_WORDS = ("thumbnail", "label", "macro", "overview", "preview")
 
 
+def data_series(tif: tifffile.TiffFile) -> list[int]:
+    """The indices (tifffile's ``series``) of the images a TIFF holds: the positions of a
+    multi-position OME-TIFF, the images appended to one file. A slide's thumbnail, label and
+    macro images are left out; the pyramid levels of one image are one series."""
+    return [i for i, s in enumerate(tif.series) if not any(w in (s.name or "").lower() for w in SIDE_IMAGE_WORDS)]
+
+
+def image_series(path: str | os.PathLike) -> list[int]:
+    """The series indices of the images in ``path`` (``[0]`` for every file but a TIFF; a clear
+    :class:`SeglabError` for a TIFF that cannot be read)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return [0]
+    try:
+        with tifffile.TiffFile(path) as tif:
+            found = data_series(tif)
+    except Exception as e:
+        raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
+    return found or [0]
+
+
+def series_stem(stem: str, series: int | None) -> str:
+    """The name one image of a file of several is written under (``well_s2``); ``stem`` for None."""
+    return stem if series is None else f"{stem}_s{series}"
+
+
 def warn_other_images(tif: tifffile.TiffFile, name: str) -> None:
     """Say so when a TIFF holds more images than its first series (e.g. the positions of a
-    multi-position OME-TIFF): only the first is read, never silently. A slide's thumbnail,
+    multi-position OME-TIFF) and only the first is read: never silently. A slide's thumbnail,
     label and macro images and the pyramid levels of one image are not counted."""
-    images = [s for s in tif.series if not any(w in (s.name or "").lower() for w in SIDE_IMAGE_WORDS)]
+    images = [tif.series[i] for i in data_series(tif)]
     if len(images) > 1:
         shapes = ", ".join("x".join(str(n) for n in s.shape) for s in images[:4]) + (", ..." if len(images) > 4 else "")
         warnings.warn(f"{name} holds {len(images)} images ({images[0].kind} series: {shapes}); only the first is "
-                      "read: save each as its own file (e.g. Fiji's Bio-Formats, 'open all series') to segment "
-                      "the others", SeglabWarning, stacklevel=3)
+                      "read: `seglab segment --series all` segments each into its own outputs (or save each as "
+                      "its own file, e.g. Fiji's Bio-Formats, 'open all series')", SeglabWarning, stacklevel=3)
 
 
-def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> ImageData:
+def _pick_series(tif: tifffile.TiffFile, name: str, series: int | None) -> tuple[int, tifffile.TiffPageSeries]:
+    """The index and series to read: for None the first image (a slide's side images skipped;
+    warning when there are more), else ``series``."""
+    if not tif.series:
+        raise SeglabError(f"{name} holds no image")
+    if series is None:
+        warn_other_images(tif, name)
+        series = (data_series(tif) or [0])[0]
+    elif not 0 <= series < len(tif.series):
+        raise SeglabError(f"{name} has no image (series) {series}: it holds {len(tif.series)} "
+                          f"(0 to {len(tif.series) - 1})")
+    return series, tif.series[series]
+
+
+def read_image_data(path: str | os.PathLike, lazy: bool | None = False, series: int | None = None) -> ImageData:
     """Read an image file with its axes and calibration; a clear :class:`SeglabError` when it
     is missing, unsupported, corrupt or empty.
+
+    ``series``: which image of a TIFF that holds several (:func:`image_series`); None reads the
+    first and warns when there are others. Other files hold one image (series 0).
 
     A zarr or OME-Zarr store is always opened lazily (``array`` is a zarr array). A TIFF is read
     lazily when ``lazy`` is true, or when None and it is large (:func:`is_large_input`): memory-mapped
@@ -205,12 +248,15 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> Image
     path = Path(path)
     from seglab.io.zarr_io import is_zarr_path, read_zarr_image
 
+    is_tiff = path.suffix.lower() in TIFF_SUFFIXES
+    if series not in (None, 0) and not is_tiff:
+        raise SeglabError(f"{path.name} holds one image; there is no series {series}")
     if is_zarr_path(path):
         return read_zarr_image(path)
     if lazy is None:
         lazy = is_large_input(path)
-    if lazy and path.is_file() and path.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff_lazy(path)
+    if lazy and path.is_file() and is_tiff:
+        return _read_tiff_lazy(path, series)
     if not path.is_file():
         raise SeglabError(f"no such file: {path}")
     suffix = path.suffix.lower()
@@ -220,12 +266,9 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> Image
     try:
         if suffix in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:
-                if not tif.series:
-                    raise SeglabError(f"{path.name} holds no image")
-                series = tif.series[0]
-                warn_other_images(tif, path.name)
-                arr = np.asarray(series.asarray())
-                axes, rgb = _tiff_axes(tif, series, arr)
+                _, chosen = _pick_series(tif, path.name, series)
+                arr = np.asarray(chosen.asarray())
+                axes, rgb = _tiff_axes(tif, chosen, arr)
                 try:
                     pixel_size, unit, z_spacing = _tiff_calibration(tif)
                 except Exception:  # calibration is optional; malformed tags must not stop reading
@@ -245,26 +288,23 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False) -> Image
     return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
 
 
-def _read_tiff_lazy(path: Path) -> ImageData:
-    """A TIFF's first series without loading it: ``np.memmap`` or a zarr array over its pages."""
+def _read_tiff_lazy(path: Path, series: int | None = None) -> ImageData:
+    """A TIFF's series (None: the first) without loading it: ``np.memmap`` or a zarr array over its pages."""
     try:
         tif = tifffile.TiffFile(path)
     except Exception as e:
         raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
     try:
-        if not tif.series:
-            raise SeglabError(f"{path.name} holds no image")
-        series = tif.series[0]
-        warn_other_images(tif, path.name)
+        index, chosen = _pick_series(tif, path.name, series)
         try:
-            arr = tifffile.memmap(path, series=0, mode="r")
+            arr = tifffile.memmap(path, series=index, mode="r")
         except Exception:  # compressed or scattered pixels: chunk by tile/strip through zarr
             import zarr
 
-            arr = zarr.open(series.aszarr(level=0), mode="r")
-        if tuple(arr.shape) != tuple(series.shape):
-            raise SeglabError(f"{path.name}: cannot map the image lazily (shape {arr.shape} vs {series.shape})")
-        axes, rgb = _tiff_axes(tif, series, _ShapeOnly(arr.shape, arr.dtype))
+            arr = zarr.open(chosen.aszarr(level=0), mode="r")
+        if tuple(arr.shape) != tuple(chosen.shape):
+            raise SeglabError(f"{path.name}: cannot map the image lazily (shape {arr.shape} vs {chosen.shape})")
+        axes, rgb = _tiff_axes(tif, chosen, _ShapeOnly(arr.shape, arr.dtype))
         try:
             pixel_size, unit, z_spacing = _tiff_calibration(tif)
         except Exception:
