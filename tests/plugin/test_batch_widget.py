@@ -91,6 +91,34 @@ def test_batch_fills_the_table_reports_a_failure_and_opens_a_result(tmp_path, qt
     assert widget.open_result(2) == [] and notes["warning"]  # the failed file has nothing to open
 
 
+def test_a_multi_position_file_opens_each_position(tmp_path, qtbot, viewer_widget, notes):
+    """A TIFF of two positions: one row, each position written apart and opened as its own image
+    and labels, also when a re-run finds the file finished."""
+    viewer, widget = viewer_widget
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shapes = [(96, 112), (64, 80)]
+    with tifffile.TiffWriter(folder / "wells.ome.tif", ome=True) as w:
+        for k, shape in enumerate(shapes):
+            w.write(blob_image(shape, n=4, seed=k)[0], metadata={"axes": "YX"})
+    widget.folder.value = folder
+    widget.destination.value = bw.IN_FOLDER
+    widget.outdir.value = tmp_path / "out"
+    for status in ("done", "finished earlier (skipped)"):
+        run(qtbot, widget)
+        rows = table_rows(widget)
+        assert [r[0] for r in rows] == ["wells.ome.tif"] and rows[0][3] == status
+        layers = widget.open_result(0)
+        assert [(type(lyr).__name__, lyr.name) for lyr in layers] == [
+            ("Image", "wells_s0"), ("Labels", "wells_s0_labels"), ("Image", "wells_s1"), ("Labels", "wells_s1_labels")]
+        for k, shape in enumerate(shapes):
+            assert layers[2 * k].data.shape == shape
+            np.testing.assert_array_equal(layers[2 * k + 1].data, tifffile.imread(tmp_path / "out" / f"wells_s{k}_labels.tif"))
+        for lyr in layers:
+            viewer.layers.remove(lyr)
+    assert not notes["error"] and not notes["warning"]
+
+
 def test_cancel_is_immediate_and_a_rerun_skips_finished_images(tmp_path, qtbot, viewer_widget, notes):
     viewer, widget = viewer_widget
     folder = write_folder(tmp_path / "imgs", 10, shape=(256, 256))

@@ -124,7 +124,7 @@ def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str
     """The files to segment and the finished ones to skip. ``outdir`` None: next to each image;
     ``out_of_core`` and ``series`` as :class:`~seglab.files.SegmentOptions` (where large inputs'
     labels go; which images of a multi-image TIFF are written apart)."""
-    from seglab.files import labels_targets, output_stems
+    from seglab.files import output_stems
 
     kinds = resolve_outputs(outputs)
     jobs = [Job(Path(p), Path(outdir) if outdir is not None else Path(p).parent) for p in paths]
@@ -139,10 +139,18 @@ def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str
         return jobs, []
     done = {j.path for j in jobs if is_finished(j.path, j.outdir, kinds, out_of_core, series)}
     todo = [j for j in jobs if j.path not in done]
-    skipped = [FileOutcome(j.path, "skipped", outputs={"labels": labels_targets(j.path, j.outdir, kinds, out_of_core,
-                                                                                series)[0]})
-               for j in jobs if j.path in done]
+    skipped = [_skipped(j, kinds, out_of_core, series) for j in jobs if j.path in done]
     return todo, skipped
+
+
+def _skipped(job: Job, kinds: Sequence[Any], out_of_core: bool | None, series: str | tuple[int, ...]) -> FileOutcome:
+    """A file finished by an earlier run, with its label images (each image's, for several)."""
+    from seglab.files import labels_targets, planned_series
+
+    labels = labels_targets(job.path, job.outdir, kinds, out_of_core, series)
+    chosen = planned_series(job.path, series)
+    images = tuple((k, p) for k, p in zip(chosen, labels)) if chosen != [None] else ()
+    return FileOutcome(job.path, "skipped", outputs={"labels": labels[0]}, images=images)
 
 
 def batch_iter(model: Any, paths: Sequence[str | Path], outdir: str | Path | None, outputs: Sequence[str],

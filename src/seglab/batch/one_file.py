@@ -57,7 +57,8 @@ def segment_one_iter(model: Any, path: Path, outdir: Path, outputs: Sequence[str
     areas = [np.asarray(t["area"], dtype=float) for t in tables if t and t.get("area") is not None]
     area = mean_area({"area": np.concatenate(areas)}) if areas else None  # over the objects of all its images
     return FileOutcome(Path(path), "done", outputs=dict(done.outputs), n_objects=done.n_objects,
-                       mean_area=area, size=done.size, seconds=time.perf_counter() - t0)
+                       mean_area=area, size=done.size, seconds=time.perf_counter() - t0,
+                       images=tuple((k, p.outputs["labels"]) for k, p in done.parts))
 
 
 def run_file(model: Any, path: Path, outdir: Path, outputs: Sequence[str], options: SegmentOptions,

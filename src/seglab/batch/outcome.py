@@ -21,6 +21,8 @@ class FileOutcome:
     size: str = ""  # how it was rescaled, e.g. "diameter 18.2 px, not rescaled"
     error: str = ""
     seconds: float = 0.0
+    #: a file of several images written apart (a multi-position TIFF): each one's (series, labels path)
+    images: tuple[tuple[int, Path], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -342,19 +342,21 @@ class BatchWidget(ScrollableContainer):
         if {type(lyr).__name__ for lyr in opened} >= {"Image", "Labels"}:  # opened before: show them again
             self._viewer.layers.selection.active = opened[-1]
             return opened
-        try:
-            layers = self._add_layers(o.path, Path(labels_path))
+        layers: list[Any] = []
+        try:  # a multi-position file: each position's image and labels
+            for series, labels in o.images or ((None, Path(labels_path)),):
+                layers += self._add_layers(o.path, Path(labels), series)
         except (SeglabError, OSError, ValueError) as e:
             show_error(f"seglab: cannot open the result of {o.path.name}: {error_text(e)}")
-            return []
         return layers
 
-    def _add_layers(self, image_path: Path, labels_path: Path) -> list[Any]:
-        from seglab.io.images import read_image_data
+    def _add_layers(self, image_path: Path, labels_path: Path, series: int | None = None) -> list[Any]:
+        from seglab.io.images import image_stem, read_image_data, series_stem
         from seglab.plugin.reader import layer_geometry, read_one
 
-        data = read_image_data(image_path)
-        kwargs: dict[str, Any] = {"name": image_path.stem, "metadata": {OPENED_KEY: str(image_path)}}
+        data = read_image_data(image_path, series=series)
+        name = image_path.stem if series is None else series_stem(image_stem(image_path), series)
+        kwargs: dict[str, Any] = {"name": name, "metadata": {OPENED_KEY: str(image_path)}}
         spatial = data.axes
         if data.channel_axis is not None:
             if data.rgb and data.channel_axis == data.array.ndim - 1:
