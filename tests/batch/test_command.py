@@ -101,3 +101,18 @@ def test_worker_processes(tmp_path, image_folder, tiny_model_dir, capsys):
     assert rc == 0, err
     assert "local Dask cluster: 1 worker process" in err and "4 segmented" in err
     assert len(list(out.glob("img*_labels.tif"))) == 4
+
+
+def test_a_multi_position_file_on_a_worker_names_every_position(tmp_path, tiny_model_dir, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    with tifffile.TiffWriter(src / "wells.ome.tif", ome=True) as w:
+        for k in range(2):
+            w.write(np.full((48, 64), 10 * k, np.uint8), metadata={"axes": "YX"})
+    out = tmp_path / "out"
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(src), "--workers", "1",
+               "--device", "cpu", "--diameter", "none"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    line = next(x for x in err.replace("\r", "\n").splitlines() if x.startswith("wells.ome.tif: "))
+    assert "(2 images: s0: " in line and line.endswith(f"-> {out / 'wells_s0_labels.tif'}, {out / 'wells_s1_labels.tif'}")

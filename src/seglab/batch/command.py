@@ -54,8 +54,8 @@ def run_segment_batch(args: argparse.Namespace, outdir: Path, model: Any, output
                 bar.update(ev.done - bar.n)
                 o = ev.outcome
                 if o.status == "done" and not args.quiet:
-                    bar.write(f"{o.path.name}: {o.n_objects} objects ({o.size}) -> {o.outputs['labels']}",
-                              file=sys.stderr)
+                    labels = ", ".join(str(p) for _, p in o.images) or o.outputs["labels"]
+                    bar.write(f"{o.path.name}: {o.n_objects} objects ({o.size}) -> {labels}", file=sys.stderr)
                 elif o.status == "failed":
                     bar.write(f"seglab: {o.path.name} failed: {o.error}", file=sys.stderr)
     finally:
