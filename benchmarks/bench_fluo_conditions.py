@@ -54,6 +54,8 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "vignetting (60 % darker at the corners)": vignetting,
     "haze (+ a 20 px blur of itself x0.5, + 40)": lambda im: im + 0.5 * ndi.gaussian_filter(im, 20) + 40,
     "saturated at half the maximum": lambda im: np.minimum(im, 0.5 * im.max()),
+    "12-bit camera (x16, + an offset of 100)": lambda im: im * 16 + 100,
+    "background ramp (0 to half the maximum, left to right)": lambda im: im + 0.5 * float(im.max()) * np.linspace(0, 1, im.shape[1])[None, :],
     "defocus (Gaussian blur, sigma 2 px)": lambda im: ndi.gaussian_filter(im, 2),
     "shot noise, 1000 photons at the brightest": shot_noise(1000),
     "shot noise, 100 photons at the brightest": shot_noise(100),

@@ -116,3 +116,16 @@ def cells_image(bright_background: bool, shape=(96, 96)) -> np.ndarray:
     noise = np.random.default_rng(0).normal(0, 3, shape)
     img = np.where(cells, 90.0, 210.0) if bright_background else np.where(cells, 200.0, 12.0)
     return (img + noise).astype(np.float32)
+
+
+def nuclei_field(shape=(256, 256), n=40, seed=0, debris=0):
+    """Bright Gaussian nuclei (radius ~6, heights 100-200 above 10) on a dark noisy background,
+    with ``debris`` flat discs of radius 7 at 1000 (saturated dust: ~1 % of the area for 5)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = rng.normal(10, 2, shape)
+    for cy, cx, a in zip(rng.integers(8, shape[0] - 8, n), rng.integers(8, shape[1] - 8, n), rng.uniform(100, 200, n)):
+        img += a * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0 ** 2))
+    for cy, cx in zip(rng.integers(0, shape[0], debris), rng.integers(0, shape[1], debris)):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 49] = 1000.0
+    return img.astype(np.float32)

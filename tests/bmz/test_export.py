@@ -206,6 +206,16 @@ def test_the_package_readme_says_when_seglab_fills_black_padding():
     assert "black padding" not in package_notes(grey, "maps", "CC0-1.0", 32)
 
 
+def test_the_package_readme_says_when_seglab_ignores_bright_debris():
+    from seglab.bmz.card import package_notes
+    from seglab.models.config import ModelConfig
+
+    grey = ModelConfig(name="grey", family="stardist", normalization={"low": 1.0, "high": 99.8, "bright_outliers": True})
+    assert "lowers the high percentile when bright debris" in package_notes(grey, "maps", "CC0-1.0", 32)
+    plain = ModelConfig(name="plain", family="stardist")
+    assert "debris" not in package_notes(plain, "maps", "CC0-1.0", 32)
+
+
 def test_the_package_readme_says_when_seglab_smooths_noisy_planes():
     from seglab.bmz.card import package_notes
     from seglab.models.config import ModelConfig

@@ -3,7 +3,7 @@ import pytest
 
 from seglab.errors import SeglabError
 from seglab.inference.normalize import percentile_normalize, select_channels
-from tests_helpers import cells_image
+from tests_helpers import cells_image, nuclei_field
 
 
 def test_percentiles_map_to_unit_range():
@@ -176,3 +176,51 @@ def test_a_rotated_images_interpolated_edge_is_filled_with_its_padding():
     # no pixel left darker than the cells (90) outside the image's inner part: the ramp is gone
     assert filled[0][~inside].min() > 150
     assert rotated[0][~inside & (rotated[0] > pad.level)].min() < 90  # (it was there)
+
+
+def test_bright_debris_does_not_set_the_high_percentile():
+    """``outliers=True``: a few discs far brighter than the nuclei (dust over ~1 % of the image)
+    no longer squeeze the nuclei into a sixth of their contrast: the range becomes 3.5x the typical
+    nucleus' peak (in this field the peaks are even, so without debris the range is 1.2x it); a
+    field without debris, a bright background and a plane with too few objects keep their plain
+    percentiles."""
+    from seglab.inference.normalize import OUTLIER_RATIO, outlier_robust_high, typical_peak
+
+    clean, dusty = nuclei_field(), nuclei_field(debris=5)
+    assert 0.006 < (dusty >= 1000).mean() < 0.02
+    nuclei = clean > 60  # the nuclei's bright cores (the same pixels in both fields)
+
+    def nuclei_level(x, outliers):
+        return float(np.median(percentile_normalize(x[None], outliers=outliers)[0][nuclei & (dusty < 1000)]))
+
+    plain_clean, plain_dusty = nuclei_level(clean, False), nuclei_level(dusty, False)
+    robust_dusty = nuclei_level(dusty, True)
+    assert plain_dusty < 0.2 * plain_clean  # the problem: the debris sets the range
+    lo_c, hi_c = np.percentile(clean, [1, 99.8])
+    ratio_clean = (hi_c - lo_c) / (typical_peak(clean, lo_c, hi_c) - lo_c)
+    assert 1.0 < ratio_clean < 1.5
+    # the nuclei as in a field whose typical peak is 1 / 3.5 of the range (the dimmest 1 % of DSB2018's)
+    assert robust_dusty == pytest.approx(plain_clean * ratio_clean / OUTLIER_RATIO, rel=0.1)
+    assert robust_dusty > 1.8 * plain_dusty
+    np.testing.assert_array_equal(percentile_normalize(clean[None], outliers=True),
+                                  percentile_normalize(clean[None]))  # nothing to change without debris
+    lo, hi = np.percentile(dusty, [1, 99.8])
+    peak = typical_peak(dusty, lo, hi)
+    assert 60 < peak < 250  # a nucleus' height, not the debris' 1000
+    assert outlier_robust_high(dusty, lo, hi) == pytest.approx(lo + OUTLIER_RATIO * (peak - lo))
+    bright = 1000.0 - dusty  # a bright background (brightfield): left to the plain percentiles
+    lo_b, hi_b = np.percentile(bright, [1, 99.8])
+    assert typical_peak(bright, lo_b, hi_b) is None and outlier_robust_high(bright, lo_b, hi_b) == hi_b
+    few = nuclei_field(n=3, debris=1)
+    lo_f, hi_f = np.percentile(few, [1, 99.8])
+    assert typical_peak(few, lo_f, hi_f) is None  # fewer than 5 objects: no typical one to go by
+
+
+def test_model_input_ignores_debris_only_when_the_config_says_so():
+    from seglab.inference.normalize import model_input
+
+    dusty = nuclei_field(debris=5)
+    norm = {"low": 1.0, "high": 99.8}
+    with_rule = model_input(dusty, 1, {**norm, "bright_outliers": True})
+    np.testing.assert_array_equal(model_input(dusty, 1, {**norm, "bright_outliers": False}), model_input(dusty, 1, norm))
+    assert with_rule.max() > 1.8 * model_input(dusty, 1, norm).max()  # the debris now goes past 1

@@ -166,6 +166,15 @@ def _padding_note(config: ModelConfig) -> str:
             "does not: fill it yourself for such images.")
 
 
+def _outlier_note(config: ModelConfig) -> str:
+    """For models whose high percentile ignores bright debris (``normalization["bright_outliers"]``)."""
+    if not config.normalization.get("bright_outliers"):
+        return ""
+    return ("\n  On a dark background seglab lowers the high percentile when bright debris (dust, dead "
+            "cells) sets it: to 3.5x the typical object's peak above the low one "
+            "(`seglab.inference.normalize.outlier_robust_high`); the package's plain percentiles do not.")
+
+
 def _smoothing_note(config: ModelConfig) -> str:
     """For models that smooth noisy (low-light) planes before the network (``denoise["steps"]``)."""
     steps = (config.denoise or {}).get("steps")
@@ -197,7 +206,7 @@ Exported by napari-seglab from the model `{config.name}` (family `{config.family
   {config.normalization.get('low', 1.0):g} and {config.normalization.get('high', 99.8):g} map to 0 and 1
   (`scale_range`), as seglab normalises. seglab's channel handling (RGB to grey for
   one-channel models, a grey image repeated for three-channel models) is not in the package:
-  give the channels the model takes.{_padding_note(config)}{_smoothing_note(config)}
+  give the channels the model takes.{_padding_note(config)}{_outlier_note(config)}{_smoothing_note(config)}
 - **Output**: {family_outputs}
 - **seglab's own post-processing** (thresholds `{t}`) is named in `config.seglab`:
   `postprocessing` says what seglab does with the output to get instances; `model` is the model's

@@ -58,7 +58,8 @@ from seglab.inference.diameter import (
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
-    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, mend_edges, padding_of,
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, mend_edges, outlier_robust_high,
+    padding_of,
     select_channels,
 )
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
@@ -248,27 +249,31 @@ class _Input:
         h, w = self.src.height, self.src.width
         step = int(math.ceil(math.sqrt(h * w / SAMPLE_PIXELS))) if h * w > SAMPLE_PIXELS else 1
         band = max(step, (self.src.row_chunk() // step) * step)
-        samples: list[np.ndarray] = []
+        samples: list[np.ndarray] = []  # (C, rows, columns) of the strided plane, band by band
         n = MAX_EDGE_LINES + 2  # lines at each edge that say whether it has artifact lines
         left, right = [], []
         n_bands = -(-h // band)
         for i, r0 in enumerate(range(0, h, band)):
             rows = self.src.read(index, slice(r0, min(h, r0 + band)), slice(0, w))
-            samples.append(self.channels_of(rows[::step, ::step]).reshape(self.model.config.input_channels, -1))
+            samples.append(self.channels_of(rows[::step, ::step]))
             left.append(self.channels_of(rows[:, :n]))
             right.append(self.channels_of(rows[:, max(w - n, 0):]))
             yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
-        sample = np.concatenate(samples, axis=1)
+        plane = np.concatenate(samples, axis=1)  # the in-memory path's strided plane
+        sample = plane.reshape(plane.shape[0], -1)
         norm = self.model.config.normalization
         padding = padding_of(sample, norm)
+        counted = np.isfinite(plane)
         if padding is not None:  # left out of the percentiles, as in memory (filled: no image)
-            sample = sample[:, ~padding.mask(sample)]
+            counted &= ~padding.mask(sample).reshape(plane.shape[1:])
         low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
-        lo, hi = np.zeros(sample.shape[0]), np.zeros(sample.shape[0])
-        for c in range(sample.shape[0]):
-            ch = sample[c][np.isfinite(sample[c])]
+        lo, hi = np.zeros(plane.shape[0]), np.zeros(plane.shape[0])
+        for c in range(plane.shape[0]):
+            ch = plane[c][counted[c]]
             if ch.size:
                 lo[c], hi[c] = np.percentile(ch, [low, high])
+                if norm.get("bright_outliers") and hi[c] - lo[c] >= 1e-6:  # as in memory: bright debris
+                    hi[c] = outlier_robust_high(np.where(counted[c], plane[c], lo[c]), lo[c], hi[c])
         normalizer = Normalizer(lo, hi, padding=padding)
         if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
             edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),

@@ -218,7 +218,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
             copied = transfer_weights(model, get_model(args.init_from))
             _log(f"copied {len(copied)} tensors from {args.init_from}")
     model.config.name = recipe["name"]
-    fill_brightfield_padding(model)
+    grey_normalization(model)
     if args.border_weight is not None:
         model.config.loss = {**model.config.loss, "border_weight": args.border_weight}
     pairs = [
@@ -297,11 +297,13 @@ RUN_FACTS = ("steps", "seconds", "best_step", "tune_ap50_best_checkpoint", "tune
              "data_workers", "previous_phase")
 
 
-def fill_brightfield_padding(model: SegmentationModel) -> None:
+def grey_normalization(model: SegmentationModel) -> None:
     """A grey recipe's model fills black padding beside a bright background (brightfield: a
-    scanner's out-of-scan area, a rotated image's corners), unless its config says otherwise; in
-    fluorescence black is the background and stays (:func:`seglab.inference.normalize.padding_of`)."""
-    model.config.normalization = {"fill_black": "brightfield", **model.config.normalization}
+    scanner's out-of-scan area, a rotated image's corners; in fluorescence black is the background
+    and stays: :func:`seglab.inference.normalize.padding_of`), and on a dark background keeps bright
+    debris from setting its high percentile (:func:`~seglab.inference.normalize.outlier_robust_high`),
+    unless its config says otherwise."""
+    model.config.normalization = {"fill_black": "brightfield", "bright_outliers": True, **model.config.normalization}
 
 
 def with_augment(recipe: dict, blur: Sequence[float] | None = None, saturate: float | None = None) -> dict:
@@ -528,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.data)
         train_ids, tune_ids = split_train_tune(root)
         model = load_model(args.init or Path(args.out) / "best")
-        fill_brightfield_padding(model)  # (a run trained before the grey models filled it)
+        grey_normalization(model)  # (a run trained before the grey models filled padding or ignored debris)
         result_file = Path(args.out) / "train_result.json"
         if result_file.is_file():
             run = json.loads(result_file.read_text())
