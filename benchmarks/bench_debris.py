@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import image_kind, load_split
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
-from seglab.training.recipes import split_train_tune
+from splits import fluorescence_items  # benchmarks/splits.py
 
 
 def debris(im: np.ndarray, share: float = 0.01, brightness: float = 5.0, seed: int = 0) -> np.ndarray:
@@ -75,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.split == "tune":
-        split = load_split(args.data, "train", ids=split_train_tune(Path(args.data))[1])
-    else:
-        split = load_split(args.data, "val")
-    items = [it for it in split if image_kind(it) == "grey, dark background"]
+    items = fluorescence_items(args.data, args.split)
     results: dict = {}
     flags: dict = {}
     for name in args.models:

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import image_kind, load_split
+from seglab.datasets import image_kind
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import ModelRegistry
-from seglab.training.recipes import split_train_tune
+from splits import split_items  # benchmarks/splits.py
 
 
 def blurred(image: np.ndarray, sigma: float, channel_axis: int | None) -> np.ndarray:
@@ -46,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.split == "tune":
-        items = load_split(args.data, "train", ids=split_train_tune(Path(args.data))[1])
-    else:
-        items = load_split(args.data, "val")
+    items = split_items(args.data, args.split)
     kinds = [image_kind(it) for it in items]
     reg = ModelRegistry()
     results: dict = {}

@@ -21,18 +21,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import image_kind, load_split
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
-from seglab.training.recipes import split_train_tune
+from splits import fluorescence_items  # benchmarks/splits.py
 
 
 def vignetting(im: np.ndarray, fall: float = 0.6) -> np.ndarray:
@@ -77,7 +75,7 @@ def noise_level(image: np.ndarray) -> float:
 
 def noise_levels(data: str) -> dict[str, dict[str, float]]:
     """The spread of :func:`noise_level` over the dark-background ``train`` images, clean and noisy."""
-    items = [it for it in load_split(data, "train") if image_kind(it) == "grey, dark background"]
+    items = fluorescence_items(data, "train")
     out = {}
     for name in ["as is"] + [k for k in CHANGES if k.startswith("shot noise")]:
         v = np.array([noise_level(CHANGES[name](it.image.astype(np.float32))) for it in items])
@@ -108,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     model = get_model(args.model)
-    if args.split == "tune":
-        split = load_split(args.data, "train", ids=split_train_tune(Path(args.data))[1])
-    else:
-        split = load_split(args.data, "val")
-    items = [it for it in split if image_kind(it) == "grey, dark background"]
+    items = fluorescence_items(args.data, args.split)
     results: dict = {}
     for name, change in CHANGES.items():
         if args.changes is not None and name not in args.changes:

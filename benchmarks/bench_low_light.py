@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import image_kind, load_split
 from seglab.inference.engine import segment
 from seglab.inference.normalize import model_input
 from seglab.metrics import evaluate, image_counts
 from seglab.models.registry import get_model
-from seglab.training.recipes import split_train_tune
+from splits import fluorescence_items  # benchmarks/splits.py
 
 
 def shot_noise(image: np.ndarray, photons: float | None, rng: np.random.Generator) -> np.ndarray:
@@ -122,11 +120,7 @@ def fit_rule(rows: list[dict], max_clean_loss: float = 0.002, max_steps: int = 3
 
 def load_items(args: argparse.Namespace) -> list:
     """The dark-background grey images of the chosen split."""
-    if args.split == "tune":
-        items = load_split(args.data, "train", ids=split_train_tune(Path(args.data))[1])
-    else:
-        items = load_split(args.data, "val")
-    return [it for it in items if image_kind(it) == "grey, dark background"]
+    return fluorescence_items(args.data, args.split)
 
 
 def main(argv: list[str] | None = None) -> int:
