@@ -155,17 +155,21 @@ def typical_peak(plane: np.ndarray, lo: float, hi: float) -> float | None:
     background or fewer than 5 such peaks."""
     from scipy import ndimage as ndi
 
-    med = float(np.median(plane))
+    every = (slice(None, None, 3), slice(None, None, 3))  # medians of a ninth of the pixels: as good, faster
+    med = float(np.median(plane[every]))
     if hi - lo <= 0 or (med - lo) / (hi - lo) > OUTLIER_DARK:
         return None
     g = ndi.gaussian_filter(plane.astype(np.float32, copy=False), OUTLIER_SIGMA)
-    gm = float(np.median(g))
-    floor = gm + max(6 * 1.4826 * float(np.median(np.abs(g - gm))), OUTLIER_FLOOR * (hi - lo))
+    gs = g[every]
+    gm = float(np.median(gs))
+    floor = gm + max(6 * 1.4826 * float(np.median(np.abs(gs - gm))), OUTLIER_FLOOR * (hi - lo))
     peaks = (g == ndi.maximum_filter(g, 5)) & (g > floor)
     lab, n = ndi.label(peaks)
     if n < 5:
         return None
-    return float(np.median(ndi.maximum(g, lab, np.arange(1, n + 1))))
+    # connected maxima are equal (each is the largest of the other's neighbourhood): one value each
+    _, first = np.unique(lab[peaks], return_index=True)
+    return float(np.median(g[peaks][first]))
 
 
 def outlier_robust_high(plane: np.ndarray, lo: float, hi: float) -> float:
