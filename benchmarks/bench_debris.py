@@ -48,6 +48,7 @@ CONDITIONS = {
     "debris over 1 % at 5x the maximum": debris,
     "debris over 0.3 % at 5x the maximum": lambda im: debris(im, share=0.003),
     "debris over 1 % at 2x the maximum": lambda im: debris(im, brightness=2.0),
+    "debris over 1 % at 15x the maximum": lambda im: debris(im, brightness=15.0),
 }
 
 

@@ -223,4 +223,27 @@ def test_model_input_ignores_debris_only_when_the_config_says_so():
     norm = {"low": 1.0, "high": 99.8}
     with_rule = model_input(dusty, 1, {**norm, "bright_outliers": True})
     np.testing.assert_array_equal(model_input(dusty, 1, {**norm, "bright_outliers": False}), model_input(dusty, 1, norm))
-    assert with_rule.max() > 1.8 * model_input(dusty, 1, norm).max()  # the debris now goes past 1
+    plain = model_input(dusty, 1, norm)
+    nuclei = (nuclei_field() > 60) & (dusty < 1000)
+    assert np.median(with_rule[0][nuclei]) > 1.8 * np.median(plain[0][nuclei])  # the nuclei brighter
+    assert with_rule.max() == 1.0  # the debris saturates at the lowered white point
+
+
+def test_saturated_debris_far_brighter_than_the_nuclei():
+    """16-bit dust saturated at 65535 over 12-bit nuclei: the peak floor is read without the
+    saturated pixels (else 5 % of the debris' range is above every nucleus), the debris saturates
+    at 1 after the lowered white point, and the dark field is not taken for brightfield padding
+    beside a bright background of debris (it was, and was filled with the debris' value)."""
+    from seglab.inference.normalize import model_input, padding_of, typical_peak
+
+    field = nuclei_field(debris=5) * 20 + 100  # nuclei ~2,000-4,000 above an offset of 300
+    dusty = np.where(field >= 20000, 65535.0, field).astype(np.float32)
+    lo, hi = np.percentile(dusty, [1, 99.8])
+    assert hi == 65535.0 and 1500 < typical_peak(dusty, lo, hi) - lo < 5000
+    norm = {"low": 1.0, "high": 99.8, "fill_black": "brightfield"}
+    assert padding_of(dusty[None], norm) is None
+    x = model_input(dusty, 1, {**norm, "bright_outliers": True})[0]
+    nuclei = (nuclei_field() > 60) & (dusty < 65535)
+    assert x.max() == 1.0 and np.median(x[nuclei]) > 0.15  # the nuclei visible, the debris saturated
+    plain = model_input(dusty, 1, norm)[0]
+    assert np.median(plain[nuclei]) < 0.05  # without the rule: the nuclei at a twentieth of the range

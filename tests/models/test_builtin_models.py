@@ -122,8 +122,8 @@ def test_bright_debris_does_not_hide_the_nuclei(model, name):
     def ap(m, img):
         return evaluate([(off(truth), off(segment(m, img).labels))], thresholds=(0.5,))["thresholds"]["0.50"]["ap"]
 
-    # measured (session 27 weights): clean / with debris / with debris, plain percentiles:
-    # stardist 0.876 / 0.745 / 0.398, unet 0.845 / 0.622 / 0.150, maskrcnn 0.812 / 0.758 / 0.462
+    # measured (session 27, the rule as committed): clean / with debris / with debris, plain
+    # percentiles: stardist 0.876 / 0.769 / 0.398, unet 0.845 / 0.638 / 0.150, maskrcnn 0.859 / 0.777 / 0.383
     clean, robust, lost = ap(model, x), ap(model, dusty), ap(plain, dusty)
     assert robust > 0.7 * clean and robust > lost + 0.25, (clean, robust, lost)
 

@@ -159,6 +159,8 @@ class Normalizer:
     edges: list[dict[str, int]] = field(default_factory=list)
     #: the plane's black padding, filled before scaling (models with ``normalization["fill_black"]``)
     padding: BlackPadding | None = None
+    #: per channel: clip at 1 (its high percentile was lowered past bright debris)
+    clip: np.ndarray | None = None
 
     def mend(self, x: np.ndarray, ys: slice, xs: slice, height: int, width: int) -> np.ndarray:
         """Mend, in place, the artifact lines of the normalised window ``x`` (rows ``ys``, columns
@@ -179,6 +181,8 @@ class Normalizer:
                 continue
             np.subtract(x[c], self.lo[c], out=out[c])
             out[c] *= 1.0 / span
+            if self.clip is not None and self.clip[c]:
+                np.minimum(out[c], 1.0, out=out[c])
         out[~np.isfinite(out)] = 0.0
         return out
 
@@ -268,13 +272,15 @@ class _Input:
             counted &= ~padding.mask(sample).reshape(plane.shape[1:])
         low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
         lo, hi = np.zeros(plane.shape[0]), np.zeros(plane.shape[0])
+        clip = np.zeros(plane.shape[0], bool)  # channels whose debris saturates at 1 (as in memory)
         for c in range(plane.shape[0]):
             ch = plane[c][counted[c]]
             if ch.size:
                 lo[c], hi[c] = np.percentile(ch, [low, high])
                 if norm.get("bright_outliers") and hi[c] - lo[c] >= 1e-6:  # as in memory: bright debris
-                    hi[c] = outlier_robust_high(np.where(counted[c], plane[c], lo[c]), lo[c], hi[c])
-        normalizer = Normalizer(lo, hi, padding=padding)
+                    robust = outlier_robust_high(np.where(counted[c], plane[c], lo[c]), lo[c], hi[c])
+                    clip[c], hi[c] = robust < hi[c], robust
+        normalizer = Normalizer(lo, hi, padding=padding, clip=clip)
         if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
             edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),
                     "bottom": normalizer(self.channels_of(self.src.read(index, slice(h - n, h), slice(0, w)))),

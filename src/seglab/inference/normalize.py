@@ -144,7 +144,8 @@ OUTLIER_RATIO = 3.5
 OUTLIER_DARK = 0.25
 #: peaks are local maxima (5 x 5) of the plane smoothed by this sigma (pixels of the sample)
 OUTLIER_SIGMA = 1.5
-#: ... above the smoothed plane's median by 6 robust sigmas and by this share of the range
+#: ... above the smoothed plane's median by 6 robust sigmas and by this share of the range (its
+#: high end read without the pixels at the plane's maximum)
 OUTLIER_FLOOR = 0.05
 
 
@@ -162,7 +163,12 @@ def typical_peak(plane: np.ndarray, lo: float, hi: float) -> float | None:
     g = ndi.gaussian_filter(plane.astype(np.float32, copy=False), OUTLIER_SIGMA)
     gs = g[every]
     gm = float(np.median(gs))
-    floor = gm + max(6 * 1.4826 * float(np.median(np.abs(gs - gm))), OUTLIER_FLOOR * (hi - lo))
+    # the share of the range a peak must pass is taken without the pixels at the plane's maximum:
+    # saturated debris (16-bit dust over 12-bit nuclei) would otherwise lift it above the nuclei
+    sample = plane[every]
+    below = sample[sample < sample.max()]
+    span = float(np.percentile(below, 99.8)) - lo if below.size else hi - lo
+    floor = gm + max(6 * 1.4826 * float(np.median(np.abs(gs - gm))), OUTLIER_FLOOR * span)
     peaks = (g == ndi.maximum_filter(g, 5)) & (g > floor)
     lab, n = ndi.label(peaks)
     if n < 5:
@@ -173,7 +179,8 @@ def typical_peak(plane: np.ndarray, lo: float, hi: float) -> float | None:
 
 
 def outlier_robust_high(plane: np.ndarray, lo: float, hi: float) -> float:
-    """``hi``, or lower when bright outliers set it: ``lo + OUTLIER_RATIO x (typical peak - lo)``."""
+    """``hi``, or lower when bright outliers set it: ``lo + OUTLIER_RATIO x (typical peak - lo)``
+    (the normalised plane is then clipped at 1: the debris saturates)."""
     peak = typical_peak(plane, lo, hi)
     if peak is None or peak <= lo:
         return hi
@@ -207,13 +214,17 @@ def percentile_normalize(
             step = int(np.ceil(np.sqrt(sample.size / 1_000_000)))
             sample = (ch[::step, ::step][counted[::step, ::step]])
         lo, hi = np.percentile(sample, [low, high])
+        lowered = False
         if outliers and hi - lo >= eps:
-            hi = outlier_robust_high(_peak_plane(ch, counted, lo), lo, hi)
+            robust = outlier_robust_high(_peak_plane(ch, counted, lo), lo, hi)
+            lowered, hi = robust < hi, robust
         if hi - lo < eps:
             out[c] = 0.0
         else:
             np.subtract(ch, lo, out=out[c])
             out[c] *= 1.0 / (hi - lo)
+            if lowered:  # the debris saturates at the new white point, as a camera (and training) shows it
+                np.minimum(out[c], 1.0, out=out[c])
         if not finite.all():
             out[c][~finite] = 0.0
         if mend:
@@ -246,6 +257,10 @@ PADDING_SAMPLE = 256 * 256
 #: ``train`` images with black padding added: brightfield 0.89-0.97, fluorescence 0.02-0.35, whose
 #: black is its background and stays)
 BRIGHTFIELD_REST = 0.6
+#: ... and only when that background is at least this share of the pixels: saturated debris over
+#: 1 % of a fluorescence image sets the black level so high that the whole field counted as
+#: "padding" beside a "bright background" of debris, and was filled with it (session 27)
+BRIGHTFIELD_MIN_REST = 0.1
 
 
 @dataclass
@@ -301,6 +316,8 @@ def find_black_padding(x: np.ndarray, bright_rest: bool = False) -> BlackPadding
     if not black.any() or black.all() or level <= 0:
         return None
     if bright_rest:
+        if (~black).mean() < BRIGHTFIELD_MIN_REST:  # bright specks on a dark field: fluorescence with debris
+            return None
         rest = flat[:, ~black].mean(axis=0)
         if float(np.median(rest)) < BRIGHTFIELD_REST * float(np.percentile(rest, 99.8)):
             return None
