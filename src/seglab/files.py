@@ -36,8 +36,8 @@ class SegmentOptions:
     out_of_core: bool | None = None
     block_size: int = 4096
     #: the images of a TIFF that holds several (the positions of a multi-position OME-TIFF):
-    #: "all" (each into its own outputs, ``<stem>_s<k>_...``), "first" (the first, with a
-    #: warning, named as the file), or series indices (see :func:`parse_series`)
+    #: "all" (each into its own outputs, ``<stem>_s<k>_...``), "first" (the first, named as
+    #: the file), or series indices (see :func:`parse_series`)
     series: str | tuple[int, ...] = "all"
 
 
