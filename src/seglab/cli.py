@@ -317,7 +317,7 @@ def segment_options(args: argparse.Namespace, model):
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from seglab.files import all_output_targets, output_stems, parse_series, segment_file_iter
+    from seglab.files import all_output_targets, output_stems, parse_series, planned_series, segment_file_iter
     from seglab.io import list_images
     from seglab.io.atomic import check_writable_folder
     from seglab.models.registry import get_model
@@ -329,7 +329,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise SeglabError(f"output {outdir} exists and is not a folder")
     series = parse_series(args.series)
-    stems = [stem for p in paths for stem in output_stems(p, series)]
+    chosen = {p: planned_series(p, series) for p in paths}  # each file's header read once
+    stems = [stem for p in paths for stem in output_stems(p, chosen[p])]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise SeglabError(f"several inputs share the name {dupes[0]!r}; their outputs would collide")
@@ -340,7 +341,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         return run_segment_batch(args, outdir, model, [k.name for k in kinds], segment_options(args, model))
     if not args.overwrite:
-        existing = [t for p in paths for targets in all_output_targets(p, outdir, kinds, args.out_of_core, series)
+        existing = [t for p in paths for targets in all_output_targets(p, outdir, kinds, args.out_of_core, chosen[p])
                     for t in targets.values() if t.exists()]
         if existing:
             more = f", as do {len(existing) - 1} other output(s)" if len(existing) > 1 else ""

@@ -168,33 +168,35 @@ def planned_series(path: str | Path, series: str | tuple[int, ...] = "all") -> l
         return [None]
 
 
-def output_stems(path: str | Path, series: str | tuple[int, ...] = "all") -> list[str]:
-    """The names the outputs of ``path`` are written under (one per image segmented apart)."""
+def output_stems(path: str | Path, chosen: Sequence[int | None]) -> list[str]:
+    """The names the outputs of ``path`` are written under, one per image of ``chosen``
+    (:func:`planned_series`)."""
     from seglab.io.images import image_stem, series_stem
 
-    return [series_stem(image_stem(path), k) for k in planned_series(path, series)]
+    return [series_stem(image_stem(path), k) for k in chosen]
 
 
-def all_output_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
-                       series: str | tuple[int, ...] = "all") -> list[dict[str, Path]]:
-    """Every output file of each image of ``path`` to segment, by kind name."""
+def all_output_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None,
+                       chosen: Sequence[int | None]) -> list[dict[str, Path]]:
+    """Every output file of each image of ``chosen`` (:func:`planned_series`), by kind name."""
     from seglab.inference.lazy_files import output_targets
 
-    return [output_targets(path, outdir, kinds, out_of_core, k) for k in planned_series(path, series)]
+    return [output_targets(path, outdir, kinds, out_of_core, k) for k in chosen]
 
 
-def labels_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
-                   series: str | tuple[int, ...] = "all") -> list[Path]:
-    """The label image (or store) of each image of ``path`` to segment."""
+def labels_targets(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None,
+                   chosen: Sequence[int | None]) -> list[Path]:
+    """The label image (or store) of each image of ``chosen`` (:func:`planned_series`)."""
     labels = [k for k in kinds if k.name in ("labels", "ome-zarr")]
-    return [t["labels"] for t in all_output_targets(path, outdir, labels, out_of_core, series)]
+    return [t["labels"] for t in all_output_targets(path, outdir, labels, out_of_core, chosen)]
 
 
 def is_finished(path: Path, outdir: Path, kinds: Sequence[OutputKind], out_of_core: bool | None = None,
                 series: str | tuple[int, ...] = "all") -> bool:
     """Whether ``path`` was done by an earlier run: the label image (written last) of each of its
     images exists (for large inputs, its labels store under its final name)."""
-    return all(t.exists() for t in labels_targets(path, outdir, kinds, out_of_core, series))
+    chosen = planned_series(path, series)
+    return all(t.exists() for t in labels_targets(path, outdir, kinds, out_of_core, chosen))
 
 
 def segment_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],

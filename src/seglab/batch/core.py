@@ -21,7 +21,7 @@ from typing import Any
 from seglab.batch.one_file import segment_one_iter
 from seglab.batch.outcome import FileOutcome
 from seglab.errors import SeglabError
-from seglab.files import SegmentOptions, is_finished
+from seglab.files import SegmentOptions
 from seglab.outputs import output_kinds, resolve_outputs
 
 from seglab.batch.options import DEFAULT_PROCESSES  # noqa: F401 (re-exported)
@@ -124,33 +124,30 @@ def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str
     """The files to segment and the finished ones to skip. ``outdir`` None: next to each image;
     ``out_of_core`` and ``series`` as :class:`~seglab.files.SegmentOptions` (where large inputs'
     labels go; which images of a multi-image TIFF are written apart)."""
-    from seglab.files import output_stems
+    from seglab.files import labels_targets, output_stems, planned_series
 
     kinds = resolve_outputs(outputs)
     jobs = [Job(Path(p), Path(outdir) if outdir is not None else Path(p).parent) for p in paths]
+    chosen = {job.path: planned_series(job.path, series) for job in jobs}  # each file's header read once
     seen: dict[tuple[Path, str], Path] = {}
     for job in jobs:
-        for stem in output_stems(job.path, series):
+        for stem in output_stems(job.path, chosen[job.path]):
             key = (job.outdir.resolve(), stem)
             if key in seen and seen[key] != job.path:
                 raise SeglabError(f"several inputs share the name {key[1]!r}; their outputs would collide")
             seen[key] = job.path
     if overwrite:
         return jobs, []
-    done = {j.path for j in jobs if is_finished(j.path, j.outdir, kinds, out_of_core, series)}
-    todo = [j for j in jobs if j.path not in done]
-    skipped = [_skipped(j, kinds, out_of_core, series) for j in jobs if j.path in done]
+    todo, skipped = [], []
+    for job in jobs:
+        images = chosen[job.path]
+        labels = labels_targets(job.path, job.outdir, kinds, out_of_core, images)
+        if not all(p.exists() for p in labels):  # the label image is written last: not finished
+            todo.append(job)
+            continue
+        parts = tuple(zip(images, labels)) if images != [None] else ()  # a multi-image file: each one's labels
+        skipped.append(FileOutcome(job.path, "skipped", outputs={"labels": labels[0]}, images=parts))
     return todo, skipped
-
-
-def _skipped(job: Job, kinds: Sequence[Any], out_of_core: bool | None, series: str | tuple[int, ...]) -> FileOutcome:
-    """A file finished by an earlier run, with its label images (each image's, for several)."""
-    from seglab.files import labels_targets, planned_series
-
-    labels = labels_targets(job.path, job.outdir, kinds, out_of_core, series)
-    chosen = planned_series(job.path, series)
-    images = tuple((k, p) for k, p in zip(chosen, labels)) if chosen != [None] else ()
-    return FileOutcome(job.path, "skipped", outputs={"labels": labels[0]}, images=images)
 
 
 def batch_iter(model: Any, paths: Sequence[str | Path], outdir: str | Path | None, outputs: Sequence[str],

@@ -58,9 +58,8 @@ from seglab.inference.diameter import (
 )
 from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
 from seglab.inference.normalize import (
-    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, edge_depth, edge_lines, mend_edges, outlier_robust_high,
-    padding_of,
-    select_channels,
+    MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, channel_range, edge_depth, edge_lines, mend_edges,
+    padding_of, select_channels,
 )
 from seglab.inference.stitching import IdUnion, ObjectStats, match_seam_objects
 from seglab.inference.tiling import Surround, tile_context
@@ -276,10 +275,9 @@ class _Input:
         for c in range(plane.shape[0]):
             ch = plane[c][counted[c]]
             if ch.size:
-                lo[c], hi[c] = np.percentile(ch, [low, high])
-                if norm.get("bright_outliers") and hi[c] - lo[c] >= 1e-6:  # as in memory: bright debris
-                    robust = outlier_robust_high(np.where(counted[c], plane[c], lo[c]), lo[c], hi[c])
-                    clip[c], hi[c] = robust < hi[c], robust
+                peaks = ((lambda lo_c, c=c: np.where(counted[c], plane[c], lo_c))
+                         if norm.get("bright_outliers") else None)
+                lo[c], hi[c], clip[c] = channel_range(ch, low, high, peaks)
         normalizer = Normalizer(lo, hi, padding=padding, clip=clip)
         if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
             edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),

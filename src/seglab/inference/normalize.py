@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +188,21 @@ def outlier_robust_high(plane: np.ndarray, lo: float, hi: float) -> float:
     return float(min(hi, lo + OUTLIER_RATIO * (peak - lo)))
 
 
+def channel_range(values: np.ndarray, low: float, high: float,
+                  peak_plane: Callable[[float], np.ndarray] | None = None, eps: float = 1e-6,
+                  ) -> tuple[float, float, bool]:
+    """A channel's ``low``/``high`` percentiles of ``values``, in memory and out of core alike;
+    with ``peak_plane`` (the ``bright_outliers`` rule: the strided plane, its uncounted pixels at
+    the given low percentile) the high one lowered past bright debris
+    (:func:`outlier_robust_high`). Returns ``(lo, hi, clip)``: ``clip`` when it was lowered (the
+    normalised channel is then clipped at 1: the debris saturates)."""
+    lo, hi = np.percentile(values, [low, high])  # the sample's own precision, as the scaling has always used
+    if peak_plane is None or hi - lo < eps:
+        return lo, hi, False
+    robust = outlier_robust_high(peak_plane(lo), lo, hi)
+    return lo, robust, robust < hi
+
+
 def percentile_normalize(
     x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6, mend: bool = True,
     exclude: np.ndarray | None = None, outliers: bool = False,
@@ -214,17 +229,14 @@ def percentile_normalize(
         if sample.size > 1_000_000:  # percentiles of a strided sample are within noise of the full ones
             step = int(np.ceil(np.sqrt(sample.size / 1_000_000)))
             sample = (ch[::step, ::step][counted[::step, ::step]])
-        lo, hi = np.percentile(sample, [low, high])
-        lowered = False
-        if outliers and hi - lo >= eps:
-            robust = outlier_robust_high(_peak_plane(ch, counted, lo), lo, hi)
-            lowered, hi = robust < hi, robust
+        peaks = (lambda lo, ch=ch, counted=counted: _peak_plane(ch, counted, lo)) if outliers else None
+        lo, hi, clip = channel_range(sample, low, high, peaks, eps)
         if hi - lo < eps:
             out[c] = 0.0
         else:
             np.subtract(ch, lo, out=out[c])
             out[c] *= 1.0 / (hi - lo)
-            if lowered:  # the debris saturates at the new white point, as a camera (and training) shows it
+            if clip:  # the debris saturates at the new white point, as a camera (and training) shows it
                 np.minimum(out[c], 1.0, out=out[c])
         if not finite.all():
             out[c][~finite] = 0.0
