@@ -214,6 +214,10 @@ def test_the_package_readme_says_when_seglab_ignores_bright_debris():
     assert "lowers the high percentile when bright debris" in package_notes(grey, "maps", "CC0-1.0", 32)
     plain = ModelConfig(name="plain", family="stardist")
     assert "debris" not in package_notes(plain, "maps", "CC0-1.0", 32)
+    assert "too few" not in package_notes(grey, "maps", "CC0-1.0", 32)
+    sparse = ModelConfig(name="sparse", family="stardist", normalization={"low": 1.0, "high": 99.8, "sparse_objects": True})
+    text = package_notes(sparse, "maps", "CC0-1.0", 32)
+    assert "raises the high percentile when the objects are too few" in text and "debris" not in text
 
 
 def test_the_package_readme_says_when_seglab_smooths_noisy_planes():

@@ -363,3 +363,28 @@ def test_builtin_object_size_is_what_its_recipe_data_gives():
         cfg = get_model(name).config
         assert cfg.object_diameter == pytest.approx(d, abs=0.01), name
         assert cfg.training["object_diameter_range"] == pytest.approx(size_range, abs=0.01), name
+
+
+def test_auto_does_not_enlarge_a_sparse_field_into_specks():
+    """Three nuclei of DSB2018 ``train`` ``20b20ab0`` in a 1024^2 field of its background pixels
+    (dark, mostly 0 with sparse counts up to ~30): nothing is found in the factor-1 window, the size
+    model reads small objects, and the probe enlarging 2.7x turns the noise into 123 specks of ~5 px
+    at its scale; taken for objects they sent ``auto`` to enlarge 4x (tens of thousands of specks).
+    Objects below half the model's size at an enlarging probe's scale are not measured
+    (``MIN_PROBED_SHARE``), so the field is segmented as it is."""
+    from conftest import shared_dsb_or_skip
+    from seglab.datasets import load_split, read_manifest
+
+    root = shared_dsb_or_skip()
+    iid = next(r["id"] for r in read_manifest(root) if r["id"].startswith("20b20ab0"))
+    item = load_split(root, "train", ids=[iid])[0]
+    im, labels = item.image.astype(np.float32), item.labels  # 603 x 1272
+    near = ndi.binary_dilation(labels > 0, iterations=3)
+    field = np.random.default_rng(0).choice(im[~near], size=(1024, 1024)).astype(np.float32)
+    shown = ndi.binary_dilation(np.isin(labels, np.unique(labels[labels > 0])[:3]), iterations=3)[:, :1024]
+    field[:603][shown] = im[:, :1024][shown]  # those of them in the field's first 1024 columns
+    model = get_model("stardist-nuclei")
+    est = run_to_end(dm.estimate_image_iter(model, field, device="cpu"))
+    assert any(p["factor"] > 2 and p["objects"] > 50 for p in est.passes), est.passes  # the specks were seen ...
+    assert est.factor == 1.0, est.passes  # ... and not taken for objects
+    assert 1 <= segment(model, field, device="cpu").n_objects <= 6

@@ -388,3 +388,28 @@ def test_bright_debris_is_left_out_of_core_as_in_memory(tmp_path):
     assert ref.max() > 1.4 * without.max()  # the rule matters here: the dimmer nuclei are found only with it
     m = evaluate([(ref, np.asarray(res.labels))], thresholds=(0.9,))["thresholds"]["0.90"]
     assert m["fp"] == m["fn"] == 0
+
+
+def test_sparse_objects_set_the_white_point_out_of_core_as_in_memory(tmp_path):
+    """``sparse_objects`` (the grey built-ins): out of core the high percentile is raised to the few
+    nuclei's bright end from the same strided plane as in memory (1.2 M pixels: every 2nd row and
+    column), so the noise stays background alike; with the plain percentiles it becomes objects."""
+    import copy
+
+    from seglab.metrics import evaluate
+    from tests_helpers import nuclei_field
+
+    img = nuclei_field((1100, 1100), n=4, seed=3)
+    cfg = ModelConfig(name="t", family="unet", tile_context=24,
+                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "sparse_objects": True},
+                      thresholds={"prob_thresh": 0.001, "seed_thresh": 0.001, "min_area": 5})
+    model = UNetModel(cfg, network=threshold_net())  # foreground where the normalised plane passes ~0.15
+    plain = copy.deepcopy(model)
+    plain.config.normalization = {**cfg.normalization, "sparse_objects": False}
+    ref = segment(model, img, diameter=None, device="cpu", amp=False).labels
+    res = segment_lazy(model, _zarr(tmp_path, img), tmp_path / "out.zarr", block_size=512, diameter=None,
+                       device="cpu", amp=False)
+    without = segment(plain, img, diameter=None, device="cpu", amp=False).labels
+    assert 1 <= ref.max() <= 4 < without.max()  # the nuclei only with the rule; the noise's specks without
+    m = evaluate([(ref, np.asarray(res.labels))], thresholds=(0.9,))["thresholds"]["0.90"]
+    assert m["fp"] == m["fn"] == 0

@@ -247,3 +247,52 @@ def test_saturated_debris_far_brighter_than_the_nuclei():
     assert x.max() == 1.0 and np.median(x[nuclei]) > 0.15  # the nuclei visible, the debris saturated
     plain = model_input(dusty, 1, norm)[0]
     assert np.median(plain[nuclei]) < 0.05  # without the rule: the nuclei at a twentieth of the range
+
+
+def test_a_few_nuclei_in_a_large_field_set_the_white_point():
+    """``sparse=True``: three nuclei in a 1024 x 1024 field (on 0.03 % of it) leave the 99.8th
+    percentile in the background's noise, so the plain scaling stretches the noise over the whole
+    range and puts the nuclei at several times 1; with the rule the high percentile is raised to
+    ``SPARSE_SHARE`` of their bright end, the noise stays dark and the nuclei at about 1."""
+    from seglab.inference.normalize import SPARSE_SHARE, sparse_robust_high
+
+    sparse = nuclei_field((1024, 1024), n=3, seed=2)
+    cores = sparse > 100  # the nuclei's bright centres
+    assert cores.mean() < 0.0005
+    background = sparse < 20
+    plain = percentile_normalize(sparse[None])[0]
+    robust = percentile_normalize(sparse[None], sparse=True)[0]
+    assert np.std(plain[background]) > 0.15 and np.median(plain[cores]) > 5  # the problem
+    assert np.std(robust[background]) < 0.03 and 0.4 < np.median(robust[cores]) < 1.5
+    lo, hi = np.percentile(sparse, [1, 99.8])
+    top = np.percentile(sparse[sparse > 40], 99)  # the nuclei's bright end (what stands out)
+    assert sparse_robust_high(sparse, lo, hi) == pytest.approx(lo + SPARSE_SHARE * (top - lo), rel=0.1)
+
+
+@pytest.mark.parametrize("case", ["dense", "empty", "bright background", "hot pixels"])
+def test_sparse_rule_leaves_other_planes_alone(case):
+    """Nothing changes where the objects set the white point themselves (40 nuclei in 256 x 256),
+    where nothing stands out of the noise (an empty view: no white point to go by), on a bright
+    background (brightfield) or where only a few single hot pixels stand out."""
+    if case == "dense":
+        x = nuclei_field()
+    elif case == "empty":
+        x = nuclei_field((1024, 1024), n=0)
+    elif case == "bright background":
+        x = 1000.0 - nuclei_field((1024, 1024), n=3, seed=2)
+    else:
+        x = nuclei_field((1024, 1024), n=0)
+        x[np.random.default_rng(1).integers(0, 1024, (2, 6)).tolist()] = 4000.0
+    np.testing.assert_array_equal(percentile_normalize(x[None], sparse=True), percentile_normalize(x[None]))
+
+
+def test_model_input_raises_the_white_point_only_when_the_config_says_so():
+    from seglab.inference.normalize import model_input
+
+    sparse = nuclei_field((1024, 1024), n=3, seed=2)
+    norm = {"low": 1.0, "high": 99.8}
+    np.testing.assert_array_equal(model_input(sparse, 1, {**norm, "sparse_objects": False}), model_input(sparse, 1, norm))
+    with_rule = model_input(sparse, 1, {**norm, "sparse_objects": True, "bright_outliers": True})[0]
+    cores = sparse > 100
+    assert 0.4 < np.median(with_rule[cores]) < 1.5  # the debris rule does not undo it (no debris here)
+    assert np.median(model_input(sparse, 1, norm)[0][cores]) > 5

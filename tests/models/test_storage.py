@@ -84,6 +84,7 @@ _DROP = object()
     ({"normalization": {"kind": "percentile", "low": -5, "high": 99}}, "normalization['low'] must be a percentile"),
     ({"normalization": {"kind": "percentile", "fill_black": "yes"}}, "normalization['fill_black'] must be true, false or 'brightfield'"),
     ({"normalization": {"kind": "percentile", "bright_outliers": 1}}, "normalization['bright_outliers'] must be true or false"),
+    ({"normalization": {"kind": "percentile", "sparse_objects": "yes"}}, "normalization['sparse_objects'] must be true or false"),
     ({"object_diameter": 0}, "'object_diameter' must be a positive number or null"),
     ({"family": "cellpose"}, "unknown model family 'cellpose'"),
     ({"auto_rescale": [0.9, 1.5]}, "'auto_rescale' must be a JSON object, not a list"),

@@ -79,7 +79,7 @@ def test_colour_weight_blur_and_saturate_from_the_command_line_reach_the_recipe_
     assert training["augment"]["blur_prob"] == 0.3 and training["augment"]["blur_sigma"] == 2.5
     assert training["augment"]["saturate_prob"] == 0.2
     norm = load_model(out / "final").config.normalization
-    assert norm["fill_black"] == "brightfield" and norm["bright_outliers"] is True  # a grey recipe's model
+    assert norm["fill_black"] == "brightfield" and norm["bright_outliers"] is norm["sparse_objects"] is True  # a grey recipe's model
     # finishing the run again (no flag) records the weights and augmentation it trained with, not the recipe's
     assert main(["finish-unet-nuclei", *common, "--out", str(out)]) in (0, None)
     training = load_model(out / "final").config.training

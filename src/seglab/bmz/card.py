@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from seglab.inference.normalize import OUTLIER_RATIO, SPARSE_SHARE
 from seglab.models.config import ModelConfig
 
 #: data sets seglab knows: key -> (what, licence (SPDX), citation text, DOI)
@@ -167,12 +168,21 @@ def _padding_note(config: ModelConfig) -> str:
 
 
 def _outlier_note(config: ModelConfig) -> str:
-    """For models whose high percentile ignores bright debris (``normalization["bright_outliers"]``)."""
-    if not config.normalization.get("bright_outliers"):
+    """For models whose high percentile ignores bright debris (``normalization["bright_outliers"]``)
+    or the noise of a field with few objects (``normalization["sparse_objects"]``)."""
+    notes = []
+    if config.normalization.get("sparse_objects"):
+        notes.append("On a dark background seglab raises the high percentile when the objects are too few "
+                     f"to set it (on less than ~0.2 % of the image): to {SPARSE_SHARE:g}x the bright end of "
+                     "what stands out of the background, above the low one "
+                     "(`seglab.inference.normalize.sparse_robust_high`).")
+    if config.normalization.get("bright_outliers"):
+        notes.append("On a dark background seglab lowers the high percentile when bright debris (dust, dead "
+                     f"cells) sets it: to {OUTLIER_RATIO:g}x the typical object's peak above the low one "
+                     "(`seglab.inference.normalize.outlier_robust_high`).")
+    if not notes:
         return ""
-    return ("\n  On a dark background seglab lowers the high percentile when bright debris (dust, dead "
-            "cells) sets it: to 3.5x the typical object's peak above the low one "
-            "(`seglab.inference.normalize.outlier_robust_high`); the package's plain percentiles do not.")
+    return "\n  " + " ".join(notes) + " The package's plain percentiles do not."
 
 
 def _smoothing_note(config: ModelConfig) -> str:

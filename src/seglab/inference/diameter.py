@@ -240,6 +240,12 @@ MAX_PASSES = 6
 SPLIT_RATIO = 1.4
 #: fewest objects (not touching the probe's border) a measurement needs
 MIN_OBJECTS = 3
+#: objects found on an enlarged probe that are, at its scale, below this share of the model's size
+#: are specks of the enlarged noise, not objects: a probe enlarges to bring objects to the model's
+#: size, and the model finds objects of about its own size. (A sparse field, three nuclei in a
+#: 1024^2 field of camera noise: the probe at 2.3x found 50 "objects" of 6 px there, the next at
+#: 5.9x 190 of 7 px, and ``auto`` enlarged 4x, giving 56,000 specks; ``benchmarks/bench_sparse.py``)
+MIN_PROBED_SHARE = 0.5
 #: objects at factor 1 at least this fraction of the model's size are checked for fragments at half scale
 CHECK_BELOW = 0.75
 #: at half scale, objects this much larger (original pixels) than at factor 1 may mean fragments ...
@@ -505,6 +511,8 @@ def estimate_diameter_iter(
                 tap = EncoderTap(model, *window)
             pred = yield from _as_estimate(_window_prediction(model, win, th, f, reusable, tap=tap, **run), len(passes))
             size, n = measure(pred.labels)  # on the original grid, so in original pixels
+            if size is not None and f > 1.0 and size * f < MIN_PROBED_SHARE * target:
+                size = None  # specks of the enlarged noise (MIN_PROBED_SHARE)
             found.append(_Probe(rows, cols, pred.labels, size, n, pred if is_whole else None,
                                 None if tap is None else tap.features))
             if is_whole:

@@ -275,9 +275,10 @@ class _Input:
         for c in range(plane.shape[0]):
             ch = plane[c][counted[c]]
             if ch.size:
-                peaks = ((lambda lo_c, c=c: np.where(counted[c], plane[c], lo_c))
-                         if norm.get("bright_outliers") else None)
-                lo[c], hi[c], clip[c] = channel_range(ch, low, high, peaks)
+                outliers, sparse = bool(norm.get("bright_outliers")), bool(norm.get("sparse_objects"))
+                plane_at = ((lambda lo_c, c=c: np.where(counted[c], plane[c], lo_c))
+                            if outliers or sparse else None)
+                lo[c], hi[c], clip[c] = channel_range(ch, low, high, plane_at, outliers=outliers, sparse=sparse)
         normalizer = Normalizer(lo, hi, padding=padding, clip=clip)
         if min(h, w) >= MIN_MENDED_SIDE:  # the in-memory path's test, on the same lines
             edge = {"top": normalizer(self.channels_of(self.src.read(index, slice(0, n), slice(0, w)))),

@@ -150,18 +150,25 @@ OUTLIER_SIGMA = 1.5
 OUTLIER_FLOOR = 0.05
 
 
-def typical_peak(plane: np.ndarray, lo: float, hi: float) -> float | None:
+def smoothed(plane: np.ndarray) -> np.ndarray:
+    """The plane smoothed by :data:`OUTLIER_SIGMA` (what both white-point rules read)."""
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(plane.astype(np.float32, copy=False), OUTLIER_SIGMA)
+
+
+def typical_peak(plane: np.ndarray, lo: float, hi: float, g: np.ndarray | None = None) -> float | None:
     """The median height of the local maxima (a plateau once) that stand out of a dark background
     in a ``(H, W)`` plane: a typical object's brightness, counted per object rather than per pixel
     (so a few large bright things do not outweigh many nuclei); None when there is no dark
-    background or fewer than 5 such peaks."""
+    background or fewer than 5 such peaks. ``g``: the plane :func:`smoothed`, when already made."""
     from scipy import ndimage as ndi
 
     every = (slice(None, None, 3), slice(None, None, 3))  # medians of a ninth of the pixels: as good, faster
     med = float(np.median(plane[every]))
     if hi - lo <= 0 or (med - lo) / (hi - lo) > OUTLIER_DARK:
         return None
-    g = ndi.gaussian_filter(plane.astype(np.float32, copy=False), OUTLIER_SIGMA)
+    g = smoothed(plane) if g is None else g
     gs = g[every]
     gm = float(np.median(gs))
     # the share of the range a peak must pass is taken without the pixels at the plane's maximum:
@@ -179,33 +186,71 @@ def typical_peak(plane: np.ndarray, lo: float, hi: float) -> float | None:
     return float(np.median(g[peaks][first]))
 
 
-def outlier_robust_high(plane: np.ndarray, lo: float, hi: float) -> float:
+def outlier_robust_high(plane: np.ndarray, lo: float, hi: float, g: np.ndarray | None = None) -> float:
     """``hi``, or lower when bright outliers set it: ``lo + OUTLIER_RATIO x (typical peak - lo)``
     (the normalised plane is then clipped at 1: the debris saturates)."""
-    peak = typical_peak(plane, lo, hi)
+    peak = typical_peak(plane, lo, hi, g)
     if peak is None or peak <= lo:
         return hi
     return float(min(hi, lo + OUTLIER_RATIO * (peak - lo)))
 
 
+#: ``normalization["sparse_objects"]``: pixels of the :func:`smoothed` plane this many robust
+#: sigmas above its median stand out of the background (objects) ...
+SPARSE_SIGMAS = 8.0
+#: ... and when the high percentile lies below this share of their bright end (their 99th
+#: percentile, above the low one), it is raised to it: objects on less than ~0.2 % of the image
+#: leave the 99.8th percentile in the background's noise
+SPARSE_SHARE = 0.6
+#: ... provided they are at least this many pixels of the sample (not a few hot pixels) ...
+SPARSE_MIN_PIXELS = 20
+#: ... on a dark background: the smoothed plane's median at most this share of their bright end
+SPARSE_DARK = 0.25
+
+
+def sparse_robust_high(plane: np.ndarray, lo: float, hi: float, g: np.ndarray | None = None) -> float:
+    """``hi``, or higher when the objects are too few to set it: ``lo + SPARSE_SHARE x`` (the
+    bright end of the pixels that stand out of the background ``- lo``)."""
+    g = smoothed(plane) if g is None else g
+    every = (slice(None, None, 3), slice(None, None, 3))
+    gs = g[every]
+    gm = float(np.median(gs))
+    spread = 1.4826 * float(np.median(np.abs(gs - gm)))
+    objects = g > gm + SPARSE_SIGMAS * spread
+    if spread <= 0 or int(objects.sum()) < SPARSE_MIN_PIXELS:
+        return hi
+    top = float(np.percentile(plane[objects], 99))
+    if top <= lo or gm - lo > SPARSE_DARK * (top - lo):
+        return hi
+    return float(max(hi, lo + SPARSE_SHARE * (top - lo)))
+
+
 def channel_range(values: np.ndarray, low: float, high: float,
-                  peak_plane: Callable[[float], np.ndarray] | None = None, eps: float = 1e-6,
-                  ) -> tuple[float, float, bool]:
+                  plane_at: Callable[[float], np.ndarray] | None = None, eps: float = 1e-6,
+                  outliers: bool = True, sparse: bool = False) -> tuple[float, float, bool]:
     """A channel's ``low``/``high`` percentiles of ``values``, in memory and out of core alike;
-    with ``peak_plane`` (the ``bright_outliers`` rule: the strided plane, its uncounted pixels at
-    the given low percentile) the high one lowered past bright debris
-    (:func:`outlier_robust_high`). Returns ``(lo, hi, clip)``: ``clip`` when it was lowered (the
-    normalised channel is then clipped at 1: the debris saturates)."""
+    with ``plane_at`` (the strided plane, its uncounted pixels at the given low percentile) the
+    high one raised when the objects are too few to set it (``sparse``: the ``sparse_objects``
+    rule, :func:`sparse_robust_high`) and lowered past bright debris (``outliers``: the
+    ``bright_outliers`` rule, :func:`outlier_robust_high`). Returns ``(lo, hi, clip)``: ``clip``
+    when it was lowered (the normalised channel is then clipped at 1: the debris saturates)."""
     lo, hi = np.percentile(values, [low, high])  # the sample's own precision, as the scaling has always used
-    if peak_plane is None or hi - lo < eps:
+    if plane_at is None or not (outliers or sparse) or hi - lo < eps:
         return lo, hi, False
-    robust = outlier_robust_high(peak_plane(lo), lo, hi)
+    plane = plane_at(lo)
+    g = smoothed(plane)
+    if sparse:
+        raised = sparse_robust_high(plane, lo, hi, g)
+        hi = raised if raised > hi else hi
+    if not outliers:
+        return lo, hi, False
+    robust = outlier_robust_high(plane, lo, hi, g)
     return lo, robust, robust < hi
 
 
 def percentile_normalize(
     x: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6, mend: bool = True,
-    exclude: np.ndarray | None = None, outliers: bool = False,
+    exclude: np.ndarray | None = None, outliers: bool = False, sparse: bool = False,
 ) -> np.ndarray:
     """Scale each channel of ``(C, H, W)`` so its ``low``/``high`` percentiles map to 0/1.
 
@@ -229,8 +274,8 @@ def percentile_normalize(
         if sample.size > 1_000_000:  # percentiles of a strided sample are within noise of the full ones
             step = int(np.ceil(np.sqrt(sample.size / 1_000_000)))
             sample = (ch[::step, ::step][counted[::step, ::step]])
-        peaks = (lambda lo, ch=ch, counted=counted: _peak_plane(ch, counted, lo)) if outliers else None
-        lo, hi, clip = channel_range(sample, low, high, peaks, eps)
+        plane_at = (lambda lo, ch=ch, counted=counted: _peak_plane(ch, counted, lo)) if outliers or sparse else None
+        lo, hi, clip = channel_range(sample, low, high, plane_at, eps, outliers, sparse)
         if hi - lo < eps:
             out[c] = 0.0
         else:
@@ -365,4 +410,5 @@ def model_input(
         exclude = padding.mask(x)
         x = padding.fill(x, exclude)
     return percentile_normalize(x, float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8)),
-                                exclude=exclude, outliers=bool(normalization.get("bright_outliers", False)))
+                                exclude=exclude, outliers=bool(normalization.get("bright_outliers", False)),
+                                sparse=bool(normalization.get("sparse_objects", False)))

@@ -119,9 +119,10 @@ def check_fields(values: dict[str, Any]) -> None:
         if "fill_black" in norm and not (isinstance(norm["fill_black"], bool) or norm["fill_black"] == "brightfield"):
             raise SeglabError(f"model config normalization['fill_black'] must be true, false or 'brightfield', "
                               f"not {_kind(norm['fill_black'])}")
-        if "bright_outliers" in norm and not isinstance(norm["bright_outliers"], bool):
-            raise SeglabError(f"model config normalization['bright_outliers'] must be true or false, "
-                              f"not {_kind(norm['bright_outliers'])}")
+        for flag in ("bright_outliers", "sparse_objects"):
+            if flag in norm and not isinstance(norm[flag], bool):
+                raise SeglabError(f"model config normalization[{flag!r}] must be true or false, "
+                                  f"not {_kind(norm[flag])}")
     for k, v in values.get("architecture", {}).items():
         if not _json_plain(v):
             raise SeglabError(f"model config architecture[{k!r}] must be a number, string or list of them, "

@@ -301,9 +301,11 @@ def grey_normalization(model: SegmentationModel) -> None:
     """A grey recipe's model fills black padding beside a bright background (brightfield: a
     scanner's out-of-scan area, a rotated image's corners; in fluorescence black is the background
     and stays: :func:`seglab.inference.normalize.padding_of`), and on a dark background keeps bright
-    debris from setting its high percentile (:func:`~seglab.inference.normalize.outlier_robust_high`),
-    unless its config says otherwise."""
-    model.config.normalization = {"fill_black": "brightfield", "bright_outliers": True, **model.config.normalization}
+    debris from setting its high percentile (:func:`~seglab.inference.normalize.outlier_robust_high`)
+    and the noise of a field with few objects from setting it
+    (:func:`~seglab.inference.normalize.sparse_robust_high`), unless its config says otherwise."""
+    model.config.normalization = {"fill_black": "brightfield", "bright_outliers": True, "sparse_objects": True,
+                                  **model.config.normalization}
 
 
 def with_augment(recipe: dict, blur: Sequence[float] | None = None, saturate: float | None = None) -> dict:
