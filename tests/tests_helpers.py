@@ -129,3 +129,10 @@ def nuclei_field(shape=(256, 256), n=40, seed=0, debris=0):
     for cy, cx in zip(rng.integers(0, shape[0], debris), rng.integers(0, shape[1], debris)):
         img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 49] = 1000.0
     return img.astype(np.float32)
+
+
+def textured(shape, seed=0) -> np.ndarray:
+    """Random float32 pixels with structure (white noise smoothed by a 1 px Gaussian): an image
+    whose content does not matter, which the engine does not take for an empty view (white noise
+    is blank: ``seglab.inference.denoise.is_blank``)."""
+    return ndi.gaussian_filter(np.random.default_rng(seed).random(shape), 1.0).astype(np.float32)

@@ -208,3 +208,93 @@ def test_auto_leaves_planes_without_a_dark_background_alone():
         assert noise_level(x) > 0.1
         assert choose_smoothing(STEPS, x, "auto").sigma == 0
         assert choose_smoothing(STEPS, x, True).sigma > 0
+
+
+def test_the_structure_meter_fed_in_bands_equals_the_whole_plane():
+    """Out of core the plane's structure is measured band by band as it is read: any bands give the
+    in-memory figure exactly (the same tiles, the same arithmetic); NaN counts as 0."""
+    from seglab.inference.denoise import StructureMeter
+
+    rng = np.random.default_rng(1)
+    plane = rng.normal(100, 3, (700, 530)).astype(np.float32)
+    plane[300:310, 200:212] += 40  # one object
+    plane[5, 5] = np.nan
+    whole = structure_ratio(plane)
+    assert whole > 1.5
+    for bands in ([700], [1] * 3 + [697], [100, 250, 350], [129, 1, 570]):
+        meter = StructureMeter(*plane.shape)
+        r0 = 0
+        for n in bands:
+            meter.add(plane[r0 : r0 + n])
+            r0 += n
+        assert meter.ratio == whole
+
+
+@pytest.mark.parametrize("name", ["unet-nuclei", "maskrcnn-nuclei"])
+def test_an_empty_view_gives_no_objects(name, monkeypatch):
+    """A field of camera noise (Poisson counts over an offset) has nothing to segment; the models
+    found specks in it (unet-nuclei 38, maskrcnn-nuclei 21 here without the rule). The plane is
+    blank (its structure ratio below MIN_STRUCTURE), skips the network, and the user is told."""
+    import seglab.inference.denoise as dn
+    from seglab.models.registry import get_model
+
+    noise = (np.random.default_rng(0).poisson(3, (1024, 1024)) + 100).astype(np.uint16)
+    model = get_model(name)
+    res = segment(model, noise)
+    assert res.n_objects == 0 and res.labels.max() == 0 and res.smoothing[0].blank
+    assert "white noise or blank" in describe_planes(res.smoothing)
+    assert set(res.table) >= {"label", "score", "area"} and len(res.table["label"]) == 0
+    monkeypatch.setattr(dn, "is_blank", lambda ratio: False)
+    assert segment(model, noise).n_objects > 5  # the specks the rule saves the user
+
+
+def test_a_stack_with_an_empty_plane_keeps_the_other_planes_and_the_family_columns():
+    """Mask R-CNN's table has box columns: a blank plane's (empty) table has them too, so a stack
+    whose first plane is an empty view joins its planes' tables; the other plane is segmented as
+    alone; outlines come from it alone."""
+    from seglab.models.registry import get_model
+    from seglab.outlines import collect_outlines
+    from tests_helpers import nuclei_field
+
+    nuclei = nuclei_field((256, 256), n=12, seed=5)
+    empty = np.random.default_rng(2).normal(10, 2, (256, 256)).astype(np.float32)
+    model = get_model("maskrcnn-nuclei")
+    alone = segment(model, nuclei, diameter=None)
+    stack = segment(model, np.stack([empty, nuclei]), diameter=None)
+    assert [s.blank for s in stack.smoothing] == [True, False]
+    assert alone.n_objects >= 8 and stack.n_objects == alone.n_objects
+    np.testing.assert_array_equal(stack.labels[0], 0)
+    np.testing.assert_array_equal(stack.labels[1], alone.labels)
+    assert set(stack.table) == set(alone.table) | {"plane"} and "bbox_y0" in stack.table
+    assert set(stack.table["plane"].tolist()) == {1}
+    outlines = collect_outlines(stack)
+    assert outlines.shape_type == "rectangle" and set(outlines.plane.tolist()) == {1}
+    assert describe_planes(stack.smoothing).startswith("1 of 2 planes white noise or blank")
+
+
+def test_an_empty_view_out_of_core_is_blank_as_in_memory(tmp_path):
+    """Out of core the blank test reads the plane at full resolution band by band (a strided
+    sample would turn small objects into noise): a stack of an empty view and a field of 3x3 px
+    objects (in a 2100 px plane, sampled every 3rd pixel for the percentiles) gives the in-memory
+    labels and the same blank flags."""
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    empty = rng.normal(10, 2, (2100, 2100)).astype(np.float32)
+    dots = rng.normal(10, 2, (2100, 2100)).astype(np.float32)
+    yy, xx = np.mgrid[-2:3, -2:3]
+    disc = (yy ** 2 + xx ** 2 <= 2) * 80.0
+    for cy in range(20, 2080, 40):
+        for cx in range(20, 2080, 40):
+            dots[cy - 2 : cy + 3, cx - 2 : cx + 3] += disc
+    assert structure_ratio(dots[::3, ::3]) < MIN_STRUCTURE < structure_ratio(dots)  # why full resolution
+    stack = np.stack([empty, dots])
+    cfg = ModelConfig(name="t", family="unet", tile_context=24, normalization={"kind": "percentile"},
+                      thresholds={"prob_thresh": 0.001, "seed_thresh": 0.001, "min_area": 5})
+    model = UNetModel(cfg, network=threshold_net())
+    mem = segment(model, stack, diameter=None, device="cpu", amp=False)
+    lazy = segment_lazy(model, da.from_array(stack, chunks=(1, 700, 2100)), tmp_path / "out.zarr", block_size=1024,
+                        diameter=None, device="cpu", amp=False)
+    assert [s.blank for s in mem.smoothing] == [s.blank for s in lazy.smoothing] == [True, False]
+    assert mem.n_objects == lazy.n_objects == 52 * 52
+    np.testing.assert_array_equal(np.asarray(lazy.labels) > 0, mem.labels > 0)

@@ -94,8 +94,9 @@ class BatchLimitedNet(nn.Module):
 def test_engine_retries_a_plane_after_out_of_memory():
     cfg = ModelConfig(name="t", family="unet", tile_context=8,
                       thresholds={"prob_thresh": 0.5, "seed_thresh": 0.5, "min_area": 5})
-    rng = np.random.default_rng(0)
-    img = rng.random((2, 100, 90)).astype(np.float32)  # a stack: the second plane starts at batch 1
+    from tests_helpers import textured
+
+    img = textured((2, 100, 90))  # a stack: the second plane starts at batch 1
     net = BatchLimitedNet()
     BATCHES.clear()
     with pytest.warns(SeglabWarning, match="ran out of memory; trying again with batch size 2"):

@@ -238,8 +238,9 @@ def test_the_network_sees_the_image_with_its_family_border_not_the_whole_context
     net.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
     model = _model(net, context=48)
     assert model.image_border == SegmentationModel.image_border == 16
-    segment(model, np.random.default_rng(0).random((100, 130)).astype(np.float32), amp=False, device="cpu",
-            diameter=None)
+    from tests_helpers import textured
+
+    segment(model, textured((100, 130)), amp=False, device="cpu", diameter=None)
     assert seen == [(136, 168)]  # 100 + 2 x 16 -> 136 (a multiple of 8), 130 + 32 -> 168
 
 

@@ -22,6 +22,13 @@ measured on the recipes' tune set (``benchmarks/bench_low_light.py``); a model w
 never smoothed unless asked. The rules were measured on fluorescence, so ``"auto"`` smooths only
 planes with a dark background (:data:`MIN_DARK_SHARE`): a field of pure noise (an empty view)
 smoothed would show blobs to segment and to measure.
+
+**Blank planes** (:func:`is_blank`): a plane that is white noise or constant (an empty view: its
+:func:`structure_ratio` below :data:`MIN_STRUCTURE`, read on its channels before normalisation at
+full resolution) has no objects: the engine skips the network for it
+(:meth:`~seglab.models.base.SegmentationModel.blank_prediction`) and tells the user
+(:data:`BLANK_NOTE`). Empty fields of camera noise passed the dark-background test above, were
+smoothed, and gave `unet-nuclei` 7 specks each (docs/benchmarks.md, "Empty views").
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ NOISE_SIDE = 512
 #: below this :func:`structure_ratio` a plane is white noise, with nothing to measure a size on
 #: (measured values: :func:`structure_ratio`'s test and docs/benchmarks.md, "Low light")
 MIN_STRUCTURE = 1.2
+#: what the user is told about a blank plane (:func:`is_blank`)
+BLANK_NOTE = "white noise or blank (an empty view): no objects"
 #: side of the tiles :func:`structure_ratio` reads
 STRUCTURE_TILE = 128
 #: ``scipy.ndimage.gaussian_filter``'s kernel radius is ``int(TRUNCATE * sigma + 0.5)``
@@ -80,7 +89,7 @@ def parse_denoise(value: Any) -> str | bool:
 def noise_level(x: np.ndarray) -> float:
     """The noise of a normalised ``(C, H, W)`` (or ``(H, W)``) plane, its channels averaged (see
     the module docstring); NaN when it has too few object pixels to tell."""
-    plane = _grey(x)
+    plane = grey(x)
     h, w = plane.shape[0] // 2 * 2, plane.shape[1] // 2 * 2
     if min(h, w) < 4:
         return float("nan")
@@ -101,21 +110,54 @@ def structure_ratio(x: np.ndarray, tile: int = STRUCTURE_TILE) -> float:
     variance), structure of two pixels or more up to 4, a constant plane 0. Tiles, because a
     few objects in a large field of noise are a small share of the whole plane's variance (three
     10 px nuclei in a 1024 px field: 1.09 over the plane, 2.3 over their tile)."""
-    plane = _grey(x)
-    h, w = plane.shape
-    th, tw = min(tile, h // 2 * 2), min(tile, w // 2 * 2)
-    if min(th, tw) < 2:
-        return 0.0
-    ny, nx = h // th, w // tw
-    best = 0.0
-    for r in range(ny):  # a row of tiles at a time (7 ms for a 2048 px plane; never a copy of the whole)
-        row = plane[r * th:(r + 1) * th, : nx * tw].reshape(th, nx, tw)
+    plane = grey(x)
+    meter = StructureMeter(*plane.shape, tile=tile)
+    meter.add(plane)
+    return meter.ratio
+
+
+class StructureMeter:
+    """:func:`structure_ratio` of an ``(H, W)`` plane fed as consecutive bands of rows (out of core)
+    or whole (in memory): the same tiles and the same arithmetic either way. Non-finite pixels
+    count as 0."""
+
+    def __init__(self, height: int, width: int, tile: int = STRUCTURE_TILE):
+        self.th, self.tw = min(tile, height // 2 * 2), min(tile, width // 2 * 2)
+        ok = min(self.th, self.tw) >= 2
+        self.ny, self.nx = (height // self.th, width // self.tw) if ok else (0, 0)
+        self.done = 0  # rows of tiles measured
+        self.pending: list[np.ndarray] = []  # rows read but not yet a whole row of tiles
+        self.ratio = 0.0
+
+    def add(self, rows: np.ndarray) -> None:
+        """The plane's next ``(h, W)`` rows (grey: channels averaged)."""
+        if self.done >= self.ny or not rows.shape[0]:
+            return
+        self.pending.append(rows[:, : self.nx * self.tw])
+        have = sum(r.shape[0] for r in self.pending)
+        if have < self.th:
+            return
+        band = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending = []
+        r0 = 0
+        while r0 + self.th <= band.shape[0] and self.done < self.ny:
+            self._measure(band[r0 : r0 + self.th])
+            r0 += self.th
+        if r0 < band.shape[0] and self.done < self.ny:
+            self.pending.append(band[r0:])
+
+    def _measure(self, rows: np.ndarray) -> None:
+        """One row of tiles (7 ms for the 16 of a 2048 px plane; never a copy of the whole plane)."""
+        row = rows.astype(np.float32, copy=False)
+        if not np.isfinite(row).all():
+            row = np.nan_to_num(row, nan=0.0, posinf=0.0, neginf=0.0)
+        row = row.reshape(self.th, self.nx, self.tw)
         d = row - row.mean(axis=(0, 2), keepdims=True)  # about each tile's mean, which its blocks share
         var = (d * d).mean(axis=(0, 2))
         blocks = (d[0::2, :, 0::2] + d[1::2, :, 0::2] + d[0::2, :, 1::2] + d[1::2, :, 1::2]) * 0.25
         ratio = np.divide(4.0 * (blocks * blocks).mean(axis=(0, 2)), var, out=np.zeros_like(var), where=var > 0)
-        best = max(best, float(ratio.max()))
-    return best
+        self.ratio = max(self.ratio, float(ratio.max()))
+        self.done += 1
 
 
 def noise_window(height: int, width: int) -> tuple[slice, slice]:
@@ -128,11 +170,11 @@ def noise_window(height: int, width: int) -> tuple[slice, slice]:
 def dark_share(x: np.ndarray) -> float:
     """The share of a normalised ``(C, H, W)`` (or ``(H, W)``) plane's pixels below ``DARK_LEVEL``
     (channels averaged)."""
-    plane = _grey(x)
+    plane = grey(x)
     return float((plane < DARK_LEVEL).mean()) if plane.size else 0.0
 
 
-def _grey(x: np.ndarray) -> np.ndarray:
+def grey(x: np.ndarray) -> np.ndarray:
     """A normalised ``(C, H, W)`` plane's channels averaged (an ``(H, W)`` plane as it is), float32."""
     plane = np.asarray(x, dtype=np.float32)
     return plane.mean(axis=0) if plane.ndim == 3 else plane
@@ -152,10 +194,12 @@ def rule_sigma(level: float, steps: Sequence[Sequence[float]]) -> float:
 @dataclass(frozen=True)
 class Smoothing:
     """What a plane gets before the model: a Gaussian of ``sigma`` pixels (0: none), chosen at its
-    measured noise ``level`` (None: not measured)."""
+    measured noise ``level`` (None: not measured); ``blank``: nothing, since it is white noise or
+    constant (:func:`is_blank`), and has no objects."""
 
     sigma: float = 0.0
     level: float | None = None
+    blank: bool = False
 
     @property
     def halo(self) -> int:
@@ -170,6 +214,8 @@ class Smoothing:
 
     def describe(self) -> str:
         """A line for the user: what was done and why (empty when nothing was done)."""
+        if self.blank:
+            return BLANK_NOTE
         if self.level is None or not math.isfinite(self.level):
             return f"smoothed, sigma {self.sigma:g} px (as asked)" if self.sigma > 0 else ""
         if self.sigma > 0:
@@ -204,11 +250,25 @@ def choose_smoothing(steps: Sequence[Sequence[float]], window: np.ndarray, mode:
 def prepared_plane(config: Any, plane: np.ndarray, mode: str | bool, channel_axis: int | None = None,
                    channels: Sequence[int] | None = None, rgb: bool | None = None) -> tuple[np.ndarray, Smoothing]:
     """What a model sees of an image plane in inference (its normalised channels, smoothed where
-    noisy: :func:`smoothed`) and the smoothing it got."""
-    from seglab.inference.normalize import model_input
+    noisy: :func:`smoothed`) and the smoothing it got (``blank`` for white noise or a constant
+    plane: :func:`is_blank`, then not smoothed)."""
+    from seglab.inference.normalize import normalized_channels, select_channels
 
-    x = model_input(plane, config.input_channels, config.normalization, channel_axis, channels, rgb)
+    raw = select_channels(plane, config.input_channels, channel_axis, channels, rgb)
+    blank = is_blank(structure_ratio(raw))
+    x = normalized_channels(raw, config.normalization)
+    if blank:  # white noise or constant: no objects, nothing to smooth
+        return x, Smoothing(blank=True)
     return smoothed(x, steps_of(config), mode)
+
+
+def is_blank(ratio: float) -> bool:
+    """Whether a plane whose :func:`structure_ratio` (of its channels as the model takes them,
+    before normalisation, at full resolution: :class:`StructureMeter` out of core) is ``ratio`` is
+    white noise or constant: an empty view, nothing to segment (below :data:`MIN_STRUCTURE`; empty
+    fields of DSB2018 `val` background: 1.03-1.08, three nuclei among them: 2.0 and up;
+    docs/benchmarks.md, "Empty views")."""
+    return ratio < MIN_STRUCTURE
 
 
 def smoothed(x: np.ndarray, steps: Sequence[Sequence[float]], mode: str | bool = AUTO) -> tuple[np.ndarray, Smoothing]:
@@ -219,13 +279,18 @@ def smoothed(x: np.ndarray, steps: Sequence[Sequence[float]], mode: str | bool =
 
 
 def describe_planes(smoothings: Sequence[Smoothing]) -> str:
-    """A line for the user about a run's planes (empty when none was smoothed)."""
-    done = [s for s in smoothings if s.sigma > 0]
-    if not done:
-        return ""
+    """A line for the user about a run's planes (empty when none was smoothed or blank)."""
     if len(smoothings) == 1:
-        return done[0].describe()
-    levels = [s.level for s in done if s.level is not None]
-    sigmas = sorted({s.sigma for s in done})
-    noise = f" (up to {max(levels):.2f})" if levels else ""
-    return f"{len(done)} of {len(smoothings)} planes noisy{noise}: smoothed, sigma {'/'.join(f'{v:g}' for v in sigmas)} px"
+        return smoothings[0].describe()
+    lines = []
+    blank = sum(s.blank for s in smoothings)
+    if blank:
+        lines.append(f"{blank} of {len(smoothings)} planes {BLANK_NOTE}")
+    done = [s for s in smoothings if s.sigma > 0]
+    if done:
+        levels = [s.level for s in done if s.level is not None]
+        sigmas = sorted({s.sigma for s in done})
+        noise = f" (up to {max(levels):.2f})" if levels else ""
+        lines.append(f"{len(done)} of {len(smoothings)} planes noisy{noise}: smoothed, "
+                     f"sigma {'/'.join(f'{v:g}' for v in sigmas)} px")
+    return "; ".join(lines)

@@ -428,8 +428,13 @@ def segment_iter(
     for p, idx in enumerate(indices):
         pred: Prediction | None = size.reusable.pop(p, None)
         if pred is None:  # (a plane the estimate's own pass segmented needs no input)
-            pred = yield from retry_on_oom(functools.partial(
-                scaled_plane_iter, model, plane_input(p), th, size.factor, p, n_planes), model, run)
+            x = plane_input(p)
+            if smoothing[p].blank:  # white noise or constant: an empty view, no objects
+                pred = model.blank_prediction(x.shape[-2:], th)
+            else:
+                pred = yield from retry_on_oom(functools.partial(
+                    scaled_plane_iter, model, x, th, size.factor, p, n_planes), model, run)
+            del x
         first.clear()
         lab = pred.labels
         top = int(lab.max()) if lab.size else 0

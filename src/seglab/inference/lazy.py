@@ -50,7 +50,8 @@ import numpy as np
 from seglab.errors import SeglabError
 from seglab.inference.appearance import centre_slices, colour_check_needed, warn_if_colour_unsuited
 from seglab.inference.denoise import (
-    AUTO as DENOISE_AUTO, Smoothing, choose_smoothing, noise_window, parse_denoise, steps_of,
+    AUTO as DENOISE_AUTO, STRUCTURE_TILE, Smoothing, StructureMeter, choose_smoothing, grey, is_blank, noise_window,
+    parse_denoise, steps_of,
 )
 from seglab.inference.diameter import (
     AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
@@ -256,9 +257,12 @@ class _Input:
         n = MAX_EDGE_LINES + 2  # lines at each edge that say whether it has artifact lines
         left, right = [], []
         n_bands = -(-h // band)
+        structure = StructureMeter(h, w)  # whether the plane is blank: at full resolution, as in memory
         for i, r0 in enumerate(range(0, h, band)):
             rows = self.src.read(index, slice(r0, min(h, r0 + band)), slice(0, w))
             samples.append(self.channels_of(rows[::step, ::step]))
+            for t in range(0, rows.shape[0], STRUCTURE_TILE):  # (a tile row of float channels at a time)
+                structure.add(grey(self.channels_of(rows[t : t + STRUCTURE_TILE])))
             left.append(self.channels_of(rows[:, :n]))
             right.append(self.channels_of(rows[:, max(w - n, 0):]))
             yield NormalizeEvent("normalize", i + 1, n_bands, p, n_planes)
@@ -288,9 +292,11 @@ class _Input:
                 depths = {side: edge_depth(edge_lines(edge[side][c], side)) for side in SIDES}
                 normalizer.edges.append({side: k for side, k in depths.items() if k})
         self.norms[index] = normalizer
-        # the in-memory path's choice, on the same central window of the normalised plane
-        self.smoothing[index] = choose_smoothing(steps_of(self.model.config),
-                                                 self.normalized(index, *noise_window(h, w)), self.denoise)
+        if is_blank(structure.ratio):  # white noise or constant: no objects (as in memory)
+            self.smoothing[index] = Smoothing(blank=True)
+        else:  # the in-memory path's choice, on the same central window of the normalised plane
+            self.smoothing[index] = choose_smoothing(steps_of(self.model.config),
+                                                     self.normalized(index, *noise_window(h, w)), self.denoise)
         return normalizer
 
     def normalized(self, index: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
@@ -485,9 +491,13 @@ def segment_lazy_iter(
         wins = []
         for i in sample_planes(n_planes):
             yield from inp.normalizer_iter(indices[i], i, n_planes)
-            wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
-        size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
-        size.reusable = {}
+            if not inp.smoothing[indices[i]].blank:  # (no size to read on an empty view)
+                wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
+        if wins:
+            size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
+            size.reusable = {}
+        else:  # every plane looked at is blank: nothing to rescale for
+            size = DiameterEstimate(None, 1.0)
     factor = size.factor
     m = int(margin) if margin is not None else block_margin(model, factor)
     mc = context_margin(model, factor) if block_fn is None else 0
@@ -516,6 +526,9 @@ def segment_lazy_iter(
         try:
             for p, index in enumerate(indices):
                 yield from inp.normalizer_iter(index, p, n_planes)
+                if inp.smoothing[index].blank:  # white noise or constant: no objects; the store's zeros stay
+                    yield ProgressEvent("block", n_blocks * 1000, n_blocks * 1000, p, n_planes)
+                    continue
                 cores = list(itertools.product(rows, cols))
                 # the part segmented (core + margin) and the window read (that + the tile context)
                 parts = [((max(0, y0 - m), min(h, y1 + m)), (max(0, x0 - m), min(w, x1 + m)))

@@ -403,7 +403,12 @@ def model_input(
     """What a model sees of a plane, in training and inference alike: its channels (black
     padding filled with the glass colour, for models whose ``normalization`` says
     ``fill_black``: :func:`padding_of`), normalised."""
-    x = select_channels(plane, input_channels, channel_axis, channels, rgb)
+    return normalized_channels(select_channels(plane, input_channels, channel_axis, channels, rgb), normalization)
+
+
+def normalized_channels(x: np.ndarray, normalization: dict) -> np.ndarray:
+    """:func:`model_input` of a plane's channels as the model takes them (``(C, H, W)`` float32,
+    from :func:`select_channels`)."""
     padding = padding_of(x, normalization)
     exclude = None
     if padding is not None:  # filled with the glass colour, and left out of the percentiles: no image

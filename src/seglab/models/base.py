@@ -240,6 +240,17 @@ class SegmentationModel(ABC):
             raise NotImplementedError(f"{type(self).__name__} implements neither postprocess nor postprocess_iter")
         return run_to_end(self.postprocess_iter(maps, thresholds, shape))
 
+    def blank_prediction(self, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
+        """The prediction of a plane with no objects, without the network (a blank plane:
+        :func:`seglab.inference.denoise.is_blank`): empty labels, an empty table with the family's
+        columns, and no outlines. Families whose postprocessing adds columns override it."""
+        from seglab.objects import object_table
+
+        labels = np.zeros(tuple(int(n) for n in shape), dtype=np.int32)
+        extras = ({} if self.shape_type is None
+                  else {"shapes": {"type": self.shape_type, "data": [], "label": np.zeros(0, np.int64)}})
+        return Prediction(labels=labels, table=object_table(labels), extras=extras)
+
     # ---- training -----------------------------------------------------
     @abstractmethod
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from seglab.models.base import ModelConfig, Prediction, SegmentationModel, Step,
 from seglab.models.detections import Detections, detect_plane_iter, paste_detections_iter
 from seglab.models.maskrcnn_net import DEFAULT_ARCHITECTURE, MaskRCNNNet, inference_copy
 from seglab.models.unet_net import BatchNormFolding
+from seglab.progress import run_to_end
 
 if TYPE_CHECKING:
     from seglab.inference.engine import ProgressEvent, TileRun
@@ -151,6 +152,10 @@ class MaskRCNNModel(BatchNormFolding, SegmentationModel):
     ) -> Generator[Step, None, Prediction]:
         """Paste a plane's detections (see :func:`~seglab.models.detections.paste_detections_iter`)."""
         return (yield from paste_detections_iter(maps, maps.shape, thresholds))
+
+    def blank_prediction(self, shape: tuple[int, int], thresholds: dict[str, float]) -> Prediction:
+        """No detections pasted: the table has the box columns, the outlines no rectangles."""
+        return run_to_end(paste_detections_iter(Detections.empty(shape), shape, thresholds))
 
     def make_targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """The label patch itself; boxes and masks are made per batch in :meth:`training_loss`."""

@@ -114,7 +114,7 @@ def _run_estimate(model_ref: str, data: Any, kwargs: dict):
 
 def describe_run(result: Any) -> str:
     """The label under the Diameter field after a run: its size (:func:`describe_size`) and, on a
-    second line, the smoothing noisy planes got (low light)."""
+    second line, the smoothing noisy planes got (low light) and the planes left blank (empty views)."""
     from seglab.inference.denoise import describe_planes
 
     text = describe_size(result.diameter, result.scale_factor, result.pixel_size)
