@@ -365,51 +365,43 @@ def test_brightfield_padding_is_filled_out_of_core_as_in_memory(tmp_path):
     assert m["fp"] == m["fn"] == 0
 
 
-def test_bright_debris_is_left_out_of_core_as_in_memory(tmp_path):
-    """``bright_outliers`` (the grey built-ins): out of core the high percentile is lowered past the
-    debris from the same strided plane as in memory (here 1.2 M pixels: a sample of every 2nd row
-    and column), so the dim nuclei are found alike; with the plain percentiles they are not."""
+def _debris_field() -> np.ndarray:
+    from tests_helpers import nuclei_field
+
+    return np.tile(nuclei_field((256, 256), n=30, seed=1, debris=3), (5, 5))[:1100, :1100].copy()
+
+
+def _sparse_field() -> np.ndarray:
+    from tests_helpers import nuclei_field
+
+    return nuclei_field((1100, 1100), n=4, seed=3)
+
+
+@pytest.mark.parametrize("rule, image, matters", [
+    # lowered past the debris: the dimmer nuclei are found only with the rule
+    ("bright_outliers", _debris_field, lambda ref, without: ref.max() > 1.4 * without.max()),
+    # raised to the few nuclei's bright end: without it the noise's specks become objects
+    ("sparse_objects", _sparse_field, lambda ref, without: 1 <= ref.max() <= 4 < without.max()),
+])
+def test_white_point_rules_out_of_core_as_in_memory(tmp_path, rule, image, matters):
+    """``bright_outliers`` and ``sparse_objects`` (the grey built-ins): out of core the high
+    percentile moves from the same strided plane as in memory (here 1.2 M pixels: every 2nd row and
+    column), so the labels are alike; with the plain percentiles they differ."""
     import copy
 
     from seglab.metrics import evaluate
-    from tests_helpers import nuclei_field
 
-    img = np.tile(nuclei_field((256, 256), n=30, seed=1, debris=3), (5, 5))[:1100, :1100].copy()
+    img = image()
     cfg = ModelConfig(name="t", family="unet", tile_context=24,
-                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "bright_outliers": True},
+                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, rule: True},
                       thresholds={"prob_thresh": 0.001, "seed_thresh": 0.001, "min_area": 5})
     model = UNetModel(cfg, network=threshold_net())  # foreground where the normalised plane passes ~0.15
     plain = copy.deepcopy(model)
-    plain.config.normalization = {**cfg.normalization, "bright_outliers": False}
+    plain.config.normalization = {**cfg.normalization, rule: False}
     ref = segment(model, img, diameter=None, device="cpu", amp=False).labels
     res = segment_lazy(model, _zarr(tmp_path, img), tmp_path / "out.zarr", block_size=512, diameter=None,
                        device="cpu", amp=False)
     without = segment(plain, img, diameter=None, device="cpu", amp=False).labels
-    assert ref.max() > 1.4 * without.max()  # the rule matters here: the dimmer nuclei are found only with it
-    m = evaluate([(ref, np.asarray(res.labels))], thresholds=(0.9,))["thresholds"]["0.90"]
-    assert m["fp"] == m["fn"] == 0
-
-
-def test_sparse_objects_set_the_white_point_out_of_core_as_in_memory(tmp_path):
-    """``sparse_objects`` (the grey built-ins): out of core the high percentile is raised to the few
-    nuclei's bright end from the same strided plane as in memory (1.2 M pixels: every 2nd row and
-    column), so the noise stays background alike; with the plain percentiles it becomes objects."""
-    import copy
-
-    from seglab.metrics import evaluate
-    from tests_helpers import nuclei_field
-
-    img = nuclei_field((1100, 1100), n=4, seed=3)
-    cfg = ModelConfig(name="t", family="unet", tile_context=24,
-                      normalization={"kind": "percentile", "low": 1.0, "high": 99.8, "sparse_objects": True},
-                      thresholds={"prob_thresh": 0.001, "seed_thresh": 0.001, "min_area": 5})
-    model = UNetModel(cfg, network=threshold_net())  # foreground where the normalised plane passes ~0.15
-    plain = copy.deepcopy(model)
-    plain.config.normalization = {**cfg.normalization, "sparse_objects": False}
-    ref = segment(model, img, diameter=None, device="cpu", amp=False).labels
-    res = segment_lazy(model, _zarr(tmp_path, img), tmp_path / "out.zarr", block_size=512, diameter=None,
-                       device="cpu", amp=False)
-    without = segment(plain, img, diameter=None, device="cpu", amp=False).labels
-    assert 1 <= ref.max() <= 4 < without.max()  # the nuclei only with the rule; the noise's specks without
+    assert matters(ref, without)
     m = evaluate([(ref, np.asarray(res.labels))], thresholds=(0.9,))["thresholds"]["0.90"]
     assert m["fp"] == m["fn"] == 0
