@@ -1,6 +1,6 @@
 """A few nuclei in a large empty field: the grey models on sparse fluorescence (sessions 27-28).
 
-    python benchmarks/bench_sparse.py [--models stardist-nuclei ...] [--split tune|val] [--keep 3] [--side 1024] [--compare] [--threads 1] [--json out.json]
+    python benchmarks/bench_sparse.py [--models stardist-nuclei ...] [--split tune|val] [--keep 3] [--side 1024] [--compare] [--enlarge 3 --side 2048 --every 3 [--true-diameter]] [--threads 1] [--json out.json]
 
 Low-density cultures and large fields with a handful of labelled cells put the nuclei on far less
 than 0.2 % of the image, so the 99.8th percentile that sets the white point lies in the
@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
+from seglab.inference.diameter import AUTO, equivalent_diameters
 from seglab.inference.engine import segment
+from seglab.inference.rescale import resize_image, resize_labels
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
 from splits import fluorescence_items  # benchmarks/splits.py
@@ -54,6 +56,14 @@ def sparse_field(image: np.ndarray, labels: np.ndarray, keep: int = 3, side: int
     return field, truth
 
 
+def enlarged(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image (bilinear) and labels (nearest) resized by ``factor`` (as they are at 1)."""
+    if factor == 1.0:
+        return image, labels
+    out = (int(round(image.shape[0] * factor)), int(round(image.shape[1] * factor)))
+    return resize_image(image.astype(np.float32)[None], out)[0], resize_labels(labels, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["stardist-nuclei", "unet-nuclei", "maskrcnn-nuclei"])
@@ -64,18 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compare", action="store_true",
                    help="each model with normalization['sparse_objects'] off and on (default: as shipped)")
+    p.add_argument("--enlarge", type=float, default=1.0,
+                   help="resize each image (and labels) by this factor first: large nuclei, few and far apart")
+    p.add_argument("--every", type=int, default=1, help="every n-th image of the split")
+    p.add_argument("--true-diameter", action="store_true",
+                   help="segment with the nuclei's true diameter instead of auto (the reference for --enlarge)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    items = fluorescence_items(args.data, args.split)
-    fields = [sparse_field(it.image, it.labels, args.keep, args.side, seed=i) for i, it in enumerate(items)]
+    items = fluorescence_items(args.data, args.split)[:: args.every]
+    fields = [sparse_field(*enlarged(it.image, it.labels, args.enlarge), args.keep, args.side, seed=i)
+              for i, it in enumerate(items)]
+    truths = [float(np.median(equivalent_diameters(enlarged(it.image, it.labels, args.enlarge)[1])))
+              for it in items] if args.true_diameter else [AUTO] * len(items)
     results: dict = {}
     for name in args.models:
         model = get_model(name)
         shipped = bool(model.config.normalization.get("sparse_objects"))
         for rule in ([False, True] if args.compare else [shipped]):
             model.config.normalization["sparse_objects"] = rule
-            pairs = [(truth, segment(model, field).labels) for field, truth in fields]
+            pairs = [(truth, segment(model, field, diameter=d).labels) for (field, truth), d in zip(fields, truths)]
             m = evaluate(pairs, thresholds=(0.5,))["thresholds"]["0.50"]
             key = f"{name}, sparse_objects {'on' if rule else 'off'}"
             results[key] = {k: (round(float(m[k]), 4) if k == "ap" else int(m[k])) for k in ("ap", "tp", "fp", "fn")}
@@ -83,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"fp {m['fp']}, fn {m['fn']})", flush=True)
     if args.json:
         write_json(args.json, {"cpu": cpu_model(), "split": args.split, "images": len(items), "keep": args.keep,
-                               "side": args.side, "results": results})
+                               "side": args.side, "enlarge": args.enlarge, "every": args.every,
+                               "diameter": "true" if args.true_diameter else AUTO, "results": results})
     return 0
 
 

@@ -388,3 +388,35 @@ def test_auto_does_not_enlarge_a_sparse_field_into_specks():
     assert any(p["factor"] > 2 and p["objects"] > 50 for p in est.passes), est.passes  # the specks were seen ...
     assert est.factor == 1.0, est.passes  # ... and not taken for objects
     assert 1 <= segment(model, field, device="cpu").n_objects <= 6
+
+
+def test_blob_size_measures_the_objects_of_a_sparse_plane_at_their_edge():
+    """Three discs of 90 px in a 2048^2 field of noise: the blobs that stand out, each taken at half
+    its own height, measure 90 px (the noise threshold alone reached into the edge: 106 px); a
+    dense plane is not sparse (None), nor is one of noise alone (nothing stands out)."""
+    rng = np.random.default_rng(0)
+    field = rng.normal(20, 3, (2048, 2048)).astype(np.float32)
+    yy, xx = np.mgrid[:2048, :2048]
+    for cy, cx in ((300, 400), (900, 1500), (1600, 700)):
+        field[(yy - cy) ** 2 + (xx - cx) ** 2 < 45 ** 2] += 120
+    assert dm.blob_size(field[None]) == pytest.approx(90, rel=0.03)
+    dense, _ = disc_grid(20)
+    assert dm.blob_size(dense.astype(np.float32)[None]) is None
+    assert dm.blob_size(rng.normal(20, 3, (512, 512)).astype(np.float32)[None]) is None
+
+
+def test_auto_on_a_sparse_field_of_large_nuclei():
+    """Three nuclei of 90 px in a 2048^2 field: no 256 px probe window holds one whole, and the size
+    model read the mostly empty window small (22 px, not rescaled: the nuclei cut in pieces); the
+    sparse plane's blobs give their size, and ``auto`` shrinks the field to bring them to the
+    model's (BLOB_DISAGREE)."""
+    rng = np.random.default_rng(0)
+    field = rng.normal(20, 3, (2048, 2048)).astype(np.float32)
+    yy, xx = np.mgrid[:2048, :2048]
+    for cy, cx in ((300, 400), (900, 1500), (1600, 700)):
+        field[(yy - cy) ** 2 + (xx - cx) ** 2 < 45 ** 2] += 120
+    model = get_model("stardist-nuclei")
+    est = run_to_end(dm.estimate_image_iter(model, field, device="cpu"))
+    assert est.diameter == pytest.approx(90, rel=0.1), est.passes
+    assert 0.15 < est.factor < 0.35  # 90 px brought to about the model's 16 px
+    assert segment(model, field, device="cpu").n_objects == 3
