@@ -257,6 +257,9 @@ SPARSE_COVER = 0.02
 BLOB_DISAGREE = 2.0
 #: blobs smaller than this many pixels (of the sample) are not objects
 BLOB_MIN_AREA = 20
+#: pixels of the strided sample :func:`blob_size` reads (2048^2 planes every 3rd pixel; a sample of
+#: 512^2 lost `stardist-nuclei` 0.929 -> 0.864 on the sparse fields of large nuclei)
+BLOB_SAMPLE = 1_000_000
 #: objects at factor 1 at least this fraction of the model's size are checked for fragments at half scale
 CHECK_BELOW = 0.75
 #: at half scale, objects this much larger (original pixels) than at factor 1 may mean fragments ...
@@ -585,7 +588,9 @@ def estimate_diameter_iter(
         again = measured[done] if done is not None else size_of((yield from probe(g)))
         if again is not None:
             d = again
-    blobs = [b for b in (blob_size(x) for x in planes) if b is not None]
+    # (planes probed whole show the probe every object: only windowed ones can miss them)
+    blobs = [b for b in (blob_size(x) for x in planes if x.shape[-2] * x.shape[-1] > WHOLE_PROBE_AREA)
+             if b is not None]
     if blobs and (d is None or float(np.median(blobs)) > BLOB_DISAGREE * d) and float(np.median(blobs)) > hi * target:
         # a sparse plane of large objects: no probe window holds them whole (BLOB_DISAGREE)
         d = float(np.median(blobs))
@@ -606,14 +611,16 @@ def blob_size(x: np.ndarray) -> float | None:
     """The median equivalent diameter (pixels of ``x``) of the blobs that stand out of the
     background of a sparse normalised ``(C, H, W)`` plane (:data:`SPARSE_COVER`), those touching its
     border left out; None when it is not sparse or has none. Read on a strided sample of at most
-    about a million pixels (large objects survive the stride)."""
+    about :data:`BLOB_SAMPLE` pixels (the objects it is for, larger than the model's, survive the
+    stride)."""
     from seglab.inference.denoise import grey
 
     plane = grey(x)
-    step = int(math.ceil(math.sqrt(plane.size / 1_000_000))) if plane.size > 1_000_000 else 1
+    step = int(math.ceil(math.sqrt(plane.size / BLOB_SAMPLE))) if plane.size > BLOB_SAMPLE else 1
     g = ndi.gaussian_filter(np.ascontiguousarray(plane[::step, ::step]), 1.5)
-    gm = float(np.median(g))
-    spread = 1.4826 * float(np.median(np.abs(g - gm)))
+    gs = g[::3, ::3]  # the background's level and spread from a ninth of the pixels: as good, faster
+    gm = float(np.median(gs))
+    spread = 1.4826 * float(np.median(np.abs(gs - gm)))
     if spread <= 0:
         return None
     mask = g > gm + 8.0 * spread
