@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     items = fluorescence_items(args.data, args.split)[:: args.every]
-    fields = [sparse_field(*enlarged(it.image, it.labels, args.enlarge), args.keep, args.side, seed=i)
-              for i, it in enumerate(items)]
-    truths = [float(np.median(equivalent_diameters(enlarged(it.image, it.labels, args.enlarge)[1])))
-              for it in items] if args.true_diameter else [AUTO] * len(items)
+    sized = [enlarged(it.image, it.labels, args.enlarge) for it in items]
+    fields = [sparse_field(image, labels, args.keep, args.side, seed=i) for i, (image, labels) in enumerate(sized)]
+    truths = ([float(np.median(equivalent_diameters(labels))) for _, labels in sized] if args.true_diameter
+              else [AUTO] * len(items))
     results: dict = {}
     for name in args.models:
         model = get_model(name)

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from seglab.errors import SeglabError
-from seglab.inference.denoise import MIN_STRUCTURE, structure_ratio
+from seglab.inference.denoise import is_blank, structure_ratio
 from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.rescale import rescale_with_surround, resize_image, restore_prediction, scaled_shape
 from seglab.inference.tiling import Surround
@@ -490,7 +490,7 @@ def estimate_diameter_iter(
     target = model.config.object_diameter
     if not target:
         return DiameterEstimate(None, 1.0, seconds=time.perf_counter() - t0)
-    kept = [i for i, x in enumerate(planes) if structure_ratio(x) >= MIN_STRUCTURE]
+    kept = [i for i, x in enumerate(planes) if not is_blank(structure_ratio(x))]
     if len(kept) < len(planes):
         # a constant plane (blank, padding, a missing frame) or one of white noise (an empty field
         # at low light) has no objects, and the size model's reading of it is no size (43 px for
@@ -614,17 +614,13 @@ def blob_size(x: np.ndarray) -> float | None:
     about :data:`BLOB_SAMPLE` pixels (the objects it is for, larger than the model's, survive the
     stride)."""
     from seglab.inference.denoise import grey
+    from seglab.inference.normalize import smoothed, standing_out
 
     plane = grey(x)
     step = int(math.ceil(math.sqrt(plane.size / BLOB_SAMPLE))) if plane.size > BLOB_SAMPLE else 1
-    g = ndi.gaussian_filter(np.ascontiguousarray(plane[::step, ::step]), 1.5)
-    gs = g[::3, ::3]  # the background's level and spread from a ninth of the pixels: as good, faster
-    gm = float(np.median(gs))
-    spread = 1.4826 * float(np.median(np.abs(gs - gm)))
-    if spread <= 0:
-        return None
-    mask = g > gm + 8.0 * spread
-    if not mask.any() or mask.mean() >= SPARSE_COVER:
+    g = smoothed(np.ascontiguousarray(plane[::step, ::step]))
+    mask, gm = standing_out(g)
+    if mask is None or not mask.any() or mask.mean() >= SPARSE_COVER:
         return None
     lab, n = ndi.label(mask)
     # each blob's extent at half its own height above the background (its edge, as a person draws

@@ -208,16 +208,22 @@ SPARSE_MIN_PIXELS = 20
 SPARSE_DARK = 0.25
 
 
+def standing_out(g: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The pixels of a :func:`smoothed` plane ``g`` that stand out of its background
+    (:data:`SPARSE_SIGMAS` robust sigmas above its median, both read on a ninth of the pixels), and
+    that median; None for the pixels when the plane has no spread (``sparse_objects`` and the size
+    estimate's blobs, :func:`seglab.inference.diameter.blob_size`)."""
+    gs = g[::3, ::3]
+    gm = float(np.median(gs))
+    spread = 1.4826 * float(np.median(np.abs(gs - gm)))
+    return (g > gm + SPARSE_SIGMAS * spread if spread > 0 else None), gm
+
+
 def sparse_robust_high(plane: np.ndarray, lo: float, hi: float, g: np.ndarray | None = None) -> float:
     """``hi``, or higher when the objects are too few to set it: ``lo + SPARSE_SHARE x`` (the
     bright end of the pixels that stand out of the background ``- lo``)."""
-    g = smoothed(plane) if g is None else g
-    every = (slice(None, None, 3), slice(None, None, 3))
-    gs = g[every]
-    gm = float(np.median(gs))
-    spread = 1.4826 * float(np.median(np.abs(gs - gm)))
-    objects = g > gm + SPARSE_SIGMAS * spread
-    if spread <= 0 or int(objects.sum()) < SPARSE_MIN_PIXELS:
+    objects, gm = standing_out(smoothed(plane) if g is None else g)
+    if objects is None or int(objects.sum()) < SPARSE_MIN_PIXELS:
         return hi
     top = float(np.percentile(plane[objects], 99))
     if top <= lo or gm - lo > SPARSE_DARK * (top - lo):
