@@ -92,6 +92,10 @@ def series_to_read(path: str | Path, choice: str | tuple[int, ...] = "all") -> l
     return [None] if len(found) == 1 else list(choice)
 
 
+#: the stage of the event an in-memory image yields just before its outputs are written (its last)
+WRITE_STAGE = "write"
+
+
 class _PartEvent:
     """A progress event of one image among ``n`` of a file: its fraction counts as a share."""
 
@@ -231,7 +235,7 @@ def _segment_image_iter(model: Any, path: Path, outdir: str | Path, kinds: Seque
                         options: SegmentOptions, keep_result: bool, series: int | None,
                         ) -> Generator[Any, None, FileResult]:
     """One image of ``path`` (``series`` None: the file's first, named as the file)."""
-    from seglab.inference.engine import segment_iter
+    from seglab.inference.engine import ProgressEvent, segment_iter
     from seglab.inference.lazy import is_lazy
     from seglab.io.images import image_series, image_stem, pixel_size_um, read_image_data, series_stem
 
@@ -258,5 +262,6 @@ def _segment_image_iter(model: Any, path: Path, outdir: str | Path, kinds: Seque
 
         result = link_stack(result, run["axes"], options.link_min_iou, path.name)
     ctx = OutputContext(data=data, axes=run["axes"], stem=series_stem(image_stem(path), series), model=model)
+    yield ProgressEvent(WRITE_STAGE, 1, 1)  # a consumer that stops here leaves no outputs of this image
     written = write_outputs(result, ctx, Path(outdir), kinds)
     return FileResult(path, written, result.n_objects, describe_size(result), result if keep_result else None)

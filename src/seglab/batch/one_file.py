@@ -15,7 +15,7 @@ import numpy as np
 
 from seglab.batch.outcome import FileOutcome
 from seglab.errors import SeglabError
-from seglab.files import SegmentOptions, segment_file_iter
+from seglab.files import WRITE_STAGE, SegmentOptions, segment_file_iter
 from seglab.outputs import resolve_outputs
 
 
@@ -62,16 +62,18 @@ def segment_one_iter(model: Any, path: Path, outdir: Path, outputs: Sequence[str
 
 
 def run_file(model: Any, path: Path, outdir: Path, outputs: Sequence[str], options: SegmentOptions,
-             should_stop: Callable[[], bool] | None = None) -> FileOutcome:
-    """:func:`segment_one_iter` to its end, asking ``should_stop`` at each progress event."""
+             should_stop: Callable[..., bool] | None = None) -> FileOutcome:
+    """:func:`segment_one_iter` to its end, asking ``should_stop`` at each progress event; right
+    before an image's outputs are written it is asked with ``now=True`` (a poller that asks a
+    scheduler only now and then asks it then), so a cancelled file writes nothing."""
     gen = segment_one_iter(model, path, outdir, outputs, options)
     try:
         while True:
             try:
-                next(gen)
+                ev = next(gen)
             except StopIteration as stop:
                 return stop.value
-            if should_stop is not None and should_stop():
+            if should_stop is not None and should_stop(now=getattr(ev, "stage", None) == WRITE_STAGE):
                 try:
                     gen.throw(Cancelled())
                 except StopIteration as stop:

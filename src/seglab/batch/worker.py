@@ -66,9 +66,9 @@ class ModelCache(WorkerPlugin):
             return self.models[reference]
 
 
-def _cancel_poller(event_name: str | None) -> Callable[[], bool] | None:
+def _cancel_poller(event_name: str | None) -> Callable[..., bool] | None:
     """A cheap ``should_stop`` for a task: asks the batch's Dask Event at most every
-    :data:`CANCEL_POLL_SECONDS`."""
+    :data:`CANCEL_POLL_SECONDS`, and whenever called with ``now=True`` (before a file's outputs are written)."""
     if event_name is None:
         return None
     from distributed import Event
@@ -76,10 +76,10 @@ def _cancel_poller(event_name: str | None) -> Callable[[], bool] | None:
     event = Event(event_name)
     last = [0.0, False]
 
-    def should_stop() -> bool:
-        now = time.monotonic()
-        if not last[1] and now - last[0] >= CANCEL_POLL_SECONDS:
-            last[0] = now
+    def should_stop(now: bool = False) -> bool:
+        t = time.monotonic()
+        if not last[1] and (now or t - last[0] >= CANCEL_POLL_SECONDS):
+            last[0] = t
             try:
                 last[1] = bool(event.is_set())
             except Exception:  # noqa: BLE001 - scheduler gone: the batch is over anyway
