@@ -1,6 +1,6 @@
 """A few nuclei in a large empty field: the grey models on sparse fluorescence (sessions 27-28).
 
-    python benchmarks/bench_sparse.py [--models stardist-nuclei ...] [--split tune|val] [--keep 3] [--side 1024] [--compare] [--enlarge 3 --side 2048 --every 3 [--true-diameter]] [--threads 1] [--json out.json]
+    python benchmarks/bench_sparse.py [--models stardist-nuclei ...] [--split tune|val] [--keep 3] [--side 1024] [--compare] [--enlarge 3 --side 2048 --every 3 [--true-diameter]] [--debris X] [--threads 1] [--json out.json]
 
 Low-density cultures and large fields with a handful of labelled cells put the nuclei on far less
 than 0.2 % of the image, so the 99.8th percentile that sets the white point lies in the
@@ -25,6 +25,7 @@ from seglab.inference.engine import segment
 from seglab.inference.rescale import resize_image, resize_labels
 from seglab.metrics import evaluate
 from seglab.models.registry import get_model
+from bench_debris import off_debris
 from splits import fluorescence_items  # benchmarks/splits.py
 
 
@@ -56,6 +57,18 @@ def sparse_field(image: np.ndarray, labels: np.ndarray, keep: int = 3, side: int
     return field, truth
 
 
+def with_debris(field: np.ndarray, brightness: float) -> tuple[np.ndarray, np.ndarray]:
+    """The field with one flat disc of bright debris (``brightness`` x its maximum, radius 3 % of its
+    side) in the corner opposite the nuclei, and the mask of what the debris covers."""
+    side = field.shape[0]
+    r = max(3, int(0.03 * side))
+    yy, xx = np.mgrid[:side, :side]
+    on = (yy - 0.85 * side) ** 2 + (xx - 0.85 * side) ** 2 <= r * r
+    out = field.copy()
+    out[on] = brightness * float(field.max())
+    return out, on
+
+
 def enlarged(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """The image (bilinear) and labels (nearest) resized by ``factor`` (as they are at 1)."""
     if factor == 1.0:
@@ -79,12 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=1, help="every n-th image of the split")
     p.add_argument("--true-diameter", action="store_true",
                    help="segment with the nuclei's true diameter instead of auto (the reference for --enlarge)")
+    p.add_argument("--debris", type=float, default=0.0, metavar="X",
+                   help="add a disc of bright debris at X times the field's maximum (objects on it not scored)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     items = fluorescence_items(args.data, args.split)[:: args.every]
     sized = [enlarged(it.image, it.labels, args.enlarge) for it in items]
     fields = [sparse_field(image, labels, args.keep, args.side, seed=i) for i, (image, labels) in enumerate(sized)]
+    covered = [np.zeros((args.side, args.side), bool)] * len(fields)
+    if args.debris:
+        with_disc = [with_debris(field, args.debris) for field, _ in fields]
+        fields = [(field, off_debris(truth, on)) for (field, on), (_, truth) in zip(with_disc, fields)]
+        covered = [on for _, on in with_disc]
     truths = ([float(np.median(equivalent_diameters(labels))) for _, labels in sized] if args.true_diameter
               else [AUTO] * len(items))
     results: dict = {}
@@ -93,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         shipped = bool(model.config.normalization.get("sparse_objects"))
         for rule in ([False, True] if args.compare else [shipped]):
             model.config.normalization["sparse_objects"] = rule
-            pairs = [(truth, segment(model, field, diameter=d).labels) for (field, truth), d in zip(fields, truths)]
+            pairs = [(truth, off_debris(segment(model, field, diameter=d).labels, on))
+                     for (field, truth), d, on in zip(fields, truths, covered)]
             m = evaluate(pairs, thresholds=(0.5,))["thresholds"]["0.50"]
             key = f"{name}, sparse_objects {'on' if rule else 'off'}"
             results[key] = {k: (round(float(m[k]), 4) if k == "ap" else int(m[k])) for k in ("ap", "tp", "fp", "fn")}
@@ -102,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, {"cpu": cpu_model(), "split": args.split, "images": len(items), "keep": args.keep,
                                "side": args.side, "enlarge": args.enlarge, "every": args.every,
-                               "diameter": "true" if args.true_diameter else AUTO, "results": results})
+                               "diameter": "true" if args.true_diameter else AUTO, "debris": args.debris,
+                               "results": results})
     return 0
 
 
