@@ -43,7 +43,8 @@ def overlaps(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return overlap[1:, 1:].astype(np.float64), overlap.sum(axis=1)[1:], overlap.sum(axis=0)[1:]
 
 
-def _iou(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> np.ndarray:
+def iou_from_overlaps(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> np.ndarray:
+    """IoU of every pair from :func:`overlaps`' counts (intersections, true and predicted areas)."""
     union = area_t[:, None] + area_p[None, :] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, inter / union, 0.0)
@@ -51,14 +52,14 @@ def _iou(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> np.ndarra
 
 def iou_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """IoU of every (true object, predicted object) pair, shape (n_true, n_pred)."""
-    return _iou(*overlaps(true, pred))
+    return iou_from_overlaps(*overlaps(true, pred))
 
 
 def _aji(inter: np.ndarray, area_t: np.ndarray, area_p: np.ndarray) -> float:
     if inter.size == 0:
         u = float(area_t.sum() + area_p.sum())
         return 1.0 if u == 0 else 0.0
-    iou = _iou(inter, area_t, area_p)
+    iou = iou_from_overlaps(inter, area_t, area_p)
     best = iou.argmax(axis=1)
     rows = np.arange(len(area_t))
     hit = inter[rows, best] > 0
@@ -167,7 +168,7 @@ def evaluate(pairs: Iterable[tuple[np.ndarray, np.ndarray]], thresholds: Sequenc
     n = 0
     for true, pred in pairs:
         inter, area_t, area_p = overlaps(true, pred)
-        iou = _iou(inter, area_t, area_p)
+        iou = iou_from_overlaps(inter, area_t, area_p)
         counts = {t: match_counts(iou, t) for t in all_t}
         for t, c in counts.items():
             pooled[t] = pooled[t] + c
