@@ -313,3 +313,95 @@ def test_size_model_reads_several_windows_of_a_large_plane(monkeypatch, tiny_mod
     whole = dm._Probe(slice(0, 1024), slice(0, 1024), np.zeros((1024, 1024), np.int32), None, 0, object(),
                       np.array([10.0]))
     assert dm._regressed_size(tiny_model, [x], [whole], 16.0, windows=3) == 10.0 and read == []
+
+
+# ---- "read first": the size model reads objects far above the model's ------------------------------
+def _read_first(regressed, probe, size_of, target=16.0, measured=None):
+    measured = {} if measured is None else measured
+    return run_to_end(dm._read_first(regressed, [], probe, size_of, target, (0.6, 1.5), measured))
+
+
+def test_read_first_measures_where_the_reading_brings_the_objects():
+    # 64 px objects read as 60: measured at the factor that brings 60 px to 1.25x the model's 16 px
+    probe, size_of, asked = _fake_probes(lambda g: 64.0)
+    assert _read_first(60.0, probe, size_of) == 64.0
+    assert asked == [pytest.approx(dm.auto_factor(16.0, 60.0, (0.6, 1.5)))]
+
+
+def test_read_first_measures_again_objects_larger_still_than_read():
+    # read 40 px, measured 60 px there (the reading low): measured where 60 px brings them, and kept
+    # when that agrees with the first measure
+    probe, size_of, asked = _fake_probes(lambda g: 60.0 if g > 0.4 else 62.0)
+    measured = {}
+    assert _read_first(40.0, probe, size_of, measured=measured) == 62.0
+    assert asked == [pytest.approx(dm.auto_factor(16.0, 40.0, (0.6, 1.5))),
+                     pytest.approx(dm.auto_factor(16.0, 60.0, (0.6, 1.5)))]
+    assert sorted(measured.values()) == [60.0, 62.0]
+
+
+def test_read_first_confirms_nothing_when_the_measure_does_not_follow():
+    # the reading is wrong (16 px objects read as 40): shrunk, they measure small, or not at all
+    probe, size_of, asked = _fake_probes(lambda g: 18.0)
+    assert _read_first(40.0, probe, size_of) is None and len(asked) == 1
+    probe, size_of, asked = _fake_probes(lambda g: None)
+    assert _read_first(40.0, probe, size_of) is None and len(asked) == 1
+    # larger than read, but the second measure disagrees with the first: nothing confirmed
+    probe, size_of, asked = _fake_probes(lambda g: 60.0 if g > 0.4 else 100.0)
+    assert _read_first(40.0, probe, size_of) is None and len(asked) == 2
+    # a reading that does not ask to shrink has nothing to read first
+    probe, size_of, asked = _fake_probes(lambda g: 16.0)
+    assert _read_first(20.0, probe, size_of) is None and asked == []
+
+
+def _estimate_on(model, img):
+    return run_to_end(dm.estimate_image_iter(model, img, device="cpu"))
+
+
+@pytest.mark.parametrize("family", ["unet-nuclei", "maskrcnn-nuclei"])
+def test_large_objects_stop_the_factor_one_probe_after_its_encoder(family, monkeypatch):
+    """Four 80 px discs on a plane probed whole: the size model reads them far above what the model
+    tolerates, so the factor-1 probe stops before its decoder (or heads) and no later step runs a
+    factor-1 pass; the estimate matches the one that runs the probe to its end, within the
+    measures' spread."""
+    model = get_model(family)
+    img, lab = disc_grid(80, n=2)
+    assert img.size <= dm.WHOLE_PROBE_AREA
+    true = float(np.median(dm.equivalent_diameters(lab)))
+    est = _estimate_on(model, img)
+    assert est.passes[0]["factor"] == 1.0 and est.passes[0].get("stopped") == 1, est.passes
+    assert all(p["factor"] < 1.0 for p in est.passes[1:]), est.passes
+    assert est.diameter == pytest.approx(true, rel=0.15), est.passes
+    monkeypatch.setattr(dm, "READ_FIRST_ABOVE", float("inf"))  # the probe runs to its end
+    full = _estimate_on(model, img)
+    assert "stopped" not in full.passes[0] and full.passes[0]["objects"] > 0, full.passes
+    assert full.diameter == pytest.approx(est.diameter, rel=0.15)
+
+
+def test_a_plane_probed_in_windows_is_not_read_first():
+    """On a plane too large to probe whole the factor-1 window runs to its end (a small part of the
+    run's cost, and its measure is worth it), however large the size model reads the objects."""
+    model = get_model("unet-nuclei")
+    img, lab = disc_grid(80)  # 680 x 680: probed in windows
+    assert img.size > dm.WHOLE_PROBE_AREA
+    est = _estimate_on(model, img)
+    assert est.regressed > 2 * model.config.object_diameter and "stopped" not in est.passes[0], est.passes
+    true = float(np.median(dm.equivalent_diameters(lab)))
+    assert est.diameter == pytest.approx(true, rel=0.15), est.passes
+
+
+def test_a_wrong_reading_falls_back_to_the_whole_factor_one_probe(monkeypatch):
+    """A size model that reads 16 px discs as 100 px: the factor-1 probe stops, the measure where the
+    reading brings the objects (none there) does not confirm it, so the probe runs again to its end
+    and the referee's usual rules decide, as they do without "read first"."""
+    model = get_model("unet-nuclei")
+    img, _ = disc_grid(16)
+    monkeypatch.setattr(type(model.size_model), "diameter", lambda self, v, target: 100.0)
+    est = _estimate_on(model, img)
+    factors = [p["factor"] for p in est.passes]
+    assert est.passes[0].get("stopped") == 1 and factors[1] < 1.0, est.passes
+    again = factors.index(1.0, 1)
+    assert "stopped" not in est.passes[again] and est.passes[again]["objects"] > 0, est.passes
+    monkeypatch.setattr(dm, "READ_FIRST_ABOVE", float("inf"))
+    full = _estimate_on(model, img)
+    assert (est.diameter, est.factor) == (full.diameter, full.factor)
+

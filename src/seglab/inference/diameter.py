@@ -285,6 +285,14 @@ SIZE_MODEL_AGREE = 1.3
 #: 76a372bfd3fa, 63 nuclei in 1024 x 1024, enlarged 3x: ``unet-nuclei`` read 29 px on its window,
 #: 36 px as the median of three; true 50 px)
 SIZE_WINDOWS = 3
+#: a factor-1 probe of a plane probed whole stops once the encoder has passed (before its decoder,
+#: heads and postprocessing) when the size model reads objects above this many times the largest
+#: tolerated size (:func:`tolerated_range`): even a reading this much too high puts them above it, so
+#: the run will shrink the plane and not reuse that pass. The size is then measured where the
+#: reading's factor brings them (:func:`estimate_diameter_iter`, "read first"). Not on larger planes:
+#: their factor-1 probe is a window, a small part of the run's cost, and its measure is worth it
+#: (without it DSB2018 ``val`` enlarged 2-4x lost 0.001-0.007 AP@0.5; docs/benchmarks.md, session 30)
+READ_FIRST_ABOVE = SIZE_MODEL_AGREE
 
 
 @dataclass
@@ -443,6 +451,9 @@ class _Probe:
     whole: Prediction | None = None
     #: the size model's input, read from this probe's own pass (factor-1 probes; None: not read)
     features: np.ndarray | None = None
+    #: stopped after the encoder (the size model read objects above :data:`READ_FIRST_ABOVE`):
+    #: no labels measured
+    stopped: bool = False
 
 
 def estimate_diameter_iter(
@@ -464,6 +475,12 @@ def estimate_diameter_iter(
        measured once more at the factor it implies (where the objects will be segmented), kept
        when it agrees with the reading. The reading's features come from the factor-1 probe's
        own pass (:class:`~seglab.inference.feature_tap.EncoderTap`).
+       *Read first*: when that reading of a plane probed whole puts the objects above
+       :data:`READ_FIRST_ABOVE` times the largest tolerated size, the factor-1 probe stops once its
+       encoder has run (the plane will be shrunk, so that pass would not be reused), and the
+       objects are measured where the reading brings them instead
+       (:func:`_read_first`); when no measure there confirms it, the factor-1 probe runs to its end
+       and the size is decided as described here.
 
     Without a size model, 2' and 3' instead:
 
@@ -506,8 +523,12 @@ def estimate_diameter_iter(
     whole: dict[float, dict[int, Prediction]] = {}
     read_features = getattr(model, "size_model", None) is not None
 
-    def probe(f: float, around: list[_Probe] | None = None) -> Generator[Any, None, list[_Probe]]:
-        """Each plane's window at factor ``f`` segmented; sizes in original pixels."""
+    def probe(f: float, around: list[_Probe] | None = None,
+              stop_above: float | None = None) -> Generator[Any, None, list[_Probe]]:
+        """Each plane's window at factor ``f`` segmented; sizes in original pixels. With
+        ``stop_above`` (factor 1 only), the pass over a plane probed whole stops once the size
+        model has read its window at more than that size (original pixels): that probe is
+        ``stopped``."""
         found: list[_Probe] = []
         for i, x in enumerate(planes):
             h, w = x.shape[-2:]
@@ -526,7 +547,15 @@ def estimate_diameter_iter(
             if f == 1.0 and around is None and read_features:  # the size model's window, read as the probe runs
                 window = probe_window(x, 1.0) if is_whole else (slice(0, win.shape[-2]), slice(0, win.shape[-1]))
                 tap = EncoderTap(model, *window)
-            pred = yield from _as_estimate(_window_prediction(model, win, th, f, reusable, tap=tap, **run), len(passes))
+            steps = _as_estimate(_window_prediction(model, win, th, f, reusable, tap=tap, **run), len(passes))
+            if tap is not None and stop_above is not None and is_whole:
+                pred = yield from _unless_read_above(steps, tap, model, target, stop_above)
+            else:
+                pred = yield from steps
+            if pred is None:  # stopped after the encoder: the size model reads objects too large for factor 1
+                found.append(_Probe(rows, cols, np.zeros(win.shape[-2:], np.int32), None, 0, None,
+                                    tap.features, stopped=True))  # type: ignore[union-attr]
+                continue
             size, n = measure(pred.labels)  # on the original grid, so in original pixels
             if size is not None and f > 1.0 and size * f < MIN_PROBED_SHARE * target:
                 size = None  # specks of the enlarged noise (MIN_PROBED_SHARE)
@@ -537,22 +566,54 @@ def estimate_diameter_iter(
         sizes = [p.size for p in found if p.size is not None]
         d = float(np.median(sizes)) if sizes else None
         passes.append({"factor": f, "objects": sum(p.n for p in found), "diameter": float("nan") if d is None else d})
+        if any(p.stopped for p in found):
+            passes[-1]["stopped"] = sum(p.stopped for p in found)
         return found
 
     def size_of(found: list[_Probe]) -> float | None:
         sizes = [p.size for p in found if p.size is not None]
         return float(np.median(sizes)) if sizes else None
 
+    def finish(d: float | None, regressed: float | None) -> DiameterEstimate:
+        """Step 5 (sparse planes of large objects), then the factor, and the passes it reuses."""
+        # (planes probed whole show the probe every object: only windowed ones can miss them)
+        blobs = [b for b in (blob_size(x) for x in planes if x.shape[-2] * x.shape[-1] > WHOLE_PROBE_AREA)
+                 if b is not None]
+        if blobs and (d is None or float(np.median(blobs)) > BLOB_DISAGREE * d) and float(np.median(blobs)) > hi * target:
+            # a sparse plane of large objects: no probe window holds them whole (BLOB_DISAGREE)
+            d = float(np.median(blobs))
+            passes.append({"factor": 1.0, "objects": 0, "diameter": d, "blobs": True})
+        seconds = time.perf_counter() - t0
+        if d is None:
+            return DiameterEstimate(None, 1.0, passes, seconds, regressed=regressed)
+        factor = auto_factor(target, d, (lo, hi), aim)
+        reuse: dict[int, Prediction] = {}
+        for g, preds in whole.items():
+            if len(preds) == len(planes) and REUSE_BAND[0] <= factor / g <= REUSE_BAND[1]:
+                factor, reuse = g, preds
+                break
+        return DiameterEstimate(d, factor, passes, seconds, dict(reuse), regressed)
+
     f = 1.0
-    fine = yield from probe(1.0)
-    d = size_of(fine)
     lo, hi = tolerated_range(model)
     aim = model_aim(model)
-    regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)))
+    amp = bool(run.get("amp", True))
+    measured: dict[float, float | None] = {}  # what the referee measured, by scale
+    fine = yield from probe(1.0, stop_above=hi * READ_FIRST_ABOVE * target if read_features else None)
+    if all(p.stopped for p in fine):
+        regressed = _regressed_size(model, planes, fine, target, amp)
+        if regressed is not None and regressed > hi * READ_FIRST_ABOVE * target:
+            d = yield from _read_first(regressed, fine, probe, size_of, target, (lo, hi), measured, aim)
+            if d is not None:
+                return finish(d, regressed)
+    if any(p.stopped for p in fine):  # (a stack whose planes read differently, or no size confirmed above)
+        fine = yield from probe(1.0)
+    d = size_of(fine)
+    measured[1.0] = d
+    regressed = _regressed_size(model, planes, fine, target, amp)
     if regressed is not None and (d is None or not _agree(d, regressed)):
         # in dispute: on large planes the size model reads more windows before the referee probes
-        regressed = _regressed_size(model, planes, fine, target, bool(run.get("amp", True)), SIZE_WINDOWS)
-    measured: dict[float, float | None] = {1.0: d}  # what the referee measured, by scale
+        regressed = _regressed_size(model, planes, fine, target, amp, SIZE_WINDOWS)
     if regressed is not None:
         d = yield from _refereed(d, regressed, fine, probe, size_of, target, (lo, hi), measured, aim)
     elif d is None:
@@ -588,23 +649,7 @@ def estimate_diameter_iter(
         again = measured[done] if done is not None else size_of((yield from probe(g)))
         if again is not None:
             d = again
-    # (planes probed whole show the probe every object: only windowed ones can miss them)
-    blobs = [b for b in (blob_size(x) for x in planes if x.shape[-2] * x.shape[-1] > WHOLE_PROBE_AREA)
-             if b is not None]
-    if blobs and (d is None or float(np.median(blobs)) > BLOB_DISAGREE * d) and float(np.median(blobs)) > hi * target:
-        # a sparse plane of large objects: no probe window holds them whole (BLOB_DISAGREE)
-        d = float(np.median(blobs))
-        passes.append({"factor": 1.0, "objects": 0, "diameter": d, "blobs": True})
-    seconds = time.perf_counter() - t0
-    if d is None:
-        return DiameterEstimate(None, 1.0, passes, seconds, regressed=regressed)
-    factor = auto_factor(target, d, (lo, hi), aim)
-    reuse: dict[int, Prediction] = {}
-    for g, preds in whole.items():
-        if len(preds) == len(planes) and REUSE_BAND[0] <= factor / g <= REUSE_BAND[1]:
-            factor, reuse = g, preds
-            break
-    return DiameterEstimate(d, factor, passes, seconds, dict(reuse), regressed)
+    return finish(d, regressed)
 
 
 def blob_size(x: np.ndarray) -> float | None:
@@ -625,7 +670,8 @@ def blob_size(x: np.ndarray) -> float | None:
     lab, n = ndi.label(mask)
     # each blob's extent at half its own height above the background (its edge, as a person draws
     # it; the noise threshold alone lies out in the halo: 106 px for discs of 90)
-    top = np.concatenate([[np.inf], ndi.maximum(g, lab, np.arange(1, n + 1))])
+    inside = lab > 0  # (the blobs' pixels only: scipy sorts every pixel it is given by label)
+    top = np.concatenate([[np.inf], ndi.maximum(g[inside], lab[inside], np.arange(1, n + 1))])
     half = gm + 0.5 * (top - gm)
     cut = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))  # blobs the border cuts
     core = np.where(mask & (g >= half[lab]) & ~np.isin(lab, cut[cut > 0]), lab, 0)
@@ -648,11 +694,12 @@ def _regressed_size(model: SegmentationModel, planes: Sequence[np.ndarray], fine
 
     sizes = []
     for x, p in zip(planes, fine):
+        whole = (p.rows.stop - p.rows.start, p.cols.stop - p.cols.start) == tuple(x.shape[-2:])
         v = p.features
         if v is None:  # not read from the probe's pass (no tile of the run held the whole window): the encoder again
-            v = p.features = run_features(model, *probe_tile(model, x, p.whole is not None), amp)
+            v = p.features = run_features(model, *probe_tile(model, x, whole), amp)
         readings = [] if v is None else [size_model.diameter(v, target)]
-        if p.whole is None:  # a window of a large plane: the next windows by structure read too
+        if not whole:  # a window of a large plane: the next windows by structure read too
             for rows, cols in probe_windows(x, 1.0, PROBE_SIZE, windows)[1:]:
                 v = run_features(model, *probe_tile(model, x[:, rows, cols], False), amp)
                 if v is not None:
@@ -725,6 +772,38 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         if again is not None and _agree(again, regressed):
             d = again
     return d
+
+
+def _read_first(regressed: float, fine: list[_Probe], probe: Callable[..., Generator],
+                size_of: Callable[[list[_Probe]], float | None], target: float, band: tuple[float, float],
+                measured: dict[float, float | None], aim: tuple[float, float] | None = None,
+                ) -> Generator[Any, None, float | None]:
+    """The size when the size model has read objects far larger than the model's (the factor-1
+    probe stopped, :data:`READ_FIRST_ABOVE`): measured where the reading brings the objects
+    (:func:`auto_factor`'s factor), kept when it agrees with the reading; a measure larger still
+    than the reading and above the tolerated sizes is measured once more where it brings the
+    objects, and that kept when the two measures agree. None: nothing confirmed (the caller runs the
+    factor-1 probe to its end). Each scale's measure is recorded in ``measured``."""
+    def at(g: float) -> Generator[Any, None, float | None]:
+        done = _measured_near(measured, g)
+        if done is not None:
+            return measured[done]
+        measured[g] = size_of((yield from probe(g, around=fine)))
+        return measured[g]
+
+    g = auto_factor(target, regressed, band, aim)
+    if g >= 1.0:
+        return None
+    d = yield from at(g)
+    if d is None:
+        return None
+    if _agree(d, regressed):
+        return d
+    if d > regressed and d > band[1] * target:
+        again = yield from at(auto_factor(target, d, band, aim))
+        if again is not None and _agree(again, d):
+            return again
+    return None
 
 
 def _measured_near(measured: dict[float, float | None], g: float) -> float | None:
@@ -801,6 +880,26 @@ def _window_prediction(model: SegmentationModel, win: np.ndarray, th: dict[str, 
     one_tile = max(int(run.get("tile_size", 0) or 0), *small.shape[-2:])
     tr = TileRun(**{**run, "tile_size": one_tile}, tile_context=probe_context(model), tap=tap)
     return (yield from _prediction_on_grid(model, small, shape, th, tr))
+
+
+def _unless_read_above(steps: Generator[Any, None, Prediction], tap: EncoderTap, model: SegmentationModel,
+                       target: float, above: float) -> Generator[Any, None, Prediction | None]:
+    """``steps`` (a factor-1 probe's pass) re-yielded, stopped (None) as soon as ``tap`` holds the
+    window's encoder features and the size model reads objects larger than ``above`` there."""
+    read = False
+    try:
+        while True:
+            try:
+                ev = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            if not read and tap.features is not None:
+                read = True
+                if model.size_model.diameter(tap.features, target) > above:  # type: ignore[attr-defined]
+                    return None
+            yield ev
+    finally:
+        steps.close()
 
 
 def _as_estimate(gen: Generator[Any, None, Prediction], k: int) -> Generator[Any, None, Prediction]:
