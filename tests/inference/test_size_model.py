@@ -363,17 +363,28 @@ def test_large_objects_stop_the_factor_one_probe_after_its_encoder(family, monke
     tolerates, so the factor-1 probe stops before its decoder (or heads) and no later step runs a
     factor-1 pass; the estimate matches the one that runs the probe to its end, within the
     measures' spread."""
+    import torch
+    from seglab.inference.engine import place_network
+
     model = get_model(family)
+    place_network(model, torch.device("cpu"))
+    net = model._inference_network()  # (the copy the runs use, once the network is placed)
+    last = net.maskrcnn.roi_heads.box_head if family.startswith("maskrcnn") else net.head
+    heads = []
+    last.register_forward_hook(lambda *_: heads.append(1))  # (the network's last stage: a pass that ran whole)
     img, lab = disc_grid(80, n=2)
     assert img.size <= dm.WHOLE_PROBE_AREA
     true = float(np.median(dm.equivalent_diameters(lab)))
     est = _estimate_on(model, img)
     assert est.passes[0]["factor"] == 1.0 and est.passes[0].get("stopped") == 1, est.passes
     assert all(p["factor"] < 1.0 for p in est.passes[1:]), est.passes
+    assert len(heads) == len(est.passes) - 1  # the stopped pass never reached it
     assert est.diameter == pytest.approx(true, rel=0.15), est.passes
     monkeypatch.setattr(dm, "READ_FIRST_ABOVE", float("inf"))  # the probe runs to its end
+    heads.clear()
     full = _estimate_on(model, img)
     assert "stopped" not in full.passes[0] and full.passes[0]["objects"] > 0, full.passes
+    assert len(heads) == len(full.passes)
     assert full.diameter == pytest.approx(est.diameter, rel=0.15)
 
 
