@@ -416,3 +416,27 @@ def test_a_wrong_reading_falls_back_to_the_whole_factor_one_probe(monkeypatch):
     full = _estimate_on(model, img)
     assert (est.diameter, est.factor) == (full.diameter, full.factor)
 
+
+
+def test_a_stack_whose_planes_read_differently_runs_each_factor_one_pass_once_more_at_most(monkeypatch):
+    """A stack of a plane of 80 px discs and one of 16 px discs: the first plane's probe stops, the
+    second's runs to its end (not read first: not every plane reads objects that large), and only the
+    stopped plane is probed again at factor 1; in the other order nothing stops."""
+    model = get_model("unet-nuclei")
+    big, _ = disc_grid(80, n=2)
+    small, _ = disc_grid(16, n=10)
+    small = np.pad(small, [(0, big.shape[0] - small.shape[0]), (0, big.shape[1] - small.shape[1])], mode="reflect")
+    calls = []
+    real = dm._window_prediction
+
+    def spy(model, win, th, f, *args, **kwargs):
+        calls.append(f)
+        return real(model, win, th, f, *args, **kwargs)
+
+    monkeypatch.setattr(dm, "_window_prediction", spy)
+    est = _estimate_on(model, np.stack([big, small]))
+    assert est.passes[0].get("stopped") == 1 and "stopped" not in est.passes[1], est.passes
+    assert est.passes[1]["factor"] == 1.0 and calls.count(1.0) == 3, (calls, est.passes)
+    calls.clear()
+    est = _estimate_on(model, np.stack([small, big]))
+    assert not any("stopped" in p for p in est.passes) and calls.count(1.0) == 2, (calls, est.passes)

@@ -523,14 +523,18 @@ def estimate_diameter_iter(
     whole: dict[float, dict[int, Prediction]] = {}
     read_features = getattr(model, "size_model", None) is not None
 
-    def probe(f: float, around: list[_Probe] | None = None,
-              stop_above: float | None = None) -> Generator[Any, None, list[_Probe]]:
+    def probe(f: float, around: list[_Probe] | None = None, stop_above: float | None = None,
+              keep: list[_Probe] | None = None) -> Generator[Any, None, list[_Probe]]:
         """Each plane's window at factor ``f`` segmented; sizes in original pixels. With
         ``stop_above`` (factor 1 only), the pass over a plane probed whole stops once the size
-        model has read its window at more than that size (original pixels): that probe is
-        ``stopped``."""
+        model has read its window at more than that size (original pixels), while every plane
+        before it stopped too: that probe is ``stopped``. ``keep``: an earlier probe at the same
+        factor whose planes that ran to their end are taken as they are."""
         found: list[_Probe] = []
         for i, x in enumerate(planes):
+            if keep is not None and not keep[i].stopped:
+                found.append(keep[i])
+                continue
             h, w = x.shape[-2:]
             if f == 1.0 and around is None and h * w <= WHOLE_PROBE_AREA:
                 rows, cols = slice(0, h), slice(0, w)
@@ -548,7 +552,7 @@ def estimate_diameter_iter(
                 window = probe_window(x, 1.0) if is_whole else (slice(0, win.shape[-2]), slice(0, win.shape[-1]))
                 tap = EncoderTap(model, *window)
             steps = _as_estimate(_window_prediction(model, win, th, f, reusable, tap=tap, **run), len(passes))
-            if tap is not None and stop_above is not None and is_whole:
+            if tap is not None and stop_above is not None and is_whole and all(p.stopped for p in found):
                 pred = yield from _unless_read_above(steps, tap, model, target, stop_above)
             else:
                 pred = yield from steps
@@ -607,7 +611,7 @@ def estimate_diameter_iter(
             if d is not None:
                 return finish(d, regressed)
     if any(p.stopped for p in fine):  # (a stack whose planes read differently, or no size confirmed above)
-        fine = yield from probe(1.0)
+        fine = yield from probe(1.0, keep=fine)
     d = size_of(fine)
     measured[1.0] = d
     regressed = _regressed_size(model, planes, fine, target, amp)
