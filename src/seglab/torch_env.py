@@ -8,9 +8,12 @@ import os
 
 import torch
 
+from seglab.memory import keep_freed_memory
 from seglab.triton_guard import guard_triton
 
 __all__ = ["autocast", "autocast_dtype", "cpu_bf16", "cuda_bf16", "guard_triton"]
+
+keep_freed_memory()  # large buffers reuse freed memory (seglab.memory), before any run or worker thread
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which bfloat16 still runs natively
 _BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX",

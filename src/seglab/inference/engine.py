@@ -113,6 +113,7 @@ def predict_maps_iter(
     if context % s or model.size_divisor % s:
         raise SeglabError(f"tile context {context} and size divisor {model.size_divisor} must be multiples of the output stride {s}")
     out: np.ndarray | None = None
+    dst: torch.Tensor | None = None  # out, as torch sees it
     last = bool(getattr(model, "maps_channel_last", False))
     total, batches = _tile_batches(model, x, tile_size, batch_size, device, channels_last=True, context=context,
                                    surround=surround)
@@ -131,19 +132,19 @@ def predict_maps_iter(
                 yield ProgressEvent("tile", done, total, plane, n_planes)
         finally:
             steps.close()
-        if last:  # (N, K, h, w) views of (N, h, w, K) memory, the channels-last CPU tensor's own
-            maps = maps.float().permute(0, 2, 3, 1).contiguous().cpu().numpy().transpose(0, 3, 1, 2)
-        else:  # torch transposes a channels-last tensor faster than numpy's strided copy
-            maps = maps.float().contiguous().cpu().numpy()
-        if out is None:
+        if out is None:  # (K, h, w): in (h, w, K) memory for a channel-last model (StarDist), else planar
             k, hw = maps.shape[1], (-(-h // s), -(-w // s))
             out = np.zeros((*hw, k), np.float32).transpose(2, 0, 1) if last else np.zeros((k, *hw), np.float32)
-        for (y, xx), m in zip(chunk, maps):  # same memory order on both sides: rows are copied
+            dst = torch.from_numpy(out)
+        for (y, xx), m in zip(chunk, maps):
             oy, ox, ty, tx = (_strided(sl, s) for sl in grid.core(y, xx))
-            out[:, oy, ox] = m[:, ty, tx]
+            # each tile's core converted to float32 straight into the plane's maps (one pass, by
+            # torch's threads; not a float32 copy of the whole tile first, then a second copy)
+            dst[:, oy, ox].copy_(m[:, ty, tx])  # type: ignore[index]
         done += len(chunk)
         yield ProgressEvent("tile", done, total, plane, n_planes)
-    assert out is not None
+    assert out is not None and dst is not None
+    model.activate_maps(dst)
     return out
 
 

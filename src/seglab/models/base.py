@@ -202,9 +202,16 @@ class SegmentationModel(ABC):
     def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, Any]:
         """:meth:`forward_tiles` in steps (yielding between them; the dense path runs each step
         under inference mode and autocast and reports progress in between, so that a batch
-        of large tiles can be cancelled). The default is one step."""
+        of large tiles can be cancelled). The default is one step. A dense family may return its
+        maps before their (pixelwise) activation and apply it in :meth:`activate_maps`."""
         return self.forward_tiles(batch)
         yield  # unreachable: makes this a generator
+
+    def activate_maps(self, maps: torch.Tensor) -> None:
+        """The activation :meth:`forward_tiles_iter` left out, in place on a plane's stitched float32
+        maps ``(K, h, w)`` (the dense path calls it once the tiles' cores are in: a tile's core is
+        activated as it would have been in the whole tile, without a float32 copy of every tile
+        first). The default: nothing left out."""
 
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun

@@ -110,11 +110,16 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         return self._activate(out)
 
     def forward_tiles_iter(self, batch: torch.Tensor) -> Generator[None, None, torch.Tensor]:
+        """The head's maps as computed (bfloat16 under CPU autocast), not activated: the dense path
+        converts the tiles' cores into the plane's float32 maps, then :meth:`activate_maps`."""
         net = self._inference_network()
         if not isinstance(net, UNet):  # another network (tests): one step
-            return self.forward_tiles(batch)
+            return net(batch)
         features = yield from features_iter(net, batch)
-        return self._activate(net.head(features).float())
+        return net.head(features)
+
+    def activate_maps(self, maps: torch.Tensor) -> None:
+        self._activate(maps[None])
 
     @staticmethod
     def _activate(out: torch.Tensor) -> torch.Tensor:
