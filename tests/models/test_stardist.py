@@ -44,6 +44,29 @@ def test_engine_stitches_subsampled_maps_of_odd_sized_planes(tiny_star):
     assert maps.shape == (17, 38, 31)
 
 
+@pytest.mark.parametrize("tile", [1024, 32])
+def test_engine_maps_are_the_activated_maps_of_forward_tiles(tiny_star, tile, monkeypatch):
+    """The engine stitches the head's maps before their activation and activates the plane's float32
+    maps once (``activate_maps``): the very same values as stitching ``forward_tiles``' activated
+    maps of every tile, whole or tiled, in bfloat16 or float32."""
+    tiny_star.network.eval()
+    x = np.random.default_rng(1).random((1, 64, 96)).astype(np.float32)
+
+    def maps(amp):
+        return run_to_end(predict_maps_iter(tiny_star, x, tile_size=tile, device=torch.device("cpu"), amp=amp))
+
+    def activated_tiles(self, batch):  # what the engine stitched before: each tile's activated maps
+        return self.forward_tiles(batch)
+        yield  # a generator
+
+    now = {amp: maps(amp) for amp in (False, True)}
+    monkeypatch.setattr(StarDistModel, "forward_tiles_iter", activated_tiles)
+    monkeypatch.setattr(StarDistModel, "activate_maps", lambda self, m: None)
+    for amp in (False, True):
+        np.testing.assert_array_equal(now[amp], maps(amp))
+    assert now[False].min() >= 0 and now[False][0].max() <= 1
+
+
 def test_targets_are_the_subsampled_probability_and_distances(tiny_star):
     yy, xx = np.mgrid[:64, :64]
     lab = (((yy - 32) ** 2 + (xx - 30) ** 2) <= 12**2).astype(np.int32)
