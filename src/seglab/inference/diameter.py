@@ -603,10 +603,11 @@ def estimate_diameter_iter(
     aim = model_aim(model)
     amp = bool(run.get("amp", True))
     measured: dict[float, float | None] = {}  # what the referee measured, by scale
-    fine = yield from probe(1.0, stop_above=hi * READ_FIRST_ABOVE * target if read_features else None)
+    read_first_above = hi * READ_FIRST_ABOVE * target  # (original pixels)
+    fine = yield from probe(1.0, stop_above=read_first_above if read_features else None)
     if all(p.stopped for p in fine):
         regressed = _regressed_size(model, planes, fine, target, amp)
-        if regressed is not None and regressed > hi * READ_FIRST_ABOVE * target:
+        if regressed is not None and regressed > read_first_above:
             d = yield from _read_first(regressed, fine, probe, size_of, target, (lo, hi), measured, aim)
             if d is not None:
                 return finish(d, regressed)
@@ -733,11 +734,7 @@ def _refereed(d: float | None, regressed: float, fine: list[_Probe], probe: Call
         measured = {1.0: d}
 
     def at(g: float) -> Generator[Any, None, float | None]:
-        done = _measured_near(measured, g)  # a scale already probed (within the reuse band) is not run again
-        if done is not None:
-            return measured[done]
-        measured[g] = size_of((yield from probe(g, around=fine)))
-        return measured[g]
+        return (yield from _measure_at(g, measured, fine, probe, size_of))
 
     candidates = [d]
     if d is None or not _agree(d, regressed):
@@ -789,11 +786,7 @@ def _read_first(regressed: float, fine: list[_Probe], probe: Callable[..., Gener
     objects, and that kept when the two measures agree. None: nothing confirmed (the caller runs the
     factor-1 probe to its end). Each scale's measure is recorded in ``measured``."""
     def at(g: float) -> Generator[Any, None, float | None]:
-        done = _measured_near(measured, g)
-        if done is not None:
-            return measured[done]
-        measured[g] = size_of((yield from probe(g, around=fine)))
-        return measured[g]
+        return (yield from _measure_at(g, measured, fine, probe, size_of))
 
     g = auto_factor(target, regressed, band, aim)
     if g >= 1.0:
@@ -808,6 +801,17 @@ def _read_first(regressed: float, fine: list[_Probe], probe: Callable[..., Gener
         if again is not None and _agree(again, d):
             return again
     return None
+
+
+def _measure_at(g: float, measured: dict[float, float | None], fine: list[_Probe], probe: Callable[..., Generator],
+                size_of: Callable[[list[_Probe]], float | None]) -> Generator[Any, None, float | None]:
+    """The size measured at factor ``g`` around the factor-1 windows ``fine``, recorded in
+    ``measured``; a scale already probed (within :data:`REUSE_BAND`) is not run again."""
+    done = _measured_near(measured, g)
+    if done is not None:
+        return measured[done]
+    measured[g] = size_of((yield from probe(g, around=fine)))
+    return measured[g]
 
 
 def _measured_near(measured: dict[float, float | None], g: float) -> float | None:
