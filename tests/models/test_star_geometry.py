@@ -232,6 +232,31 @@ def test_star_overlap_area_is_the_exact_intersection_when_the_centre_sees_both()
     assert star_overlap_area(disc, star, 5.0, 0.0) == -1.0
 
 
+def test_direction_key_orders_directions_as_their_angle():
+    from seglab.models.star_geometry import _direction_key
+
+    rng = np.random.default_rng(3)
+    angles = np.concatenate([np.arange(16) * np.pi / 8, rng.uniform(0, 2 * np.pi, 500)])  # the axes too
+    radii = rng.uniform(1e-3, 1e3, len(angles))
+    keys = np.array([_direction_key(r * np.cos(t), r * np.sin(t)) for r, t in zip(radii, angles)])
+    assert keys.min() >= 0.0 and keys.max() < 4.0
+    by_angle = np.argsort(angles, kind="stable")
+    assert np.all(np.diff(keys[by_angle]) > 0)  # strictly increasing: the same order as the angles
+    # the four axes land on 0, 1, 2, 3 whatever the length
+    for k, (x, y) in enumerate([(2.0, 0.0), (0.0, 0.5), (-7.0, 0.0), (0.0, -3.0)]):
+        assert _direction_key(x, y) == k
+
+
+def test_bounding_boxes_are_the_polygons_extremes():
+    from seglab.models.star_geometry import _bounding_boxes
+
+    pts, dists = _clustered_candidates(5, n_objects=6, per_object=5)
+    coords = np.ascontiguousarray(polygon_coords(pts, dists))
+    ys, xs = coords[..., 0], coords[..., 1]
+    want = np.stack([ys.min(axis=1), xs.min(axis=1), ys.max(axis=1), xs.max(axis=1)], axis=1)
+    assert np.array_equal(_bounding_boxes(coords), want)
+
+
 def test_nms_of_clustered_candidates_decides_exactly_as_the_edge_pairs_alone():
     """Candidates as a probability map gives them (many per object): the sweep, the bounds and
     the plain edge-pair overlap keep the same polygons."""

@@ -219,6 +219,15 @@ def _ray_to_line(ux, uy, px, py, qx, qy):
 
 
 @numba.njit(cache=True, nogil=True)
+def _direction_key(x, y):
+    """A number in [0, 4) that orders directions (x, y) != (0, 0) as their angle from the x axis
+    in [0, 2 pi) does (the "diamond angle": one division, no trigonometry)."""
+    if y >= 0.0:
+        return y / (x + y) if x >= 0.0 else 1.0 - x / (y - x)
+    return 2.0 - y / (-x - y) if x < 0.0 else 3.0 + x / (x - y)
+
+
+@numba.njit(cache=True, nogil=True)
 def star_overlap_area(a, b, cy, cx):
     """Area of the intersection of star polygon ``a`` (vertices ``(y, x)`` along the rays from its
     centre ``(cy, cx)``, counter-clockwise in (x, y) as :func:`polygon_coords` makes them) and
@@ -249,13 +258,11 @@ def star_overlap_area(a, b, cy, cx):
         ax[k], ay[k] = a[k, 1] - cx, a[k, 0] - cy
         if ax[k] == 0.0 and ay[k] == 0.0:
             return -1.0
-        t = np.arctan2(ay[k], ax[k])
-        ta[k] = t + 2 * np.pi if t < 0 else t
+        ta[k] = _direction_key(ax[k], ay[k])
     tb = np.empty(m)
     l0 = 0
     for q in range(m):
-        t = np.arctan2(by[q], bx[q])
-        tb[q] = t + 2 * np.pi if t < 0 else t
+        tb[q] = _direction_key(bx[q], by[q])
         if tb[q] < tb[l0]:
             l0 = q
     # a's directions must start at its first vertex and increase (rays at 2 pi k / n)
@@ -282,8 +289,9 @@ def star_overlap_area(a, b, cy, cx):
                 ib += 1
         else:  # close the sweep at the first direction
             vx, vy = first_x, first_y
-        norm = np.sqrt(vx * vx + vy * vy)
-        ux, uy = vx / norm, vy / norm
+        # directions need not be unit vectors: the boundary point r * u along u is the same for any
+        # length of u (r scales inversely), and so is each triangle's area
+        ux, uy = vx, vy
         if first:
             first_x, first_y = vx, vy
             first = False
@@ -336,6 +344,22 @@ def _lens_area(dy, dx, r1, r2):
     a2 = r2 * r2 * np.arccos(min(1.0, (d * d + r2 * r2 - r1 * r1) / (2 * d * r2)))
     k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
     return a1 + a2 - 0.5 * np.sqrt(max(k, 0.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounding_boxes(coords):
+    """``(N, 4)`` boxes ``(y0, x0, y1, x1)`` of polygons ``(N, n, 2)`` (one pass, no temporaries)."""
+    n, m = coords.shape[0], coords.shape[1]
+    out = np.empty((n, 4))
+    for i in range(n):
+        y0, x0 = coords[i, 0, 0], coords[i, 0, 1]
+        y1, x1 = y0, x0
+        for k in range(1, m):
+            y, x = coords[i, k, 0], coords[i, k, 1]
+            y0, y1 = min(y0, y), max(y1, y)
+            x0, x1 = min(x0, x), max(x1, x)
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = y0, x0, y1, x1
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -459,9 +483,7 @@ def polygon_nms_iter(
     order = np.argsort(-np.asarray(scores), kind="stable")
     c = np.ascontiguousarray(coords[order])
     yield (0, n)
-    ys, xs = c[..., 0], c[..., 1]
-    bbox = np.stack([ys.min(axis=1), xs.min(axis=1), ys.max(axis=1), xs.max(axis=1)], axis=1)
-    del ys, xs
+    bbox = _bounding_boxes(c)
     yield (0, n)
     size = float(np.median(np.maximum(bbox[:, 2] - bbox[:, 0], bbox[:, 3] - bbox[:, 1])))
     if points is not None and dists is not None:
