@@ -77,17 +77,39 @@ def radial_distances(labels: np.ndarray, n_rays: int, stride: int = 1) -> np.nda
     return _radial_distances(labels, ray_directions(n_rays), int(stride))
 
 
-def polygon_coords(points: np.ndarray, dists: np.ndarray) -> np.ndarray:
-    """``(N, n_rays, 2)`` vertices ``(y, x)`` of the polygons with centres ``points`` (N, 2)
-    and radial distances ``dists`` (N, n_rays)."""
-    dirs = ray_directions(dists.shape[1])
-    return points[:, None, :].astype(np.float64) + dists[:, :, None].astype(np.float64) * dirs[None]
+def polygon_coords(points: np.ndarray, dists: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(N, n_rays, 2)`` float64 vertices ``(y, x)`` of the polygons with centres ``points``
+    (N, 2) and radial distances ``dists`` (N, n_rays), written into ``out`` when given."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    dists = np.ascontiguousarray(dists)
+    if out is None:
+        out = np.empty((dists.shape[0], dists.shape[1], 2), dtype=np.float64)
+    _fill_polygon_coords(points, dists, ray_directions(dists.shape[1]), out)
+    return out
 
 
-def polygon_areas(coords: np.ndarray) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _fill_polygon_coords(points, dists, dirs, out):
+    for i in range(dists.shape[0]):
+        py, px = points[i, 0], points[i, 1]
+        for k in range(dists.shape[1]):
+            d = np.float64(dists[i, k])
+            out[i, k, 0] = py + d * dirs[k, 0]
+            out[i, k, 1] = px + d * dirs[k, 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def polygon_areas(coords):
     """Areas of ``(N, n, 2)`` polygons (shoelace formula)."""
-    y, x = coords[..., 0], coords[..., 1]
-    return 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y, axis=-1))
+    n, m = coords.shape[0], coords.shape[1]
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for k in range(m):
+            q = (k + 1) % m
+            s += coords[i, k, 1] * coords[i, q, 0] - coords[i, q, 1] * coords[i, k, 0]
+        out[i] = 0.5 * abs(s)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

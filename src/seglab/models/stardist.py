@@ -149,7 +149,7 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         yield (0, 2000)
         coords = np.empty((len(points), dists.shape[1], 2), dtype=np.float64)
         for i in range(0, len(points), COORD_CHUNK):
-            coords[i : i + COORD_CHUNK] = polygon_coords(points[i : i + COORD_CHUNK], dists[i : i + COORD_CHUNK])
+            polygon_coords(points[i : i + COORD_CHUNK], dists[i : i + COORD_CHUNK], out=coords[i : i + COORD_CHUNK])
             yield (0, 2000)
         nms = polygon_nms_iter(coords, scores, thresholds["nms_thresh"], points, dists)
         keep = yield from _scaled(nms, 0)
