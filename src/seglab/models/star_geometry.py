@@ -235,7 +235,8 @@ def intersection_area(a, b):
 
 @numba.njit(cache=True, nogil=True)
 def _ray_to_line(ux, uy, px, py, qx, qy):
-    """Distance from the origin along the unit direction (ux, uy) to the line through p and q."""
+    """Distance from the origin along the direction (ux, uy) to the line through p and q, in
+    multiples of the direction's length (the point reached is (r * ux, r * uy) either way)."""
     ex, ey = qx - px, qy - py
     return _cross(py, px, ey, ex) / _cross(uy, ux, ey, ex)
 
