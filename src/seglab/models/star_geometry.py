@@ -312,15 +312,12 @@ def star_overlap_area(a, b, cy, cx):
                 ib += 1
         else:  # close the sweep at the first direction
             vx, vy = first_x, first_y
-        # directions need not be unit vectors: the boundary point r * u along u is the same for any
-        # length of u (r scales inversely), and so is each triangle's area
-        ux, uy = vx, vy
         if first:
             first_x, first_y = vx, vy
             first = False
-            prev_x, prev_y = ux, uy
+            prev_x, prev_y = vx, vy
             continue
-        # the edges of a and b over the sector from (prev_x, prev_y) to (ux, uy): those before the
+        # the edges of a and b over the sector from (prev_x, prev_y) to (vx, vy): those before the
         # vertices passed up to the sector's start
         if s_ < n_break:
             pa = ia - 1 if take_a else ia
@@ -331,14 +328,16 @@ def star_overlap_area(a, b, cy, cx):
         ka1 = pa % n
         kb0 = (l0 + pb - 1) % m
         kb1 = (l0 + pb) % m
-        cross_dirs = _cross(prev_y, prev_x, uy, ux)
+        # the directions are not unit vectors, nor need be: the boundary point r * v along v is the
+        # same for any length of v (r scales inversely), and so is each triangle's area
+        cross_dirs = _cross(prev_y, prev_x, vy, vx)
         if cross_dirs <= 0.0:  # a sector of no width (directions repeat)
-            prev_x, prev_y = ux, uy
+            prev_x, prev_y = vx, vy
             continue
         ra0 = _ray_to_line(prev_x, prev_y, ax[ka0], ay[ka0], ax[ka1], ay[ka1])
-        ra1 = _ray_to_line(ux, uy, ax[ka0], ay[ka0], ax[ka1], ay[ka1])
+        ra1 = _ray_to_line(vx, vy, ax[ka0], ay[ka0], ax[ka1], ay[ka1])
         rb0 = _ray_to_line(prev_x, prev_y, bx[kb0], by[kb0], bx[kb1], by[kb1])
-        rb1 = _ray_to_line(ux, uy, bx[kb0], by[kb0], bx[kb1], by[kb1])
+        rb1 = _ray_to_line(vx, vy, bx[kb0], by[kb0], bx[kb1], by[kb1])
         r0, r1 = min(ra0, rb0), min(ra1, rb1)
         d0, d1 = ra0 - rb0, ra1 - rb1
         if (d0 < 0 < d1) or (d1 < 0 < d0):  # the boundaries cross inside the sector
@@ -347,10 +346,10 @@ def star_overlap_area(a, b, cy, cx):
             f = _cross(by[kb0] - ay[ka0], bx[kb0] - ax[ka0], eby, ebx) / _cross(eay, eax, eby, ebx)
             xx, xy = ax[ka0] + f * eax, ay[ka0] + f * eay
             total += 0.5 * _cross(r0 * prev_y, r0 * prev_x, xy, xx)
-            total += 0.5 * _cross(xy, xx, r1 * uy, r1 * ux)
+            total += 0.5 * _cross(xy, xx, r1 * vy, r1 * vx)
         else:
             total += 0.5 * r0 * r1 * cross_dirs
-        prev_x, prev_y = ux, uy
+        prev_x, prev_y = vx, vy
     return total
 
 
