@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import load_split
+from splits import split_items  # benchmarks/splits.py
+
 from seglab.evaluation import ap50
 from seglab.models.registry import get_model
-from seglab.training.recipes import split_train_tune
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
 
@@ -36,9 +36,7 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    root = Path(args.data)
-    _, tune_ids = split_train_tune(root)
-    tune = load_split(root, "train", tune_ids)
+    tune = split_items(args.data, "tune")
     a, b = Path(args.a), Path(args.b)
     wa, wb = load_file(a / "weights.safetensors"), load_file(b / "weights.safetensors")
     if wa.keys() != wb.keys() or any(wa[k].shape != wb[k].shape for k in wb):
