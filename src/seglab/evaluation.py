@@ -21,6 +21,7 @@ from seglab.inference.engine import (
     DEFAULT_TILE_SIZE,
     ProgressEvent,
     TileRun,
+    check_augment,
     place_network,
     plane_prediction_iter,
     run_to_end,
@@ -95,17 +96,21 @@ def evaluate_model_iter(
     batch_size: int = 4,
     amp: bool = True,
     denoise: str | bool = "auto",
+    augment: bool = False,
 ) -> Generator[ProgressEvent, None, tuple[dict, list[np.ndarray]]]:
     """Segment every item through the engine and score against its labels; returns (metrics,
     predictions). Yields the engine's events with ``plane``/``n_planes`` counting images.
-    ``denoise``: the low-light smoothing, as :func:`~seglab.inference.engine.segment_iter`'s."""
+    ``denoise``: the low-light smoothing, ``augment``: test-time augmentation, as
+    :func:`~seglab.inference.engine.segment_iter`'s."""
     from seglab.inference.denoise import parse_denoise
 
+    check_augment(model, augment)
     th = model.thresholds(thresholds)
     mode = parse_denoise(denoise)
     preds = []
     for i, item in enumerate(items):
         run = _run(model, device, tile_size, batch_size, amp, i, len(items))
+        run.augment = augment
         pred = yield from plane_prediction_iter(model, _plane_input(model, item, mode), th, run)
         preds.append(pred.labels)
         yield ProgressEvent("image", i + 1, len(items))
@@ -148,6 +153,7 @@ def tune_thresholds_iter(
     keep: Sequence[AnnotatedImage] = (),
     keep_tolerance: float = 0.01,
     deadline: float | None = None,
+    augment: bool = False,
 ) -> Generator[ProgressEvent, None, tuple[dict[str, float], float, list[dict]]]:
     """Grid search over the family's thresholds; returns best, its AP, and all trials.
 
@@ -195,6 +201,7 @@ def tune_thresholds_iter(
             break
         if key not in cache:
             run = _run(model, device, tile_size, batch_size, amp)
+            run.augment = augment
             raws = []
             for it in everything:
                 gen = raw_output_iter(model, it, {**th, **dict(key)}, run)

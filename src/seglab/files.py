@@ -29,6 +29,7 @@ class SegmentOptions:
     thresholds: dict[str, float] = field(default_factory=dict)
     diameter: float | str | None = "auto"
     denoise: str | bool = "auto"  # smooth noisy (low-light) planes first (seglab.inference.denoise)
+    augment: bool = False  # test-time augmentation: maps averaged over 8 orientations (seglab.inference.dihedral)
     link_z: bool = False  # link objects across Z planes by overlap (seglab.linking)
     link_min_iou: float = 0.3
     #: large inputs (zarr stores; TIFFs when True, or when None and over the size limit) are
@@ -256,7 +257,7 @@ def _segment_image_iter(model: Any, path: Path, outdir: str | Path, kinds: Seque
         model, data.array, channels=options.channels, tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp,
         thresholds=options.thresholds, diameter=options.diameter, pixel_size=pixel_size_um(data.pixel_size, data.unit),
-        denoise=options.denoise, **run)
+        denoise=options.denoise, augment=options.augment, **run)
     if options.link_z:
         from seglab.linking import link_stack
 

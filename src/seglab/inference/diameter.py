@@ -182,7 +182,7 @@ def scale_factor(model_diameter: float | None, diameter: float | None,
 def scaled_plane_iter(
     model: SegmentationModel, x: np.ndarray, th: dict[str, float], factor: float, p: int = 0, n_planes: int = 1,
     *, tile_size: int = 1024, batch_size: int = 4, device: Any = "cpu", amp: bool = True,
-    surround: Surround | None = None, tap: EncoderTap | None = None,
+    surround: Surround | None = None, tap: EncoderTap | None = None, augment: bool = False,
 ) -> Generator[Any, None, Prediction]:
     """One normalised ``(C, H, W)`` plane segmented at ``factor`` and returned on its own pixel grid.
 
@@ -190,12 +190,13 @@ def scaled_plane_iter(
     brought back (:func:`~seglab.inference.rescale.restore_prediction`); instance families' boxes
     are scaled and their masks pasted at full resolution. ``surround``: the plane's real
     surroundings (in its own pixels), which the tiles take their context from (rescaled with it);
-    ``tap``: an :class:`~seglab.inference.feature_tap.EncoderTap` reading the encoder as tiles pass.
+    ``tap``: an :class:`~seglab.inference.feature_tap.EncoderTap` reading the encoder as tiles pass;
+    ``augment``: test-time augmentation (:mod:`~seglab.inference.dihedral`).
     """
     from seglab.inference.engine import TileRun, plane_prediction_iter
 
     shape = tuple(x.shape[-2:])
-    run = TileRun(device, tile_size, batch_size, amp, p, n_planes, surround=surround, tap=tap)
+    run = TileRun(device, tile_size, batch_size, amp, p, n_planes, surround=surround, tap=tap, augment=augment)
     if factor == 1.0:
         return (yield from plane_prediction_iter(model, x, th, run))
     if surround is None:

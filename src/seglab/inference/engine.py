@@ -28,6 +28,7 @@ from seglab.inference.appearance import colour_check_needed, warn_if_colour_unsu
 from seglab.inference.denoise import AUTO as DENOISE_AUTO, Smoothing, parse_denoise, prepared_plane
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
+from seglab.inference.dihedral import augmented_maps_iter
 from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.tiling import Surround, TileGrid, model_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -100,13 +101,17 @@ def predict_maps_iter(
     context: int | None = None,
     surround: Surround | None = None,
     tap: EncoderTap | None = None,
+    augment: bool = False,
 ) -> Generator[ProgressEvent, None, np.ndarray]:
     """Dense maps ``(K, ceil(H / s), ceil(W / s))`` for a normalised ``(C, H, W)`` plane, tile
     by tile (``s`` is the model's output stride; a view of channel-last memory for a model whose
     ``maps_channel_last`` is set); ``context``: pixels around each tile (default
     :func:`~seglab.inference.tiling.tile_context`, what makes tiled and untiled runs agree);
     ``surround``: the plane's real surroundings, which tiles take their context from; ``tap``:
-    reads the encoder's features of a window from the tiles as they pass (the size model's input)."""
+    reads the encoder's features of a window from the tiles as they pass (the size model's input);
+    ``augment``: each tile's maps averaged over its eight orientations (:mod:`~seglab.inference.dihedral`)."""
+    if augment and tap is not None:
+        raise SeglabError("the size model reads one pass of the tiles, not an augmented one")
     _, h, w = x.shape
     context = tile_context(model) if context is None else int(context)
     s = int(model.output_stride)
@@ -120,7 +125,7 @@ def predict_maps_iter(
     done = 0
     yield ProgressEvent("tile", 0, total, plane, n_planes)
     for grid, chunk, batch in batches:
-        steps = model.forward_tiles_iter(batch)
+        steps = augmented_maps_iter(model, batch) if augment else model.forward_tiles_iter(batch)
         try:
             while True:  # each step of the network under inference mode and autocast, events between
                 with torch.inference_mode(), autocast(device, amp), _recording(tap, grid, chunk):
@@ -219,6 +224,8 @@ class TileRun:
     #: reads the encoder's features of a window from the tiles as they pass (``diameter="auto"``'s
     #: factor-1 probe: its size model then needs no second pass)
     tap: EncoderTap | None = None
+    #: test-time augmentation: dense maps averaged over the eight orientations of each tile
+    augment: bool = False
 
     def context_of(self, model: SegmentationModel) -> int:
         """The context this run gives each tile of ``model``."""
@@ -232,7 +239,7 @@ class TileRun:
         return (yield from predict_maps_iter(model, x, tile_size=self.tile_size, batch_size=self.batch_size,
                                              device=self.device, amp=self.amp, plane=self.plane,
                                              n_planes=self.n_planes, context=self.context_of(model),
-                                             surround=self.surround, tap=self.tap))
+                                             surround=self.surround, tap=self.tap, augment=self.augment))
 
     def context(self) -> contextlib.ExitStack:
         """Inference mode and autocast for one step of a network on this run's device."""
@@ -258,6 +265,8 @@ class TileRun:
         the outputs): each of its steps then runs under inference mode and autocast, with a
         ``'tile'`` event between steps, so that a long batch can be cancelled. ``batch_size``
         overrides the run's (a family whose batches take long on this device)."""
+        if self.augment:
+            raise SeglabError(f"the {model.config.family} family does not support test-time augmentation")
         _, h, w = x.shape
         context = self.context_of(model)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
@@ -357,6 +366,14 @@ def check_image(image: np.ndarray, channel_axis: int | None) -> None:
         raise SeglabError("complex-valued images are not supported")
 
 
+def check_augment(model: SegmentationModel, augment: bool) -> None:
+    """A clear error when test-time augmentation is asked of a family whose output does not turn
+    with the image (Mask R-CNN's boxes and masks)."""
+    if augment and not model.supports_augment():
+        raise SeglabError(f"test-time augmentation is for U-Net and StarDist models; {model.config.name!r} is a "
+                          f"{model.config.family} model")
+
+
 def segment_iter(
     model: SegmentationModel,
     image: np.ndarray,
@@ -373,6 +390,7 @@ def segment_iter(
     diameter: float | str | None = "auto",
     pixel_size: float | None = None,
     denoise: str | bool = DENOISE_AUTO,
+    augment: bool = False,
 ) -> Generator[ProgressEvent, None, Segmentation]:
     """Segment a 2D image or a stack of planes (leading Z/T axes), yielding progress.
 
@@ -382,7 +400,9 @@ def segment_iter(
     size in micrometres, where known; with a model that records the pixel size it was trained
     at, ``"auto"`` rescales by their ratio instead of estimating. ``denoise`` (``"auto"``: where
     the plane is noisy by the model's rule; True; False) smooths planes before the model
-    (:mod:`seglab.inference.denoise`; low light).
+    (:mod:`seglab.inference.denoise`; low light). ``augment``: test-time augmentation, each
+    tile's maps averaged over its eight flips and rotations (U-Net and StarDist families; about
+    eight times the network's time; :mod:`seglab.inference.dihedral`).
 
     ``image`` has Y and X as its last two non-channel axes; every other
     non-channel axis is a stack axis, segmented plane by plane with object ids
@@ -393,6 +413,7 @@ def segment_iter(
     image = np.asarray(image)
     image, channel_axis, rgb = arrange(image, axes=axes, channel_axis=channel_axis, rgb=rgb)
     check_image(image, channel_axis)
+    check_augment(model, augment)
     spatial_shape = image.shape if channel_axis is None else image.shape[:-1]
     stack_shape = spatial_shape[:-2]
     if colour_check_needed(model.config, channels, rgb, None if channel_axis is None else image.shape[-1]):
@@ -426,6 +447,9 @@ def segment_iter(
         return x
 
     size = yield from choose_scale_iter(model, diameter, estimate_input, len(indices), th, pixel_size, **run)
+    if augment:  # the estimate's passes are single ones: what they segmented is segmented again
+        size.reusable.clear()
+        run["augment"] = True
     for p, idx in enumerate(indices):
         pred: Prediction | None = size.reusable.pop(p, None)
         if pred is None:  # (a plane the estimate's own pass segmented needs no input)

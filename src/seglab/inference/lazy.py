@@ -57,7 +57,7 @@ from seglab.inference.diameter import (
     AUTO, DiameterEstimate, calibrated_estimate, estimate_diameter_iter, parse_diameter, sample_planes, scale_factor,
     scaled_plane_iter,
 )
-from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, place_network
+from seglab.inference.engine import DEFAULT_TILE_SIZE, ProgressEvent, check_augment, place_network
 from seglab.inference.normalize import (
     MAX_EDGE_LINES, MIN_MENDED_SIDE, SIDES, BlackPadding, channel_range, edge_depth, edge_lines, mend_edges,
     padding_of, select_channels,
@@ -442,6 +442,7 @@ def segment_lazy_iter(
     diameter: float | str | None = AUTO,
     pixel_size: float | None = None,
     denoise: str | bool = DENOISE_AUTO,
+    augment: bool = False,
     overwrite: bool = True,
     block_fn: BlockFn | None = None,
     before_finish: Callable[[LazyResult], None] | None = None,
@@ -467,6 +468,7 @@ def segment_lazy_iter(
     block_size = int(block_size)
     if block_size < 64:
         raise SeglabError(f"block size {block_size} is too small (at least 64 pixels)")
+    check_augment(model, augment)
     inp = _Input(src, model, channels, rgb, denoise)
     indices = src.indices()
     n_planes = len(indices)
@@ -549,7 +551,7 @@ def segment_lazy_iter(
                         t_in = inner_tile_size((wy1 - wy0, wx1 - wx0), (y1 - y0, x1 - x0), factor, tile_size,
                                                model.size_divisor)
                         gen = scaled_plane_iter(model, x, th, factor, p, n_planes, **{**run, "tile_size": t_in},
-                                                surround=Surround(win, top, left))
+                                                surround=Surround(win, top, left), augment=augment)
                     pred = yield from _events(gen, b, n_blocks, p, n_planes, writing)
                     del x, win, gen
                     yield from _written(writing, wait=True, at_least=b * 1000 + 999)

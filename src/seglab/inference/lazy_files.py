@@ -95,5 +95,6 @@ def segment_large_file_iter(model: Any, path: str | Path, outdir: str | Path, ki
         block_size=getattr(options, "block_size", 4096), tile_size=options.tile_size,
         batch_size=options.batch_size, device=options.device, amp=options.amp, thresholds=options.thresholds,
         diameter=options.diameter, pixel_size=pixel_size_um(data.pixel_size, data.unit),
-        denoise=getattr(options, "denoise", "auto"), before_finish=before_finish)
+        denoise=getattr(options, "denoise", "auto"), augment=getattr(options, "augment", False),
+        before_finish=before_finish)
     return FileResult(path, targets, result.n_objects, describe_size(result), None)

@@ -31,6 +31,7 @@ from seglab.errors import SeglabError
 from seglab.models.config import ModelConfig
 
 if TYPE_CHECKING:
+    from seglab.inference.dihedral import Orientation
     from seglab.inference.engine import ProgressEvent, TileRun
     from seglab.inference.size_model import SizeModel
 
@@ -212,6 +213,17 @@ class SegmentationModel(ABC):
         maps ``(K, h, w)`` (the dense path calls it once the tiles' cores are in: a tile's core is
         activated as it would have been in the whole tile, without a float32 copy of every tile
         first). The default: nothing left out."""
+
+    def dihedral_channels(self, orientation: Orientation) -> list[int] | None:
+        """For test-time augmentation (:mod:`seglab.inference.dihedral`): which channel of the
+        maps of a tile in ``orientation`` (turned back pixel by pixel) holds each of the maps'
+        channels; None: the family's output does not turn with the image (the default)."""
+        return None
+
+    @classmethod
+    def supports_augment(cls) -> bool:
+        """Whether test-time augmentation applies to the family (it says how its maps turn)."""
+        return cls.dihedral_channels is not SegmentationModel.dihedral_channels
 
     def raw_output_iter(
         self, x: np.ndarray, thresholds: dict[str, float], run: TileRun

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seglab.inference.dihedral import Orientation, ray_channels
 from seglab.models.base import TEACHER_KEY, ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.star_geometry import (
     fill_label_holes,
@@ -127,6 +128,10 @@ class StarDistModel(BatchNormFolding, SegmentationModel):
         out[:, :1].sigmoid_()
         out[:, 1:].clamp_min_(0.0)
         return out
+
+    def dihedral_channels(self, orientation: Orientation) -> list[int]:
+        """The probability stays; the rays trade places as the tile turns."""
+        return ray_channels(self.n_rays, orientation)
 
     def candidates(self, maps: np.ndarray, prob_thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres ``(N, 2)`` in plane pixels, scores and distances ``(N, n_rays)`` above the threshold."""

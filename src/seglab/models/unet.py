@@ -13,6 +13,7 @@ from skimage.segmentation import watershed
 from torch import nn
 from torch.nn import functional as F
 
+from seglab.inference.dihedral import Orientation
 from seglab.progress import run_to_end
 from seglab.models.base import TEACHER_KEY, ModelConfig, Prediction, SegmentationModel, Step, ThresholdSpec
 from seglab.models.grey_reconstruction import reconstruction_dilation
@@ -194,6 +195,10 @@ class UNetModel(BatchNormFolding, SegmentationModel):
             return self.forward_tiles(batch)
         features = yield from features_iter(net, batch)
         return torch.sigmoid(net.head(features).float())
+
+    def dihedral_channels(self, orientation: Orientation) -> list[int]:
+        """Foreground and distance to the border turn with the image: channels stay."""
+        return [0, 1]
 
     def postprocess_iter(
         self, maps: np.ndarray, thresholds: dict[str, float], shape: tuple[int, int] | None = None

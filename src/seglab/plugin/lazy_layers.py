@@ -51,7 +51,7 @@ def segment_lazily_iter(model: Any, data: Any, kwargs: dict, folder: str | Path 
             tile_size=kwargs.get("tile_size", 1024), batch_size=kwargs.get("batch_size", 4),
             device=kwargs.get("device", "auto"), amp=kwargs.get("amp", True), thresholds=kwargs.get("thresholds"),
             diameter=kwargs.get("diameter", "auto"), pixel_size=kwargs.get("pixel_size"),
-            denoise=kwargs.get("denoise", "auto")))
+            denoise=kwargs.get("denoise", "auto"), augment=bool(kwargs.get("augment", False))))
     except BaseException:  # cancelled (the generator closed) or failed: nothing left on disk
         if own:
             shutil.rmtree(folder, ignore_errors=True)

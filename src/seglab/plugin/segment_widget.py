@@ -170,6 +170,7 @@ class SegmentWidget(ScrollableContainer):
         # RGB layers already settled -> (model proposed, reason), (None, "") when nothing was proposed
         self._proposals: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._outlines_wanted = False  # the user's last choice, restored for models that have outlines
+        self._augment_wanted = False  # likewise for test-time augmentation
         self._build_fields()
         self.finish_layout()
         self.model.changed.connect(self._on_model_changed)
@@ -177,6 +178,7 @@ class SegmentWidget(ScrollableContainer):
         self.image.changed.connect(self._update_link_option)
         self.channel_axis.changed.connect(self._update_link_option)
         self.outlines.changed.connect(self._on_outlines_toggled)
+        self.augment.changed.connect(self._on_augment_toggled)
         self.run_button.changed.connect(self.start)
         self.estimate_button.changed.connect(self.estimate)
         self._estimate_worker = None
@@ -219,6 +221,10 @@ class SegmentWidget(ScrollableContainer):
         self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
                                  tooltip="also add the objects' polygons or boxes as an editable Shapes layer "
                                          "(models that give outlines only)")
+        self.augment = CheckBox(text="More accurate (8 orientations, about 8x slower)", value=False,
+                                tooltip="test-time augmentation: the model sees the image in its 8 flips and "
+                                        "rotations and their results are averaged; fewer missed and merged objects "
+                                        "(U-Net and StarDist models)")
         self.run_button = PushButton(text="Segment", tooltip="segment the image with the model")
         self.cancel_button = PushButton(text="Cancel", enabled=False,
                                         tooltip="stop the running segmentation now; nothing is added")
@@ -254,7 +260,7 @@ class SegmentWidget(ScrollableContainer):
         self.diameter.label = ""  # the row's label names it
         self.extend([self.image, self.model, self.model_info, self.proposal, diameter_row, self.diameter_used,
                      channel_row,
-                     self.outlines, button_row(self.run_button, self.cancel_button), self.progress, self.status,
+                     self.outlines, self.augment, button_row(self.run_button, self.cancel_button), self.progress, self.status,
                      self.advanced])
         self._job = BackgroundJob("segmentation", self.run_button, self.cancel_button, self.status,
                                   notify_error=lambda msg: show_error(msg), panel=self.progress)
@@ -310,6 +316,26 @@ class SegmentWidget(ScrollableContainer):
         self._outlines_wanted = wanted
         self.outlines.text = (f"Add {'boxes' if shape_type == 'rectangle' else 'polygons'} (Shapes layer)"
                               if shape_type else "Add outlines (this model gives labels only)")
+        self._update_augment_option()
+
+    def _update_augment_option(self) -> None:
+        """Test-time augmentation only for families whose maps turn with the image; the user's
+        wish comes back with such a model."""
+        try:
+            cls = family_class(read_config(self._registry.resolve(self.model.value)).family)
+        except (SeglabError, TypeError):
+            cls = None
+        able = cls is not None and cls.supports_augment()
+        wanted = self._augment_wanted
+        self.augment.enabled = able
+        self.augment.value = wanted and able
+        self._augment_wanted = wanted
+        self.augment.text = ("More accurate (8 orientations, about 8x slower)" if able or cls is None
+                             else "More accurate (not for this model's family)")
+
+    def _on_augment_toggled(self, value: bool) -> None:
+        if self.augment.enabled:
+            self._augment_wanted = bool(value)
 
     def _on_outlines_toggled(self, value: bool) -> None:
         if self.outlines.enabled:
@@ -444,6 +470,7 @@ class SegmentWidget(ScrollableContainer):
             data, ca, kwargs = self._run_inputs(layer)
             kwargs["diameter"] = parse_diameter(self.diameter.value)
             kwargs["link_axis"] = self.link_axis(layer) if self.link_z.value and self.link_z.enabled else None
+            kwargs["augment"] = bool(self.augment.value and self.augment.enabled)
         except SeglabError as e:
             show_error(f"seglab: {e}")
             return None

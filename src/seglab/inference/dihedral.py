@@ -1,0 +1,107 @@
+"""Test-time augmentation: each tile through the network in the eight orientations of the
+square grid (flips and transposes: the dihedral group D4), each output turned back and averaged.
+
+A family says how its map channels follow the image (:meth:`~seglab.models.base.SegmentationModel.dihedral_channels`):
+a U-Net's foreground and distance maps stay where they are, a StarDist model's rays trade places
+(a ray pointing right points left in a left-right flipped tile). Maps sampled every ``s > 1``
+pixels (StarDist's grid) hold pixel ``s * j``; a flipped tile is shifted by one pixel so that its
+samples fall on the same pixels (their mirror images), and the maps are shifted back. That one
+pixel row or column comes from the tile's context, never from its core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seglab.errors import SeglabError
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """Flip Y, then flip X, then swap Y and X (the order :meth:`apply` takes them in)."""
+
+    flip_y: bool = False
+    flip_x: bool = False
+    transpose: bool = False
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.flip_y or self.flip_x or self.transpose)
+
+    def apply(self, x: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """The orientation of a batch ``(B, C, H, W)`` (for maps sampled every ``stride`` pixels)."""
+        for flip, dim in ((self.flip_y, 2), (self.flip_x, 3)):
+            if flip:
+                x = torch.flip(x, (dim,))
+                if stride > 1:  # pixel p of the flipped tile shows pixel size - p: s * j -> s * (m - j)
+                    x = torch.roll(x, 1, dim)
+        return x.transpose(2, 3) if self.transpose else x
+
+    def restore(self, maps: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """Maps ``(B, K, h, w)`` of an oriented batch back in the batch's own orientation (their
+        pixels only; the family's :meth:`dihedral_channels` reorders the channels)."""
+        if self.transpose:
+            maps = maps.transpose(2, 3)
+        for flip, dim in ((self.flip_x, 3), (self.flip_y, 2)):
+            if flip:
+                maps = torch.flip(maps, (dim,))
+                if stride > 1:
+                    maps = torch.roll(maps, 1, dim)
+        return maps
+
+    def direction(self, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where a direction ``(dy, dx)`` of the oriented tile points in the original one."""
+        if self.transpose:
+            dy, dx = dx, dy
+        if self.flip_x:
+            dx = -dx
+        if self.flip_y:
+            dy = -dy
+        return dy, dx
+
+
+#: all eight, the identity first
+ORIENTATIONS: tuple[Orientation, ...] = tuple(
+    Orientation(fy, fx, t) for t in (False, True) for fy in (False, True) for fx in (False, True)
+)
+
+
+def ray_channels(n_rays: int, orientation: Orientation, first: int = 1) -> list[int]:
+    """For maps whose channels ``first ...`` hold distances along ``n_rays`` evenly spaced rays
+    (``(dy, dx) = (sin, cos)`` of ``2 pi k / n``), the channel of an oriented tile's maps that
+    holds each original channel (channels before ``first`` stay)."""
+    if n_rays % 4:
+        raise SeglabError(f"rays turn with the image only when their number is a multiple of 4, not {n_rays}")
+    phi = 2 * np.pi * np.arange(n_rays) / n_rays
+    dy, dx = orientation.direction(np.sin(phi), np.cos(phi))
+    original = np.round(np.arctan2(dy, dx) / (2 * np.pi / n_rays)).astype(int) % n_rays
+    source = np.empty(n_rays, dtype=int)
+    source[original] = np.arange(n_rays)  # original ray original[k] is the oriented tile's ray k
+    return list(range(first)) + [first + int(k) for k in source]
+
+
+def augmented_maps_iter(model, batch: torch.Tensor,
+                        orientations: Sequence[Orientation] = ORIENTATIONS) -> Generator[None, None, torch.Tensor]:
+    """The mean of ``model.forward_tiles_iter``'s maps over ``orientations`` of ``batch``, each
+    turned back (float32, ``(B, K, h, w)``; each orientation's steps yielded as they run)."""
+    stride = int(model.output_stride)
+    total: torch.Tensor | None = None
+    for o in orientations:
+        channels = model.dihedral_channels(o)
+        if channels is None:
+            raise SeglabError(f"the {model.config.family} family does not support test-time augmentation")
+        x = o.apply(batch, stride)
+        if batch.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        maps = yield from model.forward_tiles_iter(x)
+        maps = o.restore(maps.float(), stride)
+        if list(channels) != list(range(maps.shape[1])):
+            maps = maps[:, channels]
+        total = maps if total is None else total.add_(maps)
+        del maps, x
+    assert total is not None
+    return total.div_(len(orientations))
