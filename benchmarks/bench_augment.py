@@ -70,19 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-speed", action="store_true", help="skip the 2048x2048 timing")
+    p.add_argument("--no-scores", action="store_true", help="the 2048x2048 timing only")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     reg = ModelRegistry()
-    val, tune = split_items(args.data, "val"), split_items(args.data, "tune")
+    val, tune = ([], []) if args.no_scores else (split_items(args.data, "val"), split_items(args.data, "tune"))
     out = {"cpu": cpu_model(), "threads": args.threads, "load_avg_1min_before": load_1min(),
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": {}}
     for name in args.models:
         model = reg.load(reg.resolve(name))
         r = out["models"][name] = {"thresholds": model.thresholds()}
-        for augment in (False, True):
+        for augment in () if args.no_scores else (False, True):
             key = "augment" if augment else "plain"
             r[key] = {"val": scores(model, val, augment), "tune": scores(model, tune, augment)}
             print(f"{name} {key}: val AP@0.5 {r[key]['val']['ap50']:.4f}, tune {r[key]['tune']['ap50']:.4f}", flush=True)

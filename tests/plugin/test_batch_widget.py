@@ -231,6 +231,8 @@ def test_fields_reach_the_batch(tmp_path, qtbot, viewer_widget, notes, monkeypat
     widget.overwrite.value = True
     assert widget.denoise.value == "auto"
     widget.denoise.value = "off"
+    assert widget.augment.enabled and not widget.augment.value  # a U-Net: augmentation offered, off by default
+    widget.augment.value = True
     name = widget.thresholds[0].name
     widget.thresholds[0].value = 0.35
     run(qtbot, widget, timeout=30_000)
@@ -238,7 +240,16 @@ def test_fields_reach_the_batch(tmp_path, qtbot, viewer_widget, notes, monkeypat
     assert seen["outputs"] == ["objects"]
     opts = seen["options"]
     assert opts.diameter == 25.0 and list(opts.channels) == [0] and opts.tile_size == 512 and opts.device == "cpu"
-    assert opts.denoise is False
+    assert opts.denoise is False and opts.augment is True
     assert opts.thresholds[name] == pytest.approx(0.35)
     assert seen["settings"].workers == 2 and not seen["settings"].processes and seen["settings"].overwrite
     assert seen["ref"].endswith("tiny-unet")
+
+
+def test_augmentation_is_not_offered_for_mask_rcnn(tmp_path, viewer_widget):
+    _, widget = viewer_widget
+    widget.folder.value = write_folder(tmp_path / "imgs", 1)
+    widget.augment.value = True
+    widget.model.value = "maskrcnn-nuclei"
+    assert not widget.augment.enabled and not widget.augment.value and "not for this" in widget.augment.text
+    assert widget._inputs()[2]["augment"] is False

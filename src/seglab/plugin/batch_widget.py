@@ -41,9 +41,17 @@ from seglab.models.storage import read_config
 from seglab.outputs import LABELS, output_kinds
 from seglab.plugin.events import on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
-from seglab.plugin.model_info import describe_name
+from seglab.plugin.model_info import describe_name, supports_augment
 from seglab.plugin.progress_panel import ProgressPanel
-from seglab.plugin.sections import Collapsible, ScrollableContainer, button_row, smoothing_choice, wrapped_label
+from seglab.plugin.sections import (
+    Collapsible,
+    ScrollableContainer,
+    augment_choice,
+    button_row,
+    show_augment_support,
+    smoothing_choice,
+    wrapped_label,
+)
 from seglab.plugin.tooltips import fill_threshold_tooltips
 
 if TYPE_CHECKING:
@@ -162,11 +170,13 @@ class BatchWidget(ScrollableContainer):
                                  tooltip="channels of multichannel images to use, e.g. '0' or '0,1' (empty: all; "
                                          "colour images become grey for grey models)")
         self.denoise = smoothing_choice()
+        self.augment = augment_choice()
         self.thresholds = Container(labels=True, label="Thresholds")
         self.advanced = Collapsible("Advanced", [self.workers, self.scheduler, self.tile_size, self.batch_size,
-                                                 self.device, self.amp, self.channels, self.denoise, self.thresholds],
+                                                 self.device, self.amp, self.channels, self.denoise, self.augment,
+                                                 self.thresholds],
                                     tooltip="workers, cluster, tile size, batch size, device, precision, smoothing of "
-                                            "noisy images, thresholds")
+                                            "noisy images, test-time augmentation, thresholds")
         self.extend([self.folder, self.model, self.model_info, self.diameter, self.outputs, self.destination,
                      self.outdir, self.overwrite, button_row(self.run_button, self.cancel_button), self.progress,
                      self.status, self.advanced, self.table, self.open_button])
@@ -186,6 +196,7 @@ class BatchWidget(ScrollableContainer):
         self._rebuild_thresholds()
         fill_threshold_tooltips(self.thresholds)
         self._rebuild_outputs()
+        show_augment_support(self.augment, supports_augment(self._registry, name), bool(self.augment.value))
 
     def _model_family(self) -> Any:
         try:
@@ -262,7 +273,8 @@ class BatchWidget(ScrollableContainer):
         options = dict(channels=parse_channels(self.channels.value),
                        tile_size=int(self.tile_size.value), batch_size=int(self.batch_size.value),
                        device=self.device.value, amp=bool(self.amp.value),
-                       diameter=parse_diameter(self.diameter.value), denoise=parse_denoise(self.denoise.value))
+                       diameter=parse_diameter(self.diameter.value), denoise=parse_denoise(self.denoise.value),
+                       augment=bool(self.augment.value and self.augment.enabled))
         settings = BatchSettings(workers=int(self.workers.value), scheduler=self.scheduler.value.strip() or None,
                                  processes=False, overwrite=bool(self.overwrite.value))
         thresholds = {w.name: float(w.value) for w in self.thresholds}

@@ -86,6 +86,18 @@ def takes_rgb(registry: ModelRegistry, name: str | None) -> bool:
         return False
 
 
+def supports_augment(registry: ModelRegistry, name: str | None) -> bool | None:
+    """Whether the model's family takes test-time augmentation (None: no such model)."""
+    from seglab.models.families import family_class
+
+    if not name:
+        return None
+    try:
+        return family_class(read_config(registry.resolve(name)).family).supports_augment()
+    except (SeglabError, TypeError):
+        return None
+
+
 def rgb_proposal(registry: ModelRegistry, current: str | None,
                  appearance: Appearance) -> tuple[str, str] | None:
     """For an RGB image, when an RGB (H&E) model is installed: ``(model name, reason)``, the

@@ -47,14 +47,16 @@ from seglab.plugin.layers import (
     spatial_geometry,
     table_to_features,
 )
-from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal
+from seglab.plugin.model_info import describe_name, layer_is_rgb, rgb_proposal, supports_augment
 from seglab.plugin.object_table import keep_table_fresh, layer_calibration, measured_features
 from seglab.plugin.outline_layers import new_run_id, tag_run, update_outlines
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
 from seglab.plugin.sections import (
     Collapsible,
     ScrollableContainer,
+    augment_choice,
     button_row,
+    show_augment_support,
     smoothing_choice,
     wrapped_label,
 )
@@ -221,10 +223,7 @@ class SegmentWidget(ScrollableContainer):
         self.outlines = CheckBox(text="Add outlines (Shapes layer)", value=False,
                                  tooltip="also add the objects' polygons or boxes as an editable Shapes layer "
                                          "(models that give outlines only)")
-        self.augment = CheckBox(text="More accurate (8 orientations, about 8x slower)", value=False,
-                                tooltip="test-time augmentation: the model sees the image in its 8 flips and "
-                                        "rotations and their results are averaged; fewer missed and merged objects "
-                                        "(U-Net and StarDist models)")
+        self.augment = augment_choice()
         self.run_button = PushButton(text="Segment", tooltip="segment the image with the model")
         self.cancel_button = PushButton(text="Cancel", enabled=False,
                                         tooltip="stop the running segmentation now; nothing is added")
@@ -321,17 +320,9 @@ class SegmentWidget(ScrollableContainer):
     def _update_augment_option(self) -> None:
         """Test-time augmentation only for families whose maps turn with the image; the user's
         wish comes back with such a model."""
-        try:
-            cls = family_class(read_config(self._registry.resolve(self.model.value)).family)
-        except (SeglabError, TypeError):
-            cls = None
-        able = cls is not None and cls.supports_augment()
         wanted = self._augment_wanted
-        self.augment.enabled = able
-        self.augment.value = wanted and able
+        show_augment_support(self.augment, supports_augment(self._registry, self.model.value), wanted)
         self._augment_wanted = wanted
-        self.augment.text = ("More accurate (8 orientations, about 8x slower)" if able or cls is None
-                             else "More accurate (not for this model's family)")
 
     def _on_augment_toggled(self, value: bool) -> None:
         if self.augment.enabled:
