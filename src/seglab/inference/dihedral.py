@@ -98,10 +98,26 @@ def augmented_maps_iter(model, batch: torch.Tensor,
         if batch.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         maps = yield from model.forward_tiles_iter(x)
-        maps = o.restore(maps.float(), stride)
-        if list(channels) != list(range(maps.shape[1])):
-            maps = maps[:, channels]
-        total = maps if total is None else total.add_(maps)
-        del maps, x
+        del x
+        maps = o.restore(maps, stride)
+        if total is None:  # channel-last float32, so that rays are reordered by one small matrix product
+            b, k, h, w = maps.shape
+            total = torch.zeros((b, h, w, k), dtype=torch.float32, device=maps.device).permute(0, 3, 1, 2)
+        _accumulate(total, maps, channels)
+        del maps
     assert total is not None
     return total.div_(len(orientations))
+
+
+def _accumulate(total: torch.Tensor, maps: torch.Tensor, channels: Sequence[int]) -> None:
+    """``total += maps[:, channels]`` for channel-last ``total``. Reordered channels go through a
+    product with a 0/1 permutation matrix (exact; a gather along the channels of
+    channel-last maps takes 5x as long)."""
+    k = maps.shape[1]
+    if list(channels) == list(range(k)):
+        total.add_(maps)
+        return
+    perm = torch.zeros((k, k), dtype=torch.float32, device=maps.device)
+    perm[torch.as_tensor(list(channels)), torch.arange(k)] = 1.0  # column c picks channel channels[c]
+    flat = maps.permute(0, 2, 3, 1).reshape(-1, k).float()
+    total.permute(0, 2, 3, 1).view(-1, k).addmm_(flat, perm)
