@@ -75,6 +75,28 @@ def test_the_sampler_adds_the_teachers_maps_of_the_patch_with_its_context():
     assert not torch.allclose(maps, teacher_maps(teacher, x1), atol=1e-3)
 
 
+def test_an_augmented_teacher_gives_maps_that_turn_with_the_patch():
+    """Averaged over the eight orientations, the teacher's maps of a transposed patch are its maps
+    of the patch transposed (rays reordered), though its network has no symmetry of its own."""
+    from seglab.inference.dihedral import Orientation
+
+    teacher = _star("teacher")
+    x = torch.rand(2, 1, 64, 64)
+    t = Orientation(transpose=True)
+
+    def turned_back(maps):
+        return t.restore(maps, 2)[:, teacher.dihedral_channels(t)]
+
+    aug = teacher_maps(teacher, x, augment=True)
+    assert aug.shape == (2, 9, 32, 32) and float(aug[:, 0].min()) >= 0 and float(aug[:, 0].max()) <= 1
+    assert float(aug[:, 1:].min()) >= 0  # activated: probability and distances
+    other = teacher_maps(teacher, x.transpose(2, 3).contiguous(), augment=True)
+    assert torch.allclose(turned_back(other), aug, atol=1e-4)
+    single = teacher_maps(teacher, x)
+    assert not torch.allclose(turned_back(teacher_maps(teacher, x.transpose(2, 3).contiguous())), single, atol=1e-3)
+    assert not torch.allclose(aug, single, atol=1e-3)
+
+
 def test_teacher_patches_must_fit_its_size_divisor():
     teacher = _star("teacher", widths=(8, 16, 32, 64))
     with pytest.raises(SeglabError, match="multiples of 8"):
@@ -139,6 +161,12 @@ def test_the_recipe_trains_with_a_teacher_and_records_it(tmp_path):
         main(["stardist-nuclei", *common, "--out", str(tmp_path / "bad"), "--teacher", "unet-nuclei"])
     with pytest.raises(SystemExit):  # the H&E recipe has no teacher setting
         main(["stardist-he", *common, "--out", str(tmp_path / "he"), "--teacher", "stardist-nuclei"])
-    for bad in (["--distill-weight", "2"], ["--teacher", "stardist-nuclei", "--distill-weight", "0"]):
+    third = tmp_path / "third"
+    assert main(["stardist-nuclei", *common, "--out", str(third), "--init", str(first / "final"),
+                 "--teacher", str(first / "final"), "--teacher-augment"]) in (0, None)
+    run = json.loads((third / "train_result.json").read_text())
+    assert run["teacher"] == {"model": str(first / "final"), "distill_weight": 1.0, "augment": True}
+    for bad in (["--distill-weight", "2"], ["--teacher", "stardist-nuclei", "--distill-weight", "0"],
+                ["--teacher-augment"]):
         with pytest.raises(SystemExit):  # a weight without a teacher; a weight that teaches nothing
             main(["stardist-nuclei", *common, "--out", str(tmp_path / "bad2"), *bad])

@@ -143,6 +143,8 @@ class PatchSampler:
     #: a trained model whose maps on each patch join the targets (knowledge distillation,
     #: :mod:`seglab.training.distill`); ``None``: the labels' targets only
     teacher: SegmentationModel | None = None
+    #: the teacher's maps averaged over each patch's eight orientations (test-time augmentation)
+    teacher_augment: bool = False
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -240,7 +242,7 @@ class PatchSampler:
         pad = -size % div
         if pad:
             full = F.pad(full, (0, pad, 0, pad), mode="reflect")
-        maps = teacher_maps(self.teacher, full)
+        maps = teacher_maps(self.teacher, full, self.teacher_augment)
         return maps[..., : size // stride, : size // stride]
 
 

@@ -235,7 +235,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
         teacher = get_model(args.teacher)
         check_pair(teacher, model)
         model.config.loss = {**model.config.loss, "distill_weight": args.distill_weight}
-        _log(f"teacher: {args.teacher} (its maps as soft targets, weight {args.distill_weight})")
+        _log(f"teacher: {args.teacher} (its maps{' over 8 orientations' if args.teacher_augment else ''} as soft "
+             f"targets, weight {args.distill_weight})")
     aug = recipe["augment"]
     model.config.object_diameter, size_range = seen_object_diameter(
         [p.labels for p in pairs], [p.weight for p in pairs], aug["scale_range"])
@@ -251,7 +252,7 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
                      Augment(scale_range=tuple(aug["scale_range"]), noise_std=aug["noise_std"],
                              invert_prob=aug["invert_prob"], blur_prob=aug.get("blur_prob", 0.0),
                              blur_sigma=aug.get("blur_sigma", 2.5), saturate_prob=aug.get("saturate_prob", 0.0)),
-                     seed=args.seed, teacher=teacher),
+                     seed=args.seed, teacher=teacher, teacher_augment=args.teacher_augment),
         settings.batch_size, model, args.workers)
 
     def on_best(m, step, score):
@@ -275,7 +276,8 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     if settings.ema_decay:
         run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if teacher is not None:
-        run["teacher"] = {"model": str(args.teacher), "distill_weight": args.distill_weight}
+        run["teacher"] = {"model": str(args.teacher), "distill_weight": args.distill_weight,
+                          **({"augment": True} if args.teacher_augment else {})}
     if args.init_from and not args.init:
         run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
     if args.init:
@@ -464,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", default=None,
                    help="a trained model (name or folder) of the same family whose maps on every patch "
                         "are soft targets beside the labels' (knowledge distillation; StarDist, U-Net)")
+    p.add_argument("--teacher-augment", action="store_true",
+                   help="the teacher's maps averaged over each patch's 8 flips and rotations (test-time "
+                        "augmentation; a better teacher at 8x its cost)")
     p.add_argument("--distill-weight", type=float, default=None,
                    help="weight of the teacher's soft targets against the labels' (with --teacher; default 1)")
     p.add_argument("--max-eval-images", type=int, default=None,
@@ -481,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--scale-range is a setting of the {he} training")
     if args.scale_range is not None and not 0 < args.scale_range[0] <= 1 <= args.scale_range[1]:
         p.error("--scale-range needs 0 < LOW <= 1 <= HIGH")
+    if args.teacher_augment and not args.teacher:
+        p.error("--teacher-augment augments a teacher: give --teacher")
     if args.distill_weight is not None and not args.teacher:
         p.error("--distill-weight weighs a teacher's targets: give --teacher")
     if args.distill_weight is not None and not args.distill_weight > 0:
