@@ -94,3 +94,19 @@ def tiny_star_dir(tmp_path_factory):
     for _ in train_iter(model, sampler, TrainSettings(steps=150, batch_size=4, lr=1e-2, warmup_steps=5), device="cpu"):
         pass
     return save_model(model, tmp_path_factory.mktemp("star") / "tiny-star")
+
+
+@pytest.fixture
+def augment_passes(monkeypatch):
+    """The ``augment`` of every dense-map run of a plane through the engine, in order."""
+    from seglab.inference import engine
+
+    seen = []
+    real = engine.predict_maps_iter
+
+    def spy(*a, augment=False, **kw):
+        seen.append(augment)
+        return (yield from real(*a, augment=augment, **kw))
+
+    monkeypatch.setattr(engine, "predict_maps_iter", spy)
+    return seen

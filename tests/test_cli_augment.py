@@ -20,43 +20,26 @@ def folder(tmp_path):
     return d
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Records the ``augment`` each plane's network run was given."""
-    from seglab.inference import engine
-
-    seen = []
-    real = engine.predict_maps_iter
-
-    def wrapped(*a, augment=False, **kw):
-        seen.append(augment)
-        return (yield from real(*a, augment=augment, **kw))
-
-    monkeypatch.setattr(engine, "predict_maps_iter", wrapped)
-    return seen
-
-
 @pytest.mark.parametrize("extra", [[], ["--out-of-core"]])
-def test_segment_augment_reaches_the_network_runs(tmp_path, folder, tiny_star_dir, spy, extra):
+def test_segment_augment_reaches_the_network_runs(tmp_path, folder, tiny_star_dir, augment_passes, extra):
     out = tmp_path / "out"
     assert main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(folder), "--device", "cpu", "--quiet",
                  "--augment", *extra]) == 0
-    # the size estimate's probes are single passes; the planes' own runs are augmented
-    assert True in spy and spy[-1] is True
+    assert True in augment_passes and augment_passes[-1] is True
     assert any(p.name.startswith("a") for p in out.iterdir())  # its labels written
 
 
-def test_segment_without_augment_runs_single_passes(tmp_path, folder, tiny_star_dir, spy):
+def test_segment_without_augment_runs_single_passes(tmp_path, folder, tiny_star_dir, augment_passes):
     assert main(["segment", "-m", str(tiny_star_dir), "-o", str(tmp_path / "o"), str(folder), "--device", "cpu",
                  "--quiet", "--diameter", "none"]) == 0
-    assert spy and not any(spy)
+    assert augment_passes and not any(augment_passes)
 
 
 @pytest.mark.parametrize("flags", [[], ["--diameter", "20"]])
-def test_evaluate_augment(tmp_path, folder, tiny_star_dir, spy, flags):
+def test_evaluate_augment(tmp_path, folder, tiny_star_dir, augment_passes, flags):
     assert main(["evaluate", "-m", str(tiny_star_dir), "--images", str(folder), "--labels", str(tmp_path / "labs"),
                  "--device", "cpu", "--quiet", "--augment", *flags]) == 0
-    assert spy and spy[-1] is True
+    assert augment_passes and augment_passes[-1] is True
 
 
 def test_augment_with_mask_rcnn_is_a_clear_error(tmp_path, folder, capsys):

@@ -137,6 +137,21 @@ def test_segment_with_augment_finds_the_objects(tiny_star_dir):
     assert aug.n_objects == plain.n_objects == labels.max()
 
 
+def test_the_size_estimate_stays_a_single_pass_and_its_plane_is_segmented_again(augment_passes):
+    """``auto``'s probe at factor 1 segments the plane; without augmentation that pass is the
+    result, with it the plane is run again augmented (the probe itself stays single)."""
+    from seglab.models.registry import get_model
+
+    model = get_model("stardist-nuclei")
+    image = blob_image((192, 192), n=12, seed=6, rmin=7, rmax=9)[0]  # about the model's object size
+    plain = segment(model, image)
+    assert augment_passes == [False] * len(augment_passes) and plain.scale_factor == 1.0
+    del augment_passes[:]
+    aug = segment(model, image, augment=True)
+    assert aug.scale_factor == 1.0 and augment_passes[-1] is True and augment_passes[0] is False
+    assert augment_passes.count(True) == 1 and abs(aug.n_objects - plain.n_objects) <= 1
+
+
 def test_augment_is_refused_clearly_for_mask_rcnn():
     from maskrcnn_helpers import tiny_maskrcnn
 

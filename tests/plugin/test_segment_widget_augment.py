@@ -19,17 +19,9 @@ def test_the_option_follows_the_models_family_and_keeps_the_users_wish(segment_d
     assert widget.augment.enabled and widget.augment.value
 
 
-def test_a_run_with_the_option_is_augmented(qtbot, segment_dock, segment_errors, segment_run_kwargs, monkeypatch):
-    from seglab.inference import engine
-
-    passes = []
-    real = engine.predict_maps_iter
-
-    def spy(*a, augment=False, **kw):
-        passes.append(augment)
-        return (yield from real(*a, augment=augment, **kw))
-
-    monkeypatch.setattr(engine, "predict_maps_iter", spy)
+def test_a_run_with_the_option_is_augmented(qtbot, segment_dock, segment_errors, segment_run_kwargs,
+                                            augment_passes):
+    passes = augment_passes
     viewer, widget = segment_dock
     image, labels = blob_image((128, 128), n=8, seed=2, rmin=6, rmax=9)
     widget.image.value = viewer.add_image(image, name="cells")
