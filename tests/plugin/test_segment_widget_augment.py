@@ -11,7 +11,7 @@ from tests_helpers import blob_image  # noqa: E402
 def test_the_option_follows_the_models_family_and_keeps_the_users_wish(segment_dock):
     _, widget = segment_dock
     widget.model.value = "stardist-nuclei"
-    assert widget.augment.enabled and not widget.augment.value  # off by default: about 8x the time
+    assert widget.augment.enabled and not widget.augment.value  # off by default: 5-7x the time
     widget.augment.value = True
     widget.model.value = "maskrcnn-nuclei"  # boxes and masks do not turn with the image
     assert not widget.augment.enabled and not widget.augment.value and "not for this" in widget.augment.text

@@ -155,7 +155,7 @@ def wrapped_label(tooltip: str) -> Label:
     return label
 
 
-AUGMENT_TEXT = "More accurate (8 orientations, about 8x slower)"
+AUGMENT_TEXT = "More accurate (8 orientations, 5-7x slower)"
 
 
 def augment_choice() -> Any:
@@ -164,8 +164,8 @@ def augment_choice() -> Any:
 
     return CheckBox(text=AUGMENT_TEXT, value=False,
                     tooltip="test-time augmentation: the model sees the image in its 8 flips and rotations and "
-                            "their results are averaged; fewer missed and merged objects, about 8x the network's "
-                            "time (U-Net and StarDist models)")
+                            "their results are averaged; fewer missed and merged objects with StarDist models, "
+                            "eight passes of the network: 5-7x the time of one run (U-Net and StarDist models)")
 
 
 def show_augment_support(box: Any, able: bool | None, wanted: bool) -> None:
