@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from seglab.errors import SeglabError
+
+if TYPE_CHECKING:
+    from seglab.models.base import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def ray_channels(n_rays: int, orientation: Orientation, first: int = 1) -> list[
     return list(range(first)) + [first + int(k) for k in source]
 
 
-def augmented_maps_iter(model, batch: torch.Tensor,
+def augmented_maps_iter(model: SegmentationModel, batch: torch.Tensor,
                         orientations: Sequence[Orientation] = ORIENTATIONS) -> Generator[None, None, torch.Tensor]:
     """The mean of ``model.forward_tiles_iter``'s maps over ``orientations`` of ``batch``, each
     turned back (float32, ``(B, K, h, w)``; each orientation's steps yielded as they run)."""
