@@ -97,7 +97,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "passes the level from which it pays for the model (models without a measured rule: never)")
     p.add_argument("--augment", action="store_true",
                    help="test-time augmentation: average the model's maps over the image's 8 flips and rotations "
-                        "(U-Net and StarDist models; more accurate, about 8x the network's time)")
+                        "(U-Net and StarDist models; eight passes of the network: 5-7x the time)")
 
 
 def channel_list(text: str) -> list[int]:

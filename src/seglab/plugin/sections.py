@@ -163,9 +163,9 @@ def augment_choice() -> Any:
     from magicgui.widgets import CheckBox
 
     return CheckBox(text=AUGMENT_TEXT, value=False,
-                    tooltip="test-time augmentation: the model sees the image in its 8 flips and rotations and "
-                            "their results are averaged; fewer missed and merged objects with StarDist models, "
-                            "eight passes of the network: 5-7x the time of one run (U-Net and StarDist models)")
+                    tooltip="test-time augmentation (U-Net and StarDist models): the model sees the image in its "
+                            "8 flips and rotations and their maps are averaged; fewer missed and merged nuclei with "
+                            "StarDist, at 5-7x the time of one run")
 
 
 def show_augment_support(box: Any, able: bool | None, wanted: bool) -> None:
