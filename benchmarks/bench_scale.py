@@ -3,7 +3,7 @@
 
     python benchmarks/bench_scale.py [--models unet-nuclei ...] [--factors 0.5 1 2 3 4] [--limit N]
                                      [--modes auto true none] [--skip-none maskrcnn-nuclei:3]
-                                     [--json benchmarks/results/scale.json]
+                                     [--augment] [--json benchmarks/results/scale.json]
 
 Each image is resized by the factor (bilinear, antialiased when shrinking), its labels by
 nearest neighbour; predictions are scored against the resized labels with pooled AP@0.5
@@ -14,6 +14,7 @@ images (the image already in memory); ``auto`` includes its estimate. ``--skip-n
 FAMILY:F`` skips the slow no-rescale runs at factors >= F for that model. ``--cost`` only times
 ``auto`` against the true-diameter pass, interleaved image by image so that both see the same
 load (the figure for "auto costs at most 1.3x one pass"); per-image records in every cell.
+``--augment``: every run with test-time augmentation (``segment(..., augment=True)``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def resize_item(item: AnnotatedImage, factor: float) -> AnnotatedImage:
 
 
 
-def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> dict:
+def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float, augment: bool = False) -> dict:
     """Score one (model, factor, mode) cell."""
     preds, seconds, diameters, factors, times = [], 0.0, [], [], []
     for it in items:
@@ -67,7 +68,7 @@ def run_cell(model, items: list[AnnotatedImage], mode: str, factor: float) -> di
         else:
             d = None
         t0 = time.perf_counter()
-        seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=d)
+        seg = segment(model, it.image, channel_axis=it.channel_axis, diameter=d, augment=augment)
         times.append(time.perf_counter() - t0)
         seconds += times[-1]
         preds.append(seg.labels)
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         "against other jobs and every network call costs seconds)")
     p.add_argument("--cost", action="store_true",
                    help="only time auto against the true-diameter pass, interleaved per image (cost_cell)")
+    p.add_argument("--augment", action="store_true", help="test-time augmentation in every run")
     p.add_argument("--table", nargs="+", metavar="JSON", help="print the Markdown table of result files and exit")
     p.add_argument("--aim", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                    help="study: where auto brings small / large objects, in model sizes (default "
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     items = load_split(Path(args.data), "val")[: args.limit]
     out = {"dataset": "DSB2018 val", "n_images": len(items), "factors": args.factors, "cpu": cpu_model(),
            "cpu_count": os.cpu_count(), "torch_threads": args.threads, "auto_aim": list(dm.AUTO_AIM), "note": "machine shared with other jobs; times under load",
-           "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": {}}
+           "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "augment": args.augment, "results": {}}
     for name in args.models:
         model = get_model(name)  # a built-in's name or a model folder
         res = out["results"].setdefault(name, {"object_diameter": model.config.object_diameter})
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 if mode == "none" and name in skip and factor >= skip[name]:
                     res[f"{factor:g}/{mode}"] = {"skipped": "slow; see --skip-none"}
                     continue
-                cell = run_cell(model, scaled, mode, factor)
+                cell = run_cell(model, scaled, mode, factor, args.augment)
                 cell["load_avg_1min"] = load_1min()
                 res[f"{factor:g}/{mode}"] = cell
                 print(f"{name} x{factor:g} {mode:5s} AP@0.5 {cell['ap50']:.3f} {cell['seconds']:.1f}s "
