@@ -54,10 +54,10 @@ def _plane_input(model: SegmentationModel, item: AnnotatedImage, denoise: str | 
 
 
 def _run(model: SegmentationModel, device: Any, tile_size: int, batch_size: int, amp: bool,
-         plane: int = 0, n_planes: int = 1) -> TileRun:
+         plane: int = 0, n_planes: int = 1, augment: bool = False) -> TileRun:
     dev = resolve_device(device)
     place_network(model, dev)
-    return TileRun(dev, tile_size, batch_size, amp, plane, n_planes)
+    return TileRun(dev, tile_size, batch_size, amp, plane, n_planes, augment=augment)
 
 
 def raw_output_iter(
@@ -109,8 +109,7 @@ def evaluate_model_iter(
     mode = parse_denoise(denoise)
     preds = []
     for i, item in enumerate(items):
-        run = _run(model, device, tile_size, batch_size, amp, i, len(items))
-        run.augment = augment
+        run = _run(model, device, tile_size, batch_size, amp, i, len(items), augment)
         pred = yield from plane_prediction_iter(model, _plane_input(model, item, mode), th, run)
         preds.append(pred.labels)
         yield ProgressEvent("image", i + 1, len(items))
@@ -200,8 +199,7 @@ def tune_thresholds_iter(
         if deadline is not None and trials and time.perf_counter() > deadline:
             break
         if key not in cache:
-            run = _run(model, device, tile_size, batch_size, amp)
-            run.augment = augment
+            run = _run(model, device, tile_size, batch_size, amp, augment=augment)
             raws = []
             for it in everything:
                 gen = raw_output_iter(model, it, {**th, **dict(key)}, run)

@@ -32,10 +32,6 @@ class Orientation:
     flip_x: bool = False
     transpose: bool = False
 
-    @property
-    def is_identity(self) -> bool:
-        return not (self.flip_y or self.flip_x or self.transpose)
-
     def apply(self, x: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """The orientation of a batch ``(B, C, H, W)`` (for maps sampled every ``stride`` pixels)."""
         for flip, dim in ((self.flip_y, 2), (self.flip_x, 3)):
@@ -68,6 +64,14 @@ class Orientation:
         return dy, dx
 
 
+def check_augment(model: SegmentationModel, augment: bool) -> None:
+    """A clear error when test-time augmentation is asked of a family whose output does not turn
+    with the image (Mask R-CNN's boxes and masks)."""
+    if augment and not model.supports_augment():
+        raise SeglabError(f"test-time augmentation is for U-Net and StarDist models; {model.config.name!r} is a "
+                          f"{model.config.family} model")
+
+
 #: all eight, the identity first
 ORIENTATIONS: tuple[Orientation, ...] = tuple(
     Orientation(fy, fx, t) for t in (False, True) for fy in (False, True) for fx in (False, True)
@@ -92,12 +96,11 @@ def augmented_maps_iter(model: SegmentationModel, batch: torch.Tensor,
                         orientations: Sequence[Orientation] = ORIENTATIONS) -> Generator[None, None, torch.Tensor]:
     """The mean of ``model.forward_tiles_iter``'s maps over ``orientations`` of ``batch``, each
     turned back (float32, ``(B, K, h, w)``; each orientation's steps yielded as they run)."""
+    check_augment(model, True)
     stride = int(model.output_stride)
     total: torch.Tensor | None = None
     for o in orientations:
         channels = model.dihedral_channels(o)
-        if channels is None:
-            raise SeglabError(f"the {model.config.family} family does not support test-time augmentation")
         x = o.apply(batch, stride)
         if batch.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -28,7 +28,7 @@ from seglab.inference.appearance import colour_check_needed, warn_if_colour_unsu
 from seglab.inference.denoise import AUTO as DENOISE_AUTO, Smoothing, parse_denoise, prepared_plane
 from seglab.inference.device import resolve_device, retry_on_oom
 from seglab.inference.diameter import choose_scale_iter, scaled_plane_iter
-from seglab.inference.dihedral import augmented_maps_iter
+from seglab.inference.dihedral import augmented_maps_iter, check_augment
 from seglab.inference.feature_tap import EncoderTap
 from seglab.inference.tiling import Surround, TileGrid, model_grid, pad_plane, tile_context
 from seglab.models.base import Prediction, SegmentationModel
@@ -265,8 +265,7 @@ class TileRun:
         the outputs): each of its steps then runs under inference mode and autocast, with a
         ``'tile'`` event between steps, so that a long batch can be cancelled. ``batch_size``
         overrides the run's (a family whose batches take long on this device)."""
-        if self.augment:
-            raise SeglabError(f"the {model.config.family} family does not support test-time augmentation")
+        check_augment(model, self.augment)
         _, h, w = x.shape
         context = self.context_of(model)
         total, batches = _tile_batches(model, x, self.tile_size, batch_size or self.batch_size, self.device,
@@ -364,14 +363,6 @@ def check_image(image: np.ndarray, channel_axis: int | None) -> None:
         raise SeglabError(f"image has unsupported data type {image.dtype}")
     if np.iscomplexobj(image):
         raise SeglabError("complex-valued images are not supported")
-
-
-def check_augment(model: SegmentationModel, augment: bool) -> None:
-    """A clear error when test-time augmentation is asked of a family whose output does not turn
-    with the image (Mask R-CNN's boxes and masks)."""
-    if augment and not model.supports_augment():
-        raise SeglabError(f"test-time augmentation is for U-Net and StarDist models; {model.config.name!r} is a "
-                          f"{model.config.family} model")
 
 
 def segment_iter(

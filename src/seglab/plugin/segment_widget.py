@@ -294,6 +294,7 @@ class SegmentWidget(ScrollableContainer):
         self._rebuild_thresholds()
         fill_threshold_tooltips(self.thresholds)
         self._update_outlines_option()
+        self._update_augment_option()
         name = self.model.value
         self.model_info.value = describe_name(self._registry, name) if name else "no model available"
         self.model_info.tooltip = describe_name(self._registry, name, short=False) if name else ""
@@ -315,7 +316,6 @@ class SegmentWidget(ScrollableContainer):
         self._outlines_wanted = wanted
         self.outlines.text = (f"Add {'boxes' if shape_type == 'rectangle' else 'polygons'} (Shapes layer)"
                               if shape_type else "Add outlines (this model gives labels only)")
-        self._update_augment_option()
 
     def _update_augment_option(self) -> None:
         """Test-time augmentation only for families whose maps turn with the image; the user's
