@@ -24,12 +24,10 @@ import time
 
 from bench_speed import build_mosaic  # benchmarks/bench_speed.py
 from machine import cpu_model, load_1min, write_json  # benchmarks/machine.py
-from splits import split_items  # benchmarks/splits.py
+from splits import scores_by_kind, split_items  # benchmarks/splits.py
 
-from seglab.datasets import image_kind
 from seglab.evaluation import evaluate_model_iter
 from seglab.inference.engine import run_to_end, segment
-from seglab.metrics import evaluate
 from seglab.models.registry import ModelRegistry
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dsb2018")
@@ -40,9 +38,7 @@ def scores(model, items, augment: bool) -> dict:
     t0 = time.perf_counter()
     overall, preds = run_to_end(evaluate_model_iter(model, items, augment=augment, device="cpu"))
     out = {"ap50": round(overall["thresholds"]["0.50"]["ap"], 4), "seconds": round(time.perf_counter() - t0, 1)}
-    kinds = [image_kind(it) for it in items]
-    for k in sorted(set(kinds)):
-        m = evaluate([(it.labels, p) for it, p, kk in zip(items, preds, kinds) if kk == k], thresholds=(0.5,))
+    for k, m in scores_by_kind(items, preds, thresholds=(0.5,)).items():
         out[k] = round(m["thresholds"]["0.50"]["ap"], 4)
     return out
 

@@ -19,11 +19,10 @@ import torch
 from scipy import ndimage as ndi
 
 from machine import cpu_model, write_json  # benchmarks/machine.py
-from seglab.datasets import image_kind
 from seglab.inference.engine import segment
 from seglab.metrics import evaluate
 from seglab.models.registry import ModelRegistry
-from splits import split_items  # benchmarks/splits.py
+from splits import scores_by_kind, split_items  # benchmarks/splits.py
 
 
 def blurred(image: np.ndarray, sigma: float, channel_axis: int | None) -> np.ndarray:
@@ -46,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     items = split_items(args.data, args.split)
-    kinds = [image_kind(it) for it in items]
     reg = ModelRegistry()
     results: dict = {}
     for ref in args.models:
@@ -55,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in args.sigmas:
             preds = [segment(model, blurred(it.image, sigma, it.channel_axis), channel_axis=it.channel_axis).labels
                      for it in items]
-            scores = {"all": evaluate([(it.labels, q) for it, q in zip(items, preds)], thresholds=(0.5,))}
-            for k in sorted(set(kinds)):
-                scores[k] = evaluate([(it.labels, q) for it, q, kk in zip(items, preds, kinds) if kk == k],
-                                     thresholds=(0.5,))
+            scores = {"all": evaluate([(it.labels, q) for it, q in zip(items, preds)], thresholds=(0.5,)),
+                      **scores_by_kind(items, preds, thresholds=(0.5,))}
             row[f"sigma {sigma:g}"] = {k: round(float(v["thresholds"]["0.50"]["ap"]), 4) for k, v in scores.items()}
             print(f"{ref:<32} sigma {sigma:<4g} " + "  ".join(f"{k} {v:.3f}" for k, v in row[f'sigma {sigma:g}'].items()),
                   flush=True)

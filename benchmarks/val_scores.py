@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from seglab.datasets import image_kind, load_split
+from splits import scores_by_kind  # benchmarks/splits.py
+
+from seglab.datasets import load_split
 from seglab.evaluation import evaluate_model_iter
 from seglab.inference.engine import run_to_end
 from seglab.inference.tiling import tile_context
-from seglab.metrics import evaluate
 from seglab.models.registry import ModelRegistry
 from seglab.models.storage import read_config
 
@@ -52,13 +53,9 @@ def main() -> int:
     overall, preds = run_to_end(evaluate_model_iter(model, items))
     secs = time.perf_counter() - t0
     rows = [("all val", overall)]
-    kinds = [image_kind(it) for it in items]
-    per_kind = {}
-    for k in sorted(set(kinds)):  # scored from the same predictions (the model runs once)
-        pairs = [(it.labels, p) for it, p, kind in zip(items, preds, kinds) if kind == k]
-        m = {**evaluate(pairs), "model_thresholds": overall["model_thresholds"]}
-        per_kind[k] = m
-        rows.append((k, m))
+    per_kind = {k: {**m, "model_thresholds": overall["model_thresholds"]}
+                for k, m in scores_by_kind(items, preds).items()}  # from the same predictions
+    rows += list(per_kind.items())
     md = table(rows)
     print(md)
     print(f"(val scored in {secs:.0f} s)")
