@@ -99,3 +99,26 @@ def test_the_unet_recipe_builds_the_shipped_layout():
 
     assert RECIPES["unet-nuclei"]["architecture"] == get_model("unet-nuclei").config.architecture
 
+
+
+def test_both_recipes_record_where_a_run_started_alike(tmp_path):
+    """``record_start`` (shared by the DSB2018 and H&E recipes): tensors copied from a model are
+    recorded as the backbone's start, a continued model with the phases before it, and the
+    weight average with whether the average won."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from seglab.training.recipes import record_start
+
+    settings = SimpleNamespace(ema_decay=0.999)
+    result = SimpleNamespace(best_is_average=True)
+    copied: dict = {}
+    record_start(copied, Namespace(init=None, init_from="stardist-nuclei"), settings, result, {})
+    assert copied == {"weight_average": {"decay": 0.999, "best_is_average": True},
+                      "backbone_initialised_from": "stardist-nuclei (tensors of the same name and shape)"}
+    continued: dict = {}
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    record_start(continued, Namespace(init=str(shipped), init_from=None), SimpleNamespace(ema_decay=0.0), result,
+                 {"steps": 7, "lr": 1e-4, "not a run fact": 1})
+    assert continued == {"initialised_from": str(shipped), "previous_phase": {"steps": 7, "lr": 1e-4}}

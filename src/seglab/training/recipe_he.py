@@ -35,8 +35,8 @@ from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, background_sampler, make_pair
 from seglab.training.loop import TrainSettings, train_iter
-from seglab.training.recipes import (_log, recipe_architecture, run_lr, run_logged, stops_before_finish,
-                                     where_trained)
+from seglab.training.recipes import (_log, recipe_architecture, record_start, run_lr, run_logged,
+                                     stops_before_finish, where_trained)
 
 STARDIST_HE = {
     "name": "stardist-he",
@@ -202,17 +202,7 @@ def train_he(args: argparse.Namespace, recipe: dict = STARDIST_HE) -> None:
            "tune_score_best_checkpoint": result.best_score, "lr": settings.lr,
            "monuseg_weight": float(recipe["monuseg_weight"]),
            "scale_range": list(recipe["augment"]["scale_range"]), **where_trained(args)}
-    if settings.ema_decay:
-        run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
-    if args.init_from and not args.init:
-        run["initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
-    if args.init:
-        from seglab.training.recipes import previous_phase
-
-        run["initialised_from"] = str(args.init)
-        prev = previous_phase(args.init, start_training)
-        if prev:
-            run["previous_phase"] = prev
+    record_start(run, args, settings, result, start_training)
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
     if stops_before_finish(args, recipe["name"], out):
         return

@@ -273,19 +273,10 @@ def train_recipe(args: argparse.Namespace, recipe: dict) -> None:
     run = {"steps": result.steps, "seconds": round(result.elapsed, 1), "best_step": result.best_step,
            "tune_ap50_best_checkpoint": result.best_score, "n_train_images": len(train_ids), "lr": settings.lr,
            "image_weights": image_weights(recipe), "augment": recipe["augment"], **where_trained(args)}
-    if settings.ema_decay:
-        run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
     if teacher is not None:
         run["teacher"] = {"model": str(args.teacher), "distill_weight": args.distill_weight,
                           **({"augment": True} if args.teacher_augment else {})}
-    if args.init_from and not args.init:
-        run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
-    if args.init:
-        # a continued run: keep the facts of the phases before it
-        run["initialised_from"] = str(args.init)
-        prev = previous_phase(args.init, start_training)
-        if prev:
-            run["previous_phase"] = prev
+    record_start(run, args, settings, result, start_training)
     (out / "train_result.json").write_text(json.dumps(run, indent=2))
     if stops_before_finish(args, recipe["name"], out):
         return
@@ -341,6 +332,20 @@ def run_lr(args: argparse.Namespace, run: dict, recipe: dict) -> float:
     """The learning rate a run trained with: ``--lr``, else the one its run facts record (a
     ``finish-<recipe>`` of a run trained with ``--lr``), else the recipe's."""
     return args.lr or run.get("lr") or recipe["lr"]
+
+
+def record_start(run: dict, args: argparse.Namespace, settings: TrainSettings, result, start_training: dict) -> None:
+    """Add to a run's facts its weight average and where it started: the tensors it copied
+    (``--init-from``), or the model it continued (``--init``) with the facts of the phases before."""
+    if settings.ema_decay:
+        run["weight_average"] = {"decay": settings.ema_decay, "best_is_average": result.best_is_average}
+    if args.init_from and not args.init:
+        run["backbone_initialised_from"] = f"{args.init_from} (tensors of the same name and shape)"
+    if args.init:
+        run["initialised_from"] = str(args.init)
+        prev = previous_phase(args.init, start_training)
+        if prev:
+            run["previous_phase"] = prev
 
 
 def previous_phase(init: str | Path, start_training: dict) -> dict | None:
