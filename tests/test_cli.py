@@ -357,3 +357,39 @@ def test_segment_tells_which_model_reads_the_colour_of_stained_tissue(tmp_path, 
     err = capsys.readouterr().err
     assert ("seglab: warning: this RGB image looks like fluorescence (dark background) in green and blue: "
             "stardist-nuclei reads their mixture as grey; if the nuclei are in one colour, pick it") in err
+
+
+def test_segment_time_stack_labels_are_frames_with_the_interval(tmp_path, tiny_model_dir, capsys):
+    """A TYX ImageJ stack (60 s between frames) gives labels Fiji opens as frames 60 s apart,
+    and a stack without Z spacing gets none (not 1.0)."""
+    img = np.stack([blob_image((48, 40), n=3, seed=i)[0] for i in range(3)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "t.tif", img, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TYX", "unit": "micron", "finterval": 60.0, "tunit": "s"})
+    tifffile.imwrite(tmp_path / "z.tif", img, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "unit": "um"})
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(tmp_path / "t.tif"), str(tmp_path / "z.tif"),
+                 "--device", "cpu", "--diameter", "none", "-q"]) == 0
+    with tifffile.TiffFile(out / "t_labels.tif") as tif:
+        ij = tif.imagej_metadata
+        assert tif.series[0].axes == "TYX" and ij["frames"] == 3 and "spacing" not in ij
+        assert (ij["finterval"], ij["tunit"], ij["unit"]) == (60.0, "sec", "micron")
+    with tifffile.TiffFile(out / "z_labels.tif") as tif:
+        assert tif.series[0].axes == "ZYX" and "spacing" not in tif.imagej_metadata
+
+
+@pytest.mark.parametrize("option, value", [("--tile-size", "0"), ("--tile-size", "-64"), ("--batch-size", "0"),
+                                           ("--block-size", "0")])
+def test_sizes_and_counts_below_one_are_usage_errors(tmp_path, image_dir, tiny_model_dir, capsys, option, value):
+    with pytest.raises(SystemExit) as e:
+        main(["segment", "-m", str(tiny_model_dir), "-o", str(tmp_path / "out"), str(image_dir), option, value])
+    assert e.value.code == 2
+    assert f"argument {option}: must be at least 1, got {int(value)}" in capsys.readouterr().err
+
+
+def test_channels_picked_twice_on_a_grey_image_say_so(tmp_path, image_dir, tiny_model_dir, capsys):
+    rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(tmp_path / "out"), str(image_dir / "img0.tif"),
+               "--channels", "0,0", "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("seglab: error:") == 1
+    assert "takes 1 channel(s) but 2 were picked (channels 0,0 of the image's 1)" in err and "non-RGB" not in err

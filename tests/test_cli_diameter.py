@@ -77,6 +77,23 @@ def test_segment_bad_diameter_is_a_usage_error(tmp_path, one_image, sized_model_
     assert "diameter" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["segment", "evaluate"])
+@pytest.mark.parametrize("value", ["0.001", "1e-300", "1e6"])
+def test_a_diameter_far_from_the_models_size_is_one_error_line(tmp_path, one_image, sized_model_dir, capsys,
+                                                               command, value):
+    d, lab = one_image
+    where = ["-o", str(tmp_path / "o"), str(d)]
+    if command == "evaluate":
+        (tmp_path / "labs").mkdir()
+        tifffile.imwrite(tmp_path / "labs" / "a.tif", lab.astype(np.uint16))
+        where = ["--images", str(d), "--labels", str(tmp_path / "labs")]
+    assert main([command, "-m", str(sized_model_dir), *where, "--device", "cpu", "--diameter", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("seglab: error:") == 1 and "Traceback" not in err, err
+    assert f"diameter {float(value):g} px" in err and "object size 8 px" in err and "give 0.5 to 128 px" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_evaluate_with_a_diameter(tmp_path, one_image, sized_model_dir, capsys):
     d, lab = one_image
     labs = tmp_path / "labs"

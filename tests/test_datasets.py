@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from seglab.datasets import channel_axis_for, load_annotated
+from seglab.datasets import channel_axis_for, load_annotated, pair_folders, pick_channels
 from seglab.errors import SeglabError
 
 
@@ -40,8 +40,6 @@ def test_two_channel_stack_is_not_taken_for_rgb(tmp_path):
 
 
 def test_pick_channels():
-    from seglab.datasets import pick_channels
-
     img = np.arange(3 * 4 * 5).reshape(4, 5, 3)  # RGB-like, channels last
     same, ca = pick_channels(img, 2, None)
     assert same is img and ca == 2
@@ -57,3 +55,41 @@ def test_pick_channels():
         pick_channels(grey, None, [1])
     with pytest.raises(SeglabError, match=r"channel\(s\) \[3\] do not exist"):
         pick_channels(img, 2, [3])
+
+
+def _touch(folder, *names):
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        tifffile.imwrite(folder / name, np.zeros((4, 5), np.uint16))
+
+
+def test_one_folder_pairs_images_with_their_label_files_not_themselves(tmp_path):
+    """Cellpose's layout: x.tif beside x_labels.tif (or x_masks.tif), images and labels in one folder."""
+    _touch(tmp_path, "a.tif", "a_labels.tif", "b.tif", "b_masks.tif")
+    pairs = pair_folders(tmp_path, tmp_path)
+    assert [(i.name, lab.name) for i, lab in pairs] == [("a.tif", "a_labels.tif"), ("b.tif", "b_masks.tif")]
+    (tmp_path / "b_masks.tif").unlink()
+    with pytest.raises(SeglabError, match=r"1 image\(s\) have no label file .*b.tif \(looked for b_labels"):
+        pair_folders(tmp_path, tmp_path)
+
+
+def test_a_labels_file_wins_over_one_of_the_same_name(tmp_path):
+    _touch(tmp_path / "images", "a.tif", "b.tif")
+    _touch(tmp_path / "labels", "a.tif", "a_labels.tif", "b.tif")
+    pairs = pair_folders(tmp_path / "images", tmp_path / "labels")
+    assert [(i.name, lab.parent.name, lab.name) for i, lab in pairs] == [
+        ("a.tif", "labels", "a_labels.tif"), ("b.tif", "labels", "b.tif")]  # DSB2018: same names
+
+
+def test_ome_tiffs_pair_without_their_ome(tmp_path):
+    _touch(tmp_path / "images", "a.ome.tif", "b.ome.tiff")
+    _touch(tmp_path / "labels", "a_labels.tif", "b.ome.tif")
+    pairs = pair_folders(tmp_path / "images", tmp_path / "labels")
+    assert [(i.name, lab.name) for i, lab in pairs] == [("a.ome.tif", "a_labels.tif"), ("b.ome.tiff", "b.ome.tif")]
+
+
+def test_a_grey_images_one_channel_picked_twice_is_named_so():
+    with pytest.raises(SeglabError, match="a.tif has one channel; pick it once \\(channel 0\\), not 2 times"):
+        pick_channels(np.zeros((4, 5)), None, [0, 0], "a.tif")
+    with pytest.raises(SeglabError, match=r"channel\(s\) \[2\] do not exist"):
+        pick_channels(np.zeros((4, 5)), None, [0, 2], "a.tif")

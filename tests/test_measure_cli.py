@@ -152,3 +152,15 @@ def test_measure_command_stacks_and_rgb(tmp_path):
     c = _read_csv(tmp_path / "o" / "c_measurements.csv")
     want = measure(lab, rgb)
     assert [int(r["sum_intensity_ch2"]) for r in c] == want["sum_intensity_ch2"].tolist()
+
+
+def test_measure_command_names_ome_tiffs_as_segment_does(tmp_path):
+    """``x.ome.tif`` gives ``x_measurements.csv`` (as ``seglab segment --measure``), its labels
+    ``x_labels.tif`` beside it in the same folder."""
+    img, lab = blob_image((40, 50), n=3, seed=2)
+    tifffile.imwrite(tmp_path / "a.ome.tif", img)
+    tifffile.imwrite(tmp_path / "a_labels.tif", lab.astype(np.uint16))
+    out = tmp_path / "out"
+    assert main(["measure", "--images", str(tmp_path), "--labels", str(tmp_path), "-o", str(out), "-q"]) == 0
+    assert [p.name for p in out.iterdir()] == ["a_measurements.csv"]
+    assert len(_read_csv(out / "a_measurements.csv")) == lab.max()

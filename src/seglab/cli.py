@@ -32,6 +32,17 @@ def _finite(value: str, what: str) -> float:
     return number
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (sizes and counts: ``--tile-size``, ``--batch-size``, ...)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"needs a whole number, got {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def _number(text: str) -> float:
     """Any float; a threshold's range (finite, within the family's limits) is the model's to check."""
     try:
@@ -82,8 +93,9 @@ def _thresholds(args: argparse.Namespace) -> dict[str, float]:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="built-in model name or path of a model folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto (CUDA, MPS, CPU)")
-    p.add_argument("--tile-size", type=int, default=2048, help="tile size in pixels for large images (default 2048)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per batch (default 4)")
+    p.add_argument("--tile-size", type=positive_int, default=2048,
+                   help="tile size in pixels for large images (default 2048)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="tiles per batch (default 4)")
     p.add_argument("--prob-thresh", type=_number, default=None, help="object probability threshold (overrides the model's)")
     p.add_argument("-t", "--threshold", type=_parse_threshold, action="append", metavar="NAME=VALUE",
                    help="override any model threshold, e.g. -t seed_thresh=0.4 (repeatable)")
@@ -91,7 +103,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diameter", type=_parse_diameter, default="auto", metavar="auto|none|PX",
                    help="object diameter in pixels: images are rescaled so objects arrive at the model's size; "
                         "auto (default): estimated per image (once per stack), or from the file's pixel size "
-                        "when the model records the pixel size it was trained at; none: no rescaling")
+                        "when the model records the pixel size it was trained at; none (or 0): no rescaling; "
+                        "a number must be within 16x of the model's object size either way")
     p.add_argument("--denoise", type=_parse_denoise, default="auto", metavar="auto|on|off",
                    help="smooth noisy (low-light) images before the model; auto (default): where an image's noise "
                         "passes the level from which it pays for the model (models without a measured rule: never)")
@@ -172,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-of-core", action=argparse.BooleanOptionalAction, default=None,
                    help="read TIFFs lazily and segment them block by block into <stem>_labels.zarr (default: "
                         "only TIFFs over 1 GiB; zarr and OME-Zarr inputs always)")
-    s.add_argument("--block-size", type=int, default=4096,
+    s.add_argument("--block-size", type=positive_int, default=4096,
                    help="block size in pixels for out-of-core inputs (default 4096)")
     s.add_argument("--series", default="all", metavar="all|first|K[,K...]",
                    help="a TIFF that holds several images (the positions of a multi-position OME-TIFF): segment "
@@ -246,8 +259,8 @@ def _add_train_parser(sub) -> None:
                    help="share of patches drawn from the start model's replay set (crops of its own "
                         "training data) so it keeps working on other kinds of image; 0 turns it off "
                         "(default 0.5)")
-    t.add_argument("--patch-size", type=int, default=None, help="training patch size in pixels (default 128)")
-    t.add_argument("--batch-size", type=int, default=None, help="patches per step (default 8)")
+    t.add_argument("--patch-size", type=positive_int, default=None, help="training patch size in pixels (default 128)")
+    t.add_argument("--batch-size", type=positive_int, default=None, help="patches per step (default 8)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default: auto")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model of the same name")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -305,10 +318,12 @@ def segment_outputs(args: argparse.Namespace) -> list[str]:
 def segment_options(args: argparse.Namespace, model):
     """The per-file settings of ``seglab segment``."""
     from seglab.files import SegmentOptions, parse_series
+    from seglab.inference.diameter import check_diameter
 
     link_iou = getattr(args, "link_iou", 0.3)
     if not 0 < link_iou <= 1:
         raise SeglabError(f"--link-iou must be in (0, 1], got {link_iou:g}")
+    check_diameter(model, args.diameter)
     return SegmentOptions(channels=args.channels, axes=args.axes, channel_axis=args.channel_axis,
                           tile_size=args.tile_size, batch_size=args.batch_size, device=args.device,
                           amp=not args.no_amp, thresholds=model.thresholds(_thresholds(args)),
@@ -371,6 +386,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seglab.datasets import load_annotated, pair_folders, pick_channels
     from seglab.evaluation import evaluate_model_iter
+    from seglab.inference.diameter import check_diameter
     from seglab.models.registry import get_model
 
     pairs = pair_folders(args.images, args.labels)
@@ -380,6 +396,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         it.image, it.channel_axis = pick_channels(it.image, it.channel_axis, args.channels, a.name)
         items.append(it)
     model = get_model(args.model)
+    check_diameter(model, args.diameter)
     if args.diameter is None or not model.config.object_diameter:
         gen = evaluate_model_iter(model, items, thresholds=_thresholds(args), device=args.device,
                                   tile_size=args.tile_size, batch_size=args.batch_size, amp=not args.no_amp,

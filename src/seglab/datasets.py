@@ -11,33 +11,55 @@ import numpy as np
 
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage
-from seglab.io.images import IMAGE_SUFFIXES, read_image_data
+from seglab.io.images import IMAGE_SUFFIXES, image_stem, read_image_data
 from seglab.io.labels import read_labels
 
 
+#: name endings of label files beside their images (Cellpose: ``x.tif`` with ``x_masks.tif``)
+LABEL_FILE_ENDINGS = ("_labels", "_masks")
+
+
 def pair_folders(images_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """Pairs (image, labels) with the same file stem; images without labels are an error."""
+    """Pairs (image, labels) by name: ``x.tif`` with ``x_labels.*`` or ``x_masks.*`` (these first),
+    else, in another folder, with ``x.*``; names compared without ``.ome`` (:func:`image_stem`).
+    When both are one folder, its ``*_labels``/``*_masks`` files are labels, never images, and
+    no file pairs with itself. Images without labels are an error."""
     images_dir, labels_dir = Path(images_dir), Path(labels_dir)
     for d in (images_dir, labels_dir):
         if not d.is_dir():
             raise SeglabError(f"no such folder: {d}")
-    labels = {p.stem: p for p in labels_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    pairs = []
-    missing = []
-    for p in sorted(images_dir.iterdir()):
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
+    same = images_dir.resolve() == labels_dir.resolve()
+    labels = {image_stem(p): p for p in _image_files(labels_dir)}
+    pairs: list[tuple[Path, Path]] = []
+    missing: list[tuple[str, list[str]]] = []
+    for p in _image_files(images_dir):
+        stem = image_stem(p)
+        if same and stem.endswith(LABEL_FILE_ENDINGS):
             continue
-        stem = p.stem
-        match = labels.get(stem) or labels.get(f"{stem}_labels") or labels.get(f"{stem}_masks")
+        names = _label_names(stem, exact=not same)
+        match = next((labels[n] for n in names if n in labels), None)
         if match is None:
-            missing.append(p.name)
+            missing.append((p.name, names))
         else:
             pairs.append((p, match))
     if missing:
-        raise SeglabError(f"{len(missing)} image(s) have no label file of the same name in {labels_dir}, e.g. {missing[0]}")
+        name, names = missing[0]
+        raise SeglabError(f"{len(missing)} image(s) have no label file in {labels_dir}, e.g. {name} "
+                          f"(looked for {', '.join(n + '.*' for n in names)})")
     if not pairs:
         raise SeglabError(f"no images in {images_dir}")
     return pairs
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files of ``folder``, sorted."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _label_names(stem: str, exact: bool) -> list[str]:
+    """The names (without extension) a label file of image ``stem`` may have, the first found
+    wins: ``<stem>_labels``, ``<stem>_masks``, then (``exact``) ``<stem>``."""
+    return [stem + e for e in LABEL_FILE_ENDINGS] + [stem] * exact
 
 
 def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
@@ -63,7 +85,10 @@ def pick_channels(image: np.ndarray, channel_axis: int | None, channels: Sequenc
     if channel_axis is None:
         if channels == [0]:
             return image, None
-        raise SeglabError(f"{name} has one channel; channel(s) {channels} do not exist")
+        bad = [c for c in channels if c not in (0, -1)]
+        if not bad:
+            raise SeglabError(f"{name} has one channel; pick it once (channel 0), not {len(channels)} times")
+        raise SeglabError(f"{name} has one channel; channel(s) {bad} do not exist")
     n = image.shape[channel_axis]
     bad = [c for c in channels if not -n <= c < n]
     if bad:

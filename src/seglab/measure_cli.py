@@ -16,8 +16,9 @@ from seglab.errors import SeglabError
 SUFFIX = "_measurements.csv"
 
 MEASURE_EPILOG = """\
-Images and labels are paired by file name (img.tif with img.tif, img_labels.tif or
-img_masks.tif). Each pair gives OUT/<image stem>_measurements.csv: one row per object (per
+Images and labels are paired by file name (img.tif with img_labels.tif, img_masks.tif
+or, in another folder, img.tif; .ome is no part of the name). Images and labels may share
+one folder. Each pair gives OUT/<image stem>_measurements.csv: one row per object (per
 plane for Z/T stacks: plane = flat index of the leading axes) with shape, intensity of every
 channel of the image and, when the image file declares its pixel size and unit, areas and
 lengths in that unit (e.g. area_um2, perimeter_um).
@@ -44,10 +45,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from seglab.measure_files import measure_pair
     from seglab.io import write_table_csv
     from seglab.io.atomic import check_writable_folder
+    from seglab.io.images import image_stem
 
     pairs = pair_folders(args.images, args.labels)
     outdir = Path(args.outdir)
-    targets = [outdir / f"{img.stem}{SUFFIX}" for img, _ in pairs]
+    targets = [outdir / f"{image_stem(img)}{SUFFIX}" for img, _ in pairs]
     if not args.overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:

@@ -90,28 +90,56 @@ def write_outputs(result: Any, ctx: OutputContext, outdir: Path, kinds: Iterable
 # --- the built-in outputs -------------------------------------------------------------------
 
 def labels_calibration(data: Any, axes: str, ndim: int) -> tuple[list[float] | None, str | None]:
-    """Pixel size per labels axis (None when the input has none) and the labels' ImageJ axes."""
+    """Pixel size per labels axis (None when the input has none; Z spacing and T frame interval
+    None where the input has none, or where the labels' axes are not ImageJ's) and the labels'
+    ImageJ axes (None: not in ImageJ's order)."""
+    from seglab.io.labels import imagej_axes
+
     stack = [a for a in axes if a not in "YXCS"]
     label_axes = "".join(stack) + "YX"
-    ij_axes = label_axes if len(label_axes) == ndim and _imagej_order(label_axes) else None
+    ij_axes = imagej_axes(label_axes) if len(label_axes) == ndim else None
     if data.pixel_size is None:
         return None, ij_axes
-    z = data.z_spacing or 1.0
-    scale = [z if a == "Z" else 1.0 for a in label_axes[:-2]] + list(data.pixel_size)
+    per_axis = {"Z": data.z_spacing, "T": data.frame_interval} if ij_axes else {}
+    scale = [per_axis.get(a) for a in label_axes[:-2]] + list(data.pixel_size)
     return (scale if len(scale) == ndim else None), ij_axes
 
 
-def _imagej_order(axes: str) -> bool:
-    """Axes ImageJ hyperstacks can hold, in ImageJ's order (T, Z, Y, X)."""
-    order = "TZYX"
-    return all(a in order for a in axes) and list(axes) == sorted(axes, key=order.index)
+#: the start of the TIFF Software tag of the label images seglab segments (``seglab <version>``):
+#: how batches tell their own finished label images from a user's file of the same name
+LABELS_SOFTWARE = "seglab"
+
+
+def labels_software() -> str:
+    from seglab import __version__
+
+    return f"{LABELS_SOFTWARE} {__version__}"
+
+
+def written_by_seglab(path: str | Path) -> bool:
+    """Whether the label image at ``path`` is one seglab segmented (a TIFF with seglab's Software
+    tag, :func:`labels_software`). A TIFF without it (the user's own labels, or one a program
+    saved under that name) or that cannot be read is not; a folder (a large input's zarr labels
+    store, which carries no such mark) counts as seglab's."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            software = tif.pages[0].software if len(tif.pages) else ""
+    except Exception:  # noqa: BLE001 - not a TIFF seglab could have written
+        return False
+    return isinstance(software, str) and software.split(" ", 1)[0] == LABELS_SOFTWARE
 
 
 def _write_labels(path: Path, result: Any, ctx: OutputContext) -> None:
     from seglab.io import write_labels
 
     scale, label_axes = labels_calibration(ctx.data, ctx.axes, result.labels.ndim)
-    write_labels(path, result.labels, scale=scale, unit=ctx.data.unit if scale else None, axes=label_axes)
+    write_labels(path, result.labels, scale=scale, unit=ctx.data.unit if scale else None, axes=label_axes,
+                 software=labels_software(), time_unit=ctx.data.time_unit)
 
 
 def _write_objects(path: Path, result: Any, ctx: OutputContext) -> None:

@@ -32,6 +32,19 @@ def test_a_corrupt_file_is_reported_at_the_end_and_the_others_succeed(tmp_path, 
     assert "0 segmented, 3 skipped (finished earlier), 1 failed" in capsys.readouterr().err
 
 
+def test_a_users_own_labels_file_is_reported_and_left_as_is(tmp_path, image_folder, tiny_model_dir, capsys):
+    truth = np.full((96, 112), 3, np.uint16)
+    tifffile.imwrite(image_folder / "img2_labels.tif", truth)  # ground truth next to its image
+    for extra in ([], ["--overwrite"]):
+        rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(image_folder), str(image_folder), "--workers", "0",
+                   *FAST, *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and "Traceback" not in err
+        assert "seglab: img2.tif failed: img2_labels.tif exists and was not written by seglab; left as is" in err
+        assert "3 segmented, 0 skipped (finished earlier), 1 failed" in err  # (the others redone with --overwrite)
+        assert np.array_equal(tifffile.imread(image_folder / "img2_labels.tif"), truth)
+
+
 def test_segment_on_an_existing_cluster(tmp_path, image_folder, tiny_model_dir, local_cluster, capsys):
     out = tmp_path / "out"
     rc = main(["segment", "-m", str(tiny_model_dir), "-o", str(out), str(image_folder),

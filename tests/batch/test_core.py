@@ -13,6 +13,7 @@ from seglab.errors import SeglabError
 from seglab.files import SegmentOptions
 from seglab.io.labels import write_labels
 from seglab.models.storage import load_model
+from seglab.outputs import labels_software
 from seglab.progress import run_to_end
 
 OPTIONS = SegmentOptions(device="cpu", diameter=None, tile_size=256)
@@ -52,7 +53,7 @@ def test_finished_files_are_skipped_and_half_done_ones_redone(tmp_path, image_fo
     out = tmp_path / "out"
     out.mkdir()
     paths = batch_inputs([image_folder])
-    write_labels(out / "img0_labels.tif", np.ones((4, 4), np.uint8))  # finished earlier
+    write_labels(out / "img0_labels.tif", np.ones((4, 4), np.uint8), software=labels_software())  # finished earlier
     (out / "img1_objects.csv").write_text("half-written")  # an interrupted image: side file, no labels
     todo, skipped = plan_batch(paths, out, ["objects"])
     assert [j.path.name for j in todo] == ["img1.tif", "img2.tif", "img3.tif"]
@@ -64,6 +65,35 @@ def test_finished_files_are_skipped_and_half_done_ones_redone(tmp_path, image_fo
     assert (out / "img1_objects.csv").read_text().startswith("label,")  # replaced
     todo, skipped = plan_batch(paths, out, ["objects"], overwrite=True)
     assert len(todo) == 4 and not skipped
+
+
+def test_a_users_own_labels_file_is_neither_finished_nor_replaced(tmp_path, image_folder, tiny_model_dir):
+    """A label image seglab did not write (the user's ground truth under seglab's name) is not a
+    finished run, is never replaced (Redo too), and its image fails with that reason; seglab's own
+    label images carry its mark and are recognised as finished."""
+    from seglab.outputs import written_by_seglab
+
+    out = tmp_path / "out"
+    out.mkdir()
+    paths = batch_inputs([image_folder])
+    truth = np.full((96, 112), 7, np.uint16)
+    tifffile.imwrite(out / "img0_labels.tif", truth)  # the user's own labels, named as seglab names its own
+    todo, skipped = plan_batch(paths, out, ["objects"])
+    assert [j.path.name for j in todo] == ["img0.tif", "img1.tif", "img2.tif", "img3.tif"] and not skipped
+    model = load_model(tiny_model_dir)
+    for overwrite in (False, True):
+        _, summary = events_and_summary(batch_iter(model, paths, out, ["objects"], OPTIONS,
+                                                   BatchSettings(workers=0, overwrite=overwrite)))
+        first = summary.outcomes[0]
+        assert first.status == "failed" and not summary.ok
+        assert first.error.startswith("img0_labels.tif exists and was not written by seglab; left as is")
+        assert np.array_equal(tifffile.imread(out / "img0_labels.tif"), truth)
+        assert not (out / "img0_objects.csv").exists()  # nothing of that image written
+        assert [o.status for o in summary.outcomes[1:]] == ["done"] * 3  # (redone, with overwrite)
+    assert not written_by_seglab(out / "img0_labels.tif")
+    assert all(written_by_seglab(out / f"img{i}_labels.tif") for i in (1, 2, 3))
+    todo, skipped = plan_batch(paths, out, ["objects"])
+    assert [j.path.name for j in todo] == ["img0.tif"] and len(skipped) == 3
 
 
 def test_outputs_next_to_the_images_are_not_inputs_of_a_rerun(tmp_path, image_folder, tiny_model_dir):
@@ -166,12 +196,12 @@ def test_a_multi_position_file_is_finished_when_every_position_is(tmp_path, tiny
     out = tmp_path / "out"
     out.mkdir()
     paths = batch_inputs([src])
-    write_labels(out / "wells_s0_labels.tif", np.ones((4, 4), np.uint8))
+    write_labels(out / "wells_s0_labels.tif", np.ones((4, 4), np.uint8), software=labels_software())
     todo, skipped = plan_batch(paths, out, [])
     assert [j.path.name for j in todo] == ["plain.tif", "wells.ome.tif"] and not skipped
     todo, skipped = plan_batch(paths, out, [], series="first")  # the first only, named as the file
     assert len(todo) == 2
-    write_labels(out / "wells_s1_labels.tif", np.ones((4, 4), np.uint8))
+    write_labels(out / "wells_s1_labels.tif", np.ones((4, 4), np.uint8), software=labels_software())
     todo, skipped = plan_batch(paths, out, [])
     assert [j.path.name for j in todo] == ["plain.tif"] and skipped[0].outputs["labels"] == out / "wells_s0_labels.tif"
     tifffile.imwrite(src / "wells_s1.tif", np.zeros((32, 32), np.uint8))

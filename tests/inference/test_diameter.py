@@ -39,6 +39,26 @@ def test_scale_factor_and_band():
     assert dm.auto_factor(16.0, 1.3) == dm.AUTO_MAX_ENLARGE  # specks: not enlarged 12x
 
 
+@pytest.mark.parametrize("diameter", [0.001, 1e-300, 1e6, 16.0 * 17])
+def test_a_diameter_beyond_the_rescale_range_is_refused(diameter):
+    """A tiny diameter used to enlarge without limit (terabytes), a huge one to shrink the image to a pixel."""
+    with pytest.raises(SeglabError, match="object size 16 px .* give 1 to 256 px") as e:
+        dm.scale_factor(16.0, diameter)
+    assert str(e.value).startswith(f"diameter {diameter:g} px is too far")
+    assert dm.scale_factor(16.0, 1.0) == 16.0 and dm.scale_factor(16.0, 256.0) == pytest.approx(1 / 16)
+
+
+def test_auto_never_shrinks_beyond_the_rescale_range():
+    assert dm.auto_factor(16.0, 1e5) == pytest.approx(1 / dm.MAX_RESCALE)
+
+
+@pytest.mark.parametrize("factor", [1e-3, 100.0])
+def test_scaled_plane_iter_refuses_a_factor_beyond_the_range(factor):
+    gen = dm.scaled_plane_iter(get_model("unet-nuclei"), np.zeros((1, 32, 32), np.float32), {}, factor)
+    with pytest.raises(SeglabError, match="cannot rescale by"):
+        next(gen)
+
+
 def test_auto_aim_is_read_at_each_call(monkeypatch):
     """The scale benchmark's ``--aim`` study sets the module's AUTO_AIM; an explicit ``aim`` wins."""
     monkeypatch.setattr(dm, "AUTO_AIM", (1.0, 1.0))

@@ -55,6 +55,14 @@ def test_luma_only_for_rgb():
     assert (picked == 200).all()
 
 
+def test_too_many_picked_channels_are_named_as_picked():
+    """``--channels 0,0`` on a grey image used to say that the image has 2 non-RGB channels."""
+    with pytest.raises(SeglabError, match=r"takes 1 channel\(s\) but 2 were picked \(channels 0,0 of the image's 1\)"):
+        select_channels(np.zeros((6, 7)), 1, channels=[0, 0])
+    with pytest.raises(SeglabError, match=r"2 were picked \(channels 0,2 of the image's 3\)"):
+        select_channels(np.zeros((3, 6, 7)), 1, channel_axis=0, channels=[0, 2])
+
+
 def test_rgb_into_a_three_channel_model_stays_three_channels():
     rgb = np.random.default_rng(0).integers(0, 255, (6, 7, 3)).astype(np.uint8)
     out = select_channels(rgb, 3, channel_axis=2, rgb=True)

@@ -75,9 +75,38 @@ def test_axes_the_file_declares(tmp_path, make, axes, rgb):
 def test_ome_axes_and_physical_size(tmp_path):
     p = tmp_path / "a.ome.tif"
     tifffile.imwrite(p, np.zeros((2, 20, 30), np.uint16),
-                     metadata={"axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeXUnit": "nm"})
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeXUnit": "nm",
+                               "PhysicalSizeYUnit": "nm"})
     d = read_image_data(p)
     assert d.axes == "CYX" and d.pixel_size == pytest.approx((0.4, 0.3)) and d.unit == "nm"
+
+
+@pytest.mark.parametrize("units, size, z", [
+    ({"PhysicalSizeXUnit": "nm"}, (400.0, 300.0), 2000.0),  # Y and Z without a unit: OME's default, µm
+    ({"PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm", "PhysicalSizeZUnit": "mm"}, (0.4, 300.0), 2e6),
+    ({"PhysicalSizeYUnit": "nm", "PhysicalSizeZUnit": "nm"}, (4e-4, 300.0), 2e-3),
+    ({}, (0.4, 300.0), 2.0),
+])
+def test_ome_sizes_in_their_own_units_come_in_one_unit(tmp_path, units, size, z):
+    p = tmp_path / "a.ome.tif"
+    tifffile.imwrite(p, np.zeros((3, 20, 30), np.uint16), photometric="minisblack",
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 300, "PhysicalSizeY": 0.4, "PhysicalSizeZ": 2, **units})
+    d = read_image_data(p)
+    assert d.pixel_size == pytest.approx(size) and d.z_spacing == pytest.approx(z)
+    assert d.unit == ("nm" if "PhysicalSizeXUnit" in units else "µm")
+
+
+def test_each_position_of_an_ome_tiff_has_its_own_calibration(tmp_path):
+    p = tmp_path / "wells.ome.tif"
+    with tifffile.TiffWriter(p, ome=True) as w:
+        w.write(np.zeros((2, 20, 30), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                                                            "PhysicalSizeZ": 2.0})
+        w.write(np.zeros((2, 20, 30), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.3,
+                                                            "PhysicalSizeZ": 1.0})
+    for lazy in (False, True):
+        first, second = (read_image_data(p, lazy=lazy, series=k) for k in (0, 1))
+        assert (first.pixel_size, first.z_spacing) == ((0.5, 0.5), 2.0)
+        assert (second.pixel_size, second.z_spacing, second.unit) == ((0.3, 0.25), 1.0, "µm")
 
 
 @pytest.mark.parametrize("kw, size, unit", [
@@ -106,6 +135,42 @@ def test_png_axes(tmp_path):
     iio.imwrite(tmp_path / "la.png", np.zeros((20, 30, 2), np.uint8))
     assert (read_image_data(tmp_path / "rgb.png").axes, read_image_data(tmp_path / "rgb.png").rgb) == ("YXS", True)
     assert (read_image_data(tmp_path / "la.png").axes, read_image_data(tmp_path / "la.png").rgb) == ("YXC", False)
+
+
+def test_16_bit_colour_png_keeps_its_16_bits(tmp_path):
+    import imagecodecs
+
+    rgb = np.random.default_rng(0).integers(0, 65535, (20, 30, 3), dtype=np.uint16)
+    (tmp_path / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb))
+    d = read_image_data(tmp_path / "rgb16.png")
+    assert d.array.dtype == np.uint16 and (d.axes, d.rgb) == ("YXS", True)
+    np.testing.assert_array_equal(d.array, rgb)
+
+
+def test_cmyk_jpeg_is_read_as_rgb_not_rgba(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[5:15, 5:15] = (200, 120, 40)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    d = read_image_data(tmp_path / "cmyk.jpg")
+    assert d.array.shape == (20, 30, 3) and (d.axes, d.rgb) == ("YXS", True)
+    np.testing.assert_allclose(d.array[10, 10], (200, 120, 40), atol=12)
+
+
+def test_palette_png_is_colour_as_an_image_and_indices_as_labels(tmp_path):
+    from PIL import Image
+
+    from seglab.io.labels import read_labels
+
+    ids = np.zeros((20, 30), np.uint8)
+    ids[2:8, 2:8], ids[10:18, 12:25] = 1, 7
+    im = Image.frombytes("P", (30, 20), ids.tobytes())
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0, 255, 0] * 254)
+    im.save(tmp_path / "p.png")
+    d = read_image_data(tmp_path / "p.png")
+    assert d.array.shape == (20, 30, 3) and d.rgb and tuple(d.array[5, 5]) == (255, 0, 0)
+    np.testing.assert_array_equal(read_labels(tmp_path / "p.png"), ids)
 
 
 def test_normalize_unit():

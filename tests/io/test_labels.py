@@ -3,6 +3,7 @@ import pytest
 import tifffile
 
 from seglab.errors import SeglabError
+from seglab.io.images import read_image_data
 from seglab.io.labels import read_resolution, write_labels
 
 
@@ -101,3 +102,22 @@ def test_written_unit_and_size_read_back_as_image_data(tmp_path):
     d = read_image_data(p)
     assert d.axes == "ZYX" and d.unit == "µm" and d.pixel_size == pytest.approx((0.4, 0.2))
     assert d.z_spacing == pytest.approx(3.0)
+
+
+def test_time_stack_is_written_as_frames_with_their_interval(tmp_path):
+    lab = np.zeros((3, 10, 12), np.uint16)
+    lab[:, 2:5, 3:7] = 1
+    p = write_labels(tmp_path / "t.tif", lab, scale=(60.0, 0.5, 0.5), unit="um", axes="TYX", time_unit="s")
+    with tifffile.TiffFile(p) as tif:
+        ij = tif.imagej_metadata
+        assert tif.series[0].axes == "TYX" and ij["frames"] == 3 and "slices" not in ij and "spacing" not in ij
+        assert ij["finterval"] == 60.0 and ij["tunit"] == "sec" and ij["unit"] == "micron"
+    d = read_image_data(p)
+    assert (d.axes, d.frame_interval, d.time_unit) == ("TYX", 60.0, "sec")
+
+
+def test_unknown_stack_spacing_is_not_written(tmp_path):
+    p = write_labels(tmp_path / "z.tif", np.zeros((2, 10, 12), np.uint16), scale=(None, 0.5, 0.5), unit="um")
+    with tifffile.TiffFile(p) as tif:
+        assert tif.imagej_metadata["slices"] == 2 and "spacing" not in tif.imagej_metadata
+    assert read_image_data(p).z_spacing is None

@@ -62,6 +62,18 @@ def test_score_threshold_min_area_and_clipping_at_the_plane_edge():
     assert (pred.labels[30:40, 0:5] == 1).all() and (pred.labels == 1).sum() == 50
 
 
+def test_boxes_reaching_past_the_plane_are_reported_clipped_to_it():
+    """Detections on the tiles' reflected border used to report y0 = -4.66 or x1 = 266.2 on a 256 px image."""
+    dets = _dets([[-5, 30, 5, 45], [30, -4.66, 46.2, 10], [30, 20, 46.2, 44]], [0.9, 0.8, 0.7])
+    pred = paste_detections(dets, (40, 40), TH)
+    t = pred.table
+    boxes = np.stack([t["bbox_y0"], t["bbox_x0"], t["bbox_y1"], t["bbox_x1"]], axis=1)
+    np.testing.assert_allclose(boxes, [[30, 0, 40, 5], [0, 30, 10, 40], [20, 30, 40, 40]], atol=1e-5)
+    corners = np.concatenate(pred.extras["shapes"]["data"])
+    assert corners.min() == pytest.approx(-0.5) and corners.max() == pytest.approx(39.5)
+    assert (pred.labels[30:40, 0:5] == 1).all() and (pred.labels == 1).sum() == 50  # masks pasted as before
+
+
 def test_mask_threshold_is_applied():
     m = np.zeros((1, 28, 28), np.float32)
     m[0, :, :14] = 0.7

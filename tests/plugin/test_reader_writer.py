@@ -56,6 +56,26 @@ def test_writer_keeps_the_layer_unit(tmp_path):
         assert "unit" not in tif.imagej_metadata
 
 
+def test_writer_keeps_a_time_stack_as_frames(tmp_path):
+    """A T-stack layer used to be written as Z slices 60 um apart (Fiji showed slices)."""
+    lab = np.zeros((3, 10, 12), np.int32)
+    lab[:, 2:5, 3:7] = 1
+    meta = {"scale": (60.0, 0.5, 0.5), "units": ("s", "um", "um"), "axis_labels": ("t", "y", "x")}
+    out = write_labels(str(tmp_path / "t.tif"), lab, meta)
+    with tifffile.TiffFile(out[0]) as tif:
+        ij = tif.imagej_metadata
+        assert tif.series[0].axes == "TYX" and ij["frames"] == 3 and "spacing" not in ij
+        assert (ij["finterval"], ij["tunit"], ij["unit"]) == (60.0, "sec", "micron")
+    meta = {"scale": (2.0, 1.0, 0.5, 0.5), "units": ("um", "pixel", "um", "um"), "axis_labels": ("z", "t", "y", "x")}
+    out = write_labels(str(tmp_path / "zt.tif"), np.stack([lab] * 2), meta)  # not ImageJ's order: plain ZYX
+    with tifffile.TiffFile(out[0]) as tif:
+        assert "finterval" not in tif.imagej_metadata
+    meta = {"scale": (1.0, 0.5, 0.5), "units": ("pixel", "um", "um"), "axis_labels": ("z", "y", "x")}
+    out = write_labels(str(tmp_path / "z.tif"), lab, meta)
+    with tifffile.TiffFile(out[0]) as tif:  # an uncalibrated Z axis: no spacing of 1
+        assert tif.series[0].axes == "ZYX" and "spacing" not in tif.imagej_metadata
+
+
 def test_writer_round_trip_keeps_scale(tmp_path):
     lab = np.zeros((30, 40), np.int32)
     lab[3:9, 4:20] = 5

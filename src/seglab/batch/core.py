@@ -3,7 +3,9 @@
 ``batch_iter`` yields a :class:`BatchEvent` when a file ends (and, in this process, while a
 file is segmented) and returns a :class:`BatchSummary`. A file whose label image exists (the
 label image is written last and atomically, see :mod:`seglab.outputs`) is *finished* and is
-skipped, so a re-run of an interrupted batch does only the rest. A file that fails is a
+skipped, so a re-run of an interrupted batch does only the rest. A label image that seglab did
+not write (no seglab Software tag: the user's own ``<stem>_labels.tif``) is neither: its image
+fails with that reason and the file is left as it is, with ``overwrite`` too. A file that fails is a
 ``failed`` outcome with its error; the other files go on. Closing the generator cancels: no
 further file starts, running Dask tasks stop at their next progress step, and a local cluster
 started for the batch is closed.
@@ -125,6 +127,7 @@ def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str
     ``out_of_core`` and ``series`` as :class:`~seglab.files.SegmentOptions` (where large inputs'
     labels go; which images of a multi-image TIFF are written apart)."""
     from seglab.files import labels_targets, output_stems, planned_series
+    from seglab.outputs import written_by_seglab
 
     kinds = resolve_outputs(outputs)
     jobs = [Job(Path(p), Path(outdir) if outdir is not None else Path(p).parent) for p in paths]
@@ -142,7 +145,9 @@ def plan_batch(paths: Sequence[Path], outdir: Path | None, outputs: Sequence[str
     for job in jobs:
         images = chosen[job.path]
         labels = labels_targets(job.path, job.outdir, kinds, out_of_core, images)
-        if not all(p.exists() for p in labels):  # the label image is written last: not finished
+        # the label image is written last: not finished; one seglab did not write (the user's own
+        # labels of that name) is no sign of a finished run either: the run reports it, untouched
+        if not all(p.exists() and written_by_seglab(p) for p in labels):
             todo.append(job)
             continue
         parts = tuple(zip(images, labels)) if images != [None] else ()  # a multi-image file: each one's labels

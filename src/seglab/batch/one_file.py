@@ -41,13 +41,36 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def foreign_labels(path: Path, outdir: Path, kinds: Sequence[Any], options: SegmentOptions) -> list[Path]:
+    """The label images of ``path`` that exist but were not written by seglab (the user's own
+    ``<stem>_labels.tif``, say): never counted as finished, never replaced."""
+    from seglab.files import labels_targets, planned_series
+    from seglab.outputs import written_by_seglab
+
+    chosen = planned_series(path, options.series)
+    return [p for p in labels_targets(Path(path), Path(outdir), kinds, options.out_of_core, chosen)
+            if p.exists() and not written_by_seglab(p)]
+
+
+def foreign_labels_error(found: Sequence[Path]) -> str:
+    """The outcome's error for :func:`foreign_labels`."""
+    names = ", ".join(p.name for p in found)
+    return (f"{names} {'exists' if len(found) == 1 else 'exist'} and {'was' if len(found) == 1 else 'were'} not "
+            "written by seglab; left as is (move or rename it to segment this image)")
+
+
 def segment_one_iter(model: Any, path: Path, outdir: Path, outputs: Sequence[str],
                      options: SegmentOptions) -> Generator[Any, None, FileOutcome]:
     """Segment one file (its progress events) into a :class:`FileOutcome`; a failure becomes a
-    ``failed`` outcome with its error instead of an exception (closing the generator still stops)."""
+    ``failed`` outcome with its error instead of an exception (closing the generator still stops).
+    A file whose label image exists but is not seglab's (:func:`foreign_labels`) is not segmented:
+    it fails with that reason and nothing of it is written (redoing finished images included)."""
     t0 = time.perf_counter()
     try:
         kinds = resolve_outputs(outputs, model)
+        if found := foreign_labels(Path(path), Path(outdir), kinds, options):
+            return FileOutcome(Path(path), "failed", error=foreign_labels_error(found),
+                               seconds=time.perf_counter() - t0)
         done = yield from segment_file_iter(model, path, outdir, kinds, options, keep_result=True)
     except (Exception, Cancelled) as e:  # noqa: BLE001 - any failure is this file's, reported at the end
         if isinstance(e, Cancelled):

@@ -63,6 +63,13 @@ AUTO_MAX_ENLARGE = 4.0
 #: a calibration that puts the image's pixels more than this many times larger or smaller than the
 #: model's is not believed (e.g. a 72 dpi "resolution" read as 353 um per pixel): ``auto`` estimates
 PIXEL_SIZE_MAX_RATIO = 8.0
+#: the largest rescale factor a run applies, either way (enlarging up to x16, shrinking down to
+#: 1/16): past it a given diameter is refused. The models are trained at 0.7x-1.4x of their size and
+#: ``auto`` enlarges at most :data:`AUTO_MAX_ENLARGE` times; enlarging a 1024 px plane 16x already
+#: makes it 16,384 px a side (256 M pixels, GiBs per plane) from objects of a pixel, and shrinking
+#: it 16x leaves 64 px, a fraction of one tile's context, in which objects of 16x the model's size
+#: (260 px for the built-ins) still fit; beyond, a run is out of memory or finds nothing
+MAX_RESCALE = 16.0
 #: ratio of the median equivalent diameter to the median diameter of the largest inscribed
 #: disc of the (union) foreground pieces; measured on the DSB2018 ``train`` labels
 INSCRIBED_TO_EQUIVALENT = 1.27
@@ -162,7 +169,7 @@ def parse_diameter(value: object) -> float | str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise SeglabError(f"diameter must be 'auto', None or a number of pixels, got {value!r}")
     value = float(value)
-    if value == 0:
+    if value == 0:  # 0 means none, as in Cellpose
         return None
     if not (value > 0 and math.isfinite(value)):
         raise SeglabError(f"diameter must be a positive number of pixels, got {value:g}")
@@ -171,11 +178,29 @@ def parse_diameter(value: object) -> float | str | None:
 
 def scale_factor(model_diameter: float | None, diameter: float | None,
                  band: tuple[float, float] = NO_RESCALE_BAND) -> float:
-    """The factor that brings objects of ``diameter`` to ``model_diameter``; 1 within ``band`` or when unknown."""
+    """The factor that brings objects of ``diameter`` to ``model_diameter``; 1 within ``band`` or when
+    unknown; a :class:`SeglabError` naming both sizes when it is beyond :data:`MAX_RESCALE`."""
     if not model_diameter or not diameter:
         return 1.0
     f = float(model_diameter) / float(diameter)
+    if not in_rescale_range(f):
+        lo, hi = float(model_diameter) / MAX_RESCALE, float(model_diameter) * MAX_RESCALE
+        raise SeglabError(f"diameter {float(diameter):g} px is too far from the model's object size "
+                          f"{float(model_diameter):g} px (a rescale by {f:.3g}); give {lo:.3g} to {hi:.3g} px "
+                          f"(objects rescaled at most {MAX_RESCALE:g}x either way), auto or none")
     return 1.0 if band[0] <= f <= band[1] else f
+
+
+def in_rescale_range(factor: float) -> bool:
+    """Whether a run may rescale by ``factor`` (within :data:`MAX_RESCALE` either way)."""
+    return 1.0 / MAX_RESCALE <= factor <= MAX_RESCALE
+
+
+def check_diameter(model: SegmentationModel, diameter: float | str | None) -> None:
+    """Refuse a given ``diameter`` that ``model`` could only use rescaled beyond :data:`MAX_RESCALE`
+    (before any image is read; :func:`scale_factor`'s error)."""
+    if isinstance(diameter, float):
+        scale_factor(model.config.object_diameter, diameter)
 
 
 # ---- running the model at a scale ---------------------------------------------------------------
@@ -195,6 +220,9 @@ def scaled_plane_iter(
     """
     from seglab.inference.engine import TileRun, plane_prediction_iter
 
+    if not in_rescale_range(factor):
+        raise SeglabError(f"cannot rescale by {factor:.3g}: the factor must be from 1/{MAX_RESCALE:g} "
+                          f"to {MAX_RESCALE:g}")
     shape = tuple(x.shape[-2:])
     run = TileRun(device, tile_size, batch_size, amp, p, n_planes, surround=surround, tap=tap, augment=augment)
     if factor == 1.0:
@@ -429,7 +457,8 @@ def auto_factor(model_diameter: float | None, diameter: float | None,
     """The factor ``"auto"`` applies for an estimated ``diameter``: 1 while it lies within ``tolerance``
     times the model's size, else the factor that brings objects to ``aim`` (default
     :data:`AUTO_AIM`, read at each call) times the model's size (``aim[0]`` from below, ``aim[1]``
-    from above, each kept within ``tolerance``)."""
+    from above, each kept within ``tolerance``), never enlarging more than :data:`AUTO_MAX_ENLARGE`
+    or shrinking more than :data:`MAX_RESCALE` times."""
     if not model_diameter or not diameter:
         return 1.0
     aim = AUTO_AIM if aim is None else aim
@@ -437,7 +466,7 @@ def auto_factor(model_diameter: float | None, diameter: float | None,
     if tolerance[0] <= ratio <= tolerance[1]:
         return 1.0
     goal = max(aim[0], tolerance[0]) if ratio < tolerance[0] else min(aim[1], tolerance[1])
-    return min(goal / ratio, AUTO_MAX_ENLARGE)
+    return min(max(goal / ratio, 1.0 / MAX_RESCALE), AUTO_MAX_ENLARGE)
 
 
 @dataclass

@@ -423,6 +423,69 @@ def _write_block(store: LabelsStore, stats: ObjectStats, index: tuple[int, ...],
     stats.add_block(core_lab, lut, origin, scores, p)
 
 
+def _size_iter(model: SegmentationModel, inp: _Input, diameter: float | str | None, pixel_size: float | None,
+               th: dict[str, float], run: dict, estimate: bool = True,
+               ) -> Generator[ProgressEvent, None, DiameterEstimate]:
+    """The run's size (:class:`DiameterEstimate`): a given diameter, the image's calibration, or for
+    ``"auto"`` an estimate on the three most structured windows of up to three planes spread over
+    the stack (each read in bands for its normaliser; the other planes are never read)."""
+    d = parse_diameter(diameter)
+    target = model.config.object_diameter
+    if isinstance(d, float):
+        return DiameterEstimate(d, scale_factor(target, d) if target else 1.0)
+    if d == AUTO and target and (calibrated := calibrated_estimate(model, pixel_size)) is not None:
+        return calibrated  # from the image's calibration, no estimate
+    if not (d == AUTO and target and estimate):
+        return DiameterEstimate(None, 1.0)
+    indices = inp.src.indices()
+    n_planes = len(indices)
+    wins = []
+    for i in sample_planes(n_planes):
+        yield from inp.normalizer_iter(indices[i], i, n_planes)
+        if not inp.smoothing[indices[i]].blank:  # (no size to read on an empty view)
+            wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
+    if not wins:  # every plane looked at is blank: nothing to rescale for
+        return DiameterEstimate(None, 1.0)
+    size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
+    size.reusable = {}
+    return size
+
+
+def estimate_lazy_iter(
+    model: SegmentationModel,
+    image: Any,
+    *,
+    axes: str | None = None,
+    rgb: bool | None = None,
+    channels: Sequence[int] | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 4,
+    device: Any = "auto",
+    amp: bool = True,
+    thresholds: dict[str, float] | None = None,
+    pixel_size: float | None = None,
+    denoise: str | bool = DENOISE_AUTO,
+) -> Generator[ProgressEvent, None, DiameterEstimate]:
+    """``diameter="auto"``'s estimate for a lazy image, exactly as :func:`segment_lazy_iter` makes
+    it (the same planes and windows; never the whole image in memory, and only the sampled planes
+    read), without segmenting it: the *Estimate* button on a dask or zarr layer. Arguments as for
+    :func:`segment_lazy_iter`."""
+    from seglab.inference.device import resolve_device
+
+    axes = (axes or default_axes(image.shape)).upper()
+    src = LazyPlanes(image, axes)
+    if src.height < 1 or src.width < 1:
+        raise SeglabError(f"image is empty (shape {tuple(image.shape)})")
+    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
+        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    inp = _Input(src, model, channels, rgb, denoise)
+    dev = resolve_device(device)
+    if model.config.object_diameter and calibrated_estimate(model, pixel_size) is None:
+        place_network(model, dev)  # (only when the network runs)
+    run = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
+    return (yield from _size_iter(model, inp, AUTO, pixel_size, model.thresholds(thresholds), run))
+
+
 def segment_lazy_iter(
     model: SegmentationModel,
     image: Any,
@@ -482,24 +545,7 @@ def segment_lazy_iter(
     run = {"tile_size": tile_size, "batch_size": batch_size, "device": dev, "amp": amp}
 
     # ---- the size, once per image or stack ----
-    size = DiameterEstimate(None, 1.0)
-    d = parse_diameter(diameter)
-    target = model.config.object_diameter
-    if isinstance(d, float):
-        size = DiameterEstimate(d, scale_factor(target, d) if target else 1.0)
-    elif d == AUTO and target and (calibrated := calibrated_estimate(model, pixel_size)) is not None:
-        size = calibrated  # from the image's calibration, no estimate
-    elif d == AUTO and target and block_fn is None:
-        wins = []
-        for i in sample_planes(n_planes):
-            yield from inp.normalizer_iter(indices[i], i, n_planes)
-            if not inp.smoothing[indices[i]].blank:  # (no size to read on an empty view)
-                wins += [inp.window(indices[i], *sl) for sl in _estimate_windows(inp, indices[i])]
-        if wins:
-            size = yield from _quiet(estimate_diameter_iter(model, wins, th, **run))
-            size.reusable = {}
-        else:  # every plane looked at is blank: nothing to rescale for
-            size = DiameterEstimate(None, 1.0)
+    size = yield from _size_iter(model, inp, diameter, pixel_size, th, run, estimate=block_fn is None)
     factor = size.factor
     m = int(margin) if margin is not None else block_margin(model, factor)
     mc = context_margin(model, factor) if block_fn is None else 0

@@ -47,7 +47,7 @@ def select_channels(
         if rgb is None:
             rgb = channel_axis % 3 == 2 and arr.shape[channel_axis] in (3, 4)
         arr = np.moveaxis(arr, channel_axis, 0)
-    n = arr.shape[0]
+    n = n_image = arr.shape[0]
     if channels is not None:
         channels = list(channels)
         bad = [c for c in channels if not -n <= c < n]
@@ -68,8 +68,10 @@ def select_channels(
     if n == 1:
         return np.repeat(arr, model_channels, axis=0)
     kind = "RGB" if rgb else "non-RGB"
+    has = (f"the image has {n} {kind} channel(s)" if channels is None else
+           f"{n} were picked (channels {','.join(map(str, channels))} of the image's {n_image})")
     raise SeglabError(
-        f"the model takes {model_channels} channel(s) but the image has {n} {kind} channel(s); "
+        f"the model takes {model_channels} channel(s) but {has}; "
         f"pick {model_channels} channel(s): --channels (command line), 'Channels' (Segment widget) "
         f"or channels= (Python), e.g. {','.join(str(i) for i in range(model_channels))} "
         f"(channels={list(range(model_channels))} in Python)"

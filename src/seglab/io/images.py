@@ -8,12 +8,16 @@ import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tifffile
 
 from seglab.axes import guess_channel_axis as guess_axes_channel
 from seglab.errors import SeglabError, SeglabWarning
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
@@ -63,6 +67,8 @@ class ImageData:
     ``unit``: a length unit (``"µm"``, ``"nm"``, ``"mm"``, ``"cm"``, ``"m"``, ``"inch"``) or
     None when unknown; ``z_spacing``: distance between Z planes in ``unit``.
     ``rgb``: the channels are colour (RGB/RGBA), not separate stains.
+    ``frame_interval``: time between T planes in ``time_unit`` (the file's spelling, e.g. ``"s"``,
+    ``"sec"``), both None when the file gives none.
     """
 
     array: np.ndarray
@@ -71,6 +77,8 @@ class ImageData:
     unit: str | None = None
     rgb: bool = False
     z_spacing: float | None = None
+    frame_interval: float | None = None
+    time_unit: str | None = None
 
     @property
     def channel_axis(self) -> int | None:
@@ -119,19 +127,41 @@ def _positive(v: object) -> float | None:
     return f if math.isfinite(f) and f > 0 else None
 
 
-def _tiff_calibration(tif) -> tuple[tuple[float, float] | None, str | None, float | None]:
-    """Pixel size (y, x), unit and Z spacing from OME, ImageJ or TIFF resolution metadata."""
-    if tif.is_ome and tif.ome_metadata:
-        try:
-            root = ET.fromstring(tif.ome_metadata)
-            px = next(el for el in root.iter() if el.tag.endswith("Pixels"))
-            sx, sy = _positive(px.get("PhysicalSizeX")), _positive(px.get("PhysicalSizeY"))
-            if sx and sy:
-                unit = normalize_unit(px.get("PhysicalSizeXUnit") or "µm")  # OME's default unit is µm
-                return (sy, sx), unit, _positive(px.get("PhysicalSizeZ"))
-        except (ET.ParseError, StopIteration):
-            pass
-    page = tif.pages[0]
+#: pixel size (y, x), its unit and the Z spacing (in that unit), each None when unknown
+Calibration = tuple[tuple[float, float] | None, str | None, float | None]
+
+
+def _tiff_geometry(tif: tifffile.TiffFile, series: int) -> dict:
+    """:class:`ImageData`'s calibration fields for image ``series`` of a TIFF (none when its
+    metadata is malformed: calibration is optional and must not stop reading)."""
+    try:
+        pixel_size, unit, z_spacing = _tiff_calibration(tif, series)
+        frame_interval, time_unit = _tiff_timing(tif, series)
+    except Exception:
+        return {}
+    return {"pixel_size": pixel_size, "unit": unit, "z_spacing": z_spacing, "frame_interval": frame_interval,
+            "time_unit": time_unit}
+
+
+def _tiff_timing(tif: tifffile.TiffFile, series: int = 0) -> tuple[float | None, str | None]:
+    """Time between frames (T) and its unit: OME's ``TimeIncrement`` (unit s unless it says),
+    else ImageJ's ``finterval`` and ``tunit`` (ImageJ's default: sec)."""
+    px = _ome_pixels(tif, series)
+    if px is not None and (dt := _positive(px.get("TimeIncrement"))):
+        return dt, px.get("TimeIncrementUnit") or "s"
+    ij = tif.imagej_metadata or {}
+    dt = _positive(ij.get("finterval"))
+    return dt, (str(ij.get("tunit") or "sec") if dt else None)
+
+
+def _tiff_calibration(tif: tifffile.TiffFile, series: int = 0) -> Calibration:
+    """Pixel size (y, x), unit and Z spacing of image ``series`` from OME, ImageJ or TIFF resolution metadata."""
+    px = _ome_pixels(tif, series)
+    if px is not None:
+        found = _ome_calibration(px)
+        if found[0]:
+            return found
+    page = tif.series[series].keyframe if tif.series else tif.pages[0]
     tags = page.tags
     ij = tif.imagej_metadata or {}
     spacing = _positive(ij.get("spacing"))
@@ -153,6 +183,43 @@ def _tiff_calibration(tif) -> tuple[tuple[float, float] | None, str | None, floa
         if unit == "inch" and round(1 / sx, 6) in (72, 96, 300):
             return None, None, spacing  # a screen or print default, not a calibration
     return (sy, sx), unit, spacing
+
+
+def _ome_pixels(tif: tifffile.TiffFile, series: int) -> ET.Element | None:
+    """The OME ``<Pixels>`` of tifffile's series ``series`` (None: not an OME-TIFF, or malformed
+    OME-XML): one per ``<Image>``, in order, when tifffile made a series of each; else the
+    ``<Image>`` of the series' name, if only one has it."""
+    if not (tif.is_ome and tif.ome_metadata):
+        return None
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None
+    images = [el for el in root if el.tag.rsplit("}", 1)[-1] == "Image"]
+    if len(images) == len(tif.series) and 0 <= series < len(images):
+        image = images[series]
+    else:
+        name = tif.series[series].name if 0 <= series < len(tif.series) else None
+        named = [el for el in images if name and el.get("Name") == name]
+        image = named[0] if len(named) == 1 else (images[0] if len(images) == 1 else None)
+    if image is None:
+        return None
+    return next((el for el in image if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+
+
+def _ome_calibration(px: ET.Element) -> Calibration:
+    """Pixel size (y, x) and Z spacing of an OME ``<Pixels>``, all in the unit of its
+    ``PhysicalSizeX`` (each size has its own unit attribute; OME's default unit is µm)."""
+    sizes = {a: _positive(px.get(f"PhysicalSize{a}")) for a in "XYZ"}
+    units = {a: normalize_unit(px.get(f"PhysicalSize{a}Unit") or "µm") for a in "XYZ"}
+    if not (sizes["X"] and sizes["Y"]):
+        return None, None, None
+    unit = units["X"]
+    if unit is None or units["Y"] is None:  # not a length unit we know: sizes as they are, no unit
+        return (sizes["Y"], sizes["X"]), None, None
+    sy = sizes["Y"] * unit_factor(units["Y"], unit)
+    sz = sizes["Z"] * unit_factor(units["Z"], unit) if sizes["Z"] and units["Z"] else None
+    return (sy, sizes["X"]), unit, sz
 
 
 def _tiff_axes(tif, series, arr: np.ndarray) -> tuple[str, bool]:
@@ -234,12 +301,14 @@ def _pick_series(tif: tifffile.TiffFile, name: str, series: int | None) -> tuple
     return series, tif.series[series]
 
 
-def read_image_data(path: str | os.PathLike, lazy: bool | None = False, series: int | None = None) -> ImageData:
+def read_image_data(path: str | os.PathLike, lazy: bool | None = False, series: int | None = None, *,
+                    indexed: bool = False) -> ImageData:
     """Read an image file with its axes and calibration; a clear :class:`SeglabError` when it
     is missing, unsupported, corrupt or empty.
 
     ``series``: which image of a TIFF that holds several (:func:`image_series`); None reads the
     first and warns when there are others. Other files hold one image (series 0).
+    ``indexed``: a palette (indexed colour) PNG/BMP gives its indices (label images), not its colours.
 
     A zarr or OME-Zarr store is always opened lazily (``array`` is a zarr array). A TIFF is read
     lazily when ``lazy`` is true, or when None and it is large (:func:`is_large_input`): memory-mapped
@@ -262,21 +331,16 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False, series: 
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise SeglabError(f"unsupported file type {suffix or '(none)'} for {path.name}; supported: {', '.join(IMAGE_SUFFIXES)}")
-    pixel_size = unit = z_spacing = None
+    geometry: dict = {}
     try:
         if suffix in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:
-                _, chosen = _pick_series(tif, path.name, series)
+                index, chosen = _pick_series(tif, path.name, series)
                 arr = np.asarray(chosen.asarray())
                 axes, rgb = _tiff_axes(tif, chosen, arr)
-                try:
-                    pixel_size, unit, z_spacing = _tiff_calibration(tif)
-                except Exception:  # calibration is optional; malformed tags must not stop reading
-                    pixel_size = unit = z_spacing = None
+                geometry = _tiff_geometry(tif, index)
         else:
-            import imageio.v3 as iio
-
-            arr = np.asarray(iio.imread(path))
+            arr = _read_other(path, indexed)
             rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
             axes = {2: "YX", 3: "YXS" if rgb else "YXC"}.get(arr.ndim, "Q" * (arr.ndim - 2) + "YX")
     except SeglabError:
@@ -285,7 +349,45 @@ def read_image_data(path: str | os.PathLike, lazy: bool | None = False, series: 
         raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
     if arr.size == 0:
         raise SeglabError(f"{path.name} holds an empty image")
-    return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
+    return ImageData(arr, axes, rgb=rgb, **geometry)
+
+
+#: Pillow's colour modes that are not RGB (decoded to RGB: never mistaken for channels or alpha)
+_OTHER_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _read_other(path: Path, indexed: bool = False) -> np.ndarray:
+    """A PNG, JPEG or BMP as an array: 16-bit PNGs at full depth (imagecodecs: Pillow reads
+    16-bit colour as 8 bits), other colour spaces (CMYK, YCbCr, LAB) and palettes as RGB(A),
+    a palette's indices instead when ``indexed``."""
+    if _png_bit_depth(path) == 16:
+        import imagecodecs
+
+        return np.asarray(imagecodecs.png_decode(path.read_bytes()))
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(_pillow_rgb(im, indexed))
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's header (IHDR), or None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _pillow_rgb(im: PILImage, indexed: bool = False) -> PILImage:
+    """A Pillow image whose pixels are grey, RGB(A) or a palette's indices (``indexed``)."""
+    if im.mode in _OTHER_COLOUR_MODES:
+        return im.convert("RGB")
+    if im.mode in ("P", "PA") and not indexed:
+        return im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    if im.mode == "PA":
+        return im.getchannel("P")
+    return im
 
 
 def _read_tiff_lazy(path: Path, series: int | None = None) -> ImageData:
@@ -305,10 +407,7 @@ def _read_tiff_lazy(path: Path, series: int | None = None) -> ImageData:
         if tuple(arr.shape) != tuple(chosen.shape):
             raise SeglabError(f"{path.name}: cannot map the image lazily (shape {arr.shape} vs {chosen.shape})")
         axes, rgb = _tiff_axes(tif, chosen, _ShapeOnly(arr.shape, arr.dtype))
-        try:
-            pixel_size, unit, z_spacing = _tiff_calibration(tif)
-        except Exception:
-            pixel_size = unit = z_spacing = None
+        geometry = _tiff_geometry(tif, index)
     except SeglabError:
         tif.close()
         raise
@@ -317,7 +416,7 @@ def _read_tiff_lazy(path: Path, series: int | None = None) -> ImageData:
         raise SeglabError(f"cannot read {path.name}: {type(e).__name__}: {e}") from None
     if isinstance(arr, np.memmap):
         tif.close()  # the map keeps its own handle; the zarr view needs the file open
-    return ImageData(arr, axes, pixel_size, unit, rgb, z_spacing)
+    return ImageData(arr, axes, rgb=rgb, **geometry)
 
 
 class _ShapeOnly:
@@ -327,9 +426,9 @@ class _ShapeOnly:
         self.shape, self.ndim, self.dtype = tuple(shape), len(shape), np.dtype(dtype)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, indexed: bool = False) -> np.ndarray:
     """Read an image file as an array (see :func:`read_image_data` for its axes and pixel size)."""
-    return read_image_data(path).array
+    return read_image_data(path, indexed=indexed).array
 
 
 def guess_channel_axis(arr: np.ndarray) -> int | None:

@@ -15,6 +15,12 @@ from seglab.io.images import normalize_unit, read_image, unit_factor
 
 # how ImageJ writes units in its TIFF description (ASCII: "micron" for µm)
 _IMAGEJ_UNIT = {"µm": "micron", "nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "inch": "inch"}
+# spellings of time units (ImageJ, OME, napari's pint names) -> ImageJ's
+_IMAGEJ_TIME_UNIT = {
+    "s": "sec", "sec": "sec", "second": "sec", "seconds": "sec", "ms": "msec", "msec": "msec",
+    "millisecond": "msec", "milliseconds": "msec", "min": "min", "minute": "min", "minutes": "min",
+    "h": "hour", "hr": "hour", "hour": "hour", "hours": "hour", "µs": "usec", "us": "usec", "microsecond": "usec",
+}
 
 
 def labels_dtype(labels: np.ndarray) -> type:
@@ -33,9 +39,11 @@ def write_labels(
     path: str | os.PathLike,
     labels: np.ndarray,
     *,
-    scale: Sequence[float] | None = None,
+    scale: Sequence[float | None] | None = None,
     unit: str | None = None,
     axes: str | None = None,
+    software: str | None = None,
+    time_unit: str | None = None,
 ) -> Path:
     """Write an integer label image to ``path`` (.tif), zlib-compressed, ImageJ-compatible.
 
@@ -43,12 +51,16 @@ def write_labels(
     those are written as plain TIFF (Fiji opens them as 32-bit images).
     ``scale`` is the pixel size per axis (napari's layer scale) in ``unit`` (a length
     such as ``"µm"``/``"um"``/``"micron"``, ``"nm"``, ``"mm"``); its last two entries
-    become the TIFF X/Y resolution, a Z entry becomes ImageJ's ``spacing``. The unit is
+    become the TIFF X/Y resolution, a Z entry becomes ImageJ's ``spacing``, a T entry its frame
+    interval ``finterval`` in ``time_unit`` (``tunit``); a Z or T entry None is unknown and not
+    written. ``axes``: ImageJ's letters of the label axes (default ZYX, TZYX, TZCYX by
+    dimension), so that T planes are frames and Z planes slices in Fiji. The unit is
     kept as Fiji reads it: ImageJ files (uint16) get ImageJ's ``unit`` with the
     resolution in pixels per unit (ResolutionUnit CENTIMETER/INCH for those units, else
     NONE, as ImageJ itself writes); plain TIFFs (uint32) get the resolution in pixels
     per centimetre with ResolutionUnit CENTIMETER. The file is written to a temporary name and renamed, so a
-    failed write never leaves a half file or destroys an existing one.
+    failed write never leaves a half file or destroys an existing one. ``software``: the TIFF
+    Software tag (None: tifffile's default), e.g. seglab's mark on the label images it segments.
     """
     path = Path(path)
     labels = np.asarray(labels)
@@ -74,10 +86,10 @@ def write_labels(
         axes = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}[data.ndim]
     metadata["axes"] = axes
     if scale is not None:
-        scale = [float(s) for s in scale]
+        scale = [None if s is None else float(s) for s in scale]
         if len(scale) != data.ndim:
             raise SeglabError(f"scale has {len(scale)} entries but labels have {data.ndim} dimensions")
-        if any(not np.isfinite(s) or s <= 0 for s in scale):
+        if None in scale[-2:] or any(s is not None and (not np.isfinite(s) or s <= 0) for s in scale):
             raise SeglabError(f"pixel sizes must be positive numbers, got {scale}")
         sy, sx = scale[-2], scale[-1]
         kwargs["resolution"] = (1.0 / sx, 1.0 / sy)
@@ -87,8 +99,9 @@ def write_labels(
             kwargs["resolutionunit"] = {"cm": "CENTIMETER", "inch": "INCH"}.get(norm_unit, "NONE")
             f = unit_factor(norm_unit, "cm")  # unit -> cm
             plain_kwargs = {"resolution": (1.0 / (sx * f), 1.0 / (sy * f)), "resolutionunit": "CENTIMETER"}
-        if data.ndim >= 3 and "Z" in axes:
-            metadata["spacing"] = scale[axes.index("Z")]
+        metadata.update(_stack_calibration(axes, scale, time_unit))
+    if software is not None:
+        kwargs["software"] = plain_kwargs["software"] = software
     try:
         with atomic_file(path) as tmp:
             if data.dtype == np.uint16:
@@ -101,9 +114,38 @@ def write_labels(
     return path
 
 
+def imagej_time_unit(unit: str | None) -> str | None:
+    """ImageJ's spelling of a time unit (``"s"``/``"second"`` -> ``"sec"``), or None for none or
+    a unit that is not time (e.g. napari's ``"pixel"``)."""
+    return _IMAGEJ_TIME_UNIT.get(str(unit).strip().lower()) if unit else None
+
+
+def _stack_calibration(axes: str, scale: list[float | None], time_unit: str | None) -> dict:
+    """ImageJ metadata for the stack axes' scale entries: ``spacing`` (Z), ``finterval`` and
+    ``tunit`` (T); entries that are None (unknown) are left out."""
+    out: dict = {}
+    z = scale[axes.index("Z")] if "Z" in axes and len(axes) == len(scale) else None
+    t = scale[axes.index("T")] if "T" in axes and len(axes) == len(scale) else None
+    if z is not None:
+        out["spacing"] = z
+    if t is not None:
+        out["finterval"] = t
+        if imagej_time_unit(time_unit):
+            out["tunit"] = imagej_time_unit(time_unit)
+    return out
+
+
+def imagej_axes(axes: str) -> str | None:
+    """``axes`` when an ImageJ hyperstack holds them in its order (T, Z, Y, X), else None."""
+    order = "TZYX"
+    ok = all(a in order for a in axes) and list(axes) == sorted(axes, key=order.index)
+    return axes if ok else None
+
+
 def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image and check that it holds non-negative integer ids."""
-    arr = read_image(path)
+    """Read a label image and check that it holds non-negative integer ids (a palette PNG's
+    indices are its ids)."""
+    arr = read_image(path, indexed=True)
     if arr.dtype.kind not in "iub":
         raise SeglabError(f"{Path(path).name} is not a label image: pixels are {arr.dtype}, not integers")
     return arr

@@ -254,11 +254,22 @@ def paste_detections_iter(dets: Detections, shape: tuple[int, int], thresholds: 
     table = object_table(labels, score_by_id)
     ids = table["label"]  # every kept object has pixels, so ids == 1..n
     src = kept_idx[ids - 1]
-    boxes = dets.boxes[src].astype(np.float64).reshape(-1, 4)
+    boxes = clip_boxes(dets.boxes[src], (h, w))
     table["class"] = dets.classes[src].astype(np.int64)
     table["bbox_y0"], table["bbox_x0"] = boxes[:, 1], boxes[:, 0]
     table["bbox_y1"], table["bbox_x1"] = boxes[:, 3], boxes[:, 2]
     return Prediction(labels=labels, table=table, extras={"shapes": box_shapes(boxes, ids)})
+
+
+def clip_boxes(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boxes ``(x0, y0, x1, y1)`` (float64) cut to a plane of ``shape``: ``[0, W] x [0, H]``.
+
+    A detection near the edge may reach into the tiles' reflected border; its mask is pasted over
+    its whole box (the mask is relative to it), but the box it is reported with covers only the image."""
+    out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0.0, float(shape[1]))
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0.0, float(shape[0]))
+    return out
 
 
 def box_shapes(boxes: np.ndarray, ids: np.ndarray) -> dict:

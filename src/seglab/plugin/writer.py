@@ -10,6 +10,7 @@ import numpy as np
 
 from seglab.errors import SeglabError
 from seglab.io.images import normalize_unit
+from seglab.io.labels import imagej_axes, imagej_time_unit
 from seglab.io.labels import write_labels as _write
 
 
@@ -23,14 +24,40 @@ def layer_unit(meta: dict) -> str | None:
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
-    """Write one Labels layer; returns the written path (napari shows errors as notifications)."""
+    """Write one Labels layer; returns the written path (napari shows errors as notifications).
+    Its ``axis_labels`` say which stack axes are T (ImageJ frames, with the frame interval) and
+    Z (slices, with their spacing)."""
     try:
-        scale = meta.get("scale")
         arr = np.asarray(data[0] if meta.get("multiscale") else data)
-        out = _write(path, arr, scale=list(scale) if scale is not None else None, unit=layer_unit(meta))
+        letters = _stack_axes(meta, arr.ndim - 2)
+        out = _write(path, arr, scale=_layer_scale(meta, letters), unit=layer_unit(meta),
+                     axes=imagej_axes(letters + "YX"), time_unit=_axis_unit(meta, letters.find("T")))
     except SeglabError as e:
         raise ValueError(str(e)) from None
     return [str(out)]
+
+
+def _axis_unit(meta: dict, axis: int) -> str | None:
+    """The napari unit of stack axis ``axis`` as a string (None: no such axis or no units)."""
+    units = list(meta.get("units") or ())
+    return str(units[axis]) if 0 <= axis < len(units) else None
+
+
+def _layer_scale(meta: dict, letters: str) -> list[float | None] | None:
+    """The layer's scale for :func:`~seglab.io.labels.write_labels`: a stack axis left at napari's
+    default (scale 1 without a unit of its kind: length for Z, time for T) is uncalibrated, None,
+    and so is every stack axis when Z and T come in an order ImageJ cannot hold (Z before T)."""
+    scale = meta.get("scale")
+    if scale is None:
+        return None
+    out: list[float | None] = [float(s) for s in scale]
+    placed = imagej_axes(letters + "YX") is not None or not set(letters) & set("ZT")
+    for i, letter in enumerate(letters):
+        unit = _axis_unit(meta, i)
+        calibrated = normalize_unit(unit) if letter == "Z" else imagej_time_unit(unit) if letter == "T" else None
+        if not placed or (out[i] == 1.0 and calibrated is None):
+            out[i] = None
+    return out
 
 
 def write_rois(path: str, data: Any, meta: dict) -> list[str]:

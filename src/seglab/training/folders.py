@@ -10,14 +10,14 @@ import numpy as np
 
 from seglab.datasets import load_annotated, pair_folders, pick_channels
 from seglab.errors import SeglabError
-from seglab.io.images import IMAGE_SUFFIXES, read_image
+from seglab.io.images import IMAGE_SUFFIXES, image_stem, read_image
 from seglab.training.finetune import Annotation
 
 
 def region_mask_file(regions_dir: Path, stem: str) -> Path:
     """The mask for image ``stem``: ``<stem>.*`` or ``<stem>_regions.*`` in ``regions_dir``."""
     found = [p for p in sorted(regions_dir.iterdir())
-             if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in (stem, f"{stem}_regions")]
+             if p.suffix.lower() in IMAGE_SUFFIXES and image_stem(p) in (stem, f"{stem}_regions")]
     if not found:
         raise SeglabError(f"no region mask for {stem} in {regions_dir} (expected {stem}.tif or {stem}_regions.tif)")
     return found[0]
@@ -46,7 +46,7 @@ def load_annotations(
         item = load_annotated(image_path, labels_path)
         regions = None
         if regions_dir is not None:
-            regions = read_region_mask(region_mask_file(Path(regions_dir), image_path.stem))
+            regions = read_region_mask(region_mask_file(Path(regions_dir), image_stem(image_path)))
         image, channel_axis = pick_channels(item.image, item.channel_axis, channels, image_path.name)
         out.append(Annotation(image, item.labels, channel_axis, regions, name=image_path.name,
                               labels_name=labels_path.name))
