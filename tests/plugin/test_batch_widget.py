@@ -253,3 +253,44 @@ def test_augmentation_is_not_offered_for_mask_rcnn(tmp_path, viewer_widget):
     widget.model.value = "maskrcnn-nuclei"
     assert not widget.augment.enabled and not widget.augment.value and "not for this" in widget.augment.text
     assert widget._inputs()[2]["augment"] is False
+
+
+def test_a_users_own_label_image_is_reported_and_never_replaced(tmp_path, qtbot, viewer_widget, notes):
+    """The user's ground truth ``img1_labels.tif`` beside ``img1.tif`` is not 'finished earlier' and
+    is left as it is, with *Redo finished images* too; the row says why."""
+    viewer, widget = viewer_widget
+    folder = write_folder(tmp_path / "imgs", 2)
+    truth = np.full((96, 112), 7, np.uint16)
+    tifffile.imwrite(folder / "img1_labels.tif", truth)
+    widget.folder.value = folder
+    for redo in (False, True):
+        notes["error"].clear()
+        widget.overwrite.value = redo
+        run(qtbot, widget)
+        rows = table_rows(widget)
+        assert [r[0] for r in rows] == ["img0.tif", "img1.tif"] and rows[0][3] == "done"
+        assert rows[1][3].startswith("failed: img1_labels.tif exists and was not written by seglab; left as is")
+        assert len(notes["error"]) == 1
+        assert "img1.tif: img1_labels.tif exists and was not written by seglab" in notes["error"][0]
+        np.testing.assert_array_equal(tifffile.imread(folder / "img1_labels.tif"), truth)
+        assert not (folder / "img1_objects.csv").exists()
+    assert widget.open_result(1) == []  # nothing of seglab's to open for it
+
+
+def test_results_are_shown_again_only_while_the_opened_layers_are_the_widgets(tmp_path, qtbot, viewer_widget, notes):
+    """*Open* shows the layers it opened before again, but a renamed one is the user's: the result
+    opens anew (as for a layer that was removed); duplicates (metadata copied) are never taken."""
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer, widget = viewer_widget
+    widget.folder.value = write_folder(tmp_path / "imgs", 1)
+    run(qtbot, widget)
+    image, labels = widget.open_result(0)
+    viewer.layers.selection = {labels}
+    _duplicate_layer(viewer.layers)
+    viewer.layers.remove(labels)  # the copy (metadata copied) stays
+    again = widget.open_result(0)
+    assert len(again) == 2 and again[1] is not labels and all(lyr.name != "img0_labels copy" for lyr in again)
+    again[1].name = "my corrected labels"
+    third = widget.open_result(0)
+    assert len(third) == 2 and third[1] not in again and again[1].name == "my corrected labels"

@@ -123,3 +123,29 @@ def test_only_temporary_folders_are_removed_with_their_layer(tmp_path):
     del layer
     gc.collect()
     assert not temp.exists() and mine.exists()  # a layer gone for good takes its store along
+
+
+def test_the_lazy_labels_layer_takes_the_image_layers_full_transform(segment_dock, tmp_path):
+    """Rotate, shear and affine of a dask layer reach its live labels layer and the finished result."""
+    import zarr
+    from types import SimpleNamespace
+
+    from seglab.inference.lazy import StoreEvent
+
+    viewer, widget = segment_dock
+    src = viewer.add_image(da.zeros((64, 80), chunks=32), name="lazy", scale=(0.5, 0.7), translate=(3, -2),
+                           rotate=45, shear=[0.3], affine=np.array([[1.0, 0.1, 2.0], [0.0, 1.2, 0.0], [0, 0, 1]]))
+    widget._source, widget._source_channel_axis = src, None
+    store = zarr.open_array(str(tmp_path / "labels.zarr"), mode="w", shape=(64, 80), chunks=(32, 32), dtype="u4")
+    widget._on_progress(StoreEvent("block", 0, 1000, labels=store))
+    live = widget._live_layer
+    points = [(0, 0), (10, 20), (63, 79)]
+    for p in points:
+        np.testing.assert_allclose(live.data_to_world(p), src.data_to_world(p), atol=1e-9)
+    result = SimpleNamespace(labels=store, path=tmp_path / "labels.zarr", n_objects=0, thresholds={},
+                             table={"label": np.array([], int)}, diameter=None, scale_factor=1.0, pixel_size=None)
+    widget._live_layer = None  # the live layer gone (e.g. removed): the result makes its own
+    viewer.layers.remove(live)
+    widget._show_lazy_result(src, "unet-nuclei", result)
+    for p in points:
+        np.testing.assert_allclose(widget.output_layer.data_to_world(p), src.data_to_world(p), atol=1e-9)

@@ -468,3 +468,135 @@ def test_advanced_settings_collapse_and_reach_the_run(qtbot, segment_dock, segme
     _run(qtbot, widget)
     assert (seen["batch_size"], seen["amp"], seen["tile_size"]) == (2, False, 256)
     assert segment_errors == ["seglab: captured"]
+
+
+# ---- the output's place in the world, ownership by identity, choices read at start ---------------
+def _outlined_run(labels, steps=1, step_s=0.0):
+    """:func:`_fake_run` whose result has a polygon per object (as a StarDist run)."""
+    import time
+
+    from seglab.inference.engine import ProgressEvent, Segmentation
+    from seglab.objects import object_table
+
+    def run(model_ref, data, kwargs):
+        for i in range(steps):
+            time.sleep(step_s)
+            yield ProgressEvent("postprocess", i + 1, steps)
+        first = labels.reshape((-1,) + labels.shape[-2:])[0]  # outlines on the first plane only
+        table = object_table(first)
+        shapes = {"type": "polygon", "label": list(table["label"]),
+                  "data": [np.array([[1.0, 1.0], [1.0, 5.0], [5.0, 5.0], [5.0, 1.0]]) + 8 * i
+                           for i in range(len(table["label"]))]}
+        planes = int(np.prod(labels.shape[:-2]))
+        extras = [{"shapes": shapes}] + [{} for _ in range(planes - 1)]
+        return "fake", Segmentation(labels.copy(), table, {"prob_thresh": 0.5}, extras=extras)
+
+    return run
+
+
+def _assert_same_place(a, b):
+    rng = np.random.default_rng(0)
+    for p in rng.uniform(0, 30, size=(4, a.ndim)):
+        np.testing.assert_allclose(a.data_to_world(p), b.data_to_world(p), atol=1e-9)
+
+
+AFFINE_2D = np.array([[1.0, 0.2, 3.0], [0.1, 0.9, -2.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_labels_and_outlines_take_the_image_layers_full_transform(qtbot, segment_dock, segment_errors, monkeypatch,
+                                                                   ndim):
+    """Scale, translate, rotate, shear and affine of the image all reach the labels and the outlines,
+    when they are made and when a re-run updates them in place."""
+    viewer, widget = segment_dock
+    shape = (32, 32) if ndim == 2 else (3, 32, 32)
+    labels = np.zeros(shape, np.int32)
+    labels[..., 2:6, 2:6] = 1
+    monkeypatch.setattr(sw, "_run_segmentation", _outlined_run(labels))
+    if ndim == 2:
+        geo = dict(scale=(0.5, 0.7), translate=(10, -5), rotate=30, shear=[0.4], affine=AFFINE_2D)
+    else:
+        geo = dict(scale=(2.0, 0.5, 0.7), translate=(1, 10, -5), rotate=((1, 0, 0), (0, 0.8, -0.6), (0, 0.6, 0.8)),
+                   shear=[0.1, 0.2, 0.3])
+    image = viewer.add_image(np.zeros(shape, np.float32), name="img", **geo)
+    widget.image.value = image
+    widget.model.value = "stardist-nuclei"
+    widget.outlines.value = True
+    _run(qtbot, widget)
+    assert not segment_errors
+    out, shapes = widget.output_layer, widget.outlines_layer
+    assert shapes is not None
+    _assert_same_place(out, image)
+    _assert_same_place(shapes, image)
+    image.rotate = 10 if ndim == 2 else ((1, 0, 0), (0, 0.6, -0.8), (0, 0.8, 0.6))
+    image.shear = [0.2] if ndim == 2 else [0.0, 0.1, 0.0]
+    _run(qtbot, widget)
+    assert widget.output_layer is out and widget.outlines_layer is shapes  # in place ...
+    _assert_same_place(out, image)  # ... and where the image now is
+    _assert_same_place(shapes, image)
+
+
+def test_only_the_widgets_own_unrenamed_unedited_layer_for_that_very_image_is_updated(
+        qtbot, segment_dock, segment_errors, monkeypatch):
+    """A renamed result, a napari duplicate of it (metadata copied), and the labels of an image that
+    was renamed while a new image took its old name are never overwritten."""
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer, widget = segment_dock
+    first_labels = np.zeros((32, 32), np.int32)
+    first_labels[2:6, 2:6] = 1
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(first_labels))
+    a = viewer.add_image(np.zeros((32, 32), np.float32), name="A")
+    widget.image.value = a
+    _run(qtbot, widget)
+    out = widget.output_layer
+    _run(qtbot, widget)
+    assert widget.output_layer is out  # the widget's own unedited layer: updated in place
+    # a duplicate (placed before the original, so that a search by name or metadata finds it first)
+    viewer.layers.selection = {out}
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["A [seglab] copy"]
+    viewer.layers.move(viewer.layers.index(copy), 0)
+    other = np.zeros((32, 32), np.int32)
+    other[10:20, 10:20] = 1
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(other))
+    _run(qtbot, widget)
+    assert widget.output_layer is out and np.array_equal(copy.data, first_labels)
+    # renamed by the user: theirs
+    out.name = "my final nuclei"
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(first_labels))
+    _run(qtbot, widget)
+    assert widget.output_layer is not out and np.array_equal(out.data, other)
+    # the first image renamed, a new one named as it was: the labels of "day1" are not the new A's
+    latest = widget.output_layer
+    a.name = "day1"
+    b = viewer.add_image(np.zeros((32, 32), np.float32), name="A")
+    widget.image.value = b
+    monkeypatch.setattr(sw, "_run_segmentation", _fake_run(other))
+    _run(qtbot, widget)
+    assert widget.output_layer is not latest and np.array_equal(latest.data, first_labels)
+    # and the renamed image's own (unedited, unrenamed) result is still updated in place
+    widget.image.value = a
+    _run(qtbot, widget)
+    assert widget.output_layer is latest and np.array_equal(latest.data, other)
+    assert not segment_errors
+
+
+def test_the_outlines_choice_is_read_when_the_run_starts(qtbot, segment_dock, segment_errors, monkeypatch):
+    """Choosing a model without outlines while a run of one with outlines goes on keeps its outlines."""
+    viewer, widget = segment_dock
+    labels = np.zeros((32, 32), np.int32)
+    labels[2:6, 2:6] = 1
+    monkeypatch.setattr(sw, "_run_segmentation", _outlined_run(labels, steps=50, step_s=0.02))
+    widget.image.value = viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    widget.model.value = "stardist-nuclei"
+    widget.outlines.value = True
+    worker = widget.start()
+    with qtbot.waitSignal(worker.yielded, timeout=10_000):
+        pass
+    widget.model.value = "unet-nuclei"  # browsing the models while it runs
+    assert not widget.outlines.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert not segment_errors
+    assert widget.outlines_layer is not None and widget.outlines_layer in viewer.layers
+    assert len(widget.outlines_layer.data) == 1

@@ -77,3 +77,33 @@ def test_a_calibrated_layer_gives_auto_its_pixel_size(qtbot, segment_dock, segme
     assert "rescaled x2" in widget.diameter_used.value
     plain = viewer.add_image(image, name="uncalibrated", rgb=True)
     assert widget._run_inputs(plain)[2]["pixel_size"] is None
+
+
+def test_estimate_on_a_lazy_layer_reads_only_what_the_out_of_core_run_would(qtbot, segment_dock, segment_errors):
+    """*Estimate* on a dask stack looks at the planes the out-of-core run's ``auto`` samples (first,
+    middle, last), block by block: the other planes' blocks are never computed, and the layer is
+    never loaded whole."""
+    da = pytest.importorskip("dask.array")
+    from seglab.inference.diameter import equivalent_diameters
+
+    viewer, widget = segment_dock
+    image, truth = load_sample("fluorescence")
+    computed = []
+
+    def count(block, block_info=None):
+        computed.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    h, w = image.shape
+    stack = da.from_array(np.stack([image] * 5), chunks=(1, h // 2, w // 2)).map_blocks(count, dtype=image.dtype)
+    widget.image.value = viewer.add_image(stack, name="lazy stack", axis_labels=("z", "y", "x"))
+    widget.model.value = "stardist-nuclei"
+    computed.clear()  # (napari may have looked at the layer when it was added)
+    worker = widget.estimate()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget._estimate_worker is None, timeout=180_000)
+    assert not segment_errors and widget.diameter_used.value.startswith("estimated diameter")
+    assert computed and {c[0] for c in computed} <= {0, 2, 4}  # the sampled planes only
+    assert len(set(computed)) < stack.npartitions
+    true = float(np.median(equivalent_diameters(truth)))
+    assert float(widget.diameter.value) == pytest.approx(true, rel=0.25)

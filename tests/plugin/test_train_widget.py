@@ -245,3 +245,72 @@ def test_docked_widgets_fit_a_1080p_screen(make_napari_viewer, qtbot):
         w.advanced.expanded = False
         qtbot.waitUntil(fitted, timeout=5000)
         assert w.content.sizeHint().height() == collapsed
+
+
+@pytest.mark.parametrize("geometry, named", [
+    (dict(scale=(2, 2)), "scale (1, 1) vs (2, 2)"),
+    (dict(translate=(30, 30)), "translate (0, 0) vs (30, 30)"),
+    (dict(rotate=30), "rotate"),
+    (dict(shear=[0.3]), "shear"),
+    (dict(affine=np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0, 0, 1]])), "affine"),
+])
+def test_labels_not_lying_over_their_image_are_refused(qtbot, setup, errors, geometry, named):
+    """Labels placed elsewhere in the world than their image (same shape) would train the model on
+    pairs that do not match as the user saw them: refused, naming both layers and what differs."""
+    viewer, widget, _, image, labels = setup
+    moved = viewer.add_labels(labels.data.copy(), name="moved labels", **geometry)
+    widget.pairs[0].labels.value = moved
+    assert widget.start() is None and not widget.running
+    assert "labels layer 'moved labels' does not lie over image layer 'cells'" in errors[-1] and named in errors[-1]
+    # the same placement on both layers (e.g. a rotated image and its labels) is fine
+    errors.clear()
+    turned = viewer.add_image(image.data, name="cells turned", **geometry)
+    pair = tw.layers_to_annotation(turned, moved)
+    assert pair.labels_name == "moved labels" and not errors
+
+
+def test_regions_that_are_not_upright_rectangles_in_the_image_are_refused(setup, errors):
+    """A rectangle drawn (axis-aligned on screen) over a rotated image covers a turned region of its
+    pixels: refused instead of training on its bounding box; with the image's rotation it is fine."""
+    viewer, widget, _, image, labels = setup
+    image.rotate, labels.rotate = 30, 30
+    corners = np.array([[0, 0], [0, 20], [20, 20], [20, 0]], float)
+    upright = viewer.add_shapes([corners], shape_type="rectangle", name="on screen")
+    widget.pairs[0].regions.value = upright
+    assert widget.start() is None
+    assert "rectangle 1 of Shapes layer 'on screen' is not an upright rectangle in the pixels of image layer " \
+           "'cells'" in errors[-1]
+    turned = viewer.add_shapes([corners], shape_type="rectangle", name="with the image", rotate=30)
+    np.testing.assert_allclose(tw.rectangles_in(turned, image), [(0.5, 0.5, 20.5, 20.5)])
+    # a rectangle turned within its own (unrotated) Shapes layer, on an unrotated image
+    image.rotate = labels.rotate = 0
+    spun = viewer.add_shapes([corners], shape_type="rectangle", name="spun")
+    spun.selected_data = {0}
+    spun.data = [corners @ np.array([[0.8, -0.6], [0.6, 0.8]]).T + 30]  # (a rectangle turned in place)
+    with pytest.raises(tw.SeglabError, match="rectangle 1 of Shapes layer 'spun' is not an upright rectangle"):
+        tw.rectangles_in(spun, image)
+
+
+def test_segment_with_new_model_keeps_the_images_full_transform(qtbot, setup, errors, monkeypatch):
+    viewer, widget, segment, image, _ = setup
+    labels = np.zeros(image.data.shape, np.int32)
+    labels[2:6, 2:6] = 1
+
+    def fake(model_ref, data, kwargs):
+        from seglab.inference.engine import Segmentation
+        from seglab.objects import object_table
+
+        return "tiny", Segmentation(labels.copy(), object_table(labels), {})
+        yield  # (a generator, as the worker body)
+
+    monkeypatch.setattr(sw, "_run_segmentation", fake)
+    image.scale, image.translate, image.rotate, image.shear = (0.5, 0.7), (10, -5), 30, [0.4]
+    image.affine = np.array([[1.0, 0.2, 3.0], [0.1, 0.9, -2.0], [0.0, 0.0, 1.0]])
+    widget.new_model = "tiny"
+    viewer.layers.selection.active = image
+    assert widget.segment_with_new_model() is not None
+    qtbot.waitUntil(lambda: not segment.running, timeout=60_000)
+    assert not errors
+    out = segment.output_layer
+    for p in [(0, 0), (10, 20), (63, 71)]:
+        np.testing.assert_allclose(out.data_to_world(p), image.data_to_world(p), atol=1e-9)

@@ -41,6 +41,7 @@ from seglab.models.storage import read_config
 from seglab.outputs import LABELS, output_kinds
 from seglab.plugin.events import on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
+from seglab.plugin.layers import OwnedLayers
 from seglab.plugin.model_info import describe_name, supports_augment
 from seglab.plugin.progress_panel import ProgressPanel
 from seglab.plugin.sections import (
@@ -62,7 +63,8 @@ IN_FOLDER = "into a folder"
 COLUMNS = ("file", "objects", "mean area (px)", "status")
 #: widest the file-name column grows (longer names are elided), so the counts stay in view
 FILE_COLUMN_MAX_PX = 180
-#: the metadata key marking layers the widget opened (the source image's path)
+#: the metadata key marking layers the widget opened (the source image's path; for the user's
+#: information: which layers the widget shows again is known by identity, :class:`OwnedLayers`)
 OPENED_KEY = "seglab_batch_source"
 
 
@@ -109,6 +111,8 @@ class BatchWidget(ScrollableContainer):
         self._registry = ModelRegistry()
         self.summary: BatchSummary | None = None
         self._rows: list[FileOutcome] = []
+        # the layers this widget opened, by identity (a renamed or duplicated one is the user's)
+        self._opened = OwnedLayers()
         self._build_fields()
         self.finish_layout()
         self.model.changed.connect(self._on_model_changed)
@@ -143,7 +147,8 @@ class BatchWidget(ScrollableContainer):
                                           "workers need seglab and the same paths); empty: as Workers says")
         self.overwrite = CheckBox(text="Redo finished images", value=False,
                                   tooltip="segment again images whose label image exists (default: skip them, so a "
-                                          "run after a cancel does only the rest)")
+                                          "run after a cancel does only the rest); a label image seglab did not "
+                                          "write (your own) is never replaced")
         self.run_button = PushButton(text="Run", tooltip="segment every image of the folder")
         self.cancel_button = PushButton(text="Cancel", enabled=False,
                                         tooltip="stop now: images already finished keep their outputs")
@@ -350,7 +355,7 @@ class BatchWidget(ScrollableContainer):
         if not o.ok or labels_path is None or not Path(labels_path).exists():
             show_warning(f"seglab: {o.path.name} has no result to open ({outcome_row(o)[3]})")
             return []
-        opened = [lyr for lyr in self._viewer.layers if lyr.metadata.get(OPENED_KEY) == str(o.path)]
+        opened = self._opened.layers(self._viewer, str(o.path), "opened")
         if {type(lyr).__name__ for lyr in opened} >= {"Image", "Labels"}:  # opened before: show them again
             self._viewer.layers.selection.active = opened[-1]
             return opened
@@ -382,4 +387,6 @@ class BatchWidget(ScrollableContainer):
         image_layers = self._viewer.add_image(data.array, **kwargs)
         image_layers = image_layers if isinstance(image_layers, list) else [image_layers]
         labels_layer = self._viewer.add_labels(labels, **lkw)
+        for layer in (*image_layers, labels_layer):
+            self._opened.add(layer, str(image_path), "opened")
         return [*image_layers, labels_layer]

@@ -34,6 +34,27 @@ def lazy_axes(ndim: int, channel_axis: int | None) -> str:
     return "".join(letters)
 
 
+def _lazy_axes_rgb(data: Any, kwargs: dict) -> tuple[str, bool]:
+    """The out-of-core engine's axes letters and RGB flag for a layer's data and the widget's arguments."""
+    axes = lazy_axes(data.ndim, kwargs.get("channel_axis"))
+    rgb = bool(kwargs.get("rgb")) and "C" in axes
+    return (axes.replace("C", "S") if rgb else axes), rgb
+
+
+def estimate_lazily_iter(model: Any, data: Any, kwargs: dict):
+    """The *Estimate* button on a lazy layer: ``diameter="auto"``'s estimate as the out-of-core run
+    makes it (:func:`seglab.inference.lazy.estimate_lazy_iter`: its sampled planes, read in bands),
+    never loading the layer whole."""
+    from seglab.inference.lazy import estimate_lazy_iter
+
+    axes, rgb = _lazy_axes_rgb(data, kwargs)
+    return (yield from estimate_lazy_iter(
+        model, data, axes=axes, rgb=rgb or None, channels=kwargs.get("channels"),
+        tile_size=kwargs.get("tile_size", 1024), batch_size=kwargs.get("batch_size", 4),
+        device=kwargs.get("device", "auto"), amp=kwargs.get("amp", True), thresholds=kwargs.get("thresholds"),
+        pixel_size=kwargs.get("pixel_size"), denoise=kwargs.get("denoise", "auto")))
+
+
 def segment_lazily_iter(model: Any, data: Any, kwargs: dict, folder: str | Path | None = None):
     """Segment a lazy layer's data out of core into ``<folder>/labels.zarr`` (a new temporary
     folder by default); events as :func:`seglab.inference.lazy.segment_lazy_iter`."""
@@ -41,10 +62,7 @@ def segment_lazily_iter(model: Any, data: Any, kwargs: dict, folder: str | Path 
 
     own = folder is None
     folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) if folder is None else Path(folder)
-    axes = lazy_axes(data.ndim, kwargs.get("channel_axis"))
-    rgb = bool(kwargs.get("rgb")) and "C" in axes
-    if rgb:
-        axes = axes.replace("C", "S")
+    axes, rgb = _lazy_axes_rgb(data, kwargs)
     try:
         return (yield from segment_lazy_iter(
             model, data, folder / "labels.zarr", axes=axes, rgb=rgb or None, channels=kwargs.get("channels"),

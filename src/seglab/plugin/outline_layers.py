@@ -2,7 +2,8 @@
 
 Every run gets a run id, stored in the metadata of its labels layer and of its outlines layer.
 Outlines *belong* to a labels layer while that layer still holds their run. After a run, the
-plugin's outlines of the same image that belong to no labels layer any more are:
+outlines this widget made for the same image layer (known by identity, see
+:class:`~seglab.plugin.layers.OwnedLayers`) that belong to no labels layer any more are:
 
 - reused in place for the new outlines (``layer.data = ...``: no remove/add, no GC freeze),
 - removed when the new run has no outlines (e.g. a U-Net after a StarDist run),
@@ -15,7 +16,14 @@ import uuid
 from typing import Any
 
 from seglab.outlines import Outlines
-from seglab.plugin.layers import OWNER_KEY, is_own_unedited, output_metadata
+from seglab.plugin.layers import (
+    OWNER_KEY,
+    OwnedLayers,
+    apply_geometry,
+    is_unedited,
+    output_metadata,
+    spatial_geometry,
+)
 
 #: added to the name of an edited outlines layer whose labels were re-segmented
 STALE_SUFFIX = " (outdated: labels re-segmented)"
@@ -37,17 +45,13 @@ def run_of(layer: Any) -> str | None:
     return meta.get("run") if isinstance(meta, dict) else None
 
 
-def _is_outlines_of(layer: Any, source: str) -> bool:
-    meta = getattr(layer, "metadata", {}).get(OWNER_KEY)
-    return (layer.__class__.__name__ == "Shapes" and isinstance(meta, dict)
-            and meta.get("role") == "outlines" and meta.get("source") == source)
-
-
-def orphaned_outlines(viewer: Any, source: str) -> list[Any]:
-    """The plugin's outlines layers of ``source`` whose run no labels layer holds any more."""
+def orphaned_outlines(viewer: Any, source: Any, owned: OwnedLayers) -> list[Any]:
+    """The outlines layers ``owned`` holds for the image layer ``source`` whose run no labels layer
+    holds any more."""
     live_runs = {run_of(lyr) for lyr in viewer.layers if lyr.__class__.__name__ == "Labels"}
     live_runs.discard(None)
-    return [lyr for lyr in viewer.layers if _is_outlines_of(lyr, source) and run_of(lyr) not in live_runs]
+    return [lyr for lyr in owned.layers(viewer, source, "outlines")
+            if lyr.__class__.__name__ == "Shapes" and run_of(lyr) not in live_runs]
 
 
 def _mark_outdated(layer: Any) -> None:
@@ -58,18 +62,23 @@ def _mark_outdated(layer: Any) -> None:
         meta["outdated"] = True
 
 
-def update_outlines(viewer: Any, outlines: Outlines | None, source: str, model_name: str,
-                    thresholds: dict[str, float], labels_layer: Any, ndim: int) -> Any:
-    """Bring the outlines of ``source`` in step with ``labels_layer`` (just written by a run).
+def update_outlines(viewer: Any, outlines: Outlines | None, source: Any, model_name: str,
+                    thresholds: dict[str, float], labels_layer: Any, ndim: int, owned: OwnedLayers) -> Any:
+    """Bring the outlines of the image layer ``source`` in step with ``labels_layer`` (just written
+    by a run), in ``labels_layer``'s place in the world (all of its transform).
 
+    Only outlines layers that ``owned`` holds for ``source`` (made by this widget for this very
+    image layer, still under the name it gave them) are reused, removed or marked outdated; any
+    other Shapes layer (the user's, a renamed or duplicated one) is left as it is.
     ``outlines`` None: the run has none (or the user did not ask): stale own outlines go.
     Returns the outlines layer of this run, or None.
     """
     run = run_of(labels_layer)
     reusable = None
-    for old in orphaned_outlines(viewer, source):
-        if not is_own_unedited(old, source, "outlines"):
+    for old in orphaned_outlines(viewer, source, owned):
+        if not is_unedited(old, "outlines"):
             _mark_outdated(old)  # the user's edits: kept, but clearly not these labels' outlines
+            owned.forget(old)  # (renamed: the user's from now on)
         elif outlines is not None and reusable is None and old.ndim == ndim:
             reusable = old
         else:
@@ -77,21 +86,22 @@ def update_outlines(viewer: Any, outlines: Outlines | None, source: str, model_n
     if outlines is None:
         return None
     types = [outlines.shape_type] * len(outlines.data)  # a list: napari slices a plain string
+    geometry = spatial_geometry(labels_layer)
     if reusable is not None:
         layer = reusable
         layer.data = (list(outlines.data), types)
         layer.features = outlines.features
-        layer.scale, layer.translate = labels_layer.scale, labels_layer.translate
+        apply_geometry(layer, geometry)
     else:
         from napari.layers import Shapes
 
         layer = Shapes(
             list(outlines.data), ndim=ndim, shape_type=types,
-            features=outlines.features, name=f"{source} [seglab outlines]",
-            edge_color="yellow", face_color="transparent", edge_width=1,
-            scale=labels_layer.scale, translate=labels_layer.translate,
+            features=outlines.features, name=f"{source.name} [seglab outlines]",
+            edge_color="yellow", face_color="transparent", edge_width=1, **geometry,
         )
         viewer.add_layer(layer)
-    layer.metadata.update(output_metadata(source, model_name, thresholds, list(layer.data), "outlines"))
+        owned.add(layer, source, "outlines")  # under the name napari gave it (" [1]" when taken)
+    layer.metadata.update(output_metadata(source.name, model_name, thresholds, list(layer.data), "outlines"))
     tag_run(layer, run)
     return layer

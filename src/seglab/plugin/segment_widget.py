@@ -38,10 +38,11 @@ from seglab.plugin.events import alive, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem, new_worker
 from seglab.plugin.layers import (
     OWNER_KEY,
+    OwnedLayers,
     ambiguous_axes_note,
+    apply_geometry,
     channel_axis_of,
     image_array,
-    is_own_unedited,
     output_metadata,
     rgb_preview,
     spatial_geometry,
@@ -103,12 +104,20 @@ def _run_segmentation(model_ref: str, data: Any, kwargs: dict):
 
 
 def _run_estimate(model_ref: str, data: Any, kwargs: dict):
-    """Worker body of the *Estimate* button: the objects' diameter, as ``diameter="auto"`` finds it."""
+    """Worker body of the *Estimate* button: the objects' diameter, as ``diameter="auto"`` finds it.
+    Lazy (dask, zarr) data is looked at as the out-of-core run would (its sampled planes, read in
+    bands), never loaded whole."""
     from seglab.inference.diameter import estimate_image_iter
+    from seglab.inference.lazy import is_lazy
 
     try:
         model = ModelRegistry().load(model_ref)
-        est = yield from estimate_image_iter(model, np.asarray(data), **kwargs)
+        if is_lazy(data):
+            from seglab.plugin.lazy_layers import estimate_lazily_iter
+
+            est = yield from estimate_lazily_iter(model, data, kwargs)
+        else:
+            est = yield from estimate_image_iter(model, np.asarray(data), **kwargs)
     except SeglabError as e:
         return UserInputProblem(str(e))
     return model.config.object_diameter, est
@@ -165,6 +174,9 @@ class SegmentWidget(ScrollableContainer):
         self.output_layer = None
         self.outlines_layer = None
         self._source = None
+        self._want_outlines = False  # the run's choice of outlines, read when it started
+        # the output layers this widget made, by identity: the only ones a new run may update in place
+        self._owned = OwnedLayers()
         self._live_layer = None  # the Labels layer a lazy run fills as it goes
         self._temp_stores: dict[int, Any] = {}  # id(layer) -> finalizer removing its temporary store
         self._source_channel_axis: int | None = None
@@ -466,6 +478,8 @@ class SegmentWidget(ScrollableContainer):
             show_error(f"seglab: {e}")
             return None
         self._source, self._source_channel_axis = layer, ca
+        # the choices of this run, read now: changing the model while it runs must not change them
+        self._want_outlines = bool(self.outlines.value and self.outlines.enabled)
         if (note := ambiguous_axes_note(layer, data.shape, ca)) is not None:
             show_info(note)
         kwargs["calibration"] = _calibration(layer, ca)
@@ -589,26 +603,24 @@ class SegmentWidget(ScrollableContainer):
         name = f"{src.name} [seglab]"
         meta = output_metadata(src.name, model_name, result.thresholds, result.labels)
         features = measured[0] if measured else table_to_features(result.table)
-        target = None
-        for lyr in self._viewer.layers:
-            if lyr.__class__.__name__ == "Labels" and is_own_unedited(lyr, src.name):
-                target = lyr
-                break
+        # only the very layer this widget made for this very image layer, under the name it gave
+        # it and unedited, is updated in place; renamed, duplicated, edited or other layers never
+        target = next((lyr for lyr in self._viewer.layers
+                       if lyr.__class__.__name__ == "Labels" and self._owned.reusable(lyr, src, "labels")), None)
         if target is not None:
             target.data = result.labels
             target.metadata.update(meta)
             target.features = features
-            for key, value in geometry.items():
-                setattr(target, key, value)
+            apply_geometry(target, geometry)
         else:
             target = self._viewer.add_labels(result.labels, name=name, metadata=meta, features=features, **geometry)
+            self._owned.add(target, src, "labels")  # under the name napari gave it (" [1]" when taken)
         keep_table_fresh(target).discard_pending()  # the plugin's own update is not a user's edit
         tag_run(target, new_run_id())
         self.output_layer = target
-        want = bool(self.outlines.value and self.outlines.enabled)
         self.outlines_layer = update_outlines(
-            self._viewer, collect_outlines(result) if want else None, src.name, model_name,
-            result.thresholds, target, result.labels.ndim)
+            self._viewer, collect_outlines(result) if self._want_outlines else None, src, model_name,
+            result.thresholds, target, result.labels.ndim, self._owned)
         self.status.value = f"{result.n_objects} objects ({model_name})"
         self.status.tooltip = None  # (an out-of-core result's said where its store was)
         self.diameter_used.value = describe_run(result)

@@ -35,7 +35,7 @@ from seglab.plugin.bmz_export import ask_package_path as ask_bmz_path
 from seglab.plugin.bmz_export import start_export as start_bmz_export
 from seglab.plugin.events import EVENTS, on_models_changed
 from seglab.plugin.jobs import BackgroundJob, UserInputProblem
-from seglab.plugin.layers import channel_axis_of, image_array
+from seglab.plugin.layers import channel_axis_of, geometry_differences, image_array
 from seglab.plugin.model_info import describe_name
 from seglab.plugin.plot import TrainPlot
 from seglab.plugin.progress_panel import ProgressPanel, progress_info
@@ -72,23 +72,53 @@ def _run_training(annotations: list[Annotation], validation: list[Annotation], k
 
 
 def rectangles_in(shapes: Any, image: Any) -> list[Box]:
-    """The rectangles of a Shapes layer as pixel boxes ``(y0, x0, y1, x1)`` of ``image``'s data."""
+    """The rectangles of a Shapes layer as pixel boxes ``(y0, x0, y1, x1)`` of ``image``'s data.
+
+    Each rectangle is taken to ``image``'s pixels through both layers' transforms; one that is not
+    an axis-aligned box there (the image or the Shapes layer rotated or sheared, the other not, or
+    a rectangle turned in the Shapes layer) is refused: its bounding box would hold pixels the user
+    did not annotate."""
     boxes = []
     for i, (verts, kind) in enumerate(zip(shapes.data, shapes.shape_type), start=1):
         if kind != "rectangle":
             raise SeglabError(f"shape {i} of Shapes layer '{shapes.name}' is a {kind}; regions must be rectangles")
         px = np.array([image.world_to_data(shapes.data_to_world(v)) for v in np.asarray(verts)])[:, -2:]
         (y0, x0), (y1, x1) = px.min(axis=0), px.max(axis=0)
+        tol = 1e-3 * max(1.0, y1 - y0, x1 - x0)
+        on_corner = (np.minimum(abs(px[:, 0] - y0), abs(px[:, 0] - y1)) <= tol) & \
+                    (np.minimum(abs(px[:, 1] - x0), abs(px[:, 1] - x1)) <= tol)
+        if not on_corner.all():
+            raise SeglabError(
+                f"rectangle {i} of Shapes layer '{shapes.name}' is not an upright rectangle in the pixels of image "
+                f"layer '{image.name}' (one of the two layers is rotated or sheared and the other is not, or the "
+                "rectangle was turned): its region would cover pixels you did not annotate; draw the regions in a "
+                "Shapes layer with the image's rotate, shear and affine (or without any on either)")
         boxes.append((y0 + 0.5, x0 + 0.5, y1 + 0.5, x1 + 0.5))  # pixel centres -> pixel edges
     if not boxes:
         raise SeglabError(f"Shapes layer '{shapes.name}' has no rectangles; draw some or choose no regions")
     return boxes
 
 
+def check_aligned(image: Any, labels: Any) -> None:
+    """Refuse a labels layer that napari does not show exactly over its image layer (a different
+    scale, translate, rotate, shear or affine): pixel (i, j) of the labels would be trained as the
+    objects of pixel (i, j) of the image, which is not where the user saw and drew them."""
+    ndim = len(image_array(image).shape)
+    differences = geometry_differences(image, labels, channel_axis_of(image, ndim, None))
+    if differences:
+        raise SeglabError(
+            f"labels layer '{labels.name}' does not lie over image layer '{image.name}' as napari shows them "
+            f"(image vs labels: {'; '.join(differences)}): the model would train on pixels that do not match; give "
+            "the labels layer the image layer's scale, translate, rotate, shear and affine, or choose the labels "
+            "drawn on this image")
+
+
 def layers_to_annotation(image: Any, labels: Any, shapes: Any = None) -> Annotation:
-    """One training pair from layers; the labels are copied."""
+    """One training pair from layers; the labels are copied. Labels (and regions) must lie over the
+    image as napari shows them (:func:`check_aligned`, :func:`rectangles_in`)."""
     if image is None or labels is None:
         raise SeglabError("choose an image layer and a labels layer for every pair")
+    check_aligned(image, labels)
     data = image_array(image)
     lab = labels.data[0] if getattr(labels, "multiscale", False) else labels.data
     regions = None if shapes is None else rectangles_in(shapes, image)
