@@ -121,3 +121,27 @@ def test_unknown_stack_spacing_is_not_written(tmp_path):
     with tifffile.TiffFile(p) as tif:
         assert tif.imagej_metadata["slices"] == 2 and "spacing" not in tif.imagej_metadata
     assert read_image_data(p).z_spacing is None
+
+
+def test_a_binary_mask_read_as_labels_is_named_as_one(tmp_path):
+    """A 0/255 mask of several nuclei read as labels warns that it counts as one object; labels of
+    one nucleus in one piece, or of several ids, read quietly."""
+    import warnings
+
+    from seglab.errors import SeglabWarning
+    from seglab.io.labels import mask_pieces, read_labels
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[2:8, 2:8] = mask[20:30, 12:20] = mask[10:14, 25:30] = 255
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    with pytest.warns(SeglabWarning, match="one id in 3 separate pieces"):
+        read_labels(tmp_path / "mask.tif")
+    one, labels = np.zeros((32, 32), np.uint16), (mask > 0).astype(np.uint16)
+    one[2:8, 2:8] = 1
+    labels[20:30, 12:20] = 2
+    for name, arr in (("one.tif", one), ("labels.tif", labels), ("empty.tif", np.zeros((8, 8), np.uint16))):
+        tifffile.imwrite(tmp_path / name, arr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            read_labels(tmp_path / name)
+    assert mask_pieces(np.stack([mask, mask])) == 3  # the same pieces in two planes touch across them

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SeglabWarning
 from seglab.io.atomic import atomic_file
 from seglab.io.images import normalize_unit, read_image, unit_factor
 
@@ -148,7 +149,26 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     arr = read_image(path, indexed=True)
     if arr.dtype.kind not in "iub":
         raise SeglabError(f"{Path(path).name} is not a label image: pixels are {arr.dtype}, not integers")
+    if (pieces := mask_pieces(arr)) > 1:
+        warnings.warn(f"{Path(path).name} holds one id in {pieces} separate pieces: a binary mask, not a label image "
+                      "(each object its own id)? It counts as one object; label its objects (e.g. Fiji's "
+                      "Analyze Particles, skimage.measure.label) to score or train per object",
+                      SeglabWarning, stacklevel=2)
     return arr
+
+
+def mask_pieces(labels: np.ndarray) -> int:
+    """How many separate pieces (8-connected, 26 in 3D) the objects of ``labels`` form when all of
+    them share one id (a binary mask such as 0/255 saved as labels); 0 when it holds other ids or none."""
+    fg = labels > 0
+    if not fg.any():
+        return 0
+    values = labels[fg]
+    if (values != values[0]).any():
+        return 0
+    from scipy import ndimage
+
+    return int(ndimage.label(fg, structure=np.ones((3,) * labels.ndim, dtype=bool))[1])
 
 
 def read_resolution(path: str | os.PathLike) -> tuple[float, float] | None:
