@@ -451,6 +451,17 @@ def _size_iter(model: SegmentationModel, inp: _Input, diameter: float | str | No
     return size
 
 
+def checked_planes(image: Any, axes: str | None) -> LazyPlanes:
+    """The planes of a lazy ``image`` (``axes`` default :func:`default_axes`); a clear error for an
+    empty image or one that does not hold numbers."""
+    src = LazyPlanes(image, (axes or default_axes(image.shape)).upper())
+    if src.height < 1 or src.width < 1:
+        raise SeglabError(f"image is empty (shape {tuple(image.shape)})")
+    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
+        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    return src
+
+
 def estimate_lazy_iter(
     model: SegmentationModel,
     image: Any,
@@ -472,12 +483,7 @@ def estimate_lazy_iter(
     :func:`segment_lazy_iter`."""
     from seglab.inference.device import resolve_device
 
-    axes = (axes or default_axes(image.shape)).upper()
-    src = LazyPlanes(image, axes)
-    if src.height < 1 or src.width < 1:
-        raise SeglabError(f"image is empty (shape {tuple(image.shape)})")
-    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
-        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    src = checked_planes(image, axes)
     inp = _Input(src, model, channels, rgb, denoise)
     dev = resolve_device(device)
     if model.config.object_diameter and calibrated_estimate(model, pixel_size) is None:
@@ -522,12 +528,7 @@ def segment_lazy_iter(
     """
     from seglab.inference.device import resolve_device
 
-    axes = (axes or default_axes(image.shape)).upper()
-    src = LazyPlanes(image, axes)
-    if src.height < 1 or src.width < 1:
-        raise SeglabError(f"image is empty (shape {tuple(image.shape)})")
-    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
-        raise SeglabError(f"image has unsupported data type {image.dtype}")
+    src = checked_planes(image, axes)
     block_size = int(block_size)
     if block_size < 64:
         raise SeglabError(f"block size {block_size} is too small (at least 64 pixels)")
