@@ -140,6 +140,25 @@ def test_segment_writes_imagej_roi_sets_for_polygon_models(tmp_path, image_dir, 
     # existing ROI sets are not overwritten without --overwrite
     rc = main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(image_dir), "--rois", "--no-table", "-q"])
     assert rc != 0
+
+
+def test_rois_of_a_stack_of_two_stack_axes_are_refused_before_segmenting(tmp_path, tiny_star_dir, monkeypatch,
+                                                                          capsys):
+    """An ImageJ ROI set holds one stack axis: for a TZYX file --rois is refused before the model
+    runs, and nothing of that image is written (no object table left to block a rerun)."""
+    import seglab.inference.engine as engine
+
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, np.zeros((2, 2, 64, 64), np.uint8), imagej=True, metadata={"axes": "TZYX"})
+
+    def never(*args, **kwargs):
+        raise AssertionError("segmented")
+
+    monkeypatch.setattr(engine, "segment_iter", never)
+    out = tmp_path / "out"
+    assert main(["segment", "-m", str(tiny_star_dir), "-o", str(out), str(path), "--rois", "-q"]) != 0
+    assert "stack axes TZ" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
 @pytest.fixture
 def tiny_maskrcnn_dir(tmp_path):
     from maskrcnn_helpers import tiny_maskrcnn

@@ -239,10 +239,12 @@ def _segment_image_iter(model: Any, path: Path, outdir: str | Path, kinds: Seque
     from seglab.inference.engine import ProgressEvent, segment_iter
     from seglab.inference.lazy import is_lazy
     from seglab.io.images import image_series, image_stem, pixel_size_um, read_image_data, series_stem
+    from seglab.outputs import check_outputs_for
 
     read = image_series(path)[0] if options.series == "first" else series  # chosen: no warning about the others
     data = read_image_data(path, lazy=options.out_of_core, series=read)
     run = input_axes(data, path.name, options.axes, options.channel_axis)
+    check_outputs_for(kinds, run["axes"], path.name)
     if is_lazy(data.array):  # too large to load whole: block by block into a zarr store
         from seglab.inference.lazy_files import segment_large_file_iter
 

@@ -43,6 +43,9 @@ class OutputKind:
     write: Callable[[Path, Any, OutputContext], None]
     help: str = ""
     check: Callable[[Any], None] | None = None  # raises SeglabError when the model cannot give it
+    #: raises SeglabError when an image of these axes (letters, e.g. "TZYX") cannot give it: checked
+    #: before segmenting, so that no run is spent and no other output written for nothing
+    check_axes: Callable[[str, str], None] | None = None
 
 
 _OUTPUTS: dict[str, OutputKind] = {}
@@ -71,6 +74,13 @@ def resolve_outputs(names: Iterable[str], model: Any | None = None) -> list[Outp
             if k.check is not None:
                 k.check(model)
     return kinds
+
+
+def check_outputs_for(kinds: Iterable[OutputKind], axes: str, name: str) -> None:
+    """Refuse, before segmenting image ``name`` of ``axes``, an output it cannot give."""
+    for k in kinds:
+        if k.check_axes is not None:
+            k.check_axes(axes, name)
 
 
 def output_paths(stem: str, outdir: Path, kinds: Iterable[OutputKind]) -> dict[str, Path]:
@@ -161,10 +171,16 @@ def _write_rois(path: Path, result: Any, ctx: OutputContext) -> None:
     if outlines is None or len(outlines) == 0:
         print(f"seglab: no objects, so no {path.name}", file=sys.stderr)
         return
-    if result.labels.ndim > 3:
-        raise SeglabError("ROI sets hold 2D outlines or outlines on the slices of one stack axis")
+    _one_stack_axis("".join(a for a in ctx.axes if a not in "YXCS") + "YX", ctx.stem)
     positions = outlines.plane.tolist() if result.labels.ndim == 3 else None
     write_roi_zip(path, [d[:, -2:] for d in outlines.data], outlines.label.tolist(), positions)
+
+
+def _one_stack_axis(axes: str, name: str) -> None:
+    stack = [a for a in axes if a not in "YXCS"]
+    if len(stack) > 1:
+        raise SeglabError(f"{name} has stack axes {''.join(stack)}: ROI sets hold 2D outlines or outlines on the "
+                          "slices of one stack axis; drop --rois (or segment one stack axis per file)")
 
 
 BOX_COLUMNS = {"label": "label", "score": "score", "class": "class", "y0": "bbox_y0", "x0": "bbox_x0",
@@ -205,7 +221,8 @@ def _write_geojson(path: Path, result: Any, ctx: OutputContext) -> None:
 
 register_output(OutputKind(LABELS, "_labels.tif", _write_labels, "label image (TIFF, ImageJ-compatible)"))
 register_output(OutputKind("objects", "_objects.csv", _write_objects, "object table (label, area, centroid, ...)"))
-register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines))
+register_output(OutputKind("rois", "_rois.zip", _write_rois, "ImageJ ROI set for Fiji's ROI Manager", _needs_outlines,
+                           _one_stack_axis))
 register_output(OutputKind("boxes", "_boxes.csv", _write_boxes,
                            "boxes (label, score, class, y0, x0, y1, x1; plane for stacks)", _needs_boxes))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -13,7 +15,7 @@ import yaml
 pytest.importorskip("bioimageio.spec")
 
 from seglab.bmz import export_bmz  # noqa: E402
-from seglab.bmz.export import TEST_INPUT, TEST_OUTPUT, read_rdf  # noqa: E402
+from seglab.bmz.export import TEST_INPUT, TEST_OUTPUT, TORCHSCRIPT, read_rdf  # noqa: E402
 from seglab.bmz.validation import core_reproduce, core_test, offline_validation  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
 from seglab.inference.tiling import tile_context  # noqa: E402
@@ -100,6 +102,16 @@ def test_maskrcnn_package_gives_seglab_labels_and_is_reproduced(tmp_path):
     reproduced, expected = core_reproduce(result.path)["labels"]
     np.testing.assert_array_equal(reproduced, labels)
     np.testing.assert_array_equal(expected, labels)
+    # ... in a process that imported torchvision (as this one has); its card says so, and without
+    # torchvision's operators the weights do not load (what the card tells deepImageJ users)
+    assert "`import torchvision` before loading" in zipfile.ZipFile(result.path).read("README.md").decode()
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(zipfile.ZipFile(result.path).read(TORCHSCRIPT))
+    for first, loads in (("", False), ("import torchvision; ", True)):
+        run = subprocess.run([sys.executable, "-c", f"{first}import torch; torch.jit.load({str(weights)!r})"],
+                             capture_output=True, text=True)
+        assert (run.returncode == 0) == loads, run.stderr[-500:]
+        assert loads or "torchvision::" in run.stderr
 
 
 def test_builtin_licences_and_data_citations_come_from_the_training_data():

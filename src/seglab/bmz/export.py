@@ -261,8 +261,19 @@ def tensors(model: SegmentationModel) -> tuple[dict[str, Any], dict[str, Any], s
             "data": {"type": "int32"},
         }
         text = ("`labels` `(batch, channel, y, x)` int32: instance labels. The TorchScript runs torchvision's "
-                "Mask R-CNN and seglab's paste of the masks (thresholds fixed at export).")
+                "Mask R-CNN and seglab's paste of the masks (thresholds fixed at export). " + torchvision_ops_note())
     return inp, out, text
+
+
+def torchvision_ops_note() -> str:
+    """What a Mask R-CNN package needs of its consumer: the scripted detector calls torchvision's
+    compiled operators, which TorchScript looks up when the weights are loaded."""
+    from importlib.metadata import version
+
+    return (f"It calls torchvision's compiled operators (`torchvision::nms`, `torchvision::roi_align`; exported "
+            f"with torchvision {version('torchvision')}): in Python, `import torchvision` before loading the weights "
+            "(bioimageio.core in an environment with torchvision); tools that load TorchScript without "
+            "torchvision's operators (deepImageJ, for one) cannot run this package.")
 
 
 def description(model: SegmentationModel, card: dict[str, Any], inp: dict, out: dict) -> dict[str, Any]:
