@@ -103,3 +103,30 @@ def test_cli_ome_zarr_output_for_an_in_memory_image(tmp_path, tiny_model_dir):
     np.testing.assert_array_equal(np.asarray(node.data[0]), tif)
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx([0.65, 0.65])
     assert node.metadata["axes"][0]["unit"] == "micrometer"
+
+
+def test_time_interval_and_translation_are_written_for_every_level(tmp_path):
+    """A T axis gets its frame interval and a time unit; the first pixel's place (translation)
+    follows the scale in every level (levels sample level 0 from its first pixel)."""
+    lab = np.zeros((3, 600, 520), np.uint32)
+    lab[:, 10:40, 10:50] = 4
+    geometry = LabelsGeometry("TYX", (0.5, 0.5), "µm", frame_interval=30.0, time_unit="sec",
+                              translation=(0.0, 12.5, -3.0))
+    path = write_ome_zarr_labels(tmp_path / "t_labels.ome.zarr", lab, geometry)
+    (node,) = _ome_nodes(path)
+    assert [(a["name"], a["type"], a.get("unit")) for a in node.metadata["axes"]] == [
+        ("t", "time", "second"), ("y", "space", "micrometer"), ("x", "space", "micrometer")]
+    transforms = node.metadata["coordinateTransformations"]
+    assert len(transforms) == len(node.data) >= 2
+    for k, (scale, shift) in enumerate(transforms):
+        assert scale["scale"] == pytest.approx([30.0, 0.5 * 2**k, 0.5 * 2**k])
+        assert shift == {"type": "translation", "translation": [0.0, 12.5, -3.0]}
+    from ome_zarr_models.v05.labels import Labels
+
+    Labels.from_zarr(zarr.open_group(str(path), mode="r"))
+    # no interval: the T axis keeps scale 1 and no unit; no translation without a shift
+    path = write_ome_zarr_labels(tmp_path / "u_labels.ome.zarr", lab, LabelsGeometry("TYX", (0.5, 0.5), "µm",
+                                                                                        translation=(0, 0, 0)))
+    (node,) = _ome_nodes(path)
+    assert "unit" not in node.metadata["axes"][0]
+    assert [len(t) for t in node.metadata["coordinateTransformations"]] == [1] * len(node.data)

@@ -243,3 +243,21 @@ def test_refuses_bad_extension_non_labels_layer_and_bad_values(make_napari_viewe
     with pytest.warns(UserWarning, match="not a valid writer"):  # File > Save shows it as an error
         assert viewer.layers.save(str(tmp_path / "img.ome.zarr"), selected=False, plugin="napari-seglab") == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layers_translate_and_time_interval_are_kept(make_napari_viewer, tmp_path):
+    """Where the layer lies (translate) and a t axis in seconds come back from the store as they
+    were in napari."""
+    viewer = make_napari_viewer()
+    lab = np.zeros((2, 300, 260), np.int32)
+    lab[:, 10:40, 10:50] = 2
+    viewer.add_labels(lab, scale=(60.0, 0.5, 0.5), translate=(0.0, 100.0, -20.0), units=("s", "µm", "µm"),
+                      axis_labels=("t", "y", "x"))
+    (out,) = viewer.layers.save(str(tmp_path / "tl.ome.zarr"), selected=False, plugin="napari-seglab")
+    image, _, datasets = _levels(out)
+    axes = image.attrs["ome"]["multiscales"][0]["axes"]
+    assert [(a["name"], a.get("unit")) for a in axes] == [("t", "second"), ("y", "micrometer"), ("x", "micrometer")]
+    for k, d in enumerate(datasets):
+        scale, shift = d["coordinateTransformations"]
+        assert scale["scale"] == pytest.approx([60.0, 0.5 * 2**k, 0.5 * 2**k])
+        assert shift["translation"] == pytest.approx([0.0, 100.0, -20.0])

@@ -58,14 +58,15 @@ def check_lazy_kinds(kinds: Sequence[OutputKind], name: str) -> None:
 
 def labels_geometry(data: Any, axes: str) -> Any:
     """The OME-Zarr geometry of the labels of an input read as ``axes``: its stack axes and Y, X,
-    with its pixel size, unit and Z spacing."""
+    with its pixel size, unit, Z spacing and frame interval."""
     from seglab.io.zarr_io import LabelsGeometry
 
     label_axes = "".join(a if a in "TZYX" else "Z" for a in axes if a not in "CS")
     if len(set(label_axes)) != len(label_axes):  # OME axes must be distinct: undeclared stacks become t, z
         stack = label_axes[:-2]
         label_axes = ("TZ"[-len(stack):] if len(stack) <= 2 else "Q" * len(stack)) + "YX"
-    return LabelsGeometry(label_axes, data.pixel_size, data.unit, data.z_spacing)
+    return LabelsGeometry(label_axes, data.pixel_size, data.unit, data.z_spacing,
+                          getattr(data, "frame_interval", None), getattr(data, "time_unit", None))
 
 
 def segment_large_file_iter(model: Any, path: str | Path, outdir: str | Path, kinds: Sequence[OutputKind],

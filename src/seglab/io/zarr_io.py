@@ -31,6 +31,11 @@ ZARR_SUFFIXES = (".zarr",)
 #: OME-Zarr axis unit names for the units :mod:`seglab.io.images` uses
 _OME_UNITS = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
               "inch": "inch"}
+#: time units as OME-NGFF names them (UDUNITS-2), from the spellings of ImageJ, OME-XML and napari
+_OME_TIME_UNITS = {"s": "second", "sec": "second", "second": "second", "seconds": "second", "ms": "millisecond",
+                   "msec": "millisecond", "millisecond": "millisecond", "min": "minute", "minute": "minute",
+                   "minutes": "minute", "h": "hour", "hr": "hour", "hour": "hour", "hours": "hour",
+                   "µs": "microsecond", "us": "microsecond", "usec": "microsecond", "microsecond": "microsecond"}
 _AXIS_LETTER = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 
 
@@ -150,12 +155,21 @@ def _dataset_scale(ms: dict, ds: dict, ndim: int) -> list[float] | None:
 @dataclass(frozen=True)
 class LabelsGeometry:
     """What an OME-Zarr label image says about its axes: one letter per axis (stack axes, then
-    ``YX``), the pixel size (y, x) and unit, and the Z spacing."""
+    ``YX``), the pixel size (y, x) and unit, the Z spacing, the time between T planes and its
+    unit, and where its first pixel lies (``translation``, one entry per axis, in the axes' units)."""
 
     axes: str
     pixel_size: tuple[float, float] | None = None
     unit: str | None = None
     z_spacing: float | None = None
+    frame_interval: float | None = None
+    time_unit: str | None = None
+    translation: tuple[float, ...] | None = None
+
+
+def ome_time_unit(unit: str | None) -> str | None:
+    """OME-NGFF's name of a time unit (``"sec"`` -> ``"second"``), None for none or an unknown one."""
+    return _OME_TIME_UNITS.get(str(unit).strip().lower()) if unit else None
 
 
 def pyramid_levels(shape: Sequence[int], block: int, smallest: int = 256) -> int:
@@ -279,20 +293,26 @@ class LabelsStore:
         assert g is not None
         root = zarr.open_group(str(self.partial), mode="r+")
         image = root[self.name]
+        time_unit = ome_time_unit(g.time_unit) if g.frame_interval else None
         axes = []
         for a in g.axes:
             entry: dict[str, Any] = {"name": a.lower(), "type": "time" if a == "T" else ("channel" if a == "C" else "space")}
-            unit = _OME_UNITS.get(g.unit or "") if a in "ZYX" else None
+            unit = _OME_UNITS.get(g.unit or "") if a in "ZYX" else (time_unit if a == "T" else None)
             if unit and (a != "Z" or g.z_spacing):
                 entry["unit"] = unit
             axes.append(entry)
         base = [1.0] * (len(g.axes) - 2) + list(g.pixel_size or (1.0, 1.0))
         if "Z" in g.axes and g.z_spacing:
             base[g.axes.index("Z")] = float(g.z_spacing)
+        if "T" in g.axes and g.frame_interval:
+            base[g.axes.index("T")] = float(g.frame_interval)
+        # every level starts at level 0's first pixel (stride-2 sampling from it): one translation
+        shift = ([{"type": "translation", "translation": [float(v) for v in g.translation]}]
+                 if g.translation is not None and len(g.translation) == len(g.axes) and any(g.translation) else [])
         datasets = []
         for k in range(self.levels):
             scale = base[:-2] + [base[-2] * 2 ** k, base[-1] * 2 ** k]
-            datasets.append({"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+            datasets.append({"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": scale}, *shift]})
         multiscales = [{"name": self.name, "axes": axes, "datasets": datasets,
                         "type": "nearest", "metadata": {"method": "stride 2 (nearest neighbour)"}}]
         image_label = {"version": "0.5"}

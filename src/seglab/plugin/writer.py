@@ -195,7 +195,8 @@ def _ome_stack_axes(meta: dict, n: int) -> str:
 
 def _ome_geometry(meta: dict, ndim: int) -> Any:
     """The :class:`~seglab.io.zarr_io.LabelsGeometry` of a Labels layer: its axes, its Y/X scale
-    as the pixel size, its unit and (for a z axis) its z spacing."""
+    as the pixel size, its unit, (for a z axis) its z spacing, (for a t axis with a time unit) the
+    frame interval, and its translate as the OME translation."""
     from seglab.io.zarr_io import LabelsGeometry
 
     if ndim < 2 or ndim > 5:
@@ -206,7 +207,11 @@ def _ome_geometry(meta: dict, ndim: int) -> Any:
     if any(not np.isfinite(s) or s <= 0 for s in scale):
         raise SeglabError(f"the layer scale {tuple(scale)} is not positive")
     z = scale[axes.index("Z")] if "Z" in axes else None
-    return LabelsGeometry(axes, (scale[-2], scale[-1]), layer_unit(meta), z)
+    t_unit = _axis_unit(meta, axes.find("T")) if "T" in axes else None
+    t = scale[axes.index("T")] if imagej_time_unit(t_unit) else None  # a T scale without a time unit: unknown
+    translate = meta.get("translate")
+    shift = tuple(float(v) for v in translate) if translate is not None and len(translate) == ndim else None
+    return LabelsGeometry(axes, (scale[-2], scale[-1]), layer_unit(meta), z, t, t_unit, shift)
 
 
 def _check_ome_zarr_target(path: Path) -> None:
