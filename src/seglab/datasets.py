@@ -12,7 +12,7 @@ import numpy as np
 from seglab.errors import SeglabError
 from seglab.evaluation import AnnotatedImage
 from seglab.io.images import IMAGE_SUFFIXES, image_stem, read_image_data
-from seglab.io.labels import read_labels
+from seglab.io.labels import int32_ids, read_labels
 
 
 #: name endings of label files beside their images (Cellpose: ``x.tif`` with ``x_masks.tif``)
@@ -67,7 +67,7 @@ def load_annotated(image_path: Path, labels_path: Path) -> AnnotatedImage:
     data = read_image_data(image_path)
     labels = read_labels(labels_path)
     ca = channel_axis_for(data.array.shape, labels.shape, data.axes, image_path.name)
-    return AnnotatedImage(image=np.asarray(data.array), labels=labels.astype(np.int32), channel_axis=ca,
+    return AnnotatedImage(image=np.asarray(data.array), labels=int32_ids(labels), channel_axis=ca,
                           name=image_path.stem)
 
 

@@ -171,6 +171,8 @@ def test_stop_before_the_first_step_saves_nothing(tmp_path, tiny_model_dir):
     ("nostart", "start from a model or from scratch"),
     ("val_empty", "the validation labels hold no objects"),
     ("stack", "training takes 2D images"),
+    ("renamed", "the model's name is its folder's name: 'other' would be saved as 'mine'"),
+    ("not_a_model", "is a folder but not a model (no config.json)"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, tiny_model_dir, case, msg):
     a = _ann(0)
@@ -218,12 +220,59 @@ def test_bad_input_is_refused_before_any_work(tmp_path, tiny_model_dir, case, ms
         kw["validation"] = [v]
     elif case == "stack":
         a.image, a.labels = np.stack([a.image] * 2), np.stack([a.labels] * 2)
+    elif case == "renamed":
+        kw["name"] = "other"
+    elif case == "not_a_model":  # -o given a folder of other files, with overwriting allowed
+        (out / "sub").mkdir(parents=True)
+        (out / "notes.txt").write_text("precious")
+        kw["overwrite"] = True
     kw.setdefault("start", tiny_model_dir)
     kw.setdefault("settings", FinetuneSettings(epochs=1, **FAST))
     with pytest.raises(SeglabError) as err:
         prepare(anns, out=out, **kw)
     assert msg in str(err.value)
-    assert not out.exists() or case == "exists"
+    assert not out.exists() or case in ("exists", "not_a_model")
+    if case == "not_a_model":
+        assert (out / "notes.txt").read_text() == "precious" and (out / "sub").is_dir()
+
+
+def test_save_model_never_replaces_a_folder_that_is_not_a_model(tmp_path, tiny_model):
+    from seglab.models.storage import save_model
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "table.csv").write_text("1,2")
+    with pytest.raises(SeglabError, match="not a model"):
+        save_model(tiny_model, folder, overwrite=True)
+    assert (folder / "table.csv").read_text() == "1,2"
+    (folder / "table.csv").unlink()  # an empty folder may become the model
+    save_model(tiny_model, folder, overwrite=True)
+    save_model(tiny_model, folder, overwrite=True)  # and a model folder be replaced
+    assert load_model(folder).config.name == tiny_model.config.name
+
+
+def test_ids_beyond_int32_are_numbered_not_wrapped(tmp_path, tiny_model_dir):
+    """uint32 labels with ids of billions (and int64 beyond 2**32) train as the same objects."""
+    a = _ann(0)
+    ids = np.unique(a.labels)[1:]
+    for offset, dtype in ((3_000_000_000, np.uint32), (2**32, np.int64)):
+        big = np.where(a.labels > 0, a.labels.astype(np.int64) + offset, 0).astype(dtype)
+        big[a.labels == ids[0]] = ids[0]  # id k and k + 2**32 both present: they must stay apart
+        checked = ft._check_labels(big, "labels")
+        assert checked.dtype == np.int32 and checked.min() == 0
+        assert np.unique(checked).size == ids.size + 1
+        np.testing.assert_array_equal(checked > 0, a.labels > 0)
+    plan = _prepare(tmp_path, [Annotation(a.image, big, name="img0", labels_name="big")], tiny_model_dir)
+    assert plan.provenance["pairs"][0]["objects"] == ids.size
+
+
+def test_a_pair_without_objects_beside_annotated_ones_is_named(tmp_path, tiny_model_dir):
+    from seglab.errors import SeglabWarning
+
+    empty = _ann(1)
+    empty.labels = np.zeros_like(empty.labels)
+    with pytest.warns(SeglabWarning, match=r"pair 2 \('img1' / 'lab1'\) has no objects: all of it is trained as background"):
+        _prepare(tmp_path, [_ann(0), empty], tiny_model_dir)
 
 
 def test_existing_name_is_replaced_only_when_asked(tmp_path, tiny_model_dir):

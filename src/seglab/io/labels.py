@@ -157,6 +157,19 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def int32_ids(labels: np.ndarray) -> np.ndarray:
+    """Non-negative integer ``labels`` as int32 (what training and scoring take), the same array of ids
+    when they fit; ids beyond int32 (uint32 or int64 label images of billions) numbered 1..n in their
+    order instead, so that none wraps negative or merges with another."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or int(labels.max()) <= np.iinfo(np.int32).max:
+        return labels.astype(np.int32)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids[0] != 0:
+        inverse = inverse + 1  # no background pixel: the smallest id becomes 1, not 0
+    return inverse.reshape(labels.shape).astype(np.int32)
+
+
 def mask_pieces(labels: np.ndarray) -> int:
     """How many separate pieces (8-connected, 26 in 3D) the objects of ``labels`` form when all of
     them share one id (a binary mask such as 0/255 saved as labels); 0 when it holds other ids or none."""

@@ -137,11 +137,25 @@ def load_model(folder: str | os.PathLike) -> SegmentationModel:
     return model
 
 
+def check_replaceable(folder: str | os.PathLike) -> None:
+    """Refuse to replace anything at ``folder`` but a model folder (one with a ``config.json``) or an
+    empty folder: overwriting a model must never delete a folder of other files (``-o out/``)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise SeglabError(f"{folder} exists and is not a folder")
+    if not (folder / CONFIG_FILE).is_file() and any(folder.iterdir()):
+        raise SeglabError(f"{folder} is a folder but not a model (no {CONFIG_FILE}): replacing it would delete "
+                          "everything in it; give a model folder that does not exist yet, or a model's own folder")
+
+
 def save_model(model: SegmentationModel, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``model`` to ``folder`` atomically; refuse to replace an existing folder unless asked."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise SeglabError(f"{folder} already exists; choose another name or allow overwriting")
+    check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(folder.parent, os.W_OK):
         raise SeglabError(f"cannot write to {folder.parent}")

@@ -25,6 +25,7 @@ import re
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,16 +34,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.errors import SeglabError
+from seglab.errors import SeglabError, SeglabWarning
 from seglab.evaluation import AnnotatedImage, ap50, grid_points, raw_output_iter, tune_thresholds_iter
 from seglab.inference.denoise import steps_of
 from seglab.inference.device import resolve_device
 from seglab.inference.engine import TileRun, place_network, run_to_end
 from seglab.inference.tiling import plane_borders, tile_context
+from seglab.io.labels import int32_ids
 from seglab.models.base import SegmentationModel
 from seglab.models.families import family_class
 from seglab.models.registry import ModelRegistry
-from seglab.models.storage import clone_state, new_model, save_model
+from seglab.models.storage import check_replaceable, clone_state, new_model, save_model
 from seglab.training.data import Augment, PatchSampler, PrefetchSampler, TrainPair, make_pair
 from seglab.training.loop import TrainEvent, TrainSettings, train_iter
 from seglab.training.replay import load_replay_set
@@ -190,8 +192,8 @@ def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise SeglabError(f"a model named {out.name!r} already exists in {out.parent}; "
                           "choose another name or allow overwriting")
-    if out.exists() and not out.is_dir():
-        raise SeglabError(f"{out} exists and is not a folder")
+    if overwrite:
+        check_replaceable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out.parent):
@@ -211,7 +213,7 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
         raise SeglabError(f"{what} has shape {labels.shape}; training takes 2D images (pick one plane)")
     if labels.size and labels.min() < 0:
         raise SeglabError(f"{what} contains negative values")
-    return labels.astype(np.int32)
+    return int32_ids(labels)
 
 
 def _spatial_shape(image: np.ndarray, channel_axis: int | None) -> tuple[int, ...]:
@@ -307,6 +309,9 @@ def prepare(
     out = Path(out).expanduser()
     name = name or out.name
     check_model_name(name, registry)
+    if name != out.name:
+        raise SeglabError(f"the model's name is its folder's name: {name!r} would be saved as {out.name!r} and "
+                          f"found only under that name; give the folder {out.parent / name} or the name {out.name!r}")
     check_output(out, overwrite)
     if not annotations:
         raise SeglabError("no annotations: add at least one pair of image and labels")
@@ -317,6 +322,12 @@ def prepare(
                           + (" inside the rectangles" if any(v is not None for _, v, _ in checked) else ""))
     if n_objects == 1:
         raise SeglabError("only one object is annotated; annotate at least two (more is better)")
+    for i, (a, (_, valid, n)) in enumerate(zip(annotations, checked), start=1):
+        if n == 0:  # (an empty or forgotten labels layer beside annotated ones)
+            warnings.warn(f"pair {i} ('{a.name}' / '{a.labels_name}') has no objects"
+                          + (" inside its rectangles" if valid is not None else "")
+                          + ": all of it is trained as background; annotate its objects or leave the pair out",
+                          SeglabWarning, stacklevel=2)
     val_checked = [_check_annotation(v, i, "validation pair") for i, v in enumerate(validation, start=1)]
     if validation and sum(n for _, _, n in val_checked) == 0:
         raise SeglabError("the validation labels hold no objects")
@@ -650,7 +661,7 @@ def finetune_iter(
     seconds = time.perf_counter() - t0
     cfg.training = {**plan.provenance, "steps": steps, "seconds": round(seconds, 1),
                     "training_seconds": round(train_seconds, 1), "stopped_early": stopped,
-                    "device": str(dev), "torch": torch.__version__,
+                    "device": str(resolve_device(dev)), "torch": torch.__version__,
                     "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     cfg.scores = scores
     if model.size_model is not None and steps > 0 and not scores.get("kept_start_weights"):
