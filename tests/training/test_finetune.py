@@ -43,12 +43,13 @@ def test_finetune_saves_a_model_that_loads_and_segments(tmp_path, tiny_model_dir
 
 
 def test_a_size_model_is_not_kept_once_training_changed_the_encoder(tmp_path, tiny_model):
-    """The size model reads the encoder it was fitted on; after fine-tuning "auto" uses its object
-    measures alone (the config says why)."""
+    """The size model reads the encoder it was fitted on; one that reads the fine-tuned encoder badly
+    (here random) is dropped, and "auto" uses its object measures alone (the config says why)."""
     from seglab.inference.size_model import SIZE_MODEL_FILE, SizeModel, n_features
     from seglab.models.storage import save_model
 
     n = n_features(tiny_model.network)
+    tiny_model.config.object_diameter = 11.0  # about the blobs' size
     rng = np.random.default_rng(0)
     tiny_model.size_model = SizeModel(rng.normal(size=n), np.ones(n), rng.normal(size=(n, 2)), np.zeros(2),
                                       np.ones(2), 0.0)
@@ -57,7 +58,28 @@ def test_a_size_model_is_not_kept_once_training_changed_the_encoder(tmp_path, ti
     result = finetune(_prepare(tmp_path, [_ann(0)], start))
     assert result.steps > 0 and not (result.path / SIZE_MODEL_FILE).exists()
     assert load_model(result.path).size_model is None
-    assert "not kept" in load_model(result.path).config.training["size_model"]
+    check = load_model(result.path).config.training["size_model"]
+    assert not check["kept"] and "not kept" in check["reason"]
+    assert check["median_abs_log_error_after_training"] > check["keep_if_at_most"] and check["samples"] > 0
+
+
+def test_a_size_model_that_still_reads_the_fine_tuned_encoder_is_kept(tmp_path, tiny_model, monkeypatch):
+    """The check measures the size model on the fine-tuned encoder; within the bound it is kept (and
+    saved with the model), beyond it dropped."""
+    from seglab.inference.size_model import SIZE_MODEL_FILE, SizeModel, n_features
+    from seglab.models.storage import save_model
+
+    n = n_features(tiny_model.network)
+    tiny_model.config.object_diameter = 11.0  # about the blobs' size
+    # predicts log ratio 0 whatever it reads: off by |log(size / object_diameter)| at each factor
+    tiny_model.size_model = SizeModel(np.zeros(n), np.ones(n), np.zeros((n, 2)), np.zeros(2), np.zeros(2), 0.0)
+    start = save_model(tiny_model, tmp_path / "start")
+    for bound, kept in ((10.0, True), (0.0, False)):
+        monkeypatch.setattr(ft, "SIZE_KEEP_ERROR", bound)
+        result = finetune(_prepare(tmp_path, [_ann(0, n=8), _ann(1, n=8)], start, overwrite=True))
+        check = load_model(result.path).config.training["size_model"]
+        assert check["kept"] is kept and check["samples"] >= 6  # 2 pairs x 3 factors at least
+        assert (result.path / SIZE_MODEL_FILE).exists() is kept
 
 
 def test_from_scratch_with_a_family(tmp_path):
