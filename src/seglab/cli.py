@@ -244,8 +244,10 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--regions", metavar="DIR", help="masks of the completely annotated regions (see below)")
     _add_channels_option(t, "channel indices to train on, e.g. 1 or 0,2 (multichannel images; segment with the "
                             "same --channels)")
-    t.add_argument("-o", "--out", metavar="MODEL_DIR", help="folder to save the new model in")
-    t.add_argument("--name", help="name of the new model (default: the name of MODEL_DIR)")
+    t.add_argument("-o", "--out", metavar="MODEL_DIR",
+                   help="the new model's own folder (its name is the folder's; an existing folder is replaced, "
+                        "with --overwrite, only when it holds a model)")
+    t.add_argument("--name", help="name of the new model, saved in your models folder (with -o: MODEL_DIR's name)")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--time-budget", type=_finite_float, metavar="SECONDS",
                         help="train for this long (default 120 s unless --epochs)")
