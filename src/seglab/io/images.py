@@ -95,6 +95,20 @@ _UNITS = {
 _PER_CM = {"µm": 1e4, "nm": 1e7, "mm": 10.0, "cm": 1.0, "m": 0.01, "inch": 1 / 2.54}
 
 
+# spellings of time units in ImageJ, OME and napari (pint) metadata -> one name each
+_TIME_UNITS = {
+    "s": "s", "sec": "s", "second": "s", "seconds": "s", "ms": "ms", "msec": "ms", "millisecond": "ms",
+    "milliseconds": "ms", "min": "min", "minute": "min", "minutes": "min", "h": "h", "hr": "h", "hour": "h",
+    "hours": "h", "µs": "µs", "us": "µs", "usec": "µs", "microsecond": "µs", "microseconds": "µs",
+}
+
+
+def normalize_time_unit(unit: object) -> str | None:
+    """One spelling per time unit (``sec``/``second`` -> ``s``; ``ms``, ``min``, ``h``, ``µs``); None
+    for none or a unit that is not time (e.g. napari's ``pixel``)."""
+    return _TIME_UNITS.get(str(unit).strip().lower()) if unit else None
+
+
 def normalize_unit(unit: str | None) -> str | None:
     """One spelling per length unit (``micron``/``um`` -> ``µm``); None for none or unknown units."""
     if not unit or not isinstance(unit, str):
@@ -135,18 +149,18 @@ def _tiff_geometry(tif: tifffile.TiffFile, series: int) -> dict:
     """:class:`ImageData`'s calibration fields for image ``series`` of a TIFF (none when its
     metadata is malformed: calibration is optional and must not stop reading)."""
     try:
-        pixel_size, unit, z_spacing = _tiff_calibration(tif, series)
-        frame_interval, time_unit = _tiff_timing(tif, series)
+        px = _ome_pixels(tif, series)  # (the OME-XML read once for both)
+        pixel_size, unit, z_spacing = _tiff_calibration(tif, series, px)
+        frame_interval, time_unit = _tiff_timing(tif, px)
     except Exception:
         return {}
     return {"pixel_size": pixel_size, "unit": unit, "z_spacing": z_spacing, "frame_interval": frame_interval,
             "time_unit": time_unit}
 
 
-def _tiff_timing(tif: tifffile.TiffFile, series: int = 0) -> tuple[float | None, str | None]:
-    """Time between frames (T) and its unit: OME's ``TimeIncrement`` (unit s unless it says),
-    else ImageJ's ``finterval`` and ``tunit`` (ImageJ's default: sec)."""
-    px = _ome_pixels(tif, series)
+def _tiff_timing(tif: tifffile.TiffFile, px: ET.Element | None) -> tuple[float | None, str | None]:
+    """Time between frames (T) and its unit: OME's ``TimeIncrement`` (unit s unless it says) of the
+    image's OME ``<Pixels>`` ``px``, else ImageJ's ``finterval`` and ``tunit`` (ImageJ's default: sec)."""
     if px is not None and (dt := _positive(px.get("TimeIncrement"))):
         return dt, px.get("TimeIncrementUnit") or "s"
     ij = tif.imagej_metadata or {}
@@ -154,9 +168,9 @@ def _tiff_timing(tif: tifffile.TiffFile, series: int = 0) -> tuple[float | None,
     return dt, (str(ij.get("tunit") or "sec") if dt else None)
 
 
-def _tiff_calibration(tif: tifffile.TiffFile, series: int = 0) -> Calibration:
-    """Pixel size (y, x), unit and Z spacing of image ``series`` from OME, ImageJ or TIFF resolution metadata."""
-    px = _ome_pixels(tif, series)
+def _tiff_calibration(tif: tifffile.TiffFile, series: int, px: ET.Element | None) -> Calibration:
+    """Pixel size (y, x), unit and Z spacing of image ``series`` from OME (its ``<Pixels>`` ``px``),
+    ImageJ or TIFF resolution metadata."""
     if px is not None:
         found = _ome_calibration(px)
         if found[0]:

@@ -12,16 +12,12 @@ import tifffile
 
 from seglab.errors import SeglabError, SeglabWarning
 from seglab.io.atomic import atomic_file
-from seglab.io.images import normalize_unit, read_image, unit_factor
+from seglab.io.images import normalize_time_unit, normalize_unit, read_image, unit_factor
 
 # how ImageJ writes units in its TIFF description (ASCII: "micron" for µm)
 _IMAGEJ_UNIT = {"µm": "micron", "nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "inch": "inch"}
-# spellings of time units (ImageJ, OME, napari's pint names) -> ImageJ's
-_IMAGEJ_TIME_UNIT = {
-    "s": "sec", "sec": "sec", "second": "sec", "seconds": "sec", "ms": "msec", "msec": "msec",
-    "millisecond": "msec", "milliseconds": "msec", "min": "min", "minute": "min", "minutes": "min",
-    "h": "hour", "hr": "hour", "hour": "hour", "hours": "hour", "µs": "usec", "us": "usec", "microsecond": "usec",
-}
+# time units (:func:`~seglab.io.images.normalize_time_unit`'s names) as ImageJ writes them
+_IMAGEJ_TIME_UNIT = {"s": "sec", "ms": "msec", "min": "min", "h": "hour", "µs": "usec"}
 
 
 def labels_dtype(labels: np.ndarray) -> type:
@@ -118,7 +114,7 @@ def write_labels(
 def imagej_time_unit(unit: str | None) -> str | None:
     """ImageJ's spelling of a time unit (``"s"``/``"second"`` -> ``"sec"``), or None for none or
     a unit that is not time (e.g. napari's ``"pixel"``)."""
-    return _IMAGEJ_TIME_UNIT.get(str(unit).strip().lower()) if unit else None
+    return _IMAGEJ_TIME_UNIT.get(normalize_time_unit(unit))
 
 
 def _stack_calibration(axes: str, scale: list[float | None], time_unit: str | None) -> dict:
@@ -131,8 +127,8 @@ def _stack_calibration(axes: str, scale: list[float | None], time_unit: str | No
         out["spacing"] = z
     if t is not None:
         out["finterval"] = t
-        if imagej_time_unit(time_unit):
-            out["tunit"] = imagej_time_unit(time_unit)
+        if tunit := imagej_time_unit(time_unit):
+            out["tunit"] = tunit
     return out
 
 
@@ -157,17 +153,26 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Object ids renumbered 1..n in their order (0 stays background), as int32.
+
+    Training targets cost grows with the largest id (per-id lookups), not the number of
+    objects, so labels with ids up to millions are renumbered once when a pair is made.
+    """
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids.size and ids[0] != 0:
+        inverse = inverse + 1
+    return inverse.reshape(labels.shape).astype(np.int32)
+
+
 def int32_ids(labels: np.ndarray) -> np.ndarray:
     """Non-negative integer ``labels`` as int32 (what training and scoring take), the same array of ids
-    when they fit; ids beyond int32 (uint32 or int64 label images of billions) numbered 1..n in their
-    order instead, so that none wraps negative or merges with another."""
+    when they fit; ids beyond int32 (uint32 or int64 label images of billions) renumbered
+    (:func:`relabel_consecutive`) instead, so that none wraps negative or merges with another."""
     labels = np.asarray(labels)
     if labels.size == 0 or int(labels.max()) <= np.iinfo(np.int32).max:
         return labels.astype(np.int32)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    if ids[0] != 0:
-        inverse = inverse + 1  # no background pixel: the smallest id becomes 1, not 0
-    return inverse.reshape(labels.shape).astype(np.int32)
+    return relabel_consecutive(labels)
 
 
 def mask_pieces(labels: np.ndarray) -> int:

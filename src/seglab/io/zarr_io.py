@@ -31,11 +31,8 @@ ZARR_SUFFIXES = (".zarr",)
 #: OME-Zarr axis unit names for the units :mod:`seglab.io.images` uses
 _OME_UNITS = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
               "inch": "inch"}
-#: time units as OME-NGFF names them (UDUNITS-2), from the spellings of ImageJ, OME-XML and napari
-_OME_TIME_UNITS = {"s": "second", "sec": "second", "second": "second", "seconds": "second", "ms": "millisecond",
-                   "msec": "millisecond", "millisecond": "millisecond", "min": "minute", "minute": "minute",
-                   "minutes": "minute", "h": "hour", "hr": "hour", "hour": "hour", "hours": "hour",
-                   "µs": "microsecond", "us": "microsecond", "usec": "microsecond", "microsecond": "microsecond"}
+#: time units (:func:`~seglab.io.images.normalize_time_unit`'s names) as OME-NGFF names them (UDUNITS-2)
+_OME_TIME_UNITS = {"s": "second", "ms": "millisecond", "min": "minute", "h": "hour", "µs": "microsecond"}
 _AXIS_LETTER = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 
 
@@ -169,7 +166,9 @@ class LabelsGeometry:
 
 def ome_time_unit(unit: str | None) -> str | None:
     """OME-NGFF's name of a time unit (``"sec"`` -> ``"second"``), None for none or an unknown one."""
-    return _OME_TIME_UNITS.get(str(unit).strip().lower()) if unit else None
+    from seglab.io.images import normalize_time_unit
+
+    return _OME_TIME_UNITS.get(normalize_time_unit(unit))
 
 
 def pyramid_levels(shape: Sequence[int], block: int, smallest: int = 256) -> int:

@@ -99,12 +99,12 @@ def rectangles_in(shapes: Any, image: Any) -> list[Box]:
     return boxes
 
 
-def check_aligned(image: Any, labels: Any) -> None:
+def check_aligned(image: Any, labels: Any, channel_axis: int | None) -> None:
     """Refuse a labels layer that napari does not show exactly over its image layer (a different
-    scale, translate, rotate, shear or affine): pixel (i, j) of the labels would be trained as the
-    objects of pixel (i, j) of the image, which is not where the user saw and drew them."""
-    ndim = len(image_array(image).shape)
-    differences = geometry_differences(image, labels, channel_axis_of(image, ndim, None))
+    scale, translate, rotate, shear or affine; ``channel_axis``: the image data's, left out): pixel
+    (i, j) of the labels would be trained as the objects of pixel (i, j) of the image, which is not
+    where the user saw and drew them."""
+    differences = geometry_differences(image, labels, channel_axis)
     if differences:
         raise SeglabError(
             f"labels layer '{labels.name}' does not lie over image layer '{image.name}' as napari shows them "
@@ -118,12 +118,13 @@ def layers_to_annotation(image: Any, labels: Any, shapes: Any = None) -> Annotat
     image as napari shows them (:func:`check_aligned`, :func:`rectangles_in`)."""
     if image is None or labels is None:
         raise SeglabError("choose an image layer and a labels layer for every pair")
-    check_aligned(image, labels)
     data = image_array(image)
+    ca = channel_axis_of(image, data.ndim, None)
+    check_aligned(image, labels, ca)
     lab = labels.data[0] if getattr(labels, "multiscale", False) else labels.data
     regions = None if shapes is None else rectangles_in(shapes, image)
-    return Annotation(np.asarray(data), np.array(lab, copy=True), channel_axis_of(image, data.ndim, None), regions,
-                      name=image.name, labels_name=labels.name)
+    return Annotation(np.asarray(data), np.array(lab, copy=True), ca, regions, name=image.name,
+                      labels_name=labels.name)
 
 
 class PairRow(Container):

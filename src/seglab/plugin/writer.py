@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from seglab.errors import SeglabError
-from seglab.io.images import normalize_unit
-from seglab.io.labels import imagej_axes, imagej_time_unit
+from seglab.io.images import normalize_time_unit, normalize_unit
+from seglab.io.labels import imagej_axes
 from seglab.io.labels import write_labels as _write
 
 
@@ -54,7 +54,7 @@ def _layer_scale(meta: dict, letters: str) -> list[float | None] | None:
     placed = imagej_axes(letters + "YX") is not None or not set(letters) & set("ZT")
     for i, letter in enumerate(letters):
         unit = _axis_unit(meta, i)
-        calibrated = normalize_unit(unit) if letter == "Z" else imagej_time_unit(unit) if letter == "T" else None
+        calibrated = normalize_unit(unit) if letter == "Z" else normalize_time_unit(unit) if letter == "T" else None
         if not placed or (out[i] == 1.0 and calibrated is None):
             out[i] = None
     return out
@@ -208,7 +208,7 @@ def _ome_geometry(meta: dict, ndim: int) -> Any:
         raise SeglabError(f"the layer scale {tuple(scale)} is not positive")
     z = scale[axes.index("Z")] if "Z" in axes else None
     t_unit = _axis_unit(meta, axes.find("T")) if "T" in axes else None
-    t = scale[axes.index("T")] if imagej_time_unit(t_unit) else None  # a T scale without a time unit: unknown
+    t = scale[axes.index("T")] if normalize_time_unit(t_unit) else None  # a T scale without a time unit: unknown
     translate = meta.get("translate")
     shift = tuple(float(v) for v in translate) if translate is not None and len(translate) == ndim else None
     return LabelsGeometry(axes, (scale[-2], scale[-1]), layer_unit(meta), z, t, t_unit, shift)

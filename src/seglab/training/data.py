@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from seglab.errors import SeglabError
 from seglab.inference.denoise import smoothed
 from seglab.inference.normalize import model_input
+from seglab.io.labels import relabel_consecutive
 from seglab.models.base import TEACHER_KEY, SegmentationModel
 from seglab.training.distill import teacher_maps
 
@@ -118,18 +119,6 @@ def make_pair(
         raise SeglabError(f"labels of {name or 'a pair'} contain negative values")
     v = None if valid is None else np.asarray(valid, dtype=bool)
     return TrainPair(x, relabel_consecutive(labels), v, weight, name)
-
-
-def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
-    """Object ids renumbered 1..n in their order (0 stays background), as int32.
-
-    Training targets cost grows with the largest id (per-id lookups), not the number of
-    objects, so labels with ids up to millions are renumbered once when a pair is made.
-    """
-    ids, inverse = np.unique(labels, return_inverse=True)
-    if ids.size and ids[0] != 0:
-        inverse = inverse + 1
-    return inverse.reshape(labels.shape).astype(np.int32)
 
 
 @dataclass

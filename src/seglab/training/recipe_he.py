@@ -30,6 +30,7 @@ import torch
 from seglab.datasets import load_split, read_manifest
 from seglab.evaluation import AnnotatedImage, predict_maps
 from seglab.inference.denoise import steps_of
+from seglab.io.labels import relabel_consecutive
 from seglab.metrics import evaluate
 from seglab.models.base import SegmentationModel
 from seglab.models.storage import load_model, new_model, save_model
@@ -82,15 +83,8 @@ def he_data(dsb: str | Path, monuseg: str | Path) -> dict[str, list[AnnotatedIma
         train_mo.append(it.crop(slice(None), slice(0, cut)))
         tune_mo.append(it.crop(slice(None), slice(cut, w), name=f"{it.name}[:, {cut}:]"))
     for it in train_mo + tune_mo:
-        it.labels = _relabel_cut(it.labels)
+        it.labels = relabel_consecutive(it.labels)  # (objects cut by the crop keep their visible part)
     return {"train_dsb": train_dsb, "train_monuseg": train_mo, "tune_dsb": tune_dsb, "tune_monuseg": tune_mo}
-
-
-def _relabel_cut(labels: np.ndarray) -> np.ndarray:
-    """Labels of a crop, ids made consecutive (objects cut by the crop keep their visible part)."""
-    ids, inv = np.unique(labels, return_inverse=True)
-    out = inv.reshape(labels.shape).astype(np.int32)
-    return out if ids[0] == 0 else out + 1
 
 
 def object_diameter_stats(labels: list[np.ndarray]) -> tuple[float, list[float]]:
